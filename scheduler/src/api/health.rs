@@ -1,0 +1,36 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+/// The process is up and answering.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// PostgreSQL and RabbitMQ are reachable; 503 otherwise, naming which is not.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let postgres = offpeak_shared::db::ping(&state.pool).await;
+    let rabbitmq = state.publisher.as_ref().is_some_and(|p| p.is_connected());
+    let status = if postgres && rabbitmq { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(json!({
+            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+            "checks": {"postgres": postgres, "rabbitmq": rabbitmq}
+        })),
+    )
+}
+
+/// Prometheus text exposition of this process's metrics.
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+}

@@ -1,0 +1,92 @@
+//! The HTTP API (v1, JSON): submit, read, list and cancel jobs, preview the
+//! window, and the health and metrics endpoints operators probe.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod jobs;
+pub mod windows;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use sqlx::PgPool;
+
+use offpeak_shared::broker::Publisher;
+use offpeak_shared::clock::SharedClock;
+use offpeak_shared::job::PriceTable;
+use offpeak_shared::window::WindowSpec;
+
+use error::ApiError;
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most inputs in one bulk submission.
+    pub max_bulk_inputs: usize,
+    /// Largest `input` of one job, serialised, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest `metadata`, serialised, in bytes.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_bulk_inputs: 10_000,
+            max_input_bytes: 64 * 1024,
+            max_metadata_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What the API needs to answer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub window: WindowSpec,
+    pub prices: PriceTable,
+    pub max_attempts: i32,
+    pub limits: Limits,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { window: WindowSpec::default(), prices: PriceTable::default(), max_attempts: 5, limits: Limits::default() }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub clock: SharedClock,
+    pub config: Arc<ApiConfig>,
+    /// For readiness: is the broker connection up?
+    pub publisher: Option<Publisher>,
+}
+
+/// The whole API as a router; `startup` serves it, tests too.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/bulk", axum::routing::post(jobs::submit_bulk))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/windows/next", get(windows::next))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

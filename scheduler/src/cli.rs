@@ -1,0 +1,179 @@
+//! The command line: `serve`, `migrate`, and operator commands. Every flag
+//! is also an environment variable.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sqlx::migrate::MigrateDatabase;
+
+use offpeak_shared::broker::{self, Topology};
+use offpeak_shared::clock::{SharedClock, SystemClock};
+use offpeak_shared::config::{BrokerArgs, DatabaseArgs, PriceArgs};
+use offpeak_shared::db;
+use offpeak_shared::shutdown::{self, Shutdown};
+use offpeak_shared::window::{parse_timezone, WindowSpec};
+
+use crate::api::{ApiConfig, Limits};
+use crate::release::{self, ReleaseConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if needed, apply pending migrations, and exit.
+    Migrate(MigrateArgs),
+    /// Run the HTTP API and the release loop.
+    Serve(Box<ServeArgs>),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub prices: PriceArgs,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "OFFPEAK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The off-peak window in local wall-clock time, START-END (may wrap midnight).
+    #[arg(long, env = "OFFPEAK_WINDOW", default_value = "02:00-06:00")]
+    pub window: WindowSpec,
+    /// Provider attempts a job gets before it is dead.
+    #[arg(long, env = "OFFPEAK_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub max_attempts: i32,
+    /// Most jobs per batch message.
+    #[arg(long, env = "OFFPEAK_BATCH_MAX", default_value_t = release::BATCH_MAX_DEFAULT)]
+    pub batch_max: usize,
+    /// Most jobs one tenant gets released per round (fairness).
+    #[arg(long, env = "OFFPEAK_RELEASE_PER_TENANT", default_value_t = release::PER_TENANT_DEFAULT)]
+    pub release_per_tenant: i64,
+    /// Most jobs released per round.
+    #[arg(long, env = "OFFPEAK_RELEASE_ROUND_MAX", default_value_t = release::ROUND_MAX_DEFAULT)]
+    pub release_round_max: i64,
+    /// Pause between release rounds when nothing more is due, in milliseconds.
+    #[arg(long, env = "OFFPEAK_RELEASE_INTERVAL_MS", default_value_t = release::RELEASE_INTERVAL_DEFAULT.as_millis() as u64)]
+    pub release_interval_ms: u64,
+    /// Ready batch messages in RabbitMQ above which release pauses (backpressure).
+    #[arg(long, env = "OFFPEAK_MAX_QUEUE_DEPTH", default_value_t = release::MAX_QUEUE_DEPTH_DEFAULT)]
+    pub max_queue_depth: u32,
+    /// Run only the API, not the release loop.
+    #[arg(long, env = "OFFPEAK_NO_RELEASE", default_value_t = false)]
+    pub no_release: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; its API key is printed alone on the last line (shown only this once).
+    Create(TenantCreateArgs),
+    /// List tenants.
+    List(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Unique name.
+    #[arg(long)]
+    pub name: String,
+    /// Default IANA timezone of the tenant's jobs.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Daily credit limit (none by default).
+    #[arg(long)]
+    pub daily_credits: Option<i64>,
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever stops the command; `main` prints it and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate(a) => migrate(&a.db).await,
+        Command::Serve(a) => serve(*a).await,
+        Command::Tenant(TenantCommand::Create(a)) => tenant_create(a).await,
+        Command::Tenant(TenantCommand::List(a)) => tenant_list(a).await,
+    }
+}
+
+async fn migrate(db_args: &DatabaseArgs) -> anyhow::Result<()> {
+    if !sqlx::Postgres::database_exists(&db_args.database_url).await.unwrap_or(false) {
+        sqlx::Postgres::create_database(&db_args.database_url).await?;
+        tracing::info!("created the database");
+    }
+    let pool = db::connect(&db_args.database_url, 2, db_args.connect_timeout()).await?;
+    db::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if a.batch_max == 0 || a.release_per_tenant < 1 || a.release_round_max < 1 || a.max_queue_depth == 0 {
+        anyhow::bail!("--batch-max, --release-per-tenant, --release-round-max and --max-queue-depth must be at least 1");
+    }
+    let prices = a.prices.table()?;
+    let listener = tokio::net::TcpListener::bind(&a.listen).await?;
+    let pool = db::connect(&a.db.database_url, a.db.db_max_connections, a.db.connect_timeout()).await?;
+    let conn = broker::connect(&a.broker.amqp_url, "offpeak-scheduler", a.db.connect_timeout()).await?;
+    let publisher = broker::Publisher::new(&conn, Topology::new(&a.broker.queue)).await?;
+    let clock: SharedClock = std::sync::Arc::new(SystemClock);
+    let api = ApiConfig { window: a.window, prices, max_attempts: a.max_attempts, limits: Limits::default() };
+    let release = (!a.no_release).then(|| ReleaseConfig {
+        interval: Duration::from_millis(a.release_interval_ms),
+        batch_max: a.batch_max,
+        per_tenant: a.release_per_tenant,
+        round_max: a.release_round_max,
+        max_queue_depth: a.max_queue_depth,
+        window: a.window,
+    });
+    let (trigger, signal) = Shutdown::new();
+    tokio::spawn(async move {
+        shutdown::os_signal().await;
+        tracing::info!("shutdown requested; draining");
+        trigger.trigger();
+    });
+    crate::startup::serve(listener, pool, publisher, clock, api, release, signal).await?;
+    let _ = conn.close(200, "scheduler shutting down").await;
+    Ok(())
+}
+
+async fn tenant_create(a: TenantCreateArgs) -> anyhow::Result<()> {
+    parse_timezone(&a.timezone)?;
+    if a.daily_credits.is_some_and(|c| c < 0) {
+        anyhow::bail!("--daily-credits must not be negative");
+    }
+    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+    let (tenant, key) = db::tenants::create(&pool, &a.name, &a.timezone, a.daily_credits).await?;
+    println!("created tenant '{}' ({}) in {}", tenant.name, tenant.id, tenant.timezone);
+    println!("its API key follows; it is shown only now, store it:");
+    println!("{key}");
+    Ok(())
+}
+
+async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
+    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+    let tenants = db::tenants::list(&pool).await?;
+    println!("{:<36}  {:<24}  {:<24}  {:>13}", "ID", "NAME", "TIMEZONE", "DAILY_CREDITS");
+    for t in tenants {
+        let limit = t.daily_credits.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        println!("{:<36}  {:<24}  {:<24}  {:>13}", t.id, t.name, t.timezone, limit);
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! offpeak's scheduler: the HTTP API that accepts jobs, the release loop
+//! that moves due jobs to RabbitMQ, and the operator commands.
+//!
+//! `main.rs` only parses the command line ([`cli`]) and calls into here;
+//! [`startup`] wires the parts so tests run exactly what production runs.
+
+pub mod api;
+pub mod cli;
+pub mod metrics;
+pub mod release;
+pub mod startup;

@@ -1,0 +1,96 @@
+//! The scheduler's Prometheus metrics. Names are stable; labels are low
+//! cardinality (model, priority, state, outcome), never tenant or job ids.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    TextEncoder,
+};
+
+// Registering a metric in the default registry only fails for a duplicate
+// name, which would be a programming error caught by the first test run;
+// hence the `expect`s.
+
+pub static JOBS_SUBMITTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_jobs_submitted_total", "Jobs accepted by the API", &["model", "priority"])
+        .expect("metric registers once")
+});
+pub static JOBS_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_jobs_cancelled_total", "Jobs cancelled through the API").expect("metric registers once")
+});
+pub static JOBS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_jobs_released_total", "Jobs moved from held to queued").expect("metric registers once")
+});
+pub static JOBS_ROLLED_OVER: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_jobs_rolled_over_total", "Held jobs whose window closed before release, moved to the next window")
+        .expect("metric registers once")
+});
+pub static BATCHES_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_batches_published_total", "Batches published to RabbitMQ", &["model"])
+        .expect("metric registers once")
+});
+pub static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_batch_size",
+        "Jobs per published batch",
+        vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
+    )
+    .expect("metric registers once")
+});
+pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_queue_depth", "Ready batch messages in RabbitMQ, as last seen by the release loop")
+        .expect("metric registers once")
+});
+pub static RELEASE_THROTTLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_release_throttled_total", "Release rounds skipped because the queue was at its depth limit")
+        .expect("metric registers once")
+});
+pub static RELEASE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_release_errors_total", "Release rounds that failed, by cause", &["kind"])
+        .expect("metric registers once")
+});
+pub static JOBS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("offpeak_jobs", "Jobs in the database by state (refreshed periodically)", &["state"])
+        .expect("metric registers once")
+});
+pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "offpeak_http_request_duration_seconds",
+        "HTTP requests by route, method and status",
+        &["route", "method", "status"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("metric registers once")
+});
+
+/// Middleware recording every request's duration by matched route.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    HTTP_REQUESTS
+        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The default registry in Prometheus text format.
+pub fn render() -> String {
+    // Touch the lazily registered metrics so they appear from the first scrape.
+    let _ = (&*JOBS_SUBMITTED, &*JOBS_RELEASED, &*BATCHES_PUBLISHED, &*QUEUE_DEPTH, &*JOBS_BY_STATE);
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed metric families.
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

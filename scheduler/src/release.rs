@@ -1,0 +1,224 @@
+//! The release loop: moves due jobs from PostgreSQL to RabbitMQ in batches.
+//!
+//! Each round ([`Releaser::run_once`]):
+//!
+//! 1. **Roll over.** Held jobs whose window closed before they were released
+//!    (capacity, backpressure) get the next window of their timezone.
+//! 2. **Backpressure.** If the batch queue already holds `max_queue_depth`
+//!    ready messages, publish nothing this round: workers are behind, and
+//!    flooding the broker would only move the backlog from PostgreSQL (where
+//!    it is cheap and queryable) into RabbitMQ memory.
+//! 3. **Claim.** In one transaction, lock due jobs with
+//!    `FOR UPDATE SKIP LOCKED`, a bounded number per tenant (fairness);
+//!    replicas running the same query get disjoint jobs.
+//! 4. **Batch and publish.** Group by model, cut into batches of at most
+//!    `batch_max`, record each batch and mark its jobs `queued`, publish every
+//!    message and wait for the broker's confirms, and only then commit.
+//!
+//! A crash after publishing but before the commit rolls the transaction back:
+//! the jobs are still `held` and are released again in a new batch, and the
+//! orphaned message finds no job with its batch id, so a worker acknowledges
+//! it without effect. A crash before publishing loses nothing either. So a
+//! batch is never lost and a job is never worked twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use offpeak_shared::broker::{PublishError, Publisher};
+use offpeak_shared::clock::SharedClock;
+use offpeak_shared::db::jobs as db;
+use offpeak_shared::message::BatchMessage;
+use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_shared::window::{self, WindowSpec};
+
+use crate::metrics;
+
+/// Default pause between rounds when the last round found nothing more to do.
+pub const RELEASE_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
+/// Default most jobs per batch message (per model).
+pub const BATCH_MAX_DEFAULT: usize = 100;
+/// Default most jobs one tenant gets per round.
+pub const PER_TENANT_DEFAULT: i64 = 1_000;
+/// Default most jobs per round across tenants.
+pub const ROUND_MAX_DEFAULT: i64 = 5_000;
+/// Default ready batch messages above which release pauses.
+pub const MAX_QUEUE_DEPTH_DEFAULT: u32 = 200;
+
+#[derive(Debug, Clone)]
+pub struct ReleaseConfig {
+    pub interval: Duration,
+    pub batch_max: usize,
+    pub per_tenant: i64,
+    pub round_max: i64,
+    pub max_queue_depth: u32,
+    pub window: WindowSpec,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        Self {
+            interval: RELEASE_INTERVAL_DEFAULT,
+            batch_max: BATCH_MAX_DEFAULT,
+            per_tenant: PER_TENANT_DEFAULT,
+            round_max: ROUND_MAX_DEFAULT,
+            max_queue_depth: MAX_QUEUE_DEPTH_DEFAULT,
+            window: WindowSpec::default(),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseReport {
+    pub rolled_over: u64,
+    pub released: u64,
+    pub batches: u64,
+    /// The queue was at its depth limit; nothing was claimed.
+    pub throttled: bool,
+    /// The round was cut short by `round_max` or the depth limit: more may be due.
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+impl ReleaseError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ReleaseError::Db(_) => "database",
+            ReleaseError::Publish(_) | ReleaseError::Broker(_) => "broker",
+        }
+    }
+}
+
+/// The release loop of one scheduler replica.
+#[derive(Debug, Clone)]
+pub struct Releaser {
+    pool: PgPool,
+    publisher: Publisher,
+    clock: SharedClock,
+    config: ReleaseConfig,
+}
+
+impl Releaser {
+    pub fn new(pool: PgPool, publisher: Publisher, clock: SharedClock, config: ReleaseConfig) -> Self {
+        Self { pool, publisher, clock, config }
+    }
+
+    /// One round at the clock's current instant.
+    ///
+    /// # Errors
+    /// Database or broker errors; the round's transaction is rolled back and
+    /// nothing it claimed is lost.
+    pub async fn run_once(&self) -> Result<ReleaseReport, ReleaseError> {
+        let now = self.clock.now();
+        let mut report = ReleaseReport { rolled_over: self.roll_over(now).await?, ..Default::default() };
+
+        let depth = self.publisher.depth().await?;
+        metrics::QUEUE_DEPTH.set(i64::from(depth));
+        if depth >= self.config.max_queue_depth {
+            metrics::RELEASE_THROTTLED.inc();
+            report.throttled = true;
+            report.more = true;
+            return Ok(report);
+        }
+        // Never publish more batches than the queue has room for.
+        let room = i64::from(self.config.max_queue_depth - depth) * self.config.batch_max as i64;
+        let limit = self.config.round_max.min(room);
+
+        let mut tx = self.pool.begin().await?;
+        let claimed = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        report.more = claimed.len() as i64 >= limit;
+
+        let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+        for job in claimed {
+            by_model.entry(job.model).or_default().push(job.id);
+        }
+        let mut messages = Vec::new();
+        for (model, ids) in by_model {
+            for chunk in ids.chunks(self.config.batch_max) {
+                let batch_id = Uuid::now_v7();
+                report.released += db::mark_queued(&mut tx, batch_id, &model, chunk, now).await?;
+                messages.push(BatchMessage::new(batch_id, model.clone(), chunk.to_vec(), now));
+            }
+        }
+        self.publisher.publish_all(&messages).await?;
+        tx.commit().await?;
+
+        report.batches = messages.len() as u64;
+        metrics::JOBS_RELEASED.inc_by(report.released);
+        for m in &messages {
+            metrics::BATCHES_PUBLISHED.with_label_values(&[&m.model]).inc();
+            metrics::BATCH_SIZE.observe(m.job_ids.len() as f64);
+        }
+        Ok(report)
+    }
+
+    async fn roll_over(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        let mut moved = 0;
+        for tz_name in db::expired_held_timezones(&self.pool, now).await? {
+            let tz = match window::parse_timezone(&tz_name) {
+                Ok(tz) => tz,
+                Err(e) => {
+                    // Only validated zones are stored; a zone that vanished
+                    // from a newer tz database would land here.
+                    tracing::error!(timezone = %tz_name, error = %e, "held jobs have an unknown timezone; not rolling them over");
+                    continue;
+                }
+            };
+            let w = window::next_window(tz, now, &self.config.window);
+            let n = db::roll_over(&self.pool, now, &tz_name, w.opens_at, w.closes_at).await?;
+            if n > 0 {
+                tracing::info!(timezone = %tz_name, jobs = n, opens_at = %w.opens_at, "window closed before release; rolled over");
+            }
+            moved += n;
+        }
+        metrics::JOBS_ROLLED_OVER.inc_by(moved);
+        Ok(moved)
+    }
+
+    /// Runs rounds until shutdown: at once again while a round says there is
+    /// more, otherwise after `interval`. Errors are logged and counted, and
+    /// the loop carries on after a pause.
+    pub async fn run(self, mut shutdown: ShutdownSignal) {
+        tracing::info!(interval_ms = self.config.interval.as_millis() as u64, batch_max = self.config.batch_max, "release loop started");
+        let mut backoff = self.config.interval;
+        while !shutdown.is_triggered() {
+            let pause = match self.run_once().await {
+                Ok(r) => {
+                    backoff = self.config.interval;
+                    if r.released > 0 || r.rolled_over > 0 {
+                        tracing::info!(released = r.released, batches = r.batches, rolled_over = r.rolled_over, "release round");
+                    }
+                    if r.more && !r.throttled { Duration::ZERO } else { self.config.interval }
+                }
+                Err(e) => {
+                    metrics::RELEASE_ERRORS.with_label_values(&[e.kind()]).inc();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "release round failed; nothing was lost, retrying");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+        tracing::info!("release loop stopped");
+    }
+}

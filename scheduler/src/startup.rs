@@ -1,0 +1,73 @@
+//! Wiring: builds the API and the release loop from configuration, and runs
+//! them until shutdown. Tests call [`serve`] with their own listener and
+//! clock, so they run exactly what `offpeak-scheduler serve` runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use offpeak_shared::broker::Publisher;
+use offpeak_shared::clock::SharedClock;
+use offpeak_shared::db;
+use offpeak_shared::shutdown::ShutdownSignal;
+
+use crate::api::{self, ApiConfig, AppState};
+use crate::metrics;
+use crate::release::{ReleaseConfig, Releaser};
+
+/// How often the jobs-by-state gauge is refreshed.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Serves the API on `listener` and, if `release` is given, runs the release
+/// loop beside it, until `shutdown` fires; then stops taking requests,
+/// finishes those in flight, and returns.
+///
+/// # Errors
+/// Only if the HTTP server itself fails.
+pub async fn serve(
+    listener: TcpListener,
+    pool: PgPool,
+    publisher: Publisher,
+    clock: SharedClock,
+    api_config: ApiConfig,
+    release: Option<ReleaseConfig>,
+    shutdown: ShutdownSignal,
+) -> std::io::Result<()> {
+    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()) };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(cfg) = release {
+        let releaser = Releaser::new(pool.clone(), publisher, clock, cfg);
+        tasks.spawn(releaser.run(shutdown.clone()));
+    }
+    tasks.spawn(refresh_state_gauge(pool, shutdown.clone()));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    let mut stop = shutdown.clone();
+    let result = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { stop.wait().await })
+        .await;
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("scheduler stopped");
+    result
+}
+
+async fn refresh_state_gauge(pool: PgPool, mut shutdown: ShutdownSignal) {
+    while !shutdown.is_triggered() {
+        match db::jobs::count_by_state(&pool).await {
+            Ok(counts) => {
+                for st in offpeak_shared::job::JobState::ALL {
+                    let n = counts.iter().find(|(s, _)| s == st.as_str()).map_or(0, |(_, n)| *n);
+                    metrics::JOBS_BY_STATE.with_label_values(&[st.as_str()]).set(n);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not refresh jobs-by-state gauge"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STATS_INTERVAL) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! RabbitMQ: the topology both binaries declare, the publisher the release
+//! loop uses, and the queue-depth probe behind backpressure.
+//!
+//! Topology, declared idempotently by whoever connects first:
+//!
+//! - `{queue}`: a durable quorum queue of [`BatchMessage`](crate::message::BatchMessage)s.
+//!   Quorum queues replicate and fsync every message before confirming it.
+//!   Messages a worker rejects (a body that does not parse) are dead-lettered
+//!   through the default exchange to:
+//! - `{queue}.dead`: a durable quorum queue an operator can inspect.
+//!
+//! Publishing uses persistent messages and publisher confirms: the release
+//! loop commits its transaction only after the broker has confirmed every
+//! message of the round.
+
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+
+use crate::message::BatchMessage;
+
+/// Names of the queues of one deployment (tests use their own).
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub queue: String,
+}
+
+impl Topology {
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self { queue: queue.into() }
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+
+    fn batch_queue_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.dead_letter_queue().into()),
+        );
+        args
+    }
+
+    fn dead_queue_args() -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args
+    }
+
+    /// Declares both queues; returns the number of ready messages in the batch queue.
+    ///
+    /// # Errors
+    /// Broker errors, including a queue that exists with other arguments.
+    pub async fn declare(&self, channel: &Channel) -> Result<u32, lapin::Error> {
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .queue_declare(&self.dead_letter_queue(), durable, Self::dead_queue_args())
+            .await?;
+        let q = channel.queue_declare(&self.queue, durable, self.batch_queue_args()).await?;
+        Ok(q.message_count())
+    }
+
+    /// Ready messages in the batch queue (not counting those delivered and unacknowledged).
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn depth(&self, channel: &Channel) -> Result<u32, lapin::Error> {
+        // A full (not passive) declare with the same arguments is idempotent
+        // and, unlike a passive one, does not close the channel if an
+        // operator deleted the queue: it recreates it.
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        let q = channel.queue_declare(&self.queue, durable, self.batch_queue_args()).await?;
+        Ok(q.message_count())
+    }
+
+    /// Deletes both queues (tests clean up with it).
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel.queue_delete(&self.queue, QueueDeleteOptions::default()).await?;
+        channel
+            .queue_delete(&self.dead_letter_queue(), QueueDeleteOptions::default())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Connects to RabbitMQ on the current tokio runtime, retrying with backoff
+/// until `give_up_after` has passed.
+///
+/// # Errors
+/// The last connection error once `give_up_after` has passed.
+pub async fn connect(url: &str, name: &str, give_up_after: Duration) -> Result<Connection, lapin::Error> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let props = ConnectionProperties::default()
+            .with_connection_name(name.into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        match Connection::connect(url, props).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if started.elapsed() < give_up_after => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ not reachable, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Why a publish did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker error while publishing: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker refused (nacked) batch {0}")]
+    Nacked(uuid::Uuid),
+}
+
+/// Publishes batches on a confirm-mode channel.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    channel: Channel,
+    topology: Topology,
+}
+
+impl Publisher {
+    /// Opens a confirm-mode channel on `conn` and declares the topology.
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn new(conn: &Connection, topology: Topology) -> Result<Self, lapin::Error> {
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        topology.declare(&channel).await?;
+        Ok(Self { channel, topology })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Ready messages in the batch queue.
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn depth(&self) -> Result<u32, lapin::Error> {
+        self.topology.depth(&self.channel).await
+    }
+
+    /// Publishes every message, then waits for the broker to confirm all of
+    /// them. Returns only when each one is durably queued.
+    ///
+    /// # Errors
+    /// The first broker error or nack; some messages may have been queued
+    /// then (the caller rolls back, and workers ignore a message whose
+    /// batch was never committed).
+    pub async fn publish_all(&self, messages: &[BatchMessage]) -> Result<(), PublishError> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for msg in messages {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2) // persistent
+                .with_content_type("application/json".into())
+                .with_message_id(msg.batch_id.to_string().into());
+            let confirm = self
+                .channel
+                .basic_publish("", &self.topology.queue, BasicPublishOptions::default(), &msg.to_bytes(), props)
+                .await?;
+            confirms.push((msg.batch_id, confirm));
+        }
+        for (batch_id, confirm) in confirms {
+            let confirmation = confirm.await?;
+            if confirmation.is_nack() {
+                return Err(PublishError::Nacked(batch_id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens a consumer channel with a prefetch limit and declares the topology.
+///
+/// # Errors
+/// Broker errors.
+pub async fn consumer_channel(conn: &Connection, topology: &Topology, prefetch: u16) -> Result<Channel, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    topology.declare(&channel).await?;
+    Ok(channel)
+}

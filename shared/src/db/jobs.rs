@@ -1,0 +1,414 @@
+//! The `jobs` and `batches` tables: submission, reading, cancellation, the
+//! release loop's claim, and the worker's start and write-back.
+//!
+//! Every state change is a guarded `UPDATE ... WHERE state IN (...)`: a job
+//! only ever leaves a non-terminal state, so two writers racing (two
+//! scheduler replicas, a batch delivered twice) cannot give a job two
+//! terminal states or count its credits twice. The loser's update matches no
+//! row.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::job::{JobState, Priority};
+
+/// A job as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub model: String,
+    pub input: Value,
+    pub priority: String,
+    pub timezone: String,
+    pub user_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
+    pub state: String,
+    pub release_at: DateTime<Utc>,
+    pub window_closes_at: Option<DateTime<Utc>>,
+    pub batch_id: Option<Uuid>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub credits: Option<i64>,
+    pub cache_hit: bool,
+    pub created_at: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
+    idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
+    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at";
+
+/// A job about to be inserted; built by the API from a validated request.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub model: String,
+    pub input: Value,
+    pub priority: Priority,
+    pub timezone: String,
+    pub user_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub release_at: DateTime<Utc>,
+    pub window_closes_at: Option<DateTime<Utc>>,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of inserting a job under an `Idempotency-Key`.
+#[derive(Debug)]
+pub enum InsertOutcome {
+    Inserted(JobRow),
+    /// A job with this key exists; the caller compares its request hash.
+    Existing(JobRow),
+}
+
+/// Inserts one job, or returns the job that already holds its idempotency key.
+///
+/// # Errors
+/// Database errors only.
+pub async fn insert_one(
+    pool: &PgPool,
+    job: &NewJob,
+    idempotency: Option<(&str, &[u8])>,
+) -> Result<InsertOutcome, sqlx::Error> {
+    let (key, hash) = match idempotency {
+        Some((k, h)) => (Some(k), Some(h)),
+        None => (None, None),
+    };
+    let sql = format!(
+        "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
+            idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held', $11, $12, $13, $14)
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING {JOB_COLUMNS}"
+    );
+    let inserted = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(job.id)
+        .bind(job.tenant_id)
+        .bind(&job.model)
+        .bind(&job.input)
+        .bind(job.priority.as_str())
+        .bind(&job.timezone)
+        .bind(&job.user_id)
+        .bind(&job.metadata)
+        .bind(key)
+        .bind(hash)
+        .bind(job.release_at)
+        .bind(job.window_closes_at)
+        .bind(job.max_attempts)
+        .bind(job.created_at)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(row) = inserted {
+        return Ok(InsertOutcome::Inserted(row));
+    }
+    // The key is taken. The conflicting row is committed (ON CONFLICT waited
+    // for any concurrent inserter), so this read finds it.
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
+    let existing = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(job.tenant_id)
+        .bind(key)
+        .fetch_one(pool)
+        .await?;
+    Ok(InsertOutcome::Existing(existing))
+}
+
+/// Inserts many jobs that share everything but id and input, in one
+/// statement: all or none.
+///
+/// # Errors
+/// Database errors only; nothing is inserted then.
+pub async fn insert_many<'e>(db: impl PgExecutor<'e>, template: &NewJob, ids: &[Uuid], inputs: &[Value]) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
+            state, release_at, window_closes_at, max_attempts, created_at)
+         SELECT u.id, $3, $4, u.input, $5, $6, $7, $8, 'held', $9, $10, $11, $12
+         FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, input)",
+    )
+    .bind(ids)
+    .bind(inputs)
+    .bind(template.tenant_id)
+    .bind(&template.model)
+    .bind(template.priority.as_str())
+    .bind(&template.timezone)
+    .bind(&template.user_id)
+    .bind(&template.metadata)
+    .bind(template.release_at)
+    .bind(template.window_closes_at)
+    .bind(template.max_attempts)
+    .bind(template.created_at)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// One of the tenant's jobs.
+pub async fn get<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
+    sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).fetch_optional(db).await
+}
+
+/// Any job by id, whatever its tenant (operators and tests only).
+pub async fn get_any<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+    sqlx::query_as::<_, JobRow>(&sql).bind(id).fetch_optional(db).await
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    pub model: Option<String>,
+    /// Return jobs older than this id (the previous page's last id).
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// The tenant's jobs, newest first. Ids are UUIDv7, so id order is creation
+/// order and the last id of a page is the cursor of the next.
+pub async fn list<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, f: &ListFilter) -> Result<Vec<JobRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR state = $2)
+           AND ($3::text IS NULL OR model = $3)
+           AND ($4::uuid IS NULL OR id < $4)
+         ORDER BY id DESC
+         LIMIT $5"
+    );
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(tenant_id)
+        .bind(f.state.map(JobState::as_str))
+        .bind(&f.model)
+        .bind(f.before)
+        .bind(f.limit)
+        .fetch_all(db)
+        .await
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled(JobRow),
+    NotFound,
+    /// The job exists but a worker has started it or it has finished.
+    NotCancellable(JobRow),
+}
+
+/// Cancels a job that has not started.
+pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<CancelOutcome, sqlx::Error> {
+    let sql = format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $3
+         WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
+         RETURNING {JOB_COLUMNS}"
+    );
+    if let Some(row) = sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(pool).await? {
+        return Ok(CancelOutcome::Cancelled(row));
+    }
+    Ok(match get(pool, tenant_id, id).await? {
+        Some(row) => CancelOutcome::NotCancellable(row),
+        None => CancelOutcome::NotFound,
+    })
+}
+
+/// A job claimed for release.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub model: String,
+}
+
+/// Locks up to `per_tenant` due jobs of each tenant, `total` in all, for the
+/// caller's transaction.
+///
+/// Fairness: tenants are visited in random order and each gives at most
+/// `per_tenant` jobs per round, so one tenant's million-job backlog cannot
+/// starve another's ten jobs. `SKIP LOCKED` lets scheduler replicas claim
+/// disjoint sets at the same time.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    per_tenant: i64,
+    total: i64,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    sqlx::query_as::<_, ClaimedJob>(
+        "SELECT j.id, t.id AS tenant_id, j.model
+         FROM (SELECT id FROM tenants ORDER BY random()) t
+         CROSS JOIN LATERAL (
+             SELECT id, model FROM jobs
+             WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
+               AND (window_closes_at IS NULL OR window_closes_at > $1)
+             ORDER BY release_at, id
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         ) j
+         LIMIT $3",
+    )
+    .bind(now)
+    .bind(per_tenant)
+    .bind(total)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records a batch and moves its jobs to `queued`, in the caller's transaction.
+pub async fn mark_queued(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    model: &str,
+    job_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("INSERT INTO batches (id, model, job_count, published_at) VALUES ($1, $2, $3, $4)")
+        .bind(batch_id)
+        .bind(model)
+        .bind(job_ids.len() as i32)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let res = sqlx::query(
+        "UPDATE jobs SET state = 'queued', batch_id = $1, queued_at = $2
+         WHERE id = ANY($3) AND state = 'held'",
+    )
+    .bind(batch_id)
+    .bind(now)
+    .bind(job_ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// The distinct timezones of held jobs whose window closed before they were
+/// released; the release loop computes each zone's next window once.
+pub async fn expired_held_timezones<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT timezone FROM jobs WHERE state = 'held' AND window_closes_at <= $1")
+        .bind(now)
+        .fetch_all(db)
+        .await
+}
+
+/// Moves the held jobs of one timezone whose window has closed to the next window.
+pub async fn roll_over<'e>(
+    db: impl PgExecutor<'e>,
+    now: DateTime<Utc>,
+    timezone: &str,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE jobs SET release_at = $3, window_closes_at = $4
+         WHERE state = 'held' AND window_closes_at <= $1 AND timezone = $2",
+    )
+    .bind(now)
+    .bind(timezone)
+    .bind(opens_at)
+    .bind(closes_at)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// A job a worker is about to send to the provider.
+#[derive(Debug, Clone, FromRow)]
+pub struct StartedJob {
+    pub id: Uuid,
+    pub input: Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Marks the batch's unfinished jobs `running` and returns them with their
+/// inputs, in one statement.
+///
+/// Jobs already finished (a redelivered batch) or cancelled are skipped, so
+/// they are not sent again. Jobs already `running` (a worker died holding the
+/// batch) are returned again: the provider's idempotency key, the batch id,
+/// makes the replayed call free.
+pub async fn start_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
+    sqlx::query_as::<_, StartedJob>(
+        "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2)
+         WHERE batch_id = $1 AND state IN ('queued', 'running')
+         RETURNING id, input, attempts, max_attempts",
+    )
+    .bind(batch_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// Counts one more provider attempt for the batch's running jobs.
+pub async fn begin_attempt<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, job_ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE jobs SET attempts = attempts + 1
+         WHERE batch_id = $1 AND id = ANY($2) AND state = 'running'",
+    )
+    .bind(batch_id)
+    .bind(job_ids)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// Keeps the last transient error on still-running jobs, so a client polling
+/// a job that is being retried can see why.
+pub async fn record_transient_error<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'running'")
+        .bind(batch_id)
+        .bind(error)
+        .execute(db)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// The final outcome of one job of a batch.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub state: JobState,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub credits: i64,
+}
+
+/// Writes the outcomes of a batch in one statement. Only jobs still
+/// `running` in this batch are written, so a second delivery of the same
+/// batch writes nothing and counts no credits twice. Returns the rows written.
+pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
+    let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
+    let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
+    let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
+    let res = sqlx::query(
+        "UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
+                credits = u.credits, finished_at = $6
+         FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[])
+              AS u(id, state, result, error, credits)
+         WHERE j.id = u.id AND j.batch_id = $1 AND j.state = 'running'",
+    )
+    .bind(batch_id)
+    .bind(&ids)
+    .bind(&states)
+    .bind(&results)
+    .bind(&errors)
+    .bind(now)
+    .bind(&credits)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// Count of jobs per state (all tenants), for metrics and the demo.
+pub async fn count_by_state<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(db).await
+}

@@ -1,0 +1,72 @@
+//! PostgreSQL: the system of record.
+//!
+//! All SQL lives below this module, one file per table group
+//! ([`tenants`], [`jobs`]); the binaries call typed functions and never build
+//! SQL themselves. Functions that change many rows do it in one set-based
+//! statement (arrays of ids and values through `unnest`), not in a loop.
+//! Functions take an executor where the caller may want to choose the
+//! transaction.
+
+pub mod jobs;
+pub mod tenants;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+
+/// The embedded migrations of `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Connects a pool, retrying with backoff until `give_up_after` has passed,
+/// so a process started before PostgreSQL is up waits instead of dying.
+///
+/// # Errors
+/// An invalid URL at once; the last connection error once `give_up_after` has passed.
+pub async fn connect(url: &str, max_connections: u32, give_up_after: Duration) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(pool) => return Ok(pool),
+            Err(e) if started.elapsed() < give_up_after => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "PostgreSQL not reachable, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects a pool from parsed options, without retrying.
+///
+/// # Errors
+/// The connection error.
+pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// A migration that fails, or one already applied whose file has changed.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// `true` when a trivial query succeeds.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}

@@ -1,0 +1,108 @@
+//! `provider-sim`: the provider simulator as a standalone server, for local
+//! runs, compose and the demo. See `offpeak_tests::sim` for what it does.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use offpeak_tests::sim::{self, SimConfig, Simulator};
+use tracing_subscriber::EnvFilter;
+
+/// Simulated provider batch API with configurable latency and failure rates.
+#[derive(Debug, Parser)]
+#[command(name = "provider-sim", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SIM_LISTEN", default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// Delay before each call is answered, in milliseconds.
+    #[arg(long, env = "SIM_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Probability of a 503.
+    #[arg(long, env = "SIM_ERROR_RATE", default_value_t = 0.0, value_parser = rate)]
+    error_rate: f64,
+    /// Probability of a 429 with Retry-After.
+    #[arg(long, env = "SIM_RATE_LIMIT_RATE", default_value_t = 0.0, value_parser = rate)]
+    rate_limit_rate: f64,
+    /// Probability that an item is rejected (permanent per-item error).
+    #[arg(long, env = "SIM_ITEM_ERROR_RATE", default_value_t = 0.0, value_parser = rate)]
+    item_error_rate: f64,
+    /// Probability of a 200 with a malformed body.
+    #[arg(long, env = "SIM_GARBAGE_RATE", default_value_t = 0.0, value_parser = rate)]
+    garbage_rate: f64,
+    /// The only bearer key accepted; without it any non-empty key is.
+    #[arg(long, env = "PROVIDER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Seed of the failure draws, for reproducible runs.
+    #[arg(long, env = "SIM_SEED")]
+    seed: Option<u64>,
+}
+
+/// A probability: a number in [0, 1].
+fn rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.parse().map_err(|e| format!("not a number: {e}"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not within [0, 1]"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = SimConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        error_rate: args.error_rate,
+        rate_limit_rate: args.rate_limit_rate,
+        item_error_rate: args.item_error_rate,
+        garbage_rate: args.garbage_rate,
+        api_key: args.api_key,
+        seed: args.seed,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, ?config, "provider simulator listening");
+
+    sim::serve(listener, Simulator::new(config), shutdown_signal()).await?;
+    tracing::info!("provider simulator stopped");
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM. If a handler cannot be installed that
+/// signal is just not awaited: the process can still be stopped by the other.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,289 @@
+//! `TestEnv`: one isolated offpeak per test, against the real PostgreSQL and
+//! RabbitMQ (in the spirit of zero2prod's `spawn_app`).
+//!
+//! Each environment gets a fresh database `offpeak_test_<random>` (migrated),
+//! its own queue names `offpeak.test.<random>`, its own provider simulator on
+//! a random port, and a [`ManualClock`]. The API is served on a random port;
+//! the release loop is driven by the test (`release_once`) or runs on its own
+//! (`start_release_loop`); workers run in-process (`start_worker`).
+//! Dropping the environment stops everything and deletes the database and
+//! queues, even when the test panicked, so tests run in parallel and leave
+//! nothing behind.
+//!
+//! The services are found through `DATABASE_URL` (any database on the
+//! server; the harness creates its own beside it) and `AMQP_URL`, with the
+//! local defaults of `tests/run.sh`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use uuid::Uuid;
+
+use offpeak_scheduler::api::ApiConfig;
+use offpeak_scheduler::release::{ReleaseConfig, ReleaseReport, Releaser};
+use offpeak_shared::broker::{self, Publisher, Topology};
+use offpeak_shared::clock::{ManualClock, SharedClock};
+use offpeak_shared::db::{self, jobs::JobRow};
+use offpeak_shared::job::PriceTable;
+use offpeak_shared::shutdown::{Shutdown, ShutdownSignal};
+use offpeak_worker::consumer::{self, ConsumerConfig};
+use offpeak_worker::process::{Backoff, BatchContext};
+use offpeak_worker::provider::ProviderClient;
+
+use crate::sim::{self, RunningSim, SimConfig};
+
+/// The services' URLs, from the environment or local defaults.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Options for a new environment.
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    pub now: DateTime<Utc>,
+    pub sim: SimConfig,
+    pub api: ApiConfig,
+    pub release: ReleaseConfig,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        Self {
+            now: Utc::now(),
+            sim: SimConfig::default(),
+            api: ApiConfig::default(),
+            release: ReleaseConfig { interval: Duration::from_millis(50), ..Default::default() },
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub id: String,
+    pub db_name: String,
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub amqp: lapin::Connection,
+    pub publisher: Publisher,
+    pub clock: ManualClock,
+    pub sim: RunningSim,
+    /// `http://127.0.0.1:PORT` of the API.
+    pub api_url: String,
+    pub http: reqwest::Client,
+    pub options: EnvOptions,
+    shutdown: Shutdown,
+    signal: ShutdownSignal,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server_options: PgConnectOptions,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with(EnvOptions::default()).await
+    }
+
+    /// # Panics
+    /// If PostgreSQL or RabbitMQ cannot be reached: tests need them.
+    pub async fn with(options: EnvOptions) -> Self {
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let db_name = format!("offpeak_test_{id}");
+        let server_options = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
+        let mut admin = server_options.clone().database("postgres").connect().await.expect(
+            "PostgreSQL must be reachable for tests (run tests/run.sh, which starts it, or set DATABASE_URL)",
+        );
+        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
+        admin.close().await.ok();
+        let pool = db::connect_with(server_options.clone().database(&db_name), 10).await.expect("connect test database");
+        db::migrate(&pool).await.expect("migrations apply");
+
+        let topology = Topology::new(format!("offpeak.test.{id}"));
+        let amqp = broker::connect(&amqp_url(), "offpeak-test", Duration::from_secs(10))
+            .await
+            .expect("RabbitMQ must be reachable for tests (run tests/run.sh, which starts it, or set AMQP_URL)");
+        let publisher = Publisher::new(&amqp, topology.clone()).await.expect("declare test queues");
+
+        let clock = ManualClock::new(options.now);
+        let sim = sim::spawn(options.sim.clone()).await.expect("simulator starts");
+        let (shutdown, signal) = Shutdown::new();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind API port");
+        let api_url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let shared_clock: SharedClock = Arc::new(clock.clone());
+        let server = tokio::spawn({
+            let (pool, publisher, api, signal) = (pool.clone(), publisher.clone(), options.api.clone(), signal.clone());
+            async move {
+                let _ = offpeak_scheduler::startup::serve(listener, pool, publisher, shared_clock, api, None, signal).await;
+            }
+        });
+        Self {
+            id,
+            db_name,
+            pool,
+            topology,
+            amqp,
+            publisher,
+            clock,
+            sim,
+            api_url,
+            http: reqwest::Client::new(),
+            options,
+            shutdown,
+            signal,
+            tasks: vec![server],
+            server_options,
+        }
+    }
+
+    pub fn shared_clock(&self) -> SharedClock {
+        Arc::new(self.clock.clone())
+    }
+
+    /// A release loop over this environment, with its config.
+    pub fn releaser(&self) -> Releaser {
+        self.releaser_with(self.options.release.clone())
+    }
+
+    pub fn releaser_with(&self, config: ReleaseConfig) -> Releaser {
+        Releaser::new(self.pool.clone(), self.publisher.clone(), self.shared_clock(), config)
+    }
+
+    /// One release round at the clock's instant.
+    pub async fn release_once(&self) -> ReleaseReport {
+        self.releaser().run_once().await.expect("release round")
+    }
+
+    /// Runs the release loop in the background until the environment drops.
+    pub fn start_release_loop(&mut self) {
+        let r = self.releaser();
+        self.tasks.push(tokio::spawn(r.run(self.signal.clone())));
+    }
+
+    /// The context an in-process worker uses (fast retries for tests).
+    pub fn batch_context(&self) -> BatchContext {
+        BatchContext {
+            pool: self.pool.clone(),
+            provider: ProviderClient::new(&self.sim.url, "test-provider-key".into(), Duration::from_secs(10)).expect("http client"),
+            prices: PriceTable::default(),
+            backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(100) },
+            clock: self.shared_clock(),
+        }
+    }
+
+    /// Starts an in-process worker consuming this environment's queue.
+    pub fn start_worker(&mut self) {
+        let config = ConsumerConfig {
+            amqp_url: amqp_url(),
+            topology: self.topology.clone(),
+            prefetch: 4,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let ctx = Arc::new(self.batch_context());
+        self.tasks.push(tokio::spawn(consumer::run(ctx, config, self.signal.clone())));
+    }
+
+    /// Creates a tenant and returns its API key.
+    pub async fn tenant(&self, name: &str, timezone: &str) -> String {
+        let (_, key) = db::tenants::create(&self.pool, name, timezone, None).await.expect("create tenant");
+        key
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api_url, path)
+    }
+
+    /// POSTs JSON with a tenant key; returns status and body.
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self.http.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request");
+        Self::read(resp).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).bearer_auth(key).send().await.expect("request");
+        Self::read(resp).await
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
+        let resp = self.http.delete(self.url(path)).bearer_auth(key).send().await.expect("request");
+        Self::read(resp).await
+    }
+
+    pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("response with status {status} is not JSON: {}", String::from_utf8_lossy(&bytes)));
+        (status, body)
+    }
+
+    pub async fn job(&self, id: Uuid) -> JobRow {
+        db::jobs::get_any(&self.pool, id).await.expect("query").expect("job exists")
+    }
+
+    pub async fn count_jobs(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&self.pool).await.expect("count")
+    }
+
+    /// Waits (up to `timeout`) until every given job is in a terminal state.
+    pub async fn wait_terminal(&self, ids: &[Uuid], timeout: Duration) -> Vec<JobRow> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rows: Vec<JobRow> = futures_util::future::join_all(ids.iter().map(|id| self.job(*id))).await;
+            let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+            if states.iter().all(|s| matches!(*s, "succeeded" | "failed" | "dead" | "cancelled")) {
+                return rows;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("jobs not terminal after {timeout:?}: {states:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ready messages in this environment's batch queue.
+    pub async fn queue_depth(&self) -> u32 {
+        self.publisher.depth().await.expect("queue depth")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        for t in &self.tasks {
+            t.abort();
+        }
+        // Clean up on a thread of its own: Drop cannot await, and may run
+        // while a panicking test unwinds.
+        let db_name = self.db_name.clone();
+        let topology = self.topology.clone();
+        let server = self.server_options.clone();
+        let pool = self.pool.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(_) => return,
+            };
+            rt.block_on(async move {
+                pool.close().await;
+                if let Ok(conn) = broker::connect(&amqp_url(), "offpeak-test-cleanup", Duration::ZERO).await {
+                    if let Ok(ch) = conn.create_channel().await {
+                        let _ = topology.delete(&ch).await;
+                    }
+                    let _ = conn.close(200, "cleanup").await;
+                }
+                if let Ok(mut admin) = server.database("postgres").connect().await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut admin).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,99 @@
+//! Configuration (flags and environment) and wiring of a worker process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use clap::Parser;
+
+use offpeak_shared::broker::Topology;
+use offpeak_shared::clock::{SharedClock, SystemClock};
+use offpeak_shared::config::{BrokerArgs, DatabaseArgs, PriceArgs};
+use offpeak_shared::db;
+use offpeak_shared::shutdown::{self, Shutdown};
+
+use crate::consumer::{self, ConsumerConfig};
+use crate::process::{Backoff, BatchContext};
+use crate::provider::ProviderClient;
+
+#[derive(Debug, Parser)]
+#[command(name = "offpeak-worker", version, about = "offpeak worker: consumes batches, calls the provider, writes results")]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub prices: PriceArgs,
+    /// Base URL of the provider (its batch API is `<url>/v1/batch`).
+    #[arg(long, env = "PROVIDER_URL", default_value = "http://127.0.0.1:8090")]
+    pub provider_url: String,
+    /// Bearer key for the provider. Never logged.
+    #[arg(long, env = "PROVIDER_API_KEY", default_value = "local-dev-key", hide_env_values = true)]
+    pub provider_api_key: String,
+    /// Timeout of one provider call, in seconds.
+    #[arg(long, env = "OFFPEAK_PROVIDER_TIMEOUT_SECS", default_value_t = 120)]
+    pub provider_timeout_secs: u64,
+    /// Batches this worker holds and works at once.
+    #[arg(long, env = "OFFPEAK_WORKER_PREFETCH", default_value_t = consumer::PREFETCH_DEFAULT)]
+    pub prefetch: u16,
+    /// First retry pause after a transient provider error, in milliseconds (doubles each attempt).
+    #[arg(long, env = "OFFPEAK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Longest retry pause, in milliseconds.
+    #[arg(long, env = "OFFPEAK_RETRY_CAP_MS", default_value_t = 60_000)]
+    pub retry_cap_ms: u64,
+    /// Seconds batches in hand get to finish after SIGTERM.
+    #[arg(long, env = "OFFPEAK_SHUTDOWN_GRACE_SECS", default_value_t = consumer::SHUTDOWN_GRACE_DEFAULT.as_secs())]
+    pub shutdown_grace_secs: u64,
+    /// Address of the worker's /healthz and /metrics.
+    #[arg(long, env = "OFFPEAK_WORKER_LISTEN", default_value = "127.0.0.1:9091")]
+    pub listen: String,
+}
+
+/// Runs a worker until SIGTERM.
+///
+/// # Errors
+/// Bad configuration, or PostgreSQL unreachable at start.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.prefetch == 0 {
+        anyhow::bail!("--prefetch must be at least 1");
+    }
+    let prices = cli.prices.table()?;
+    let provider = ProviderClient::new(&cli.provider_url, cli.provider_api_key.clone(), Duration::from_secs(cli.provider_timeout_secs))?;
+    let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let ctx = Arc::new(BatchContext {
+        pool,
+        provider,
+        prices,
+        backoff: Backoff { base: Duration::from_millis(cli.retry_base_ms), cap: Duration::from_millis(cli.retry_cap_ms) },
+        clock,
+    });
+    let config = ConsumerConfig {
+        amqp_url: cli.broker.amqp_url.clone(),
+        topology: Topology::new(&cli.broker.queue),
+        prefetch: cli.prefetch,
+        shutdown_grace: Duration::from_secs(cli.shutdown_grace_secs),
+    };
+
+    let (trigger, signal) = Shutdown::new();
+    let listener = tokio::net::TcpListener::bind(&cli.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, provider = %cli.provider_url, "worker metrics listening");
+    let app = Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(|| async { crate::metrics::render() }));
+    let mut http_stop = signal.clone();
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { http_stop.wait().await }).await;
+    });
+    tokio::spawn(async move {
+        shutdown::os_signal().await;
+        tracing::info!("shutdown requested; finishing batches in hand");
+        trigger.trigger();
+    });
+    consumer::run(ctx, config, signal).await;
+    let _ = http.await;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! offpeak's worker: consumes released batches from RabbitMQ, calls the
+//! provider's batch API, and writes results, errors and credits back to
+//! PostgreSQL. Stateless: run as many as the queue needs.
+//!
+//! - [`consumer`]: the consume loop, acks, reconnection, graceful shutdown;
+//! - [`process`]: one batch from start to written outcome, with retries;
+//! - [`provider`]: the HTTP client of the provider's batch API;
+//! - [`cli`]: configuration and wiring.
+
+pub mod cli;
+pub mod consumer;
+pub mod metrics;
+pub mod process;
+pub mod provider;

@@ -1,0 +1,68 @@
+//! The worker's Prometheus metrics. Labels are low cardinality (model,
+//! outcome kind), never job or batch ids.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, Encoder, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, TextEncoder,
+};
+
+// Registering in the default registry fails only on a duplicate name, a
+// programming error the first test run would show; hence the `expect`s.
+
+pub static PROVIDER_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "offpeak_provider_request_duration_seconds",
+        "Provider batch calls, by model",
+        &["model"],
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
+    )
+    .expect("metric registers once")
+});
+pub static PROVIDER_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_provider_calls_total",
+        "Provider batch calls by model and outcome (ok, rate_limited, timeout, connect, malformed_response, http_NNN)",
+        &["model", "outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static JOBS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_jobs_finished_total", "Jobs written to a terminal state by workers", &["model", "state"])
+        .expect("metric registers once")
+});
+pub static CREDITS_SPENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_credits_spent_total", "Credits charged for succeeded jobs", &["model"])
+        .expect("metric registers once")
+});
+pub static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_provider_retries_total", "Provider calls retried after a transient error", &["model"])
+        .expect("metric registers once")
+});
+pub static BATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_worker_batches_total",
+        "Batches handled, by outcome (done, empty, rejected, requeued)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_worker_batches_in_flight", "Batches this worker holds now").expect("metric registers once")
+});
+pub static RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_worker_broker_reconnects_total", "Times the worker lost RabbitMQ and reconnected")
+        .expect("metric registers once")
+});
+pub static CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_worker_broker_connected", "1 while the worker is consuming from RabbitMQ").expect("metric registers once")
+});
+
+/// The default registry in Prometheus text format.
+pub fn render() -> String {
+    let _ = (&*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*BATCHES, &*IN_FLIGHT, &*CONNECTED);
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

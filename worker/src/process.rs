@@ -1,0 +1,205 @@
+//! Working one batch: start its jobs, call the provider until the batch has
+//! an answer, write every job's outcome in one statement.
+//!
+//! ```text
+//! start_batch ─▶ begin_attempt ─▶ provider call ─┬─ results ───────────▶ finish (succeeded / failed)
+//!                     ▲                          ├─ permanent error ───▶ finish (failed)
+//!                     │                          └─ transient error ─┬─ out of attempts ─▶ finish (dead)
+//!                     └──── backoff with jitter, ≥ Retry-After ◀──────┘
+//! ```
+//!
+//! Retries stay inside the delivery: the message is acknowledged only after
+//! the outcome is committed, so a worker killed mid-retry leaves the message
+//! unacknowledged and another worker picks the batch up where the attempt
+//! counter in PostgreSQL says it was. Every provider call of a batch carries
+//! the batch id as `Idempotency-Key`, so a replay after a crash is not billed
+//! again; and `finish` only writes jobs still `running`, so a second delivery
+//! writes nothing twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use offpeak_shared::clock::SharedClock;
+use offpeak_shared::db::jobs::{self as db, Outcome, StartedJob};
+use offpeak_shared::job::{JobState, PriceTable};
+use offpeak_shared::message::BatchMessage;
+
+use crate::metrics;
+use crate::provider::{CallOutcome, ItemResult, ProviderClient};
+
+/// Backoff between provider attempts: `base × 2^(attempt-1)`, capped, with
+/// "equal jitter" (half fixed, half random) so retries of many batches spread
+/// out, and never shorter than the provider's `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { base: Duration::from_secs(1), cap: Duration::from_secs(60) }
+    }
+}
+
+impl Backoff {
+    /// The pause after the `attempt`-th (1-based) failed attempt.
+    pub fn delay(&self, attempt: i32, retry_after: Option<Duration>) -> Duration {
+        let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+        let full = self.base.saturating_mul(1u32 << exp).min(self.cap);
+        let half = full / 2;
+        let jitter = rand::thread_rng().gen_range(Duration::ZERO..=half);
+        (half + jitter).max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Everything a batch needs; shared by all batches of a worker.
+#[derive(Debug, Clone)]
+pub struct BatchContext {
+    pub pool: PgPool,
+    pub provider: ProviderClient,
+    pub prices: PriceTable,
+    pub backoff: Backoff,
+    pub clock: SharedClock,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Jobs the batch still had to work (0: a redelivery of a finished batch,
+    /// or a message whose batch was never committed).
+    pub started: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub dead: usize,
+    /// Rows actually written (less than the sum above only if another worker
+    /// wrote the same batch first).
+    pub written: u64,
+    pub provider_calls: u32,
+}
+
+/// Works one batch to the end.
+///
+/// # Errors
+/// Database errors; the caller returns the message to the queue and the
+/// batch is picked up again from the state PostgreSQL holds.
+pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
+    let mut jobs = db::start_batch(&ctx.pool, msg.batch_id, ctx.clock.now()).await?;
+    let mut report = BatchReport { started: jobs.len(), ..Default::default() };
+    if jobs.is_empty() {
+        return Ok(report);
+    }
+    // Send inputs in the order the release loop put them in, so a replay
+    // has the same body as the first call.
+    let order: HashMap<Uuid, usize> = msg.job_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    jobs.sort_by_key(|j| order.get(&j.id).copied().unwrap_or(usize::MAX));
+
+    let price = ctx.prices.price(&msg.model);
+    loop {
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+        db::begin_attempt(&ctx.pool, msg.batch_id, &ids).await?;
+        for j in &mut jobs {
+            j.attempts += 1;
+        }
+        let inputs: Vec<Value> = jobs.iter().map(|j| j.input.clone()).collect();
+        report.provider_calls += 1;
+        let outcome = ctx.provider.call(msg.batch_id, &msg.model, &inputs).await;
+        let outcomes: Vec<Outcome> = match outcome {
+            CallOutcome::Results(items) => jobs
+                .iter()
+                .zip(items)
+                .map(|(job, item)| match item {
+                    ItemResult::Output(result) => Outcome {
+                        id: job.id,
+                        state: JobState::Succeeded,
+                        result: Some(result),
+                        error: None,
+                        credits: price.unwrap_or(0),
+                    },
+                    ItemResult::Error(error) => failed(job, error),
+                })
+                .collect(),
+            CallOutcome::Permanent { error } => jobs.iter().map(|j| failed(j, error.clone())).collect(),
+            CallOutcome::Transient { error, retry_after } => {
+                // Jobs out of attempts are dead; the rest are tried again.
+                let (out, keep): (Vec<StartedJob>, Vec<StartedJob>) =
+                    jobs.into_iter().partition(|j| j.attempts >= j.max_attempts);
+                if !out.is_empty() {
+                    let dead: Vec<Outcome> = out
+                        .iter()
+                        .map(|j| Outcome { id: j.id, state: JobState::Dead, result: None, error: Some(error.clone()), credits: 0 })
+                        .collect();
+                    report.written += finish(ctx, msg, &dead, &mut report).await?;
+                }
+                jobs = keep;
+                if jobs.is_empty() {
+                    return Ok(report);
+                }
+                db::record_transient_error(&ctx.pool, msg.batch_id, &error).await?;
+                let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
+                let pause = ctx.backoff.delay(attempt, retry_after);
+                metrics::RETRIES.with_label_values(&[&msg.model]).inc();
+                tracing::warn!(
+                    batch_id = %msg.batch_id, model = %msg.model, attempt, retry_in_ms = pause.as_millis() as u64,
+                    error = %error, "transient provider error; retrying"
+                );
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        report.written += finish(ctx, msg, &outcomes, &mut report).await?;
+        return Ok(report);
+    }
+}
+
+fn failed(job: &StartedJob, error: Value) -> Outcome {
+    Outcome { id: job.id, state: JobState::Failed, result: None, error: Some(error), credits: 0 }
+}
+
+async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
+    let written = db::finish(&ctx.pool, msg.batch_id, outcomes, ctx.clock.now()).await?;
+    for o in outcomes {
+        match o.state {
+            JobState::Succeeded => report.succeeded += 1,
+            JobState::Failed => report.failed += 1,
+            _ => report.dead += 1,
+        }
+    }
+    if written > 0 {
+        // Count only what this worker wrote: a concurrent duplicate
+        // delivery that lost the race must not count credits again.
+        if written as usize == outcomes.len() {
+            for o in outcomes {
+                metrics::JOBS_FINISHED.with_label_values(&[&msg.model, o.state.as_str()]).inc();
+                if o.credits > 0 {
+                    metrics::CREDITS_SPENT.with_label_values(&[&msg.model]).inc_by(o.credits as u64);
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let b = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+        for _ in 0..100 {
+            let d1 = b.delay(1, None);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            let d3 = b.delay(3, None);
+            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400), "{d3:?}");
+            let d10 = b.delay(10, None);
+            assert!(d10 >= Duration::from_millis(500) && d10 <= Duration::from_secs(1), "{d10:?}");
+            assert!(b.delay(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The provider's batch API client.
+//!
+//! `POST {url}/v1/batch` with `Authorization: Bearer {key}`,
+//! `Idempotency-Key: {batch id}` and `{"model", "inputs"}`. Every answer is
+//! sorted into one of three outcomes the worker acts on:
+//!
+//! | answer | outcome |
+//! |---|---|
+//! | 200 with one result per input | [`CallOutcome::Results`] |
+//! | 429 (with `Retry-After`), 5xx, timeout, refused connection, a 200 whose body does not parse or has the wrong number of results | [`CallOutcome::Transient`] |
+//! | any other 4xx | [`CallOutcome::Permanent`] |
+//!
+//! The API key is never logged and never part of an error: [`ProviderClient`]'s
+//! `Debug` shows only the URL.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::metrics;
+
+/// One item of a successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemResult {
+    Output(Value),
+    /// A permanent per-item error (e.g. a rejected prompt).
+    Error(Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    Results(Vec<ItemResult>),
+    Transient { error: Value, retry_after: Option<Duration> },
+    Permanent { error: Value },
+}
+
+#[derive(Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+    url: String,
+    api_key: String,
+}
+
+impl std::fmt::Debug for ProviderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderClient").field("url", &self.url).field("api_key", &"<redacted>").finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchResponse {
+    results: Vec<RawItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawItem {
+    Output { output: Value },
+    Error { error: Value },
+}
+
+impl ProviderClient {
+    /// # Errors
+    /// Only if the TLS backend cannot be initialised.
+    pub fn new(base_url: &str, api_key: String, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .pool_max_idle_per_host(16)
+            .build()?;
+        Ok(Self { http, url: format!("{}/v1/batch", base_url.trim_end_matches('/')), api_key })
+    }
+
+    /// Calls the batch API once. Never fails: every failure is an outcome.
+    pub async fn call(&self, batch_id: Uuid, model: &str, inputs: &[Value]) -> CallOutcome {
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.api_key)
+            .header("Idempotency-Key", batch_id.to_string())
+            .json(&json!({"model": model, "inputs": inputs}))
+            .send()
+            .await;
+        let outcome = match sent {
+            Err(e) => {
+                let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "transport" };
+                // reqwest's error text names the URL, never headers.
+                CallOutcome::Transient { error: error_json(kind, &e.without_url().to_string()), retry_after: None }
+            }
+            Ok(resp) => classify(resp, inputs.len()).await,
+        };
+        let kind = match &outcome {
+            CallOutcome::Results(_) => "ok",
+            CallOutcome::Transient { error, .. } | CallOutcome::Permanent { error } => {
+                error.get("code").and_then(Value::as_str).unwrap_or("error")
+            }
+        };
+        metrics::PROVIDER_LATENCY.with_label_values(&[model]).observe(started.elapsed().as_secs_f64());
+        metrics::PROVIDER_CALLS.with_label_values(&[model, kind]).inc();
+        outcome
+    }
+}
+
+async fn classify(resp: reqwest::Response, expected: usize) -> CallOutcome {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return CallOutcome::Transient { error: error_json("transport", &e.without_url().to_string()), retry_after: None },
+    };
+    if status.is_success() {
+        return match serde_json::from_slice::<BatchResponse>(&body) {
+            Ok(r) if r.results.len() == expected => CallOutcome::Results(
+                r.results
+                    .into_iter()
+                    .map(|i| match i {
+                        RawItem::Output { output } => ItemResult::Output(output),
+                        RawItem::Error { error } => ItemResult::Error(error),
+                    })
+                    .collect(),
+            ),
+            Ok(r) => CallOutcome::Transient {
+                error: error_json("malformed_response", &format!("provider returned {} results for {expected} inputs", r.results.len())),
+                retry_after: None,
+            },
+            Err(e) => CallOutcome::Transient {
+                error: error_json("malformed_response", &format!("provider response does not parse: {e}")),
+                retry_after: None,
+            },
+        };
+    }
+    let detail = provider_message(&body).unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+    if status.as_u16() == 429 {
+        CallOutcome::Transient { error: error_json("rate_limited", &detail), retry_after }
+    } else if status.is_server_error() || status.as_u16() == 408 {
+        CallOutcome::Transient { error: error_json(&format!("http_{}", status.as_u16()), &detail), retry_after }
+    } else {
+        CallOutcome::Permanent { error: error_json(&format!("http_{}", status.as_u16()), &detail) }
+    }
+}
+
+/// The provider's own error message, when its body has one.
+fn provider_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    let msg = e.get("message").and_then(Value::as_str).or_else(|| e.as_str())?;
+    Some(msg.chars().take(500).collect())
+}
+
+fn error_json(code: &str, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
