@@ -93,6 +93,12 @@ impl TestEnv {
     /// # Panics
     /// If PostgreSQL or RabbitMQ cannot be reached: tests need them.
     pub async fn with(options: EnvOptions) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("offpeak_test_{id}");
         let server_options = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
@@ -264,14 +270,15 @@ impl Drop for TestEnv {
         let db_name = self.db_name.clone();
         let topology = self.topology.clone();
         let server = self.server_options.clone();
-        let pool = self.pool.clone();
         let _ = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(_) => return,
             };
-            rt.block_on(async move {
-                pool.close().await;
+            rt.block_on(tokio::time::timeout(Duration::from_secs(30), async move {
+                // Not `pool.close()`: it waits for connections held by the
+                // tasks just aborted, which cannot finish while this thread
+                // blocks the test's runtime. FORCE ends them instead.
                 if let Ok(conn) = broker::connect(&amqp_url(), "offpeak-test-cleanup", Duration::ZERO).await {
                     if let Ok(ch) = conn.create_channel().await {
                         let _ = topology.delete(&ch).await;
@@ -282,7 +289,8 @@ impl Drop for TestEnv {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut admin).await;
                     let _ = admin.close().await;
                 }
-            });
+            }))
+            .ok();
         })
         .join();
     }

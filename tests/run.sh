@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tests/run.sh: the whole test suite, on a machine with only Rust installed.
+#
+#     tests/run.sh                      # everything
+#     tests/run.sh -- --nocapture       # extra arguments go to `cargo test`
+#     tests/run.sh -p offpeak-shared    # one crate
+#
+# Finds or starts PostgreSQL and RabbitMQ (installing them from Debian
+# packages if missing; see deploy/local-services.sh), builds the binaries the
+# end-to-end tests spawn from target/debug, then runs `cargo test --workspace`
+# with DATABASE_URL and AMQP_URL exported. Tests create and drop their own
+# databases (offpeak_test_*) and queues beside those URLs, so the URL's user
+# must be allowed to create databases. Set DATABASE_URL / AMQP_URL to use
+# services of your own; then nothing is installed or started.
+#
+# Exits with cargo test's status.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/local-services.sh
+source deploy/local-services.sh
+
+echo "== offpeak tests: checking PostgreSQL and RabbitMQ" >&2
+ensure_build_tools
+ensure_postgres
+ensure_rabbitmq
+echo "   DATABASE_URL=$DATABASE_URL" >&2
+echo "   AMQP_URL=$AMQP_URL" >&2
+
+# Two-core machines: cargo builds with one job per core by default, and the
+# test harness runs one test thread per core; both can be overridden with
+# CARGO_BUILD_JOBS / RUST_TEST_THREADS.
+echo "== building the binaries (cargo build --workspace --bins)" >&2
+cargo build --workspace --bins
+
+echo "== running the tests (cargo test --workspace $*)" >&2
+status=0
+cargo test --workspace "$@" || status=$?
+
+if [[ $status -eq 0 ]]; then
+    echo "== tests passed" >&2
+else
+    echo "== tests FAILED (cargo test exited with $status)" >&2
+fi
+exit "$status"
