@@ -19,7 +19,10 @@
 //! the jobs are still `held` and are released again in a new batch, and the
 //! orphaned message finds no job with its batch id, so a worker acknowledges
 //! it without effect. A crash before publishing loses nothing either. So a
-//! batch is never lost and a job is never worked twice.
+//! batch is never lost and a job is never worked twice. A worker that gets a
+//! message before its round has committed waits on the jobs' row locks (see
+//! `db::jobs::start_batch`), so it never mistakes a batch in the middle of
+//! being committed for an orphan.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -24,11 +24,28 @@ use crate::message::BatchMessage;
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub queue: String,
+    /// Delete the queues after this long unused (tests only; production
+    /// queues live forever).
+    pub expires: Option<Duration>,
 }
 
 impl Topology {
     pub fn new(queue: impl Into<String>) -> Self {
-        Self { queue: queue.into() }
+        Self { queue: queue.into(), expires: None }
+    }
+
+    pub fn with_expiry(mut self, after: Duration) -> Self {
+        self.expires = Some(after);
+        self
+    }
+
+    fn common_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        if let Some(e) = self.expires {
+            args.insert("x-expires".into(), AMQPValue::LongLongInt(e.as_millis() as i64));
+        }
+        args
     }
 
     pub fn dead_letter_queue(&self) -> String {
@@ -36,8 +53,7 @@ impl Topology {
     }
 
     fn batch_queue_args(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        let mut args = self.common_args();
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert(
             "x-dead-letter-routing-key".into(),
@@ -46,11 +62,6 @@ impl Topology {
         args
     }
 
-    fn dead_queue_args() -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        args
-    }
 
     /// Declares both queues; returns the number of ready messages in the batch queue.
     ///
@@ -59,7 +70,7 @@ impl Topology {
     pub async fn declare(&self, channel: &Channel) -> Result<u32, lapin::Error> {
         let durable = QueueDeclareOptions { durable: true, ..Default::default() };
         channel
-            .queue_declare(&self.dead_letter_queue(), durable, Self::dead_queue_args())
+            .queue_declare(&self.dead_letter_queue(), durable, self.common_args())
             .await?;
         let q = channel.queue_declare(&self.queue, durable, self.batch_queue_args()).await?;
         Ok(q.message_count())

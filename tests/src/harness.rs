@@ -99,18 +99,22 @@ impl TestEnv {
                 .with_test_writer()
                 .try_init();
         }
-        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        // The creation time in the name lets a later run drop databases
+        // that a killed test run could not clean up.
+        let id = format!("{}_{}", Utc::now().timestamp(), &Uuid::new_v4().simple().to_string()[..8]);
         let db_name = format!("offpeak_test_{id}");
         let server_options = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL parses");
         let mut admin = server_options.clone().database("postgres").connect().await.expect(
             "PostgreSQL must be reachable for tests (run tests/run.sh, which starts it, or set DATABASE_URL)",
         );
+        drop_abandoned_databases(&mut admin).await;
         sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
         admin.close().await.ok();
         let pool = db::connect_with(server_options.clone().database(&db_name), 10).await.expect("connect test database");
         db::migrate(&pool).await.expect("migrations apply");
 
-        let topology = Topology::new(format!("offpeak.test.{id}"));
+        // Test queues expire on their own if a killed run leaves them behind.
+        let topology = Topology::new(format!("offpeak.test.{id}")).with_expiry(Duration::from_secs(600));
         let amqp = broker::connect(&amqp_url(), "offpeak-test", Duration::from_secs(10))
             .await
             .expect("RabbitMQ must be reachable for tests (run tests/run.sh, which starts it, or set AMQP_URL)");
@@ -259,6 +263,23 @@ impl TestEnv {
     }
 }
 
+/// Test databases older than an hour belong to runs that were killed before
+/// they could clean up (a test never runs that long).
+async fn drop_abandoned_databases(admin: &mut sqlx::PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'offpeak\\_test\\_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+    let cutoff = Utc::now().timestamp() - 3600;
+    for name in names {
+        let created = name.trim_start_matches("offpeak_test_").split('_').next().and_then(|t| t.parse::<i64>().ok());
+        // Names without a timestamp come from older harness versions.
+        if created.is_none_or(|t| t < cutoff) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut *admin).await;
+        }
+    }
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.shutdown.trigger();
@@ -275,7 +296,7 @@ impl Drop for TestEnv {
                 Ok(rt) => rt,
                 Err(_) => return,
             };
-            rt.block_on(tokio::time::timeout(Duration::from_secs(30), async move {
+            let cleanup = async move {
                 // Not `pool.close()`: it waits for connections held by the
                 // tasks just aborted, which cannot finish while this thread
                 // blocks the test's runtime. FORCE ends them instead.
@@ -289,8 +310,11 @@ impl Drop for TestEnv {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut admin).await;
                     let _ = admin.close().await;
                 }
-            }))
-            .ok();
+            };
+            // The timeout is created inside the runtime: it needs its timer.
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(30), cleanup).await;
+            });
         })
         .join();
     }

@@ -174,3 +174,46 @@ async fn a_message_whose_release_was_rolled_back_does_nothing() {
     let rows = env.wait_terminal(&ids, Duration::from_secs(20)).await;
     assert!(rows.iter().all(|r| r.state == "succeeded"));
 }
+
+#[tokio::test]
+async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = bulk(&env, &key, 5, "flux-dev").await;
+
+    // The release loop's steps by hand, pausing between publish and commit.
+    let now = env.clock.now();
+    let mut tx = env.pool.begin().await.unwrap();
+    let claimed = offpeak_shared::db::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    let batch_id = Uuid::now_v7();
+    offpeak_shared::db::jobs::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap();
+    let msg = BatchMessage::new(batch_id, "flux-dev".into(), ids.clone(), now);
+
+    let ctx = env.batch_context();
+    let worker = tokio::spawn({
+        let msg = msg.clone();
+        async move { offpeak_worker::process::process_batch(&ctx, &msg).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!worker.is_finished(), "the worker waits on the release's row locks");
+    tx.commit().await.unwrap();
+    let report = worker.await.unwrap();
+    assert_eq!((report.started, report.succeeded), (5, 5));
+
+    // And a release that rolls back leaves the waiting worker nothing to do.
+    let more = bulk(&env, &key, 2, "flux-dev").await;
+    let mut tx = env.pool.begin().await.unwrap();
+    offpeak_shared::db::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
+    let orphan = Uuid::now_v7();
+    offpeak_shared::db::jobs::mark_queued(&mut tx, orphan, "flux-dev", &more, now).await.unwrap();
+    let ctx = env.batch_context();
+    let msg = BatchMessage::new(orphan, "flux-dev".into(), more.clone(), now);
+    let worker = tokio::spawn(async move { offpeak_worker::process::process_batch(&ctx, &msg).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.rollback().await.unwrap();
+    assert_eq!(worker.await.unwrap().started, 0);
+    for id in more {
+        assert_eq!(env.job(id).await.state, "held");
+    }
+}

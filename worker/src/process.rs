@@ -89,7 +89,7 @@ pub struct BatchReport {
 /// Database errors; the caller returns the message to the queue and the
 /// batch is picked up again from the state PostgreSQL holds.
 pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
-    let mut jobs = db::start_batch(&ctx.pool, msg.batch_id, ctx.clock.now()).await?;
+    let mut jobs = db::start_batch(&ctx.pool, msg.batch_id, &msg.job_ids, ctx.clock.now()).await?;
     let mut report = BatchReport { started: jobs.len(), ..Default::default() };
     if jobs.is_empty() {
         return Ok(report);

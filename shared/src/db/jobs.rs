@@ -330,20 +330,45 @@ pub struct StartedJob {
 /// Marks the batch's unfinished jobs `running` and returns them with their
 /// inputs, in one statement.
 ///
+/// The jobs are found by the ids the message carries, not by batch id: the
+/// release loop publishes a batch *before* committing it, while it holds the
+/// jobs' row locks, so a worker fast enough to get the message first waits
+/// here on those locks. When the release commits, PostgreSQL re-checks the
+/// condition against the committed rows and the jobs start; when it rolls
+/// back, the rows never had this batch id and nothing starts (the message was
+/// an orphan and is acknowledged without effect).
+///
 /// Jobs already finished (a redelivered batch) or cancelled are skipped, so
 /// they are not sent again. Jobs already `running` (a worker died holding the
 /// batch) are returned again: the provider's idempotency key, the batch id,
 /// makes the replayed call free.
-pub async fn start_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
-    sqlx::query_as::<_, StartedJob>(
-        "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2)
-         WHERE batch_id = $1 AND state IN ('queued', 'running')
+pub async fn start_batch(
+    pool: &PgPool,
+    batch_id: Uuid,
+    job_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Vec<StartedJob>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Waiting needs a lock on the ids alone: an UPDATE filtered on batch_id
+    // would skip rows whose visible version has no batch id yet without
+    // waiting for the transaction that is giving them one.
+    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE")
+        .bind(job_ids)
+        .execute(&mut *tx)
+        .await?;
+    // A new statement: in READ COMMITTED it sees the release if it committed.
+    let started = sqlx::query_as::<_, StartedJob>(
+        "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3)
+         WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
          RETURNING id, input, attempts, max_attempts",
     )
     .bind(batch_id)
+    .bind(job_ids)
     .bind(now)
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(started)
 }
 
 /// Counts one more provider attempt for the batch's running jobs.
