@@ -149,7 +149,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; draining");
         trigger.trigger();
     });
-    crate::startup::serve(listener, pool, publisher, clock, api, release, signal).await?;
+    crate::startup::serve(listener, pool, publisher.clone(), clock, api, release, signal).await?;
+    publisher.close().await;
     let _ = conn.close(200, "scheduler shutting down").await;
     Ok(())
 }

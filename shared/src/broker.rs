@@ -163,6 +163,12 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// Closes the channel (before closing the connection, so the broker
+    /// sees an orderly goodbye).
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "shutting down").await;
+    }
+
     /// Ready messages in the batch queue.
     ///
     /// # Errors
