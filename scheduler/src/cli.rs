@@ -15,6 +15,8 @@ use offpeak_shared::window::{parse_timezone, WindowSpec};
 
 use crate::api::{ApiConfig, Limits};
 use crate::release::{self, ReleaseConfig};
+use crate::rescue::{self, RescueConfig};
+use crate::startup::Loops;
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]
@@ -72,7 +74,14 @@ pub struct ServeArgs {
     /// Ready batch messages in RabbitMQ above which release pauses (backpressure).
     #[arg(long, env = "OFFPEAK_MAX_QUEUE_DEPTH", default_value_t = release::MAX_QUEUE_DEPTH_DEFAULT)]
     pub max_queue_depth: u32,
-    /// Run only the API, not the release loop.
+    /// Seconds a batch with unfinished jobs may go untouched by any worker
+    /// before the rescuer publishes it again (same batch id).
+    #[arg(long, env = "OFFPEAK_VISIBILITY_TIMEOUT_SECS", default_value_t = rescue::VISIBILITY_TIMEOUT_DEFAULT.as_secs())]
+    pub visibility_timeout_secs: u64,
+    /// Seconds between rescue passes.
+    #[arg(long, env = "OFFPEAK_RESCUE_INTERVAL_SECS", default_value_t = rescue::RESCUE_INTERVAL_DEFAULT.as_secs())]
+    pub rescue_interval_secs: u64,
+    /// Run only the API, not the release loop and the rescuer.
     #[arg(long, env = "OFFPEAK_NO_RELEASE", default_value_t = false)]
     pub no_release: bool,
 }
@@ -131,8 +140,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let prices = a.prices.table()?;
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
     let pool = db::connect(&a.db.database_url, a.db.db_max_connections, a.db.connect_timeout()).await?;
-    let conn = broker::connect(&a.broker.amqp_url, "offpeak-scheduler", a.db.connect_timeout()).await?;
-    let publisher = broker::Publisher::new(&conn, Topology::new(&a.broker.queue)).await?;
+    let publisher =
+        broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
+            .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
     let api = ApiConfig { window: a.window, prices, max_attempts: a.max_attempts, limits: Limits::default() };
     let release = (!a.no_release).then(|| ReleaseConfig {
@@ -143,15 +153,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_queue_depth: a.max_queue_depth,
         window: a.window,
     });
+    let rescue = (!a.no_release).then(|| RescueConfig {
+        interval: Duration::from_secs(a.rescue_interval_secs.max(1)),
+        visibility_timeout: Duration::from_secs(a.visibility_timeout_secs),
+        limit: rescue::RESCUE_LIMIT_DEFAULT,
+    });
+    let loops = Loops { release, rescue };
     let (trigger, signal) = Shutdown::new();
     tokio::spawn(async move {
         shutdown::os_signal().await;
         tracing::info!("shutdown requested; draining");
         trigger.trigger();
     });
-    crate::startup::serve(listener, pool, publisher.clone(), clock, api, release, signal).await?;
+    crate::startup::serve(listener, pool, publisher.clone(), clock, api, loops, signal).await?;
     publisher.close().await;
-    let _ = conn.close(200, "scheduler shutting down").await;
     Ok(())
 }
 

@@ -8,4 +8,5 @@ pub mod api;
 pub mod cli;
 pub mod metrics;
 pub mod release;
+pub mod rescue;
 pub mod startup;

@@ -43,6 +43,10 @@ pub static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+pub static BATCHES_RESCUED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_batches_rescued_total", "Batches published again because they made no progress within the visibility timeout")
+        .expect("metric registers once")
+});
 pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("offpeak_queue_depth", "Ready batch messages in RabbitMQ, as last seen by the release loop")
         .expect("metric registers once")

@@ -16,13 +16,22 @@ use offpeak_shared::shutdown::ShutdownSignal;
 use crate::api::{self, ApiConfig, AppState};
 use crate::metrics;
 use crate::release::{ReleaseConfig, Releaser};
+use crate::rescue::{RescueConfig, Rescuer};
+
+/// The background loops a scheduler replica runs beside its API; `None`
+/// leaves a loop off (tests drive loops by hand with `run_once`).
+#[derive(Debug, Clone, Default)]
+pub struct Loops {
+    pub release: Option<ReleaseConfig>,
+    pub rescue: Option<RescueConfig>,
+}
 
 /// How often the jobs-by-state gauge is refreshed.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Serves the API on `listener` and, if `release` is given, runs the release
-/// loop beside it, until `shutdown` fires; then stops taking requests,
-/// finishes those in flight, and returns.
+/// Serves the API on `listener` and runs the configured `loops` beside it,
+/// until `shutdown` fires; then stops taking requests, finishes those in
+/// flight, waits for the loops, and returns.
 ///
 /// # Errors
 /// Only if the HTTP server itself fails.
@@ -32,14 +41,18 @@ pub async fn serve(
     publisher: Publisher,
     clock: SharedClock,
     api_config: ApiConfig,
-    release: Option<ReleaseConfig>,
+    loops: Loops,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
     let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()) };
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(cfg) = release {
-        let releaser = Releaser::new(pool.clone(), publisher, clock, cfg);
+    if let Some(cfg) = loops.release {
+        let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
         tasks.spawn(releaser.run(shutdown.clone()));
+    }
+    if let Some(cfg) = loops.rescue {
+        let rescuer = Rescuer::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
+        tasks.spawn(rescuer.run(shutdown.clone()));
     }
     tasks.spawn(refresh_state_gauge(pool, shutdown.clone()));
 

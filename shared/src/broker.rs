@@ -16,6 +16,8 @@
 use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::BatchMessage;
@@ -136,45 +138,124 @@ pub enum PublishError {
     Nacked(uuid::Uuid),
 }
 
-/// Publishes batches on a confirm-mode channel.
-#[derive(Debug, Clone)]
+/// Publishes batches on a confirm-mode channel, and reconnects by itself.
+///
+/// lapin does not recover a connection after a broker restart, so the
+/// publisher keeps its connection and channel behind a lock and, whenever it
+/// finds them closed, opens new ones and declares the topology again. A
+/// caller whose publish failed simply tries again next round. Cloning shares
+/// the connection.
+#[derive(Clone)]
 pub struct Publisher {
-    channel: Channel,
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    url: String,
+    name: String,
     topology: Topology,
+    live: tokio::sync::Mutex<Option<Live>>,
+    reconnects: AtomicU64,
+}
+
+struct Live {
+    conn: Connection,
+    channel: Channel,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials: never print it.
+        f.debug_struct("Publisher").field("queue", &self.inner.topology.queue).finish_non_exhaustive()
+    }
 }
 
 impl Publisher {
-    /// Opens a confirm-mode channel on `conn` and declares the topology.
+    /// Connects (retrying until `give_up_after`), opens a confirm-mode
+    /// channel and declares the topology.
     ///
     /// # Errors
-    /// Broker errors.
-    pub async fn new(conn: &Connection, topology: Topology) -> Result<Self, lapin::Error> {
+    /// The last broker error once `give_up_after` has passed.
+    pub async fn connect(url: &str, name: &str, topology: Topology, give_up_after: Duration) -> Result<Self, lapin::Error> {
+        let started = std::time::Instant::now();
+        let publisher = Self {
+            inner: Arc::new(PublisherInner {
+                url: url.to_owned(),
+                name: name.to_owned(),
+                topology,
+                live: tokio::sync::Mutex::new(None),
+                reconnects: AtomicU64::new(0),
+            }),
+        };
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match publisher.channel().await {
+                Ok(_) => return Ok(publisher),
+                Err(e) if started.elapsed() < give_up_after => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "RabbitMQ not reachable, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The open channel, reconnecting first if the connection was lost.
+    async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut live = self.inner.live.lock().await;
+        if let Some(l) = live.as_ref() {
+            if l.channel.status().connected() && l.conn.status().connected() {
+                return Ok(l.channel.clone());
+            }
+            tracing::warn!(queue = %self.inner.topology.queue, "RabbitMQ connection lost; reconnecting");
+            self.inner.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        *live = None;
+        let conn = connect(&self.inner.url, &self.inner.name, Duration::ZERO).await?;
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        topology.declare(&channel).await?;
-        Ok(Self { channel, topology })
+        self.inner.topology.declare(&channel).await?;
+        if self.inner.reconnects.load(Ordering::Relaxed) > 0 {
+            tracing::info!(queue = %self.inner.topology.queue, "RabbitMQ reconnected");
+        }
+        *live = Some(Live { conn, channel: channel.clone() });
+        Ok(channel)
     }
 
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.inner.topology
     }
 
+    /// Times the connection was found lost and reopened.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// `true` while the connection and channel are open (and no reconnect is
+    /// under way).
     pub fn is_connected(&self) -> bool {
-        self.channel.status().connected()
+        match self.inner.live.try_lock() {
+            Ok(live) => live.as_ref().is_some_and(|l| l.channel.status().connected() && l.conn.status().connected()),
+            Err(_) => false,
+        }
     }
 
-    /// Closes the channel (before closing the connection, so the broker
-    /// sees an orderly goodbye).
+    /// Closes the channel and the connection (an orderly goodbye).
     pub async fn close(&self) {
-        let _ = self.channel.close(200, "shutting down").await;
+        if let Some(l) = self.inner.live.lock().await.take() {
+            let _ = l.channel.close(200, "shutting down").await;
+            let _ = l.conn.close(200, "shutting down").await;
+        }
     }
 
     /// Ready messages in the batch queue.
     ///
     /// # Errors
-    /// Broker errors.
+    /// Broker errors (the next call reconnects).
     pub async fn depth(&self) -> Result<u32, lapin::Error> {
-        self.topology.depth(&self.channel).await
+        let channel = self.channel().await?;
+        self.inner.topology.depth(&channel).await
     }
 
     /// Publishes every message, then waits for the broker to confirm all of
@@ -185,15 +266,15 @@ impl Publisher {
     /// then (the caller rolls back, and workers ignore a message whose
     /// batch was never committed).
     pub async fn publish_all(&self, messages: &[BatchMessage]) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
         let mut confirms = Vec::with_capacity(messages.len());
         for msg in messages {
             let props = BasicProperties::default()
                 .with_delivery_mode(2) // persistent
                 .with_content_type("application/json".into())
                 .with_message_id(msg.batch_id.to_string().into());
-            let confirm = self
-                .channel
-                .basic_publish("", &self.topology.queue, BasicPublishOptions::default(), &msg.to_bytes(), props)
+            let confirm = channel
+                .basic_publish("", &self.inner.topology.queue, BasicPublishOptions::default(), &msg.to_bytes(), props)
                 .await?;
             confirms.push((msg.batch_id, confirm));
         }

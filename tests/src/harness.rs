@@ -118,7 +118,9 @@ impl TestEnv {
         let amqp = broker::connect(&amqp_url(), "offpeak-test", Duration::from_secs(10))
             .await
             .expect("RabbitMQ must be reachable for tests (run tests/run.sh, which starts it, or set AMQP_URL)");
-        let publisher = Publisher::new(&amqp, topology.clone()).await.expect("declare test queues");
+        let publisher = Publisher::connect(&amqp_url(), "offpeak-test", topology.clone(), Duration::from_secs(10))
+            .await
+            .expect("declare test queues");
 
         let clock = ManualClock::new(options.now);
         let sim = sim::spawn(options.sim.clone()).await.expect("simulator starts");
@@ -130,7 +132,7 @@ impl TestEnv {
         let server = tokio::spawn({
             let (pool, publisher, api, signal) = (pool.clone(), publisher.clone(), options.api.clone(), signal.clone());
             async move {
-                let _ = offpeak_scheduler::startup::serve(listener, pool, publisher, shared_clock, api, None, signal).await;
+                let _ = offpeak_scheduler::startup::serve(listener, pool, publisher, shared_clock, api, Default::default(), signal).await;
             }
         });
         Self {
@@ -163,6 +165,11 @@ impl TestEnv {
 
     pub fn releaser_with(&self, config: ReleaseConfig) -> Releaser {
         Releaser::new(self.pool.clone(), self.publisher.clone(), self.shared_clock(), config)
+    }
+
+    /// A rescuer over this environment.
+    pub fn rescuer(&self, config: offpeak_scheduler::rescue::RescueConfig) -> offpeak_scheduler::rescue::Rescuer {
+        offpeak_scheduler::rescue::Rescuer::new(self.pool.clone(), self.publisher.clone(), self.shared_clock(), config)
     }
 
     /// One release round at the clock's instant.

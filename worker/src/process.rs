@@ -16,7 +16,6 @@
 //! again; and `finish` only writes jobs still `running`, so a second delivery
 //! writes nothing twice.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
@@ -94,15 +93,15 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
     if jobs.is_empty() {
         return Ok(report);
     }
-    // Send inputs in the order the release loop put them in, so a replay
-    // has the same body as the first call.
-    let order: HashMap<Uuid, usize> = msg.job_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    jobs.sort_by_key(|j| order.get(&j.id).copied().unwrap_or(usize::MAX));
+    // Send inputs in job id order, so every call of this batch, whoever
+    // makes it and whichever message (first or republished) it came from,
+    // has the same body under the same Idempotency-Key.
+    jobs.sort_by_key(|j| j.id);
 
     let price = ctx.prices.price(&msg.model);
     loop {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-        db::begin_attempt(&ctx.pool, msg.batch_id, &ids).await?;
+        db::begin_attempt(&ctx.pool, msg.batch_id, &ids, ctx.clock.now()).await?;
         for j in &mut jobs {
             j.attempts += 1;
         }

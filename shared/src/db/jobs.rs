@@ -269,7 +269,7 @@ pub async fn mark_queued(
     job_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query("INSERT INTO batches (id, model, job_count, published_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO batches (id, model, job_count, published_at, touched_at) VALUES ($1, $2, $3, $4, $4)")
         .bind(batch_id)
         .bind(model)
         .bind(job_ids.len() as i32)
@@ -367,21 +367,76 @@ pub async fn start_batch(
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
+    if !started.is_empty() {
+        touch_batch(&mut *tx, batch_id, now).await?;
+    }
     tx.commit().await?;
     Ok(started)
 }
 
-/// Counts one more provider attempt for the batch's running jobs.
-pub async fn begin_attempt<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, job_ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+/// Records that a worker is making progress on a batch, so the rescuer
+/// leaves it alone.
+pub async fn touch_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE batches SET touched_at = $2 WHERE id = $1").bind(batch_id).bind(now).execute(db).await?;
+    Ok(())
+}
+
+/// Counts one more provider attempt for the batch's running jobs, and
+/// marks the batch as making progress.
+pub async fn begin_attempt<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let res = sqlx::query(
-        "UPDATE jobs SET attempts = attempts + 1
+        "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
+         UPDATE jobs SET attempts = attempts + 1
          WHERE batch_id = $1 AND id = ANY($2) AND state = 'running'",
     )
     .bind(batch_id)
     .bind(job_ids)
+    .bind(now)
     .execute(db)
     .await?;
     Ok(res.rows_affected())
+}
+
+/// A batch with unfinished jobs that nobody has touched since `cutoff`.
+#[derive(Debug, Clone, FromRow)]
+pub struct StaleBatch {
+    pub id: Uuid,
+    pub model: String,
+    /// Its jobs still `queued` or `running`.
+    pub job_ids: Vec<Uuid>,
+}
+
+/// Locks up to `limit` stale batches for the caller's transaction (`SKIP
+/// LOCKED`: scheduler replicas rescue disjoint batches) and returns them with
+/// their unfinished jobs.
+pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<StaleBatch>, sqlx::Error> {
+    sqlx::query_as::<_, StaleBatch>(
+        "WITH stale AS (
+             SELECT b.id, b.model FROM batches b
+             WHERE b.touched_at < $1
+               AND b.id IN (SELECT batch_id FROM jobs WHERE state IN ('queued', 'running'))
+             ORDER BY b.touched_at
+             LIMIT $2
+             FOR UPDATE OF b SKIP LOCKED
+         )
+         SELECT s.id, s.model, array_agg(j.id ORDER BY j.id) AS job_ids
+         FROM stale s JOIN jobs j ON j.batch_id = s.id AND j.state IN ('queued', 'running')
+         GROUP BY s.id, s.model",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records that a stale batch was published again.
+pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE batches SET touched_at = $2, republished = republished + 1 WHERE id = ANY($1)")
+        .bind(batch_ids)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Keeps the last transient error on still-running jobs, so a client polling

@@ -1,0 +1,111 @@
+//! Recovery of stuck work: batches whose message was lost, or whose worker
+//! died, are published again under the same batch id and finish once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::options::QueuePurgeOptions;
+use serde_json::json;
+use uuid::Uuid;
+
+use offpeak_scheduler::rescue::RescueConfig;
+use offpeak_shared::clock::Clock;
+use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_worker::process::process_batch;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn submit(env: &TestEnv, key: &str, n: usize) -> Vec<Uuid> {
+    let inputs: Vec<_> = (0..n).map(|i| json!({"prompt": format!("p{i}")})).collect();
+    let (status, body) = env
+        .post(key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs, "priority": "normal"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+}
+
+fn rescue_after(minutes: u64) -> RescueConfig {
+    RescueConfig { visibility_timeout: Duration::from_secs(minutes * 60), ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_batch_whose_message_was_lost_is_published_again_and_runs_once() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 12).await;
+    env.release_once().await;
+    let batch_id = env.job(ids[0]).await.batch_id.unwrap();
+    // The message vanishes (an operator purged the queue).
+    let ch = env.amqp.create_channel().await.unwrap();
+    ch.queue_purge(&env.topology.queue, QueuePurgeOptions::default()).await.unwrap();
+
+    let rescuer = env.rescuer(rescue_after(10));
+    env.clock.advance(chrono::Duration::minutes(9));
+    assert_eq!(rescuer.run_once().await.unwrap().batches, 0, "not yet: within the visibility timeout");
+    env.clock.advance(chrono::Duration::minutes(2));
+    let report = rescuer.run_once().await.unwrap();
+    assert_eq!((report.batches, report.jobs), (1, 12));
+    assert_eq!(rescuer.run_once().await.unwrap().batches, 0, "republishing counts as progress");
+
+    env.start_worker();
+    let rows = env.wait_terminal(&ids, Duration::from_secs(20)).await;
+    assert!(rows.iter().all(|r| r.state == "succeeded" && r.batch_id == Some(batch_id)), "same batch identity");
+    assert_eq!(env.sim.sim.stats().items, 12);
+}
+
+#[tokio::test]
+async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twice() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 8).await;
+    env.release_once().await;
+    let batch_id = env.job(ids[0]).await.batch_id.unwrap();
+    let ch = env.amqp.create_channel().await.unwrap();
+    ch.queue_purge(&env.topology.queue, QueuePurgeOptions::default()).await.unwrap();
+
+    // A worker started the batch and the provider answered, then the worker
+    // died before writing: the jobs are `running`, the provider has billed.
+    let ctx = env.batch_context();
+    offpeak_shared::db::jobs::start_batch(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let inputs: Vec<_> = futures_util::future::join_all(sorted.iter().map(|id| env.job(*id))).await.into_iter().map(|r| r.input).collect();
+    ctx.provider.call(batch_id, "flux-dev", &inputs).await;
+    assert_eq!(env.sim.sim.stats().items, 8);
+
+    env.clock.advance(chrono::Duration::minutes(20));
+    assert_eq!(env.rescuer(rescue_after(15)).run_once().await.unwrap().batches, 1);
+    env.start_worker();
+    let rows = env.wait_terminal(&ids, Duration::from_secs(20)).await;
+    assert!(rows.iter().all(|r| r.state == "succeeded"));
+    let stats = env.sim.sim.stats();
+    assert_eq!((stats.items, stats.replays), (8, 1), "the replay was answered from the provider's idempotency store");
+    let credits: i64 = sqlx::query_scalar("SELECT sum(credits)::bigint FROM jobs").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(credits, 16);
+}
+
+#[tokio::test]
+async fn two_rescuers_publish_a_stale_batch_once() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    submit(&env, &key, 300).await;
+    env.release_once().await;
+    let ch = env.amqp.create_channel().await.unwrap();
+    ch.queue_purge(&env.topology.queue, QueuePurgeOptions::default()).await.unwrap();
+    env.clock.advance(chrono::Duration::minutes(20));
+    let cfg = RescueConfig { limit: 1, ..rescue_after(15) };
+    let (a, b) = (env.rescuer(cfg.clone()), env.rescuer(cfg));
+    let mut total = 0;
+    loop {
+        let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
+        let n = ra.unwrap().batches + rb.unwrap().batches;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, 3, "each of the 3 batches republished once");
+    assert_eq!(env.queue_depth().await, 3);
+}
