@@ -3,4 +3,5 @@
 //! queues, its own simulator and its own clock.
 
 pub mod harness;
+pub mod procs;
 pub mod sim;

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use offpeak_scheduler::rescue::RescueConfig;
 use offpeak_shared::clock::Clock;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
-use offpeak_worker::process::process_batch;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

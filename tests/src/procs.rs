@@ -1,0 +1,298 @@
+//! The real binaries as processes, for end-to-end and fault tests: a whole
+//! offpeak (simulator, scheduler, workers) on its own database and queue,
+//! with helpers to kill, restart and wait.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sqlx::{ConnectOptions, Connection};
+use tokio::process::{Child, Command};
+
+use crate::harness::{amqp_url, database_url};
+
+/// Path of a workspace binary built next to the test executable.
+///
+/// # Panics
+/// If it has not been built (`tests/run.sh` builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (tests/run.sh does: cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process is running")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// `true` while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit within {within:?} of SIGTERM", self.name))
+            .expect("wait")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Options of a [`System`].
+#[derive(Debug, Clone)]
+pub struct SystemOptions {
+    pub workers: usize,
+    pub sim_args: Vec<String>,
+    /// Extra environment for the scheduler and workers.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for SystemOptions {
+    fn default() -> Self {
+        Self { workers: 2, sim_args: vec![], env: vec![] }
+    }
+}
+
+/// One offpeak made of real processes.
+pub struct System {
+    pub id: String,
+    pub db_name: String,
+    pub database_url: String,
+    pub queue: String,
+    pub api: String,
+    pub sim_url: String,
+    pub key: String,
+    pub sim: Proc,
+    pub scheduler: Proc,
+    pub workers: Vec<Proc>,
+    pub http: reqwest::Client,
+    options: SystemOptions,
+}
+
+impl System {
+    /// Migrates a fresh database, creates a tenant, and starts the simulator,
+    /// the scheduler and the workers; returns once the scheduler is ready.
+    pub async fn start(options: SystemOptions) -> Self {
+        let id = format!("{}_{}", Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let db_name = format!("offpeak_test_{id}");
+        let mut url = url::Url::parse(&database_url()).expect("DATABASE_URL is a URL");
+        url.set_path(&db_name);
+        let database_url = url.to_string();
+        let queue = format!("offpeak.test.{id}");
+        let (api_port, sim_port) = (free_port(), free_port());
+        let mut sys_env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.clone()),
+            ("AMQP_URL".into(), amqp_url()),
+            ("OFFPEAK_QUEUE".into(), queue.clone()),
+            ("OFFPEAK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
+            ("PROVIDER_URL".into(), format!("http://127.0.0.1:{sim_port}")),
+            ("OFFPEAK_RELEASE_INTERVAL_MS".into(), "100".into()),
+            ("OFFPEAK_RETRY_BASE_MS".into(), "100".into()),
+            ("OFFPEAK_RETRY_CAP_MS".into(), "1000".into()),
+            ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "error".into())),
+        ];
+        sys_env.extend(options.env.iter().cloned());
+
+        let run = |args: &[&str]| {
+            let mut cmd = Command::new(binary("offpeak-scheduler"));
+            cmd.args(args).envs(sys_env.iter().map(|(k, v)| (k, v)));
+            cmd
+        };
+        let status = run(&["migrate"]).status().await.expect("run migrate");
+        assert!(status.success(), "offpeak-scheduler migrate failed");
+        let out = run(&["tenant", "create", "--name", "faults", "--timezone", "UTC"]).output().await.expect("tenant create");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let key = stdout.lines().last().expect("a key line").trim().to_owned();
+
+        let sim = Proc {
+            child: Command::new(binary("provider-sim"))
+                .args(["--listen", &format!("127.0.0.1:{sim_port}")])
+                .args(&options.sim_args)
+                .env("RUST_LOG", "error")
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start provider-sim"),
+            name: "provider-sim".into(),
+        };
+        let mut scheduler_cmd = run(&["serve"]);
+        let scheduler = Proc { child: scheduler_cmd.kill_on_drop(true).spawn().expect("start scheduler"), name: "scheduler".into() };
+        let mut system = Self {
+            id,
+            db_name,
+            database_url,
+            queue,
+            api: format!("http://127.0.0.1:{api_port}"),
+            sim_url: format!("http://127.0.0.1:{sim_port}"),
+            key,
+            sim,
+            scheduler,
+            workers: vec![],
+            http: reqwest::Client::new(),
+            options: SystemOptions { env: sys_env, ..options.clone() },
+        };
+        for _ in 0..options.workers {
+            system.add_worker();
+        }
+        system.wait_ready(Duration::from_secs(30)).await;
+        system
+    }
+
+    /// Starts one more worker.
+    pub fn add_worker(&mut self) {
+        let child = Command::new(binary("offpeak-worker"))
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start worker");
+        self.workers.push(Proc { child, name: format!("worker-{}", self.workers.len()) });
+    }
+
+    pub async fn wait_ready(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.api)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "scheduler not ready within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Submits `n` normal-priority jobs in bulk; returns their ids.
+    pub async fn submit(&self, n: usize, model: &str) -> Vec<String> {
+        let inputs: Vec<Value> = (0..n).map(|i| json!({"prompt": format!("{} {i}", self.id)})).collect();
+        let resp = self
+            .http
+            .post(format!("{}/v1/jobs/bulk", self.api))
+            .bearer_auth(&self.key)
+            .json(&json!({"model": model, "inputs": inputs, "priority": "normal"}))
+            .send()
+            .await
+            .expect("bulk submit");
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.expect("json");
+        body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_owned()).collect()
+    }
+
+    /// A direct connection to this system's database.
+    pub async fn db(&self) -> sqlx::PgConnection {
+        let opts: sqlx::postgres::PgConnectOptions = self.database_url.parse().expect("URL");
+        opts.connect().await.expect("connect")
+    }
+
+    /// Job counts by state, straight from PostgreSQL (retrying while it restarts).
+    pub async fn states(&self) -> std::collections::BTreeMap<String, i64> {
+        for _ in 0..100 {
+            let opts: sqlx::postgres::PgConnectOptions = self.database_url.parse().expect("URL");
+            if let Ok(mut c) = opts.connect().await {
+                if let Ok(rows) = sqlx::query_as::<_, (String, i64)>("SELECT state, count(*) FROM jobs GROUP BY state")
+                    .fetch_all(&mut c)
+                    .await
+                {
+                    let _ = c.close().await;
+                    return rows.into_iter().collect();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("PostgreSQL unreachable");
+    }
+
+    /// Waits until no job is held, queued or running.
+    pub async fn wait_all_terminal(&self, within: Duration) -> std::collections::BTreeMap<String, i64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let states = self.states().await;
+            let open: i64 = ["held", "queued", "running"].iter().map(|s| states.get(*s).copied().unwrap_or(0)).sum();
+            if open == 0 {
+                return states;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "jobs still open after {within:?}: {states:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The simulator's counters.
+    pub async fn sim_stats(&self) -> Value {
+        self.http.get(format!("{}/v1/stats", self.sim_url)).send().await.expect("sim stats").json().await.expect("json")
+    }
+
+    /// Succeeded jobs and their credits.
+    pub async fn succeeded(&self) -> (i64, i64) {
+        let mut c = self.db().await;
+        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM jobs WHERE state = 'succeeded'")
+            .fetch_one(&mut c)
+            .await
+            .expect("query")
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.start_kill();
+        }
+        let _ = self.scheduler.child.start_kill();
+        let name = self.db_name.clone();
+        let queue = self.queue.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let cleanup = async {
+                    if let Ok(conn) = offpeak_shared::broker::connect(&amqp_url(), "cleanup", Duration::ZERO).await {
+                        if let Ok(ch) = conn.create_channel().await {
+                            let _ = offpeak_shared::broker::Topology::new(queue).delete(&ch).await;
+                        }
+                        let _ = conn.close(200, "cleanup").await;
+                    }
+                    let opts: sqlx::postgres::PgConnectOptions = match database_url().parse() {
+                        Ok(o) => o,
+                        Err(_) => return,
+                    };
+                    if let Ok(mut c) = opts.database("postgres").connect().await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                        let _ = c.close().await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(30), cleanup).await;
+            });
+        })
+        .join();
+    }
+}

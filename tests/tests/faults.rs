@@ -1,0 +1,149 @@
+//! Fault tests with the real binaries: SIGKILL a worker holding batches,
+//! restart RabbitMQ and PostgreSQL under load, SIGTERM a worker. After each,
+//! every job has exactly one terminal state and the provider billed every
+//! item once.
+//!
+//! These restart the machine's own RabbitMQ and PostgreSQL, so they run one
+//! at a time (cargo runs test binaries one after another, and a lock
+//! serialises the tests of this one). They need `rabbitmqctl` and
+//! `pg_ctlcluster` (Debian's packages, which `tests/run.sh` installs).
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use offpeak_tests::procs::{System, SystemOptions};
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn run(cmd: &str, args: &[&str]) {
+    let status = std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for fault tests: {e}"));
+    assert!(status.success(), "{cmd} {args:?} failed");
+}
+
+fn restart_rabbitmq(down_for: Duration) {
+    run("rabbitmqctl", &["stop_app"]);
+    std::thread::sleep(down_for);
+    run("rabbitmqctl", &["start_app"]);
+    run("rabbitmqctl", &["await_startup"]);
+}
+
+fn restart_postgres() {
+    let out = std::process::Command::new("pg_lsclusters").arg("-h").output().expect("pg_lsclusters is needed for fault tests");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("5432")).expect("a cluster on port 5432");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    run("pg_ctlcluster", &["--skip-systemctl-redirect", fields[0], fields[1], "restart"]);
+}
+
+/// Waits until at least `n` jobs have succeeded (work is under way).
+async fn wait_succeeded(sys: &System, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sys.states().await.get("succeeded").copied().unwrap_or(0) < n {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every job succeeded once, and the provider billed each item once.
+async fn assert_exactly_once(sys: &System, jobs: i64, price: i64) {
+    let states = sys.wait_all_terminal(Duration::from_secs(120)).await;
+    assert_eq!(states.get("succeeded").copied(), Some(jobs), "every job succeeded: {states:?}");
+    assert_eq!(sys.succeeded().await, (jobs, jobs * price), "credits counted once");
+    let stats = sys.sim_stats().await;
+    assert_eq!(stats["items"], jobs, "billed items equal succeeded jobs: {stats}");
+    assert_eq!(stats["max_billed_per_input"], 1, "no input billed twice: {stats}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_with_sigkill_while_holding_batches_loses_nothing_and_bills_nothing_twice() {
+    let _serial = SERIAL.lock().await;
+    let mut sys = System::start(SystemOptions {
+        workers: 1,
+        sim_args: vec!["--latency-ms".into(), "800".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
+    })
+    .await;
+    sys.submit(200, "flux-dev").await;
+    // Let the worker take batches (prefetch 4) and call the provider.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sys.sim_stats().await["batches"].as_u64().unwrap_or(0) < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = sys.workers.remove(0);
+    victim.signal("KILL");
+    drop(victim);
+    sys.add_worker();
+    sys.add_worker();
+    assert_exactly_once(&sys, 200, 2).await;
+}
+
+#[tokio::test]
+async fn a_rabbitmq_restart_while_batches_are_in_flight_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut sys = System::start(SystemOptions {
+        workers: 2,
+        sim_args: vec!["--latency-ms".into(), "300".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
+    })
+    .await;
+    sys.submit(600, "flux-schnell").await;
+    wait_succeeded(&sys, 40).await;
+    restart_rabbitmq(Duration::from_secs(2));
+    assert_exactly_once(&sys, 600, 1).await;
+    assert!(sys.scheduler.is_running(), "the scheduler survived");
+    for w in &mut sys.workers {
+        assert!(w.is_running(), "{} survived", w.name);
+    }
+    sys.wait_ready(Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn a_postgres_restart_while_workers_write_results_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut sys = System::start(SystemOptions {
+        workers: 2,
+        sim_args: vec!["--latency-ms".into(), "200".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
+    })
+    .await;
+    sys.submit(600, "flux-pro").await;
+    wait_succeeded(&sys, 40).await;
+    restart_postgres();
+    assert_exactly_once(&sys, 600, 5).await;
+    assert!(sys.scheduler.is_running(), "the scheduler survived");
+    for w in &mut sys.workers {
+        assert!(w.is_running(), "{} survived", w.name);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_worker_finish_the_batches_in_hand_and_exit_0() {
+    let _serial = SERIAL.lock().await;
+    let mut sys = System::start(SystemOptions {
+        workers: 1,
+        sim_args: vec!["--latency-ms".into(), "1000".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into())],
+    })
+    .await;
+    sys.submit(100, "flux-dev").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sys.sim_stats().await["batches"].as_u64().unwrap_or(0) < 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let worker = sys.workers.remove(0);
+    let status = worker.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+    // Nothing it held is running any more: finished, or back in the queue.
+    let states = sys.states().await;
+    assert_eq!(states.get("running").copied().unwrap_or(0), 0, "{states:?}");
+    assert!(states.get("succeeded").copied().unwrap_or(0) >= 10, "it finished what it held: {states:?}");
+    sys.add_worker();
+    assert_exactly_once(&sys, 100, 2).await;
+}
