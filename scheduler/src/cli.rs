@@ -34,6 +34,9 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Operate on jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +97,40 @@ pub enum TenantCommand {
     List(MigrateArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Give dead (or failed) jobs another chance: back to `held` with fresh
+    /// attempts, in their next window (or at once with --now).
+    Retry(JobsRetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsRetryArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Which finished jobs: dead or failed.
+    #[arg(long, default_value = "dead")]
+    pub state: String,
+    /// Only this tenant's jobs (by name).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only jobs of this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    /// Release at once instead of in each job's next off-peak window.
+    #[arg(long)]
+    pub now: bool,
+    /// The off-peak window used for low-priority jobs.
+    #[arg(long, env = "OFFPEAK_WINDOW", default_value = "02:00-06:00")]
+    pub window: WindowSpec,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct TenantCreateArgs {
     #[command(flatten)]
@@ -119,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(*a).await,
         Command::Tenant(TenantCommand::Create(a)) => tenant_create(a).await,
         Command::Tenant(TenantCommand::List(a)) => tenant_list(a).await,
+        Command::Jobs(JobsCommand::Retry(a)) => jobs_retry(a).await,
     }
 }
 
@@ -190,6 +228,53 @@ async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
     for t in tenants {
         let limit = t.daily_credits.map_or_else(|| "-".to_owned(), |c| c.to_string());
         println!("{:<36}  {:<24}  {:<24}  {:>13}", t.id, t.name, t.timezone, limit);
+    }
+    Ok(())
+}
+
+async fn jobs_retry(a: JobsRetryArgs) -> anyhow::Result<()> {
+    use offpeak_shared::db::jobs::{self as jobs_db, RetryFilter};
+    use offpeak_shared::job::JobState;
+    let state: JobState = a.state.parse()?;
+    if !matches!(state, JobState::Dead | JobState::Failed) {
+        anyhow::bail!("--state must be dead or failed");
+    }
+    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+    let tenant_id = match &a.tenant {
+        Some(name) => Some(
+            db::tenants::by_name(&pool, name).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{name}'"))?.id,
+        ),
+        None => None,
+    };
+    let filter = RetryFilter { state, tenant_id, model: a.model.clone(), limit: a.limit };
+    let now = chrono::Utc::now();
+    let mut moved: Vec<(String, uuid::Uuid, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    for tz_name in jobs_db::retry_timezones(&pool, &filter).await? {
+        let (release_at, closes) = if a.now {
+            (now, None)
+        } else {
+            let w = offpeak_shared::window::next_window(parse_timezone(&tz_name)?, now, &a.window);
+            (w.opens_at, Some(w.closes_at))
+        };
+        let left = filter.limit - moved.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let ids = jobs_db::retry(&pool, &RetryFilter { limit: left, ..filter.clone() }, &tz_name, release_at, closes, now).await?;
+        moved.extend(ids.into_iter().map(|id| (tz_name.clone(), id, release_at)));
+    }
+    if a.json {
+        let out: Vec<_> = moved
+            .iter()
+            .map(|(tz, id, at)| serde_json::json!({"id": id, "timezone": tz, "release_at": at}))
+            .collect();
+        println!("{}", serde_json::json!({"retried": out.len(), "jobs": out}));
+    } else {
+        println!("{:<36}  {:<24}  RELEASE_AT", "JOB", "TIMEZONE");
+        for (tz, id, at) in &moved {
+            println!("{id:<36}  {tz:<24}  {}", at.to_rfc3339());
+        }
+        println!("{} {} job(s) back to held", moved.len(), state);
     }
     Ok(())
 }

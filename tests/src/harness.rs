@@ -154,6 +154,13 @@ impl TestEnv {
         }
     }
 
+    /// URL of this environment's database (for the real binaries).
+    pub fn database_url(&self) -> String {
+        let mut url = url::Url::parse(&database_url()).expect("DATABASE_URL is a URL");
+        url.set_path(&self.db_name);
+        url.to_string()
+    }
+
     pub fn shared_clock(&self) -> SharedClock {
         Arc::new(self.clock.clone())
     }

@@ -147,3 +147,27 @@ async fn sigterm_lets_a_worker_finish_the_batches_in_hand_and_exit_0() {
     sys.add_worker();
     assert_exactly_once(&sys, 100, 2).await;
 }
+
+#[tokio::test]
+async fn a_provider_failing_every_way_at_once_still_bills_each_success_once() {
+    let _serial = SERIAL.lock().await;
+    let sys = System::start(SystemOptions {
+        workers: 2,
+        sim_args: ["--error-rate", "0.2", "--rate-limit-rate", "0.2", "--garbage-rate", "0.2", "--item-error-rate", "0.05"]
+            .map(String::from)
+            .to_vec(),
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into()), ("OFFPEAK_WORKER_PREFETCH".into(), "8".into())],
+    })
+    .await;
+    sys.submit(400, "flux-schnell").await;
+    let states = sys.wait_all_terminal(Duration::from_secs(120)).await;
+    let count = |s: &str| states.get(s).copied().unwrap_or(0);
+    assert_eq!(count("succeeded") + count("failed") + count("dead"), 400, "{states:?}");
+    assert!(count("succeeded") > 0 && count("failed") > 0, "{states:?}");
+    let (succeeded, credits) = sys.succeeded().await;
+    assert_eq!(credits, succeeded);
+    let stats = sys.sim_stats().await;
+    assert_eq!(stats["items"], succeeded, "billed items equal succeeded jobs: {stats}");
+    assert_eq!(stats["max_billed_per_input"], 1, "{stats}");
+    assert!(stats["garbage"].as_u64().unwrap() > 0 && stats["rate_limited"].as_u64().unwrap() > 0);
+}

@@ -108,3 +108,40 @@ async fn two_rescuers_publish_a_stale_batch_once() {
     assert_eq!(total, 3, "each of the 3 batches republished once");
     assert_eq!(env.queue_depth().await, 3);
 }
+
+#[tokio::test]
+async fn dead_jobs_get_another_chance_from_the_operator_cli() {
+    let mut env = TestEnv::with(EnvOptions {
+        now: at("2027-06-01T12:00:00Z"),
+        sim: offpeak_tests::sim::SimConfig { error_rate: 1.0, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 6).await;
+    env.release_once().await;
+    env.start_worker();
+    let rows = env.wait_terminal(&ids, Duration::from_secs(20)).await;
+    assert!(rows.iter().all(|r| r.state == "dead" && r.attempts == 5));
+
+    // The provider recovers; the operator retries the dead jobs.
+    env.sim.sim.set_config(Default::default());
+    let out = tokio::process::Command::new(offpeak_tests::procs::binary("offpeak-scheduler"))
+        .args(["jobs", "retry", "--state", "dead", "--tenant", "acme", "--json"])
+        .env("DATABASE_URL", env.database_url())
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["retried"], 6);
+    let row = env.job(ids[0]).await;
+    assert_eq!((row.state.as_str(), row.attempts), ("held", 0));
+    assert!(row.release_at <= chrono::Utc::now(), "normal priority: due at once");
+
+    env.release_once().await;
+    let rows = env.wait_terminal(&ids, Duration::from_secs(20)).await;
+    assert!(rows.iter().all(|r| r.state == "succeeded" && r.attempts == 1));
+    assert_eq!(env.sim.sim.stats().items, 6);
+}

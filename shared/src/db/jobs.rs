@@ -492,3 +492,63 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
 pub async fn count_by_state<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(db).await
 }
+
+/// Which finished jobs an operator gives another chance.
+#[derive(Debug, Clone)]
+pub struct RetryFilter {
+    /// `dead` or `failed`.
+    pub state: JobState,
+    pub tenant_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub limit: i64,
+}
+
+/// The distinct timezones of the jobs a retry would touch.
+pub async fn retry_timezones<'e>(db: impl PgExecutor<'e>, f: &RetryFilter) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT timezone FROM jobs
+         WHERE state = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)",
+    )
+    .bind(f.state.as_str())
+    .bind(f.tenant_id)
+    .bind(&f.model)
+    .fetch_all(db)
+    .await
+}
+
+/// Puts matching jobs of one timezone back to `held` with fresh attempts:
+/// low-priority ones due at `release_at` (rolling over at
+/// `window_closes_at`, if any), normal-priority ones at `now`.
+/// Their last error is kept until they run again. Returns the ids moved.
+pub async fn retry<'e>(
+    db: impl PgExecutor<'e>,
+    f: &RetryFilter,
+    timezone: &str,
+    release_at: DateTime<Utc>,
+    window_closes_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
+                batch_id = NULL, queued_at = NULL, started_at = NULL,
+                release_at = CASE WHEN priority = 'normal' THEN $8 ELSE $5 END,
+                window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $6 END
+         WHERE id IN (
+             SELECT id FROM jobs
+             WHERE state = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
+               AND timezone = $4
+             ORDER BY id LIMIT $7
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(f.state.as_str())
+    .bind(f.tenant_id)
+    .bind(&f.model)
+    .bind(timezone)
+    .bind(release_at)
+    .bind(window_closes_at)
+    .bind(f.limit)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}

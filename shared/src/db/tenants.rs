@@ -91,3 +91,11 @@ pub async fn list<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Tenant>, sqlx::Erro
         .fetch_all(db)
         .await
 }
+
+/// A tenant by its unique name.
+pub async fn by_name<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as::<_, Tenant>("SELECT id, name, timezone, daily_credits, created_at FROM tenants WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db)
+        .await
+}
