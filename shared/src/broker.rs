@@ -5,8 +5,9 @@
 //!
 //! - `{queue}`: a durable quorum queue of [`BatchMessage`](crate::message::BatchMessage)s.
 //!   Quorum queues replicate and fsync every message before confirming it.
-//!   Messages a worker rejects (a body that does not parse) are dead-lettered
-//!   through the default exchange to:
+//!   Messages a worker rejects (a body that does not parse), and messages
+//!   delivered [`DELIVERY_LIMIT`] times, are dead-lettered through the
+//!   default exchange to:
 //! - `{queue}.dead`: a durable quorum queue an operator can inspect.
 //!
 //! Publishing uses persistent messages and publisher confirms: the release
@@ -21,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::BatchMessage;
+
+/// Deliveries of one batch message before the broker dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 20;
 
 /// Names of the queues of one deployment (tests use their own).
 #[derive(Debug, Clone)]
@@ -56,6 +60,10 @@ impl Topology {
 
     fn batch_queue_args(&self) -> FieldTable {
         let mut args = self.common_args();
+        // A message redelivered this many times (its workers keep dying on
+        // it) goes to the dead-letter queue instead of cycling for ever; its
+        // jobs are then found by the rescuer, or stay visible to operators.
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert(
             "x-dead-letter-routing-key".into(),

@@ -169,6 +169,20 @@ impl System {
         system
     }
 
+    /// Starts one more scheduler replica (API on its own port, release loop
+    /// and rescuer on the same database and queue); returns its API URL.
+    pub fn add_scheduler(&mut self) -> (Proc, String) {
+        let port = free_port();
+        let child = Command::new(binary("offpeak-scheduler"))
+            .arg("serve")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .env("OFFPEAK_LISTEN", format!("127.0.0.1:{port}"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start scheduler");
+        (Proc { child, name: format!("scheduler-{port}") }, format!("http://127.0.0.1:{port}"))
+    }
+
     /// Starts one more worker.
     pub fn add_worker(&mut self) {
         let child = Command::new(binary("offpeak-worker"))
@@ -194,9 +208,10 @@ impl System {
         }
     }
 
-    /// Submits `n` normal-priority jobs in bulk; returns their ids.
+    /// Submits `n` normal-priority jobs with distinct inputs in bulk; returns their ids.
     pub async fn submit(&self, n: usize, model: &str) -> Vec<String> {
-        let inputs: Vec<Value> = (0..n).map(|i| json!({"prompt": format!("{} {i}", self.id)})).collect();
+        let call = uuid::Uuid::new_v4();
+        let inputs: Vec<Value> = (0..n).map(|i| json!({"prompt": format!("{call} {i}")})).collect();
         let resp = self
             .http
             .post(format!("{}/v1/jobs/bulk", self.api))

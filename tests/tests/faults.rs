@@ -25,13 +25,6 @@ fn run(cmd: &str, args: &[&str]) {
     assert!(status.success(), "{cmd} {args:?} failed");
 }
 
-fn restart_rabbitmq(down_for: Duration) {
-    run("rabbitmqctl", &["stop_app"]);
-    std::thread::sleep(down_for);
-    run("rabbitmqctl", &["start_app"]);
-    run("rabbitmqctl", &["await_startup"]);
-}
-
 fn restart_postgres() {
     let out = std::process::Command::new("pg_lsclusters").arg("-h").output().expect("pg_lsclusters is needed for fault tests");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -94,7 +87,22 @@ async fn a_rabbitmq_restart_while_batches_are_in_flight_loses_nothing() {
     .await;
     sys.submit(600, "flux-schnell").await;
     wait_succeeded(&sys, 40).await;
-    restart_rabbitmq(Duration::from_secs(2));
+    run("rabbitmqctl", &["stop_app"]);
+    // Readiness says so while the broker is away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = sys.http.get(format!("{}/readyz", sys.api)).send().await.expect("the API still answers");
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["checks"]["rabbitmq"], false);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readyz never said not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run("rabbitmqctl", &["start_app"]);
+    run("rabbitmqctl", &["await_startup"]);
     assert_exactly_once(&sys, 600, 1).await;
     assert!(sys.scheduler.is_running(), "the scheduler survived");
     for w in &mut sys.workers {
@@ -170,4 +178,30 @@ async fn a_provider_failing_every_way_at_once_still_bills_each_success_once() {
     assert_eq!(stats["items"], succeeded, "billed items equal succeeded jobs: {stats}");
     assert_eq!(stats["max_billed_per_input"], 1, "{stats}");
     assert!(stats["garbage"].as_u64().unwrap() > 0 && stats["rate_limited"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn two_schedulers_and_three_workers_with_kills_finish_every_job_once() {
+    let _serial = SERIAL.lock().await;
+    let mut sys = System::start(SystemOptions {
+        workers: 3,
+        sim_args: vec!["--latency-ms".into(), "300".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into())],
+    })
+    .await;
+    let (second, _) = sys.add_scheduler();
+    sys.submit(500, "flux-dev").await;
+    wait_succeeded(&sys, 30).await;
+    // Kill a worker and the second scheduler mid-run, then bring a worker back.
+    let victim = sys.workers.remove(0);
+    victim.signal("KILL");
+    second.signal("KILL");
+    drop((victim, second));
+    let (third, _) = sys.add_scheduler();
+    sys.add_worker();
+    sys.submit(200, "flux-dev").await;
+    wait_succeeded(&sys, 300).await;
+    sys.workers.remove(0).signal("KILL");
+    assert_exactly_once(&sys, 700, 2).await;
+    drop(third);
 }
