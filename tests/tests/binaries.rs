@@ -3,42 +3,12 @@
 //! on the real clock. `tests/run.sh` builds them first
 //! (`cargo build --workspace --bins`).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{Timelike, Utc};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
-use offpeak_tests::harness::{amqp_url, database_url};
-
-fn binary(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
-    assert!(path.exists(), "{} is missing: build the binaries first (tests/run.sh does: cargo build --workspace --bins)", path.display());
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("running child") as i32;
-    // SAFETY-free: kill(2) through the `kill` command keeps this test free of libc.
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-}
+use offpeak_tests::procs::{System, SystemOptions};
 
 /// An IANA zone where the local time is now inside 02:00–06:00 (at least 10
 /// minutes before its end), and one where it is the afternoon.
@@ -65,62 +35,9 @@ fn zones_now() -> (&'static str, &'static str) {
 
 #[tokio::test]
 async fn the_binaries_run_the_pipeline_end_to_end() {
-    let id = format!("{}_{}", Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let db_name = format!("offpeak_test_{id}");
-    let mut url = url::Url::parse(&database_url()).unwrap();
-    url.set_path(&db_name);
-    let database_url = url.to_string();
-    let queue = format!("offpeak.test.{id}");
-    let (api_port, sim_port) = (free_port(), free_port());
-    let env = |cmd: &mut Command| {
-        cmd.env("DATABASE_URL", &database_url)
-            .env("AMQP_URL", amqp_url())
-            .env("OFFPEAK_QUEUE", &queue)
-            .env("OFFPEAK_LISTEN", format!("127.0.0.1:{api_port}"))
-            .env("PROVIDER_URL", format!("http://127.0.0.1:{sim_port}"))
-            .env("OFFPEAK_RELEASE_INTERVAL_MS", "100")
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true);
-    };
-
-    // migrate creates the database.
-    let mut cmd = Command::new(binary("offpeak-scheduler"));
-    env(&mut cmd);
-    let status = cmd.arg("migrate").status().await.unwrap();
-    assert!(status.success());
-    let _cleanup = DropDb(db_name.clone());
-
-    let mut cmd = Command::new(binary("offpeak-scheduler"));
-    env(&mut cmd);
-    let out = cmd.args(["tenant", "create", "--name", "e2e", "--timezone", "Europe/Berlin"]).output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let key = stdout.lines().last().unwrap().trim().to_owned();
-    assert!(key.starts_with("op_"), "the API key alone on the last line: {stdout}");
-
-    let sim = Proc(Command::new(binary("provider-sim")).args(["--listen", &format!("127.0.0.1:{sim_port}")]).env("RUST_LOG", "warn").kill_on_drop(true).spawn().unwrap());
-    let mut cmd = Command::new(binary("offpeak-scheduler"));
-    env(&mut cmd);
-    let scheduler = Proc(cmd.arg("serve").spawn().unwrap());
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let mut cmd = Command::new(binary("offpeak-worker"));
-        env(&mut cmd);
-        workers.push(Proc(cmd.env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{}", free_port())).stdout(Stdio::null()).spawn().unwrap()));
-    }
-
-    let http = reqwest::Client::new();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{api}/readyz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "scheduler never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut sys = System::start(SystemOptions::default()).await;
+    assert!(sys.key.starts_with("op_"), "tenant create prints the API key alone on its last line");
+    let (http, api, key) = (sys.http.clone(), sys.api.clone(), sys.key.clone());
 
     let (inside, outside) = zones_now();
     let submit = |tz: &str, i: u32| {
@@ -159,38 +76,21 @@ async fn the_binaries_run_the_pipeline_end_to_end() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let stats: Value = http.get(format!("http://127.0.0.1:{sim_port}/v1/stats")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(stats["items"], 5, "the simulator billed exactly the succeeded jobs");
+    assert_eq!(sys.sim_stats().await["items"], 5, "the simulator billed exactly the succeeded jobs");
 
     // SIGTERM: every process exits cleanly (0).
-    let mut all = workers;
-    all.push(scheduler);
-    for mut p in all {
-        sigterm(&p.0);
-        let status = tokio::time::timeout(Duration::from_secs(20), p.0.wait()).await.expect("exits after SIGTERM").unwrap();
-        assert!(status.success(), "graceful exit, got {status}");
+    let mut all: Vec<_> = sys.workers.drain(..).collect();
+    // A second scheduler replica, once it is serving, is stopped the same way.
+    let (scheduler, url) = sys.add_scheduler();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !matches!(http.get(format!("{url}/readyz")).send().await, Ok(r) if r.status() == 200) {
+        assert!(tokio::time::Instant::now() < deadline, "second scheduler never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(sim);
-    let ch = offpeak_shared::broker::connect(&amqp_url(), "e2e-cleanup", Duration::ZERO).await.unwrap().create_channel().await.unwrap();
-    let _ = offpeak_shared::broker::Topology::new(queue).delete(&ch).await;
-}
-
-struct DropDb(String);
-
-impl Drop for DropDb {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                use sqlx::{ConnectOptions, Connection};
-                let opts: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
-                if let Ok(mut c) = opts.database("postgres").connect().await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
+    all.push(scheduler);
+    for p in all {
+        let name = p.name.clone();
+        let status = p.terminate(Duration::from_secs(20)).await;
+        assert!(status.success(), "{name}: graceful exit, got {status}");
     }
 }
