@@ -174,7 +174,7 @@ fi
 note "PostgreSQL: $(url_host_port "$DATABASE_URL" 5432 | tr ' ' ':')   RabbitMQ: $(url_host_port "$AMQP_URL" 5672 | tr ' ' ':')"
 
 heading "2. Building the release binaries (the first build takes a few minutes)"
-cargo build --release --workspace --quiet
+cargo build --release --workspace --quiet || die "cargo build --release --workspace failed (see above)"
 for b in offpeak-scheduler offpeak-worker provider-sim; do
     [[ -x "$BIN/$b" ]] || die "cargo built no $BIN/$b"
 done
@@ -250,6 +250,17 @@ head -n 1 "$DEMO_DIR/tenant.out" | sed 's/^/   /'
 KEY=$(tail -n 1 "$DEMO_DIR/tenant.out")
 [[ -n "$KEY" ]] || die "tenant create printed no API key"
 note "API key: $KEY"
+
+note "a recurring schedule: thumbnails every night at 02:30 New York time"
+api POST /v1/schedules '{"name":"nightly-thumbnails","cron":"30 2 * * *","timezone":"America/New_York","job":{"model":"flux-schnell","input":{"prompt":"catalogue refresh"}}}'
+if [[ "$STATUS" != 201 ]]; then
+    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
+    die "POST /v1/schedules answered $STATUS (expected 201)"
+fi
+SCHEDULE_ID=$(json "$DEMO_DIR/response.json" 'd["id"]')
+api GET "/v1/schedules/$SCHEDULE_ID"
+[[ "$STATUS" == 200 ]] || die "GET /v1/schedules/$SCHEDULE_ID answered $STATUS"
+note "schedule $SCHEDULE_ID fires next at (UTC): $(json "$DEMO_DIR/response.json" '", ".join(t["utc"] for t in d["next_fire_times"][:3])')"
 
 heading "6. Where is it night right now?"
 ZONES=(Pacific/Pago_Pago Pacific/Honolulu America/Anchorage America/Los_Angeles America/Denver
@@ -463,11 +474,11 @@ for jid, group, tz, prio, model, expect in rows:
 print()
 print("   jobs: %d submitted; %s" % (len(rows), ", ".join("%s %d" % kv for kv in sorted(totals.items()))))
 print("   credits spent: %d" % credits)
-print("   provider simulator (GET /v1/stats): %d batch calls, %d items billed, %d items rejected,"
+print("   provider simulator (GET /v1/stats): batch calls %d, items billed %d, items rejected %d,"
       % (sim.get("batches", 0), sim.get("items", 0), sim.get("item_errors", 0)))
-print("      %d idempotent replays, %d 503s, %d 429s, %d garbled responses; billed per model: %s"
-      % (sim.get("replays", 0), sim.get("errors", 0), sim.get("rate_limited", 0), sim.get("garbage", 0),
-         ", ".join("%s %d" % kv for kv in sorted(sim.get("by_model", {}).items())) or "none"))
+print("      idempotent replays %d, 503s %d, 429s %d, garbled responses %d"
+      % (sim.get("replays", 0), sim.get("errors", 0), sim.get("rate_limited", 0), sim.get("garbage", 0)))
+print("      billed per model: %s" % (", ".join("%s %d" % kv for kv in sorted(sim.get("by_model", {}).items())) or "none"))
 one = next((jobs[r[0]] for r in rows if jobs.get(r[0], {}).get("state") in ("failed", "dead")), None)
 if one:
     print("   why a job %s: %s" % (one["state"], json.dumps(one.get("error"))))

@@ -26,6 +26,7 @@ ensure_postgres
 ensure_rabbitmq
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
+deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline
 
 # Two-core machines: cargo builds with one job per core by default, and the
 # test harness runs one test thread per core; both can be overridden with
@@ -33,9 +34,19 @@ echo "   AMQP_URL=$AMQP_URL" >&2
 echo "== building the binaries (cargo build --workspace --bins)" >&2
 cargo build --workspace --bins
 
-echo "== running the tests (cargo test --workspace $*)" >&2
+# The whole workspace unless packages are chosen (`-p NAME` / `--package`);
+# --no-fail-fast: run every test binary and report all failures, not just
+# the first binary's.
+scope=(--workspace)
+for arg in "$@"; do
+    [[ "$arg" == -- ]] && break
+    case "$arg" in
+        -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+echo "== running the tests (cargo test ${scope[*]} --no-fail-fast $*)" >&2
 status=0
-cargo test --workspace "$@" || status=$?
+cargo test "${scope[@]}" --no-fail-fast "$@" || status=$?
 
 if [[ $status -eq 0 ]]; then
     echo "== tests passed" >&2

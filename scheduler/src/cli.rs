@@ -14,6 +14,8 @@ use offpeak_shared::shutdown::{self, Shutdown};
 use offpeak_shared::window::{parse_timezone, WindowSpec};
 
 use crate::api::{ApiConfig, Limits};
+use offpeak_shared::job::JobState;
+use crate::firing::{self, FiringConfig};
 use crate::release::{self, ReleaseConfig};
 use crate::rescue::{self, RescueConfig};
 use crate::startup::Loops;
@@ -37,6 +39,11 @@ pub enum Command {
     /// Operate on jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Operate on recurring schedules.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+    /// Delete finished jobs older than the retention period.
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +94,18 @@ pub struct ServeArgs {
     /// Run only the API, not the release loop and the rescuer.
     #[arg(long, env = "OFFPEAK_NO_RELEASE", default_value_t = false)]
     pub no_release: bool,
+    /// Pause between firing rounds (recurring schedules) when nothing more is due, in milliseconds.
+    #[arg(long, env = "OFFPEAK_FIRING_INTERVAL_MS", default_value_t = firing::FIRING_INTERVAL_DEFAULT.as_millis() as u64)]
+    pub firing_interval_ms: u64,
+    /// Seconds after its fire time a schedule's firing is still on time; older ones were missed and follow the schedule's catch_up.
+    #[arg(long, env = "OFFPEAK_MISFIRE_GRACE_SECS", default_value_t = firing::MISFIRE_GRACE_DEFAULT.as_secs())]
+    pub misfire_grace_secs: u64,
+    /// Most missed firings a `catch_up: all` schedule makes after an outage (the most recent ones).
+    #[arg(long, env = "OFFPEAK_MAX_CATCH_UP", default_value_t = firing::MAX_CATCH_UP_DEFAULT)]
+    pub max_catch_up: usize,
+    /// Do not run the firing loop of recurring schedules on this replica.
+    #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
+    pub no_firing: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,9 +118,58 @@ pub enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
+    /// Counts by state, model and tenant, and the releases due in the next 24 hours by hour.
+    Stats(JsonArgs),
     /// Give dead (or failed) jobs another chance: back to `held` with fresh
     /// attempts, in their next window (or at once with --now).
     Retry(JobsRetryArgs),
+    /// Cancel held or queued jobs matching the filters.
+    Cancel(JobsCancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCancelArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// held or queued (default: both).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this tenant's jobs (by name).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only jobs of this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Delete jobs that finished more than this many days ago.
+    #[arg(long, env = "OFFPEAK_RETENTION_DAYS", default_value_t = 30)]
+    pub older_than_days: i64,
+    /// Rows deleted per statement.
+    #[arg(long, default_value_t = 5_000)]
+    pub chunk: i64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,7 +224,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(*a).await,
         Command::Tenant(TenantCommand::Create(a)) => tenant_create(a).await,
         Command::Tenant(TenantCommand::List(a)) => tenant_list(a).await,
+        Command::Jobs(JobsCommand::Stats(a)) => {
+            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+            crate::ops::stats(&pool, a.json).await
+        }
         Command::Jobs(JobsCommand::Retry(a)) => jobs_retry(a).await,
+        Command::Jobs(JobsCommand::Cancel(a)) => {
+            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+            let state = a.state.as_deref().map(str::parse::<JobState>).transpose()?;
+            let filter = offpeak_shared::db::ops::CancelFilter {
+                state,
+                tenant_id: crate::ops::tenant_id(&pool, a.tenant.as_deref()).await?,
+                model: a.model,
+                limit: a.limit,
+            };
+            crate::ops::cancel(&pool, filter, a.json).await
+        }
+        Command::Schedules(c) => schedules_command(c).await,
+        Command::Prune(a) => {
+            if a.older_than_days < 0 || a.chunk < 1 {
+                anyhow::bail!("--older-than-days must be >= 0 and --chunk >= 1");
+            }
+            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+            crate::ops::prune(&pool, a.older_than_days, a.chunk, a.json).await
+        }
     }
 }
 
@@ -196,7 +287,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         visibility_timeout: Duration::from_secs(a.visibility_timeout_secs),
         limit: rescue::RESCUE_LIMIT_DEFAULT,
     });
-    let loops = Loops { release, rescue };
+    let firing = (!a.no_firing).then(|| FiringConfig {
+        interval: Duration::from_millis(a.firing_interval_ms.max(1)),
+        claim_limit: firing::CLAIM_LIMIT_DEFAULT,
+        max_catch_up: a.max_catch_up,
+        misfire_grace: Duration::from_secs(a.misfire_grace_secs),
+        window: a.window,
+        max_attempts: a.max_attempts,
+    });
+    let loops = Loops { release, rescue, firing };
     let (trigger, signal) = Shutdown::new();
     tokio::spawn(async move {
         shutdown::os_signal().await;
@@ -233,48 +332,116 @@ async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
 }
 
 async fn jobs_retry(a: JobsRetryArgs) -> anyhow::Result<()> {
-    use offpeak_shared::db::jobs::{self as jobs_db, RetryFilter};
-    use offpeak_shared::job::JobState;
-    let state: JobState = a.state.parse()?;
-    if !matches!(state, JobState::Dead | JobState::Failed) {
-        anyhow::bail!("--state must be dead or failed");
-    }
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let tenant_id = match &a.tenant {
-        Some(name) => Some(
-            db::tenants::by_name(&pool, name).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{name}'"))?.id,
-        ),
-        None => None,
+    let filter = offpeak_shared::db::jobs::RetryFilter {
+        state: a.state.parse()?,
+        tenant_id: crate::ops::tenant_id(&pool, a.tenant.as_deref()).await?,
+        model: a.model,
+        limit: a.limit,
     };
-    let filter = RetryFilter { state, tenant_id, model: a.model.clone(), limit: a.limit };
-    let now = chrono::Utc::now();
-    let mut moved: Vec<(String, uuid::Uuid, chrono::DateTime<chrono::Utc>)> = Vec::new();
-    for tz_name in jobs_db::retry_timezones(&pool, &filter).await? {
-        let (release_at, closes) = if a.now {
-            (now, None)
-        } else {
-            let w = offpeak_shared::window::next_window(parse_timezone(&tz_name)?, now, &a.window);
-            (w.opens_at, Some(w.closes_at))
-        };
-        let left = filter.limit - moved.len() as i64;
-        if left <= 0 {
-            break;
+    crate::ops::retry(&pool, filter, a.now, &a.window, a.json).await
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List recurring schedules (every tenant's, or one's).
+    List(SchedulesListArgs),
+    /// Pause a schedule: it stops firing until resumed.
+    Pause(ScheduleIdArgs),
+    /// Resume a paused schedule from now on (missed firings are not made).
+    Resume(ScheduleIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulesListArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Only this tenant's schedules (by name).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// At most this many schedules.
+    #[arg(long, default_value_t = 1_000)]
+    pub limit: i64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleIdArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The schedule's id.
+    pub id: uuid::Uuid,
+    /// Print JSON instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn schedules_command(c: SchedulesCommand) -> anyhow::Result<()> {
+    use offpeak_shared::db::schedules as sched_db;
+    match c {
+        SchedulesCommand::List(a) => {
+            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+            let tenant_id = match &a.tenant {
+                Some(name) => Some(db::tenants::by_name(&pool, name).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{name}'"))?.id),
+                None => None,
+            };
+            let rows = sched_db::list_all(&pool, tenant_id, a.limit).await?;
+            if a.json {
+                let out: Vec<_> = rows
+                    .into_iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(crate::api::schedules::ScheduleView::from(r.schedule)).unwrap_or_default();
+                        v["tenant"] = serde_json::json!(r.tenant_name);
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({"schedules": out}));
+            } else {
+                println!("{:<36}  {:<16}  {:<24}  {:<18}  {:<20}  {:<8}  {:<6}  NEXT_FIRE_AT", "ID", "TENANT", "NAME", "CRON", "TIMEZONE", "CATCH_UP", "STATE");
+                for r in rows {
+                    let s = r.schedule;
+                    let next = s.next_fire_at.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                    let state = if s.paused { "paused" } else { "active" };
+                    println!(
+                        "{:<36}  {:<16}  {:<24}  {:<18}  {:<20}  {:<8}  {:<6}  {next}",
+                        s.id, r.tenant_name, s.name, s.cron, s.timezone, s.catch_up, state
+                    );
+                }
+            }
+            Ok(())
         }
-        let ids = jobs_db::retry(&pool, &RetryFilter { limit: left, ..filter.clone() }, &tz_name, release_at, closes, now).await?;
-        moved.extend(ids.into_iter().map(|id| (tz_name.clone(), id, release_at)));
+        SchedulesCommand::Pause(a) => set_paused(a, true).await,
+        SchedulesCommand::Resume(a) => set_paused(a, false).await,
     }
-    if a.json {
-        let out: Vec<_> = moved
-            .iter()
-            .map(|(tz, id, at)| serde_json::json!({"id": id, "timezone": tz, "release_at": at}))
-            .collect();
-        println!("{}", serde_json::json!({"retried": out.len(), "jobs": out}));
+}
+
+/// Pauses or resumes one schedule; resuming restarts it from now.
+async fn set_paused(a: ScheduleIdArgs, paused: bool) -> anyhow::Result<()> {
+    use offpeak_shared::db::schedules as sched_db;
+    use offpeak_shared::schedule::CronSchedule;
+    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+    let mut tx = pool.begin().await?;
+    let mut row = sched_db::lock(&mut tx, None, a.id).await?.ok_or_else(|| anyhow::anyhow!("no schedule with id {}", a.id))?;
+    let now = chrono::Utc::now();
+    row.next_fire_at = if paused {
+        None
+    } else if row.paused || row.next_fire_at.is_none() {
+        let schedule = CronSchedule::parse(&row.cron, parse_timezone(&row.timezone)?)?;
+        Some(schedule.next_after(now).ok_or_else(|| anyhow::anyhow!("'{}' never fires again", row.cron))?)
     } else {
-        println!("{:<36}  {:<24}  RELEASE_AT", "JOB", "TIMEZONE");
-        for (tz, id, at) in &moved {
-            println!("{id:<36}  {tz:<24}  {}", at.to_rfc3339());
-        }
-        println!("{} {} job(s) back to held", moved.len(), state);
+        row.next_fire_at
+    };
+    row.paused = paused;
+    row.updated_at = now;
+    let row = sched_db::update(&mut *tx, &row).await?;
+    tx.commit().await?;
+    let next = row.next_fire_at.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    if a.json {
+        println!("{}", serde_json::json!({"id": row.id, "name": row.name, "paused": row.paused, "next_fire_at": row.next_fire_at}));
+    } else {
+        println!("schedule {} ('{}') {}; next firing: {next}", row.id, row.name, if paused { "paused" } else { "resumed" });
     }
     Ok(())
 }

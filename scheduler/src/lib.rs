@@ -6,7 +6,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod firing;
 pub mod metrics;
+pub mod ops;
 pub mod release;
 pub mod rescue;
 pub mod startup;

@@ -92,9 +92,23 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 /// The default registry in Prometheus text format.
 pub fn render() -> String {
     // Touch the lazily registered metrics so they appear from the first scrape.
-    let _ = (&*JOBS_SUBMITTED, &*JOBS_RELEASED, &*BATCHES_PUBLISHED, &*QUEUE_DEPTH, &*JOBS_BY_STATE);
+    let _ = (&*JOBS_SUBMITTED, &*JOBS_CANCELLED, &*JOBS_RELEASED, &*JOBS_ROLLED_OVER, &*BATCHES_PUBLISHED, &*BATCH_SIZE);
+    let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
 }
+
+pub static SCHEDULE_FIRINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_schedule_firings_total",
+        "Schedule firings by outcome: created (on time), caught_up (missed, fired by catch_up), skipped (missed, not fired by catch_up), duplicate (already recorded by another replica)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static SCHEDULE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("offpeak_schedule_errors_total", "Firing rounds that failed, or schedules that could not be evaluated, by cause", &["kind"])
+        .expect("metric registers once")
+});

@@ -14,6 +14,7 @@ use offpeak_shared::db;
 use offpeak_shared::shutdown::ShutdownSignal;
 
 use crate::api::{self, ApiConfig, AppState};
+use crate::firing::{Firer, FiringConfig};
 use crate::metrics;
 use crate::release::{ReleaseConfig, Releaser};
 use crate::rescue::{RescueConfig, Rescuer};
@@ -24,6 +25,7 @@ use crate::rescue::{RescueConfig, Rescuer};
 pub struct Loops {
     pub release: Option<ReleaseConfig>,
     pub rescue: Option<RescueConfig>,
+    pub firing: Option<FiringConfig>,
 }
 
 /// How often the jobs-by-state gauge is refreshed.
@@ -53,6 +55,10 @@ pub async fn serve(
     if let Some(cfg) = loops.rescue {
         let rescuer = Rescuer::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
         tasks.spawn(rescuer.run(shutdown.clone()));
+    }
+    if let Some(cfg) = loops.firing {
+        let firer = Firer::new(pool.clone(), clock.clone(), cfg);
+        tasks.spawn(firer.run(shutdown.clone()));
     }
     tasks.spawn(refresh_state_gauge(pool, shutdown.clone()));
 

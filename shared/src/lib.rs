@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod job;
 pub mod message;
+pub mod schedule;
 pub mod telemetry;
 pub mod window;
 

@@ -37,6 +37,8 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    /// Base URL of its HTTP endpoints (`/healthz`, `/metrics`), if any.
+    pub url: Option<String>,
 }
 
 impl Proc {
@@ -120,7 +122,7 @@ impl System {
             ("OFFPEAK_RELEASE_INTERVAL_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_BASE_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_CAP_MS".into(), "1000".into()),
-            ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "error".into())),
+            ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "error,lapin=off".into())),
         ];
         sys_env.extend(options.env.iter().cloned());
 
@@ -140,14 +142,19 @@ impl System {
             child: Command::new(binary("provider-sim"))
                 .args(["--listen", &format!("127.0.0.1:{sim_port}")])
                 .args(&options.sim_args)
-                .env("RUST_LOG", "error")
+                .env("RUST_LOG", "error,lapin=off")
                 .kill_on_drop(true)
                 .spawn()
                 .expect("start provider-sim"),
             name: "provider-sim".into(),
+            url: Some(format!("http://127.0.0.1:{sim_port}")),
         };
         let mut scheduler_cmd = run(&["serve"]);
-        let scheduler = Proc { child: scheduler_cmd.kill_on_drop(true).spawn().expect("start scheduler"), name: "scheduler".into() };
+        let scheduler = Proc {
+            child: scheduler_cmd.kill_on_drop(true).spawn().expect("start scheduler"),
+            name: "scheduler".into(),
+            url: Some(format!("http://127.0.0.1:{api_port}")),
+        };
         let mut system = Self {
             id,
             db_name,
@@ -180,19 +187,22 @@ impl System {
             .kill_on_drop(true)
             .spawn()
             .expect("start scheduler");
-        (Proc { child, name: format!("scheduler-{port}") }, format!("http://127.0.0.1:{port}"))
+        let url = format!("http://127.0.0.1:{port}");
+        (Proc { child, name: format!("scheduler-{port}"), url: Some(url.clone()) }, url)
     }
 
     /// Starts one more worker.
     pub fn add_worker(&mut self) {
+        let port = free_port();
         let child = Command::new(binary("offpeak-worker"))
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("start worker");
-        self.workers.push(Proc { child, name: format!("worker-{}", self.workers.len()) });
+        let url = Some(format!("http://127.0.0.1:{port}"));
+        self.workers.push(Proc { child, name: format!("worker-{}", self.workers.len()), url });
     }
 
     pub async fn wait_ready(&self, within: Duration) {
@@ -266,6 +276,18 @@ impl System {
     /// The simulator's counters.
     pub async fn sim_stats(&self) -> Value {
         self.http.get(format!("{}/v1/stats", self.sim_url)).send().await.expect("sim stats").json().await.expect("json")
+    }
+
+    /// Sums a Prometheus counter or gauge over the label sets matching
+    /// `labels` (e.g. `state="succeeded"`), from a process's `/metrics`.
+    pub async fn metric(&self, base_url: &str, name: &str, labels: &[&str]) -> f64 {
+        let text = self.http.get(format!("{base_url}/metrics")).send().await.expect("scrape").text().await.expect("text");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// Succeeded jobs and their credits.

@@ -205,3 +205,36 @@ async fn two_schedulers_and_three_workers_with_kills_finish_every_job_once() {
     assert_exactly_once(&sys, 700, 2).await;
     drop(third);
 }
+
+#[tokio::test]
+async fn the_metrics_of_both_binaries_agree_with_the_jobs_table() {
+    let _serial = SERIAL.lock().await;
+    let sys = System::start(SystemOptions {
+        workers: 2,
+        sim_args: vec!["--item-error-rate".into(), "0.1".into()],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "25".into())],
+    })
+    .await;
+    sys.submit(300, "flux-pro").await;
+    let states = sys.wait_all_terminal(Duration::from_secs(60)).await;
+    let (succeeded, credits) = sys.succeeded().await;
+    let failed = states.get("failed").copied().unwrap_or(0);
+    let api = sys.scheduler.url.clone().unwrap();
+    assert_eq!(sys.metric(&api, "offpeak_jobs_submitted_total", &[]).await, 300.0);
+    assert_eq!(sys.metric(&api, "offpeak_jobs_released_total", &[]).await, 300.0);
+    assert_eq!(sys.metric(&api, "offpeak_batches_published_total", &[]).await, 12.0);
+    assert_eq!(sys.metric(&api, "offpeak_batch_size_sum", &[]).await, 300.0);
+    let mut finished_ok = 0.0;
+    let mut finished_failed = 0.0;
+    let mut spent = 0.0;
+    for w in &sys.workers {
+        let url = w.url.clone().unwrap();
+        finished_ok += sys.metric(&url, "offpeak_jobs_finished_total", &["state=\"succeeded\""]).await;
+        finished_failed += sys.metric(&url, "offpeak_jobs_finished_total", &["state=\"failed\""]).await;
+        spent += sys.metric(&url, "offpeak_credits_spent_total", &[]).await;
+        assert_eq!(sys.metric(&url, "offpeak_worker_broker_connected", &[]).await, 1.0);
+    }
+    assert_eq!(finished_ok, succeeded as f64);
+    assert_eq!(finished_failed, failed as f64);
+    assert_eq!(spent, credits as f64);
+}

@@ -83,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, provider = %cli.provider_url, "worker metrics listening");
     let app = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(|| async { crate::metrics::render() }));
     let mut http_stop = signal.clone();
     let http = tokio::spawn(async move {
@@ -96,4 +97,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     consumer::run(ctx, config, signal).await;
     let _ = http.await;
     Ok(())
+}
+
+/// Ready while the worker is consuming from RabbitMQ; 503 during an outage.
+async fn readyz() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let consuming = crate::metrics::CONNECTED.get() == 1;
+    let status = if consuming { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(serde_json::json!({"status": if consuming { "ready" } else { "not_ready" }, "checks": {"rabbitmq": consuming}})))
 }

@@ -61,7 +61,8 @@ pub static CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
 
 /// The default registry in Prometheus text format.
 pub fn render() -> String {
-    let _ = (&*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*BATCHES, &*IN_FLIGHT, &*CONNECTED);
+    // Touch every metric so each appears from the first scrape, not only once used.
+    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()

@@ -87,7 +87,14 @@ impl IntoResponse for ApiError {
         let body = Body {
             error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"offpeak\""),
+            );
+        }
+        resp
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -15,7 +15,8 @@ use super::AppState;
 
 /// A JSON body parsed into `T`; syntax errors are 400 `invalid_json`,
 /// shape errors (missing, unknown or mistyped fields) 422 `invalid_field`
-/// naming the field, and an oversized body 413.
+/// naming the field, and an oversized body 413. The body must be a JSON
+/// object (see [`require_object`]).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -23,8 +24,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        require_object(&bytes)?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Refuses a body that is valid JSON but not an object: 422 `invalid_field`.
+/// serde would otherwise read a request struct from an array of its fields
+/// in declaration order (`["flux-schnell", {"prompt": "fox"}, "low", null,
+/// null, null]`), a form the API does not document. A body that is not
+/// JSON at all is left to [`parse_json`], which says what is wrong with it.
+pub fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first == Some(&b'{') || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        return Ok(());
+    }
+    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "the request body must be a JSON object"))
 }
 
 fn body_rejection(r: BytesRejection) -> ApiError {
@@ -51,7 +66,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             use serde_json::error::Category;
             match inner.classify() {
                 Category::Data => {
-                    let field = if path == "." { None } else { Some(path) };
+                    // A missing field is reported at the parent's path
+                    // ("."); its name is only in serde's message.
+                    let field = if path == "." { missing_field_name(&inner) } else { Some(path) };
                     let mut err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", strip_position(&inner));
                     err.field = field;
                     Err(err)
@@ -64,6 +81,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+/// The field named by serde's "missing field `name`" message.
+fn missing_field_name(e: &serde_json::Error) -> Option<String> {
+    let msg = e.to_string();
+    let rest = msg.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
 /// serde_json appends " at line 1 column 42"; for shape errors the field
 /// name says more.
 fn strip_position(e: &serde_json::Error) -> String {
@@ -71,6 +95,48 @@ fn strip_position(e: &serde_json::Error) -> String {
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_owned(),
         None => s,
+    }
+}
+
+/// A raw request body; an oversized one is a JSON 413 like everywhere else.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(body_rejection)
+    }
+}
+
+/// What a path id names, for its 404 message.
+pub trait Resource {
+    const NAME: &'static str;
+}
+
+/// `/v1/jobs/{id}`.
+pub struct JobId;
+impl Resource for JobId {
+    const NAME: &'static str = "job";
+}
+
+/// `/v1/schedules/{id}`.
+pub struct ScheduleId;
+impl Resource for ScheduleId {
+    const NAME: &'static str = "schedule";
+}
+
+/// An id in the path. Anything that is not a UUID, bad percent-encoding
+/// included, names nothing that exists: the same 404 as an unknown id.
+pub struct PathId<R>(pub uuid::Uuid, pub std::marker::PhantomData<R>);
+
+impl<R: Resource, S: Send + Sync> FromRequestParts<S> for PathId<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || ApiError::not_found(R::NAME);
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        uuid::Uuid::parse_str(&raw).map(|id| PathId(id, std::marker::PhantomData)).map_err(|_| not_found())
     }
 }
 
@@ -99,11 +165,13 @@ impl FromRequestParts<AppState> for AuthTenant {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <api key> header"))?;
+        // The scheme name is case-insensitive (RFC 7235).
         let key = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, k)| k.trim())
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <api key>'"))?;
         // The key is looked up by its SHA-256, so no comparison of secret

@@ -9,11 +9,28 @@ use serde_json::json;
 use super::AppState;
 
 /// The process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process is up", body = super::openapi::Health)),
+)]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// PostgreSQL and RabbitMQ are reachable; 503 otherwise, naming which is not.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "PostgreSQL and RabbitMQ are reachable", body = super::openapi::Readiness),
+        (status = 503, description = "PostgreSQL or RabbitMQ is not; `checks` says which", body = super::openapi::Readiness),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = offpeak_shared::db::ping(&state.pool).await;
     let rabbitmq = state.publisher.as_ref().is_some_and(|p| p.is_connected());
@@ -28,6 +45,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus text exposition of this process's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain; version=0.0.4")),
+)]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

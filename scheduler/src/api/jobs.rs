@@ -5,13 +5,14 @@
 //! (PostgreSQL's JSONB and TEXT cannot store them). Nothing is written
 //! until all of that holds, so bad input stores nothing.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use offpeak_shared::db::jobs::{self as db, CancelOutcome, InsertOutcome, JobRow, ListFilter, NewJob};
@@ -20,7 +21,7 @@ use offpeak_shared::job::{JobState, Priority};
 use offpeak_shared::window::{self, parse_timezone};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_json, AuthTenant, JsonBody, QueryParams};
+use super::extract::{parse_json, AuthTenant, JobId, JsonBody, PathId, QueryParams, RawBody};
 use super::AppState;
 use crate::metrics;
 
@@ -29,54 +30,90 @@ const MAX_USER_ID_LEN: usize = 200;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// `POST /v1/jobs`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// A model of the price table, e.g. `flux-schnell`; any other is a 422 `unknown_model` listing them.
+    #[schema(max_length = 100, example = "flux-schnell")]
     model: String,
+    #[schema(value_type = Object)]
     input: Value,
     #[serde(default)]
+    #[schema(value_type = super::openapi::PriorityName)]
     priority: Priority,
+    /// IANA timezone whose off-peak window the job waits for; defaults to the tenant's.
+    #[schema(example = "America/New_York")]
     timezone: Option<String>,
+    /// The submitter's own user, for usage per user: 1 to 200 bytes, no NUL characters.
+    #[schema(min_length = 1, max_length = 200)]
     user_id: Option<String>,
     metadata: Option<Value>,
 }
 
 /// `POST /v1/jobs/bulk`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
+    /// A model of the price table, e.g. `flux-schnell`; any other is a 422 `unknown_model` listing them.
+    #[schema(max_length = 100, example = "flux-schnell")]
     model: String,
+    #[schema(value_type = Vec<Object>, min_items = 1)]
     inputs: Vec<Value>,
     #[serde(default)]
+    #[schema(value_type = super::openapi::PriorityName)]
     priority: Priority,
+    /// IANA timezone whose off-peak window the jobs wait for; defaults to the tenant's.
+    #[schema(example = "America/New_York")]
     timezone: Option<String>,
+    /// The submitter's own user, for usage per user: 1 to 200 bytes, no NUL characters.
+    #[schema(min_length = 1, max_length = 200)]
     user_id: Option<String>,
     metadata: Option<Value>,
 }
 
-/// A job as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+/// A job as the API shows it. Every property is always present; those
+/// without a value yet are `null`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: Uuid,
+    #[schema(value_type = super::openapi::JobStateName)]
     pub state: String,
     pub model: String,
+    #[schema(value_type = Object)]
     pub input: Value,
+    #[schema(value_type = super::openapi::PriorityName)]
     pub priority: String,
     pub timezone: String,
+    #[schema(required = true)]
     pub user_id: Option<String>,
+    #[schema(required = true)]
     pub metadata: Option<Value>,
+    /// When the job is (or was) due for release: the window's opening for `low`, the submission for `normal`.
     pub release_at: DateTime<Utc>,
+    /// When the job's window closes (`low` only).
+    #[schema(required = true)]
     pub window_closes_at: Option<DateTime<Utc>>,
+    /// The batch it was released in.
+    #[schema(required = true)]
     pub batch_id: Option<Uuid>,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The provider's result, once `succeeded`.
+    #[schema(required = true)]
     pub result: Option<Value>,
+    /// The last error, once `failed` or `dead` (or from a failed attempt).
+    #[schema(required = true)]
     pub error: Option<Value>,
+    /// Credits charged, once finished.
+    #[schema(required = true)]
     pub credits: Option<i64>,
     pub cache_hit: bool,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub queued_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -129,29 +166,10 @@ fn validate_common(
     user_id: Option<String>,
     metadata: Option<Value>,
 ) -> ApiResult<Common> {
-    let limits = &state.config.limits;
-    if model.len() > MAX_MODEL_LEN || state.config.prices.price(&model).is_none() {
-        let known: Vec<&str> = state.config.prices.models().collect();
-        return Err(ApiError::invalid(
-            "unknown_model",
-            "model",
-            format!("unknown model '{}'; known models: {}", truncate(&model, MAX_MODEL_LEN), known.join(", ")),
-        ));
-    }
+    check_model(state, &model)?;
     let timezone = timezone.unwrap_or_else(|| tenant.timezone.clone());
     let tz = parse_timezone(&timezone).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?;
-    if let Some(u) = &user_id {
-        if u.is_empty() || u.len() > MAX_USER_ID_LEN || u.contains('\0') {
-            return Err(ApiError::invalid(
-                "invalid_field",
-                "user_id",
-                format!("user_id must be 1 to {MAX_USER_ID_LEN} bytes without NUL characters"),
-            ));
-        }
-    }
-    if let Some(m) = &metadata {
-        check_json("metadata", m, limits.max_metadata_bytes, false)?;
-    }
+    check_user_and_metadata(state, user_id.as_deref(), metadata.as_ref())?;
     let now = state.clock.now();
     let (release_at, window_closes_at) = match priority {
         Priority::Normal => (now, None),
@@ -163,9 +181,40 @@ fn validate_common(
     Ok(Common { model, priority, timezone, release_at, window_closes_at, user_id, metadata, now })
 }
 
+/// The model is one the price table knows. Shared with schedule templates.
+pub(crate) fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
+    if model.len() > MAX_MODEL_LEN || state.config.prices.price(model).is_none() {
+        let known: Vec<&str> = state.config.prices.models().collect();
+        return Err(ApiError::invalid(
+            "unknown_model",
+            "model",
+            format!("unknown model '{}'; known models: {}", truncate(model, MAX_MODEL_LEN), known.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// `user_id` and `metadata`, if given, are storable and within limits.
+/// Shared with schedule templates.
+pub(crate) fn check_user_and_metadata(state: &AppState, user_id: Option<&str>, metadata: Option<&Value>) -> ApiResult<()> {
+    if let Some(u) = user_id {
+        if u.is_empty() || u.len() > MAX_USER_ID_LEN || u.contains('\0') {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "user_id",
+                format!("user_id must be 1 to {MAX_USER_ID_LEN} bytes without NUL characters"),
+            ));
+        }
+    }
+    if let Some(m) = metadata {
+        check_json("metadata", m, state.config.limits.max_metadata_bytes, false)?;
+    }
+    Ok(())
+}
+
 /// An input or metadata value: an object (for inputs), within the size
 /// limit, with no NUL in any string or key.
-fn check_json(field: &str, v: &Value, max_bytes: usize, must_be_object: bool) -> ApiResult<()> {
+pub(crate) fn check_json(field: &str, v: &Value, max_bytes: usize, must_be_object: bool) -> ApiResult<()> {
     if must_be_object && !v.is_object() {
         return Err(ApiError::invalid("invalid_input", field, format!("{field} must be a JSON object")));
     }
@@ -224,11 +273,37 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
 /// `POST /v1/jobs`: 201 with the job; with an `Idempotency-Key` already
 /// used for the same body, 200 with the original job
 /// (`Idempotent-Replayed: true`); for another body, 409.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "submit_job",
+    summary = "Submit one job",
+    security(("api_key" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, min_length = 1,
+         description = "1 to 255 visible ASCII characters. A replay with the same body (compared as JSON, key order \
+                        and whitespace aside) returns the original job with 200; another body under the same key is a 409."),
+    ),
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The job, stored", body = JobView),
+        (status = 200, description = "A replay of an earlier request with the same `Idempotency-Key` and body: the original job",
+         body = JobView, headers(("Idempotent-Replayed" = String, description = "Always `true`"))),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`), or the `Idempotency-Key` is malformed (`invalid_idempotency_key`)", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::openapi::ErrorBody),
+        (status = 413, description = "The body, `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`); `field` names it", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn submit(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -246,6 +321,7 @@ pub async fn submit(
             Some(k.to_owned())
         }
     };
+    super::extract::require_object(&body)?;
     let raw: Value = parse_json(&body)?;
     let req: SubmitRequest = parse_json(&body)?;
     check_json("input", &req.input, state.config.limits.max_input_bytes, true)?;
@@ -271,16 +347,39 @@ pub async fn submit(
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The jobs of a bulk submission, all stored in one transaction.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BulkResponse {
+    /// The jobs' ids, in the order of `inputs`.
     ids: Vec<Uuid>,
     count: usize,
+    /// Always `held`.
+    #[schema(value_type = super::openapi::JobStateName)]
     state: &'static str,
     release_at: DateTime<Utc>,
+    #[schema(required = true)]
     window_closes_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /v1/jobs/bulk`: many inputs of one model, one transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/bulk",
+    tag = "jobs",
+    operation_id = "submit_jobs_bulk",
+    summary = "Submit many jobs of one model, all or none",
+    security(("api_key" = [])),
+    request_body(content = BulkRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Every job, stored", body = BulkResponse),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`), or there are more inputs than one request takes (`too_many_inputs`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`); nothing is stored", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn submit_bulk(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
@@ -320,36 +419,58 @@ pub async fn submit_bulk(
     ))
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found("job"))
-}
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    summary = "Read one job",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The job's id; anything that is not one of the tenant's job ids is a 404")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<JobId>,
 ) -> ApiResult<Json<JobView>> {
-    let id = parse_id(&id)?;
     db::get(&state.pool, tenant.id, id)
         .await?
         .map(|r| Json(r.into()))
         .ok_or_else(|| ApiError::not_found("job"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only jobs in this state.
+    #[param(value_type = Option<super::openapi::JobStateName>)]
     state: Option<String>,
+    /// Only jobs of this model.
     model: Option<String>,
+    /// Jobs per page, 1 to 1000; 50 by default.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of the tenant's jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse {
     jobs: Vec<JobView>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
@@ -357,6 +478,22 @@ const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 1000;
 
 /// `GET /v1/jobs?state=&model=&limit=&cursor=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    summary = "List the tenant's jobs, newest first, a page at a time",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = ListResponse),
+        (status = 400, description = "A bad or unknown query parameter (`invalid_query`, `invalid_cursor`); `field` names it when known", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
@@ -378,6 +515,10 @@ pub async fn list(
         .map(|c| Uuid::parse_str(&c))
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned").with_field("cursor"))?;
+    if p.model.as_deref().is_some_and(|m| m.len() > MAX_MODEL_LEN || m.contains('\0')) {
+        return Err(ApiError::bad_request("invalid_query", format!("model must be at most {MAX_MODEL_LEN} bytes without NUL characters"))
+            .with_field("model"));
+    }
     let filter = ListFilter { state: job_state, model: p.model, before, limit: limit + 1 };
     let mut rows = db::list(&state.pool, tenant.id, &filter).await?;
     let next_cursor = if rows.len() as i64 > limit {
@@ -391,12 +532,28 @@ pub async fn list(
 
 /// `DELETE /v1/jobs/{id}`: cancels a held or queued job; 409 once a worker
 /// has started it or it has finished.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    summary = "Cancel a job that has not started",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The job's id; anything that is not one of the tenant's job ids is a 404")),
+    responses(
+        (status = 200, description = "The job, now `cancelled`", body = JobView),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "A worker has started the job, or it has finished (`not_cancellable`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<JobId>,
 ) -> ApiResult<Json<JobView>> {
-    let id = parse_id(&id)?;
     match db::cancel(&state.pool, tenant.id, id, state.clock.now()).await? {
         CancelOutcome::Cancelled(row) => {
             metrics::JOBS_CANCELLED.inc();

@@ -5,6 +5,8 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod schedules;
+pub mod openapi;
 pub mod windows;
 
 use std::sync::Arc;
@@ -78,10 +80,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/bulk", axum::routing::post(jobs::submit_bulk))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/schedules", get(schedules::list).post(schedules::create))
+        .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
         .route("/v1/windows/next", get(windows::next))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use offpeak_shared::window::{self, parse_timezone};
 
@@ -12,16 +13,20 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AuthTenant, QueryParams};
 use super::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NextParams {
     /// IANA zone; defaults to the tenant's.
+    #[param(example = "Asia/Tokyo")]
     timezone: Option<String>,
     /// RFC 3339 instant; defaults to now.
+    #[param(value_type = Option<DateTime<Utc>>)]
     at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The window a low-priority job submitted at `at` would run in.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NextWindow {
     timezone: String,
     at: DateTime<Utc>,
@@ -32,6 +37,23 @@ pub struct NextWindow {
     open_now: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/windows/next",
+    tag = "windows",
+    operation_id = "next_window",
+    summary = "When would a low-priority job submitted at `at` run?",
+    security(("api_key" = [])),
+    params(NextParams),
+    responses(
+        (status = 200, description = "The next off-peak window, or the current one if `at` is inside it", body = NextWindow),
+        (status = 400, description = "A bad `at` or an unknown query parameter (`invalid_query`)", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn next(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,

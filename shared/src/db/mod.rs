@@ -8,6 +8,8 @@
 //! transaction.
 
 pub mod jobs;
+pub mod schedules;
+pub mod ops;
 pub mod tenants;
 
 use std::time::Duration;

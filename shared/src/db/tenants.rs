@@ -1,7 +1,6 @@
 //! Tenants and their API keys.
 //!
-//! A key is `op_` followed by 43 characters of URL-safe base64 (256 random
-//! bits). It is shown once, at creation; only its SHA-256 is stored, and a
+//! A key is `op_` followed by 64 hex characters (256 random bits). It is shown once, at creation; only its SHA-256 is stored, and a
 //! request is authenticated by looking that hash up.
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,300 @@
+//! The firing loop: turns due schedule firings into jobs, each exactly once.
+//!
+//! Each round ([`Firer::run_once`]), in one transaction:
+//!
+//! 1. **Claim.** Lock the schedules whose `next_fire_at` has come
+//!    (`FOR UPDATE SKIP LOCKED`, oldest first, at most `claim_limit`), so
+//!    replicas fire disjoint schedules and never wait on each other.
+//! 2. **Plan.** For each, the firings in `[next_fire_at, now]`: those at most
+//!    `misfire_grace` old are on time and fire; older ones were missed (the
+//!    scheduler was down) and follow the schedule's `catch_up` policy
+//!    (`offpeak_shared::schedule::plan_due`).
+//! 3. **Record, then create.** Insert one `schedule_firings` row per firing
+//!    with `ON CONFLICT (schedule_id, fire_at) DO NOTHING`; only the rows
+//!    actually inserted get their job, inserted by the same function as a
+//!    bulk API submission (`db::jobs::insert_many`), in the same transaction.
+//!    A low-priority job is held until its window like any other.
+//! 4. **Advance** every claimed schedule's `next_fire_at` past `now`, and
+//!    commit.
+//!
+//! So a firing exists once and has one job: a second replica skips the
+//! locked schedules, finds them advanced after the commit, and even with
+//! skewed clocks cannot record a firing again (the unique key); a crash
+//! before the commit rolls back the firings and their jobs together, and the
+//! next round (on any replica) makes them again.
+//!
+//! ```rust,no_run
+//! use std::sync::Arc;
+//! use offpeak_scheduler::firing::{Firer, FiringConfig};
+//! use offpeak_shared::clock::SystemClock;
+//!
+//! # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let firer = Firer::new(pool, Arc::new(SystemClock), FiringConfig::default());
+//! // One round, as tests drive it (production runs `firer.run(shutdown)`).
+//! let report = firer.run_once().await?;
+//! println!("{} jobs created, {} missed firings skipped", report.created, report.skipped);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use offpeak_shared::clock::SharedClock;
+use offpeak_shared::db::jobs::{self as jobs_db, NewJob};
+use offpeak_shared::db::schedules::{self as db, Advance, NewFiring, ScheduleRow};
+use offpeak_shared::job::Priority;
+use offpeak_shared::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
+use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_shared::window::{self, WindowSpec};
+
+use crate::metrics;
+
+/// Default pause between rounds when nothing more is due. Cron firings are
+/// at most once a second, and a round that finds nothing is one indexed query.
+pub const FIRING_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// Default most schedules one round claims.
+pub const CLAIM_LIMIT_DEFAULT: i64 = 100;
+/// Default most missed firings `catch_up: all` creates per schedule after an
+/// outage; older missed firings are skipped.
+pub const MAX_CATCH_UP_DEFAULT: usize = 100;
+/// Default age up to which a due firing counts as on time rather than
+/// missed. Longer than any pause of a healthy loop, short enough that
+/// `catch_up: none` means what it says after an outage.
+pub const MISFIRE_GRACE_DEFAULT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct FiringConfig {
+    pub interval: Duration,
+    pub claim_limit: i64,
+    pub max_catch_up: usize,
+    pub misfire_grace: Duration,
+    /// The off-peak window low-priority jobs wait for (as for the API).
+    pub window: WindowSpec,
+    /// Provider attempts of each created job (as for the API).
+    pub max_attempts: i32,
+}
+
+impl Default for FiringConfig {
+    fn default() -> Self {
+        Self {
+            interval: FIRING_INTERVAL_DEFAULT,
+            claim_limit: CLAIM_LIMIT_DEFAULT,
+            max_catch_up: MAX_CATCH_UP_DEFAULT,
+            misfire_grace: MISFIRE_GRACE_DEFAULT,
+            window: WindowSpec::default(),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FiringReport {
+    /// Schedules claimed.
+    pub schedules: u64,
+    /// Jobs created (on-time firings and caught-up ones).
+    pub created: u64,
+    /// Of `created`, missed firings fired by `catch_up`.
+    pub caught_up: u64,
+    /// Missed firings that `catch_up` skipped.
+    pub skipped: u64,
+    /// Firings already recorded (by another replica); no job was created.
+    pub duplicates: u64,
+    /// The round claimed `claim_limit` schedules: more may be due.
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FiringError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The firing loop of one scheduler replica.
+#[derive(Debug, Clone)]
+pub struct Firer {
+    pool: PgPool,
+    clock: SharedClock,
+    config: FiringConfig,
+}
+
+impl Firer {
+    pub fn new(pool: PgPool, clock: SharedClock, config: FiringConfig) -> Self {
+        Self { pool, clock, config }
+    }
+
+    /// One round at the clock's current instant.
+    ///
+    /// # Errors
+    /// Database errors; the round's transaction rolls back, and its firings
+    /// are made by a later round.
+    pub async fn run_once(&self) -> Result<FiringReport, FiringError> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let claimed = db::claim_due(&mut tx, now, self.config.claim_limit).await?;
+        if claimed.is_empty() {
+            return Ok(FiringReport::default());
+        }
+        let mut report = FiringReport {
+            schedules: claimed.len() as u64,
+            more: claimed.len() as i64 >= self.config.claim_limit,
+            ..Default::default()
+        };
+        let limits = CatchUpLimits {
+            grace: TimeDelta::from_std(self.config.misfire_grace).unwrap_or(TimeDelta::MAX),
+            max_catch_up: self.config.max_catch_up,
+        };
+
+        let mut firings = Vec::new();
+        let mut advances = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            let (schedule, policy) = match parse_row(row) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // Only validated schedules are stored; a zone gone from a
+                    // newer tz database would land here. Stop it rather than
+                    // claim it again every round.
+                    tracing::error!(schedule_id = %row.id, error = %e, "schedule cannot be evaluated; it will not fire until changed");
+                    metrics::SCHEDULE_ERRORS.with_label_values(&["invalid_schedule"]).inc();
+                    advances.push(Advance { schedule_id: row.id, next_fire_at: None, last_fired_at: None, missed: 0 });
+                    continue;
+                }
+            };
+            // Claimed rows are due, so next_fire_at is set; `now` is a safe
+            // stand-in that plans no missed firings.
+            let due_from = row.next_fire_at.unwrap_or(now);
+            let plan = plan_due(&schedule, due_from, now, policy, limits);
+            report.skipped += plan.skipped;
+            report.caught_up += plan.caught_up;
+            if plan.skipped > 0 {
+                tracing::info!(schedule_id = %row.id, skipped = plan.skipped, catch_up = %policy, "missed firings skipped");
+            }
+            firings.extend(plan.fire.iter().map(|&fire_at| NewFiring { schedule_id: row.id, fire_at, job_id: Uuid::now_v7() }));
+            advances.push(Advance {
+                schedule_id: row.id,
+                next_fire_at: plan.next_fire_at,
+                last_fired_at: None,
+                missed: i64::try_from(plan.skipped).unwrap_or(i64::MAX),
+            });
+        }
+
+        let recorded = if firings.is_empty() { Vec::new() } else { db::record_firings(&mut tx, &firings, now).await? };
+        report.duplicates = (firings.len() - recorded.len()) as u64;
+        let rows: HashMap<Uuid, &ScheduleRow> = claimed.iter().map(|r| (r.id, r)).collect();
+        let mut last_fired: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+        for firing in &recorded {
+            let Some(row) = rows.get(&firing.schedule_id) else { continue };
+            let job = self.job_for(row, firing, now);
+            // The same insert as `POST /v1/jobs/bulk`, one job at a time
+            // because each carries its own fire time in `metadata`.
+            jobs_db::insert_many(&mut *tx, &job, &[job.id], std::slice::from_ref(&row.input)).await?;
+            let last = last_fired.entry(row.id).or_insert(firing.fire_at);
+            *last = (*last).max(firing.fire_at);
+        }
+        for advance in &mut advances {
+            advance.last_fired_at = last_fired.get(&advance.schedule_id).copied();
+        }
+        db::advance(&mut tx, &advances).await?;
+        tx.commit().await?;
+
+        report.created = recorded.len() as u64;
+        metrics::SCHEDULE_FIRINGS.with_label_values(&["created"]).inc_by(report.created - report.caught_up.min(report.created));
+        metrics::SCHEDULE_FIRINGS.with_label_values(&["caught_up"]).inc_by(report.caught_up.min(report.created));
+        metrics::SCHEDULE_FIRINGS.with_label_values(&["skipped"]).inc_by(report.skipped);
+        metrics::SCHEDULE_FIRINGS.with_label_values(&["duplicate"]).inc_by(report.duplicates);
+        for firing in &recorded {
+            tracing::debug!(schedule_id = %firing.schedule_id, fire_at = %firing.fire_at, job_id = %firing.job_id, "schedule fired");
+        }
+        Ok(report)
+    }
+
+    /// The job a firing creates: the schedule's template in the schedule's
+    /// timezone, `metadata` telling which schedule and fire time made it.
+    fn job_for(&self, row: &ScheduleRow, firing: &NewFiring, now: DateTime<Utc>) -> NewJob {
+        let priority: Priority = row.priority.parse().unwrap_or_default();
+        let (release_at, window_closes_at) = match (priority, window::parse_timezone(&row.timezone)) {
+            (Priority::Low, Ok(tz)) => {
+                let w = window::next_window(tz, now, &self.config.window);
+                (w.opens_at, Some(w.closes_at))
+            }
+            _ => (now, None),
+        };
+        NewJob {
+            id: firing.job_id,
+            tenant_id: row.tenant_id,
+            model: row.model.clone(),
+            input: Value::Null,
+            priority,
+            timezone: row.timezone.clone(),
+            user_id: row.user_id.clone(),
+            metadata: Some(firing_metadata(row, firing.fire_at)),
+            release_at,
+            window_closes_at,
+            max_attempts: self.config.max_attempts,
+            created_at: now,
+        }
+    }
+
+    /// Runs rounds until shutdown: at once again while a round says there is
+    /// more, otherwise after `interval`. Errors are logged and counted, and
+    /// the loop carries on after a pause.
+    pub async fn run(self, mut shutdown: ShutdownSignal) {
+        tracing::info!(interval_ms = self.config.interval.as_millis() as u64, "firing loop started");
+        // Every outcome appears at 0 from the first scrape, so rates and
+        // alerts work before the first firing.
+        for outcome in ["created", "caught_up", "skipped", "duplicate"] {
+            metrics::SCHEDULE_FIRINGS.with_label_values(&[outcome]).inc_by(0);
+        }
+        let mut backoff = self.config.interval;
+        while !shutdown.is_triggered() {
+            let pause = match self.run_once().await {
+                Ok(r) => {
+                    backoff = self.config.interval;
+                    if r.created > 0 || r.skipped > 0 {
+                        tracing::info!(created = r.created, caught_up = r.caught_up, skipped = r.skipped, schedules = r.schedules, "firing round");
+                    }
+                    if r.more { Duration::ZERO } else { self.config.interval }
+                }
+                Err(e) => {
+                    metrics::SCHEDULE_ERRORS.with_label_values(&["database"]).inc();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "firing round failed; nothing was recorded, retrying");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+        tracing::info!("firing loop stopped");
+    }
+}
+
+/// A stored schedule's expression and policy.
+fn parse_row(row: &ScheduleRow) -> Result<(CronSchedule, CatchUp), String> {
+    let tz = window::parse_timezone(&row.timezone).map_err(|e| e.to_string())?;
+    let schedule = CronSchedule::parse(&row.cron, tz).map_err(|e| e.to_string())?;
+    let policy = row.catch_up.parse::<CatchUp>().map_err(|e| e.to_string())?;
+    Ok((schedule, policy))
+}
+
+/// The template's metadata object with `schedule_id`, `schedule_name` and
+/// `fire_at` set (these win over template keys of the same name).
+pub fn firing_metadata(row: &ScheduleRow, fire_at: DateTime<Utc>) -> Value {
+    let mut metadata = match &row.metadata {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    metadata.insert("schedule_id".into(), json!(row.id));
+    metadata.insert("schedule_name".into(), json!(row.name));
+    metadata.insert("fire_at".into(), json!(fire_at));
+    Value::Object(metadata)
+}

@@ -1,0 +1,99 @@
+//! The operator commands of `offpeak-scheduler`: `jobs stats`, `jobs
+//! cancel`, `prune`, `tenant list`, run as the real binary against a test
+//! environment's database.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::procs::binary;
+
+async fn cli(env: &TestEnv, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(binary("offpeak-scheduler"))
+        .args(args)
+        .env("DATABASE_URL", env.database_url())
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("run offpeak-scheduler");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), if out.status.success() { text } else { String::from_utf8_lossy(&out.stderr).into_owned() })
+}
+
+#[tokio::test]
+async fn jobs_stats_counts_by_state_model_and_tenant_and_shows_what_is_due_by_hour() {
+    // Real clock: `jobs stats` looks 24 hours ahead of now.
+    let env = TestEnv::with(EnvOptions { now: Utc::now(), ..Default::default() }).await;
+    let a = env.tenant("alpha", "UTC").await;
+    let b = env.tenant("beta", "Asia/Tokyo").await;
+    let inputs = |n: usize| (0..n).map(|i| json!({"p": i})).collect::<Vec<_>>();
+    env.post(&a, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs(3)})).await;
+    env.post(&b, "/v1/jobs/bulk", &json!({"model": "flux-pro", "inputs": inputs(2)})).await;
+
+    let (ok, out) = cli(&env, &["jobs", "stats", "--json"]).await;
+    assert!(ok, "{out}");
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["by_state"]["held"], 5);
+    assert_eq!(stats["by_model"]["flux-dev"]["held"], 3);
+    assert_eq!(stats["by_tenant"]["beta"]["held"], 2);
+    let due: i64 = stats["due_next_24h"].as_array().unwrap().iter().map(|d| d["jobs"].as_i64().unwrap()).sum();
+    assert_eq!(due, 5, "every held job is due within 24 hours: {stats}");
+
+    let (ok, table) = cli(&env, &["jobs", "stats"]).await;
+    assert!(ok && table.contains("TENANT") && table.contains("alpha") && table.contains("DUE (UTC HOUR)"), "{table}");
+    let (ok, tenants) = cli(&env, &["tenant", "list"]).await;
+    assert!(ok && tenants.contains("alpha") && tenants.contains("Asia/Tokyo"), "{tenants}");
+}
+
+#[tokio::test]
+async fn jobs_cancel_cancels_only_matching_unstarted_jobs() {
+    let env = TestEnv::with(EnvOptions { now: DateTime::parse_from_rfc3339("2027-06-01T12:00:00Z").unwrap().into(), ..Default::default() }).await;
+    let a = env.tenant("alpha", "UTC").await;
+    let b = env.tenant("beta", "UTC").await;
+    let inputs: Vec<_> = (0..4).map(|i| json!({"p": i})).collect();
+    env.post(&a, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
+    env.post(&a, "/v1/jobs/bulk", &json!({"model": "flux-pro", "inputs": [{"p": 1}]})).await;
+    env.post(&b, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": [{"p": 1}]})).await;
+
+    let (ok, out) = cli(&env, &["jobs", "cancel", "--tenant", "alpha", "--model", "flux-dev", "--json"]).await;
+    assert!(ok, "{out}");
+    let res: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(res["cancelled"], 4);
+    let cancelled: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'cancelled' AND finished_at IS NOT NULL")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 4, "only alpha's flux-dev jobs");
+    let (ok, err) = cli(&env, &["jobs", "cancel", "--state", "running"]).await;
+    assert!(!ok && err.contains("held or queued"), "{err}");
+    let (ok, err) = cli(&env, &["jobs", "cancel", "--tenant", "nobody"]).await;
+    assert!(!ok && err.contains("no tenant named 'nobody'"), "{err}");
+}
+
+#[tokio::test]
+async fn prune_deletes_only_finished_jobs_past_the_retention_period() {
+    let env = TestEnv::with(EnvOptions { now: Utc::now(), ..Default::default() }).await;
+    let a = env.tenant("alpha", "UTC").await;
+    let inputs: Vec<_> = (0..6).map(|i| json!({"p": i})).collect();
+    env.post(&a, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
+    // Two finished 40 days ago, one finished yesterday, three still held.
+    sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '40 days'
+         WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 2)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '1 day'
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'held' ORDER BY id LIMIT 1)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let (ok, out) = cli(&env, &["prune", "--older-than-days", "30", "--chunk", "1", "--json"]).await;
+    assert!(ok, "{out}");
+    let res: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(res["pruned"], 2);
+    assert_eq!(env.count_jobs().await, 4);
+}
