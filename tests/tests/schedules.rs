@@ -387,3 +387,14 @@ async fn a_change_is_validated_like_a_create() {
     assert_eq!(changed["job"]["priority"], "normal");
     assert_eq!(changed["next_fire_at"], s["next_fire_at"], "a template change keeps the timing");
 }
+
+#[tokio::test]
+async fn a_schedule_id_with_invalid_percent_encoding_is_a_json_404() {
+    let env = TestEnv::new().await;
+    let key = env.tenant("acme", "UTC").await;
+    for path in ["/v1/schedules/%FF", "/v1/schedules/not-a-uuid"] {
+        let (status, body) = env.get(&key, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}

@@ -10,7 +10,7 @@
 //! paused it still succeeds. The template is validated like a job submission
 //! (the same functions), field names prefixed with `job.`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,7 +28,7 @@ use offpeak_shared::schedule::{CatchUp, CronSchedule};
 use offpeak_shared::window::parse_timezone;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthTenant, JsonBody, QueryParams};
+use super::extract::{AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
 use super::jobs::{check_json, check_model, check_user_and_metadata};
 use super::AppState;
 
@@ -295,10 +295,6 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found("schedule"))
-}
-
 /// `POST /v1/schedules`: 201 with the new schedule; 200 with the existing
 /// one if the tenant already has this name with the same definition
 /// (`Idempotent-Replayed: true`); 409 if with another.
@@ -462,9 +458,8 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<ScheduleId>,
 ) -> ApiResult<Json<ScheduleView>> {
-    let id = parse_id(&id)?;
     let row = db::get(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("schedule"))?;
     Ok(Json(detail(&state, row).await?))
 }
@@ -498,10 +493,9 @@ pub async fn get(
 pub async fn patch(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<ScheduleId>,
     JsonBody(req): JsonBody<PatchRequest>,
 ) -> ApiResult<Json<ScheduleView>> {
-    let id = parse_id(&id)?;
     // Validate what can be validated before taking the row lock.
     if let Some(t) = &req.job {
         check_template(&state, t)?;
@@ -586,9 +580,8 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
 pub async fn delete(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<ScheduleId>,
 ) -> ApiResult<Json<ScheduleView>> {
-    let id = parse_id(&id)?;
     let row = db::delete(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("schedule"))?;
     Ok(Json(ScheduleView::from(row)))
 }
