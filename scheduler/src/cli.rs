@@ -143,6 +143,16 @@ pub struct JobsCancelArgs {
     /// held or queued (default: both).
     #[arg(long)]
     pub state: Option<String>,
+    #[command(flatten)]
+    pub filter: JobFilterArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which jobs an operator command touches, besides their state.
+#[derive(Debug, Args)]
+pub struct JobFilterArgs {
     /// Only this tenant's jobs (by name).
     #[arg(long)]
     pub tenant: Option<String>,
@@ -152,9 +162,6 @@ pub struct JobsCancelArgs {
     /// At most this many jobs.
     #[arg(long, default_value_t = 10_000)]
     pub limit: i64,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,15 +186,8 @@ pub struct JobsRetryArgs {
     /// Which finished jobs: dead or failed.
     #[arg(long, default_value = "dead")]
     pub state: String,
-    /// Only this tenant's jobs (by name).
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Only jobs of this model.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// At most this many jobs.
-    #[arg(long, default_value_t = 10_000)]
-    pub limit: i64,
+    #[command(flatten)]
+    pub filter: JobFilterArgs,
     /// Release at once instead of in each job's next off-peak window.
     #[arg(long)]
     pub now: bool,
@@ -234,9 +234,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = a.state.as_deref().map(str::parse::<JobState>).transpose()?;
             let filter = offpeak_shared::db::ops::CancelFilter {
                 state,
-                tenant_id: crate::ops::tenant_id(&pool, a.tenant.as_deref()).await?,
-                model: a.model,
-                limit: a.limit,
+                tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
+                model: a.filter.model,
+                limit: a.filter.limit,
             };
             crate::ops::cancel(&pool, filter, a.json).await
         }
@@ -267,13 +267,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-max, --release-per-tenant, --release-round-max and --max-queue-depth must be at least 1");
     }
     let prices = a.prices.table()?;
+    let routes = a.prices.routes()?;
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
     let pool = db::connect(&a.db.database_url, a.db.db_max_connections, a.db.connect_timeout()).await?;
     let publisher =
         broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
             .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
-    let api = ApiConfig { window: a.window, prices, max_attempts: a.max_attempts, limits: Limits::default() };
+    let api = ApiConfig { window: a.window, prices, routes, max_attempts: a.max_attempts, limits: Limits::default() };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
         batch_max: a.batch_max,
@@ -335,9 +336,9 @@ async fn jobs_retry(a: JobsRetryArgs) -> anyhow::Result<()> {
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
     let filter = offpeak_shared::db::jobs::RetryFilter {
         state: a.state.parse()?,
-        tenant_id: crate::ops::tenant_id(&pool, a.tenant.as_deref()).await?,
-        model: a.model,
-        limit: a.limit,
+        tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
+        model: a.filter.model,
+        limit: a.filter.limit,
     };
     crate::ops::retry(&pool, filter, a.now, &a.window, a.json).await
 }

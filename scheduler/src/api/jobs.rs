@@ -21,6 +21,7 @@ use offpeak_shared::job::{JobState, Priority};
 use offpeak_shared::window::{self, parse_timezone};
 
 use super::error::{ApiError, ApiResult};
+use super::page::Page;
 use super::extract::{parse_json, AuthTenant, JobId, JsonBody, PathId, QueryParams, RawBody};
 use super::AppState;
 use crate::metrics;
@@ -34,6 +35,7 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// A model of the price table, e.g. `flux-schnell`; any other is a 422 `unknown_model` listing them.
+    /// `auto` routes by `use_case` (model routing).
     #[schema(max_length = 100, example = "flux-schnell")]
     model: String,
     #[schema(value_type = Object)]
@@ -48,6 +50,10 @@ pub struct SubmitRequest {
     #[schema(min_length = 1, max_length = 200)]
     user_id: Option<String>,
     metadata: Option<Value>,
+    /// With `"model": "auto"` only (model routing): what the output is for, e.g. `thumbnail`; the model is
+    /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
+    #[schema(example = "thumbnail")]
+    use_case: Option<String>,
 }
 
 /// `POST /v1/jobs/bulk`.
@@ -55,6 +61,7 @@ pub struct SubmitRequest {
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// A model of the price table, e.g. `flux-schnell`; any other is a 422 `unknown_model` listing them.
+    /// `auto` routes by `use_case` (model routing).
     #[schema(max_length = 100, example = "flux-schnell")]
     model: String,
     #[schema(value_type = Vec<Object>, min_items = 1)]
@@ -69,6 +76,10 @@ pub struct BulkRequest {
     #[schema(min_length = 1, max_length = 200)]
     user_id: Option<String>,
     metadata: Option<Value>,
+    /// With `"model": "auto"` only (model routing): what the output is for, e.g. `thumbnail`; the model is
+    /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
+    #[schema(example = "thumbnail")]
+    use_case: Option<String>,
 }
 
 /// A job as the API shows it. Every property is always present; those
@@ -115,6 +126,9 @@ pub struct JobView {
     pub started_at: Option<DateTime<Utc>>,
     #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The use case of a job submitted with `"model": "auto"`; `model` is the model it was routed to.
+    #[schema(required = true)]
+    pub use_case: Option<String>,
 }
 
 impl From<JobRow> for JobView {
@@ -141,6 +155,7 @@ impl From<JobRow> for JobView {
             queued_at: r.queued_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            use_case: r.use_case,
         }
     }
 }
@@ -148,6 +163,7 @@ impl From<JobRow> for JobView {
 /// The fields every submission shares, validated.
 struct Common {
     model: String,
+    use_case: Option<String>,
     priority: Priority,
     timezone: String,
     release_at: DateTime<Utc>,
@@ -161,11 +177,13 @@ fn validate_common(
     state: &AppState,
     tenant: &Tenant,
     model: String,
+    use_case: Option<String>,
     priority: Priority,
     timezone: Option<String>,
     user_id: Option<String>,
     metadata: Option<Value>,
 ) -> ApiResult<Common> {
+    let (model, use_case) = route_model(state, model, use_case)?;
     check_model(state, &model)?;
     let timezone = timezone.unwrap_or_else(|| tenant.timezone.clone());
     let tz = parse_timezone(&timezone).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?;
@@ -178,7 +196,39 @@ fn validate_common(
             (w.opens_at, Some(w.closes_at))
         }
     };
-    Ok(Common { model, priority, timezone, release_at, window_closes_at, user_id, metadata, now })
+    Ok(Common { model, use_case, priority, timezone, release_at, window_closes_at, user_id, metadata, now })
+}
+
+/// The `model` of a submission that asks for model routing.
+pub(crate) const AUTO_MODEL: &str = "auto";
+
+/// Model routing: `"model": "auto"` with a `use_case` gets the model the
+/// routing table names for it; returns the model to store and the use case
+/// to record. A `use_case` without `auto`, or `auto` without a known
+/// `use_case`, is a 422 naming `use_case`.
+pub(crate) fn route_model(state: &AppState, model: String, use_case: Option<String>) -> ApiResult<(String, Option<String>)> {
+    let known = || state.config.routes.use_cases().collect::<Vec<_>>().join(", ");
+    match (model == AUTO_MODEL, use_case) {
+        (false, None) => Ok((model, None)),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "invalid_field",
+            "use_case",
+            "use_case is only for \"model\": \"auto\" (model routing); drop it or set model to \"auto\"",
+        )),
+        (true, None) => Err(ApiError::invalid(
+            "invalid_field",
+            "use_case",
+            format!("\"model\": \"auto\" needs a use_case to route by; known use cases: {}", known()),
+        )),
+        (true, Some(u)) => match state.config.routes.model_for(&u) {
+            Some(m) => Ok((m.to_owned(), Some(u))),
+            None => Err(ApiError::invalid(
+                "unknown_use_case",
+                "use_case",
+                format!("unknown use_case '{}'; known use cases: {}", truncate(&u, MAX_MODEL_LEN), known()),
+            )),
+        },
+    }
 }
 
 /// The model is one the price table knows. Shared with schedule templates.
@@ -267,6 +317,7 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
         window_closes_at: c.window_closes_at,
         max_attempts,
         created_at: c.now,
+        use_case: c.use_case.clone(),
     }
 }
 
@@ -325,7 +376,8 @@ pub async fn submit(
     let raw: Value = parse_json(&body)?;
     let req: SubmitRequest = parse_json(&body)?;
     check_json("input", &req.input, state.config.limits.max_input_bytes, true)?;
-    let common = validate_common(&state, &tenant, req.model, req.priority, req.timezone, req.user_id, req.metadata)?;
+    let common =
+        validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
     let job = new_job(&tenant, &common, req.input, state.config.max_attempts);
     let request_hash = offpeak_shared::canonical_hash(&raw);
     let idempotency = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
@@ -400,7 +452,8 @@ pub async fn submit_bulk(
     for (i, input) in req.inputs.iter().enumerate() {
         check_json(&format!("inputs[{i}]"), input, limits.max_input_bytes, true)?;
     }
-    let common = validate_common(&state, &tenant, req.model, req.priority, req.timezone, req.user_id, req.metadata)?;
+    let common =
+        validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
     let template = new_job(&tenant, &common, Value::Null, state.config.max_attempts);
     let ids: Vec<Uuid> = req.inputs.iter().map(|_| Uuid::now_v7()).collect();
     db::insert_many(&state.pool, &template, &ids, &req.inputs).await?;
@@ -474,8 +527,6 @@ pub struct ListResponse {
     next_cursor: Option<String>,
 }
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 1000;
 
 /// `GET /v1/jobs?state=&model=&limit=&cursor=`: newest first.
 #[utoipa::path(
@@ -504,29 +555,13 @@ pub async fn list(
         .map(|s| s.parse::<JobState>())
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).with_field("state"))?;
-    let limit = match p.limit {
-        None => DEFAULT_PAGE,
-        Some(s) => s.parse::<i64>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("limit must be an integer from 1 to {MAX_PAGE}")).with_field("limit")
-        })?,
-    };
-    let before = p
-        .cursor
-        .map(|c| Uuid::parse_str(&c))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned").with_field("cursor"))?;
+    let page = Page::parse(p.limit.as_deref(), p.cursor.as_deref())?;
     if p.model.as_deref().is_some_and(|m| m.len() > MAX_MODEL_LEN || m.contains('\0')) {
         return Err(ApiError::bad_request("invalid_query", format!("model must be at most {MAX_MODEL_LEN} bytes without NUL characters"))
             .with_field("model"));
     }
-    let filter = ListFilter { state: job_state, model: p.model, before, limit: limit + 1 };
-    let mut rows = db::list(&state.pool, tenant.id, &filter).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let filter = ListFilter { state: job_state, model: p.model, before: page.before, limit: page.fetch() };
+    let (rows, next_cursor) = page.finish(db::list(&state.pool, tenant.id, &filter).await?, |r| r.id);
     Ok(Json(ListResponse { jobs: rows.into_iter().map(JobView::from).collect(), next_cursor }))
 }
 

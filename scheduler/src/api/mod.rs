@@ -5,7 +5,9 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod page;
 pub mod schedules;
+pub mod usage;
 pub mod openapi;
 pub mod windows;
 
@@ -19,7 +21,7 @@ use sqlx::PgPool;
 
 use offpeak_shared::broker::Publisher;
 use offpeak_shared::clock::SharedClock;
-use offpeak_shared::job::PriceTable;
+use offpeak_shared::job::{PriceTable, RouteTable};
 use offpeak_shared::window::WindowSpec;
 
 use error::ApiError;
@@ -53,13 +55,21 @@ impl Default for Limits {
 pub struct ApiConfig {
     pub window: WindowSpec,
     pub prices: PriceTable,
+    /// Model routing: the model a `use_case` gets with `"model": "auto"`.
+    pub routes: RouteTable,
     pub max_attempts: i32,
     pub limits: Limits,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { window: WindowSpec::default(), prices: PriceTable::default(), max_attempts: 5, limits: Limits::default() }
+        Self {
+            window: WindowSpec::default(),
+            prices: PriceTable::default(),
+            routes: RouteTable::default(),
+            max_attempts: 5,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -83,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/schedules", get(schedules::list).post(schedules::create))
         .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
         .route("/v1/windows/next", get(windows::next))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/tenant", get(usage::tenant))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

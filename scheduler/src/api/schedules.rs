@@ -29,6 +29,7 @@ use offpeak_shared::window::parse_timezone;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
+use super::page::Page;
 use super::jobs::{check_json, check_model, check_user_and_metadata};
 use super::AppState;
 
@@ -38,8 +39,6 @@ const MAX_CRON_LEN: usize = 256;
 pub const NEXT_FIRE_TIMES: usize = 5;
 /// How many recent firings a schedule's page lists.
 pub const RECENT_FIRINGS: i64 = 10;
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 1000;
 
 /// `POST /v1/schedules`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -417,24 +416,8 @@ pub async fn list(
     AuthTenant(tenant): AuthTenant,
     QueryParams(p): QueryParams<ListParams>,
 ) -> ApiResult<Json<ListResponse>> {
-    let limit = match p.limit {
-        None => DEFAULT_PAGE,
-        Some(s) => s.parse::<i64>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", format!("limit must be an integer from 1 to {MAX_PAGE}")).with_field("limit")
-        })?,
-    };
-    let before = p
-        .cursor
-        .map(|c| Uuid::parse_str(&c))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned").with_field("cursor"))?;
-    let mut rows = db::list(&state.pool, tenant.id, before, limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let page = Page::parse(p.limit.as_deref(), p.cursor.as_deref())?;
+    let (rows, next_cursor) = page.finish(db::list(&state.pool, tenant.id, page.before, page.fetch()).await?, |r| r.id);
     Ok(Json(ListResponse { schedules: rows.into_iter().map(ScheduleView::from).collect(), next_cursor }))
 }
 
