@@ -33,6 +33,24 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// Where a system's process logs go: `target/test-logs/<system id>/`.
+fn log_dir(id: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe.ancestors().nth(3).map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = target.join("test-logs").join(id);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Stdout and stderr of a process, appended to `<dir>/<name>.log`.
+fn log_to(dir: &std::path::Path, name: &str) -> (Stdio, Stdio) {
+    let open = || std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log")));
+    match (open(), open()) {
+        (Ok(out), Ok(err)) => (Stdio::from(out), Stdio::from(err)),
+        _ => (Stdio::null(), Stdio::inherit()),
+    }
+}
+
 /// A child process, killed when dropped.
 pub struct Proc {
     pub child: Child,
@@ -122,7 +140,7 @@ impl System {
             ("OFFPEAK_RELEASE_INTERVAL_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_BASE_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_CAP_MS".into(), "1000".into()),
-            ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "error,lapin=off".into())),
+            ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "info,lapin=off".into())),
         ];
         sys_env.extend(options.env.iter().cloned());
 
@@ -138,8 +156,12 @@ impl System {
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
         let key = stdout.lines().last().expect("a key line").trim().to_owned();
 
+        let logs = log_dir(&id);
+        let (out, err) = log_to(&logs, "provider-sim");
         let sim = Proc {
             child: Command::new(binary("provider-sim"))
+                .stdout(out)
+                .stderr(err)
                 .args(["--listen", &format!("127.0.0.1:{sim_port}")])
                 .args(&options.sim_args)
                 .env("RUST_LOG", "error,lapin=off")
@@ -150,6 +172,8 @@ impl System {
             url: Some(format!("http://127.0.0.1:{sim_port}")),
         };
         let mut scheduler_cmd = run(&["serve"]);
+        let (out, err) = log_to(&logs, "scheduler");
+        scheduler_cmd.stdout(out).stderr(err);
         let scheduler = Proc {
             child: scheduler_cmd.kill_on_drop(true).spawn().expect("start scheduler"),
             name: "scheduler".into(),
@@ -180,8 +204,11 @@ impl System {
     /// and rescuer on the same database and queue); returns its API URL.
     pub fn add_scheduler(&mut self) -> (Proc, String) {
         let port = free_port();
+        let (out, err) = log_to(&log_dir(&self.id), &format!("scheduler-{port}"));
         let child = Command::new(binary("offpeak-scheduler"))
             .arg("serve")
+            .stdout(out)
+            .stderr(err)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("OFFPEAK_LISTEN", format!("127.0.0.1:{port}"))
             .kill_on_drop(true)
@@ -194,15 +221,18 @@ impl System {
     /// Starts one more worker.
     pub fn add_worker(&mut self) {
         let port = free_port();
+        let name = format!("worker-{}", self.workers.len());
+        let (out, err) = log_to(&log_dir(&self.id), &name);
         let child = Command::new(binary("offpeak-worker"))
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .expect("start worker");
         let url = Some(format!("http://127.0.0.1:{port}"));
-        self.workers.push(Proc { child, name: format!("worker-{}", self.workers.len()), url });
+        self.workers.push(Proc { child, name, url });
     }
 
     pub async fn wait_ready(&self, within: Duration) {
@@ -302,6 +332,22 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
+        let logs = log_dir(&self.id);
+        if std::thread::panicking() {
+            // The test failed: show the end of every process's log.
+            if let Ok(entries) = std::fs::read_dir(&logs) {
+                for e in entries.flatten() {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("---- {} (last 40 lines) ----", e.path().display());
+                    for l in &lines[lines.len().saturating_sub(40)..] {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&logs);
+        }
         for w in &mut self.workers {
             let _ = w.child.start_kill();
         }

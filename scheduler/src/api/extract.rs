@@ -182,3 +182,39 @@ impl FromRequestParts<AppState> for AuthTenant {
         }
     }
 }
+
+/// `deserialize_with` for a nested struct that must be a JSON object: serde
+/// would otherwise also read a struct from an array of its fields in order.
+///
+/// # Errors
+/// Anything but an object, or an object that is not a valid `T`.
+pub fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// [`object_only`] for an optional field (with `#[serde(default)]`): present
+/// means an object.
+///
+/// # Errors
+/// As [`object_only`].
+pub fn object_only_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    object_only(d).map(Some)
+}

@@ -20,7 +20,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{health, jobs, schedules, windows, AppState};
+use super::{health, jobs, schedules, usage, windows, AppState};
 
 /// The document as generated, before the running limits are filled in.
 #[derive(OpenApi)]
@@ -47,6 +47,8 @@ use super::{health, jobs, schedules, windows, AppState};
         schedules::patch,
         schedules::delete,
         windows::next,
+        usage::usage,
+        usage::tenant,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -69,6 +71,7 @@ use super::{health, jobs, schedules, windows, AppState};
         (name = "jobs", description = "Submit, read, list and cancel jobs"),
         (name = "schedules", description = "Recurring schedules: cron expressions in a timezone that create jobs"),
         (name = "windows", description = "When the off-peak window opens"),
+        (name = "usage", description = "Usage and savings from the usage ledger; the tenant's own settings"),
         (name = "operations", description = "Probes, metrics and this document; no authentication"),
     )
 )]
@@ -158,7 +161,7 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: e.g. `invalid_json`, `invalid_field`, `invalid_query`, `invalid_cursor`,
-    /// `invalid_input`, `invalid_timezone`, `unknown_model`, `invalid_idempotency_key`, `idempotency_conflict`,
+    /// `invalid_input`, `invalid_timezone`, `unknown_model`, `unknown_use_case`, `invalid_idempotency_key`, `idempotency_conflict`,
     /// `not_cancellable`, `unauthorized`, `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `too_many_inputs`, `invalid_body`, `unavailable`, `internal`.
     pub code: String,

@@ -28,9 +28,9 @@ use offpeak_shared::schedule::{CatchUp, CronSchedule};
 use offpeak_shared::window::parse_timezone;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
+use super::extract::{object_only, object_only_opt, AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
 use super::page::Page;
-use super::jobs::{check_json, check_model, check_user_and_metadata};
+use super::jobs::{check_json, check_model, check_user_and_metadata, route_model, AUTO_MODEL};
 use super::AppState;
 
 const MAX_NAME_LEN: usize = 200;
@@ -58,6 +58,7 @@ pub struct CreateRequest {
     catch_up: CatchUp,
     #[serde(default)]
     paused: bool,
+    #[serde(deserialize_with = "object_only")]
     job: TemplateRequest,
 }
 
@@ -66,7 +67,8 @@ pub struct CreateRequest {
 #[serde(deny_unknown_fields)]
 #[schema(as = JobTemplateRequest)]
 pub struct TemplateRequest {
-    /// A model of the price table.
+    /// A model of the price table, or `auto` to route by `use_case` (the model is chosen when the template
+    /// is stored).
     #[schema(max_length = 100, example = "flux-schnell")]
     model: String,
     /// A JSON object, as a job's `input`.
@@ -80,7 +82,7 @@ pub struct TemplateRequest {
     /// A JSON object; each job's gets `schedule_id`, `schedule_name` and `fire_at` added.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
-    /// For `model: "auto"` (model routing), not available yet: refused.
+    /// With `model: "auto"` only (model routing): what the output is for, e.g. `thumbnail`.
     use_case: Option<String>,
 }
 
@@ -96,6 +98,7 @@ pub struct PatchRequest {
     #[schema(value_type = Option<super::openapi::CatchUpName>)]
     catch_up: Option<CatchUp>,
     paused: Option<bool>,
+    #[serde(default, deserialize_with = "object_only_opt")]
     job: Option<TemplateRequest>,
 }
 
@@ -112,6 +115,9 @@ pub struct TemplateView {
     pub user_id: Option<String>,
     #[schema(required = true)]
     pub metadata: Option<Value>,
+    /// The use case of a template submitted with `model: "auto"`; `model` is the model it was routed to.
+    #[schema(required = true)]
+    pub use_case: Option<String>,
 }
 
 /// One upcoming fire time, in UTC and in the schedule's timezone.
@@ -179,7 +185,14 @@ impl From<ScheduleRow> for ScheduleView {
             timezone: r.timezone,
             catch_up: r.catch_up,
             paused: r.paused,
-            job: TemplateView { model: r.model, input: r.input, priority: r.priority, user_id: r.user_id, metadata: r.metadata },
+            job: TemplateView {
+                model: r.model,
+                input: r.input,
+                priority: r.priority,
+                user_id: r.user_id,
+                metadata: r.metadata,
+                use_case: r.use_case,
+            },
             next_fire_at: r.next_fire_at,
             last_fired_at: r.last_fired_at,
             missed_firings: r.missed_firings,
@@ -220,17 +233,25 @@ struct Definition {
     timezone: String,
     catch_up: CatchUp,
     template: TemplateRequest,
+    /// The model the jobs get: the template's, or the one its use case is routed to.
+    model: String,
 }
 
 impl Definition {
     /// SHA-256 of the canonical definition, compared on a repeated create.
     fn hash(&self) -> Vec<u8> {
         let t = &self.template;
+        let mut job = json!({"model": t.model, "input": t.input, "priority": t.priority.as_str(), "user_id": t.user_id, "metadata": t.metadata});
+        // Only when given, so that the hashes of schedules stored before
+        // model routing existed stay the same.
+        if let (Some(u), Some(job)) = (&t.use_case, job.as_object_mut()) {
+            job.insert("use_case".into(), u.clone().into());
+        }
         offpeak_shared::canonical_hash(&json!({
             "cron": self.schedule.expression(),
             "timezone": self.timezone,
             "catch_up": self.catch_up.as_str(),
-            "job": {"model": t.model, "input": t.input, "priority": t.priority.as_str(), "user_id": t.user_id, "metadata": t.metadata},
+            "job": job,
         }))
     }
 }
@@ -257,20 +278,15 @@ fn first_firing(schedule: &CronSchedule, now: DateTime<Utc>) -> ApiResult<DateTi
     })
 }
 
-/// Validates a template with the job submission's own checks.
-fn check_template(state: &AppState, t: &TemplateRequest) -> ApiResult<()> {
-    if t.model == "auto" || t.use_case.is_some() {
-        return Err(ApiError::invalid(
-            "model_routing_unavailable",
-            "job.model",
-            "model \"auto\" with a use_case (model routing) is not available yet; name a model of the price table",
-        ));
-    }
+/// Validates a template with the job submission's own checks; returns the
+/// model its jobs get (`auto` routed by `use_case`).
+fn check_template(state: &AppState, t: &TemplateRequest) -> ApiResult<String> {
     let in_job = |e: ApiError| match e.field.clone() {
         Some(f) => e.with_field(format!("job.{f}")),
         None => e,
     };
-    check_model(state, &t.model).map_err(in_job)?;
+    let (model, _) = route_model(state, t.model.clone(), t.use_case.clone()).map_err(in_job)?;
+    check_model(state, &model).map_err(in_job)?;
     check_json("input", &t.input, state.config.limits.max_input_bytes, true).map_err(in_job)?;
     check_user_and_metadata(state, t.user_id.as_deref(), t.metadata.as_ref()).map_err(in_job)?;
     if t.metadata.as_ref().is_some_and(|m| !m.is_object()) {
@@ -280,7 +296,7 @@ fn check_template(state: &AppState, t: &TemplateRequest) -> ApiResult<()> {
             "a schedule's job metadata must be a JSON object (each job's gets schedule_id, schedule_name and fire_at added)",
         ));
     }
-    Ok(())
+    Ok(model)
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
@@ -313,7 +329,7 @@ fn check_name(name: &str) -> ApiResult<()> {
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 409, description = "The tenant has a schedule of this name with another definition (`schedule_conflict`, `field` is `name`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` or a `use_case` (`model_routing_unavailable`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -335,7 +351,8 @@ pub async fn create(
         timezone: def.timezone.clone(),
         catch_up: def.catch_up.as_str().to_owned(),
         paused: req.paused,
-        model: def.template.model.clone(),
+        model: def.model.clone(),
+        use_case: def.template.use_case.clone(),
         input: def.template.input.clone(),
         priority: def.template.priority.as_str().to_owned(),
         user_id: def.template.user_id.clone(),
@@ -368,8 +385,8 @@ fn validate_new(state: &AppState, tenant: &Tenant, req: &CreateRequest) -> ApiRe
     let timezone = req.timezone.clone().unwrap_or_else(|| tenant.timezone.clone());
     let tz = parse_tz(&timezone)?;
     let schedule = parse_cron(&req.cron, tz)?;
-    check_template(state, &req.job)?;
-    Ok(Definition { schedule, timezone, catch_up: req.catch_up, template: req.job.clone() })
+    let model = check_template(state, &req.job)?;
+    Ok(Definition { schedule, timezone, catch_up: req.catch_up, template: req.job.clone(), model })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -468,7 +485,7 @@ pub async fn get(
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` or a `use_case` (`model_routing_unavailable`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -501,25 +518,30 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     let cron = req.cron.unwrap_or_else(|| row.cron.clone());
     let schedule = parse_cron(&cron, tz)?;
     let timing_changed = schedule.expression() != row.cron || timezone != row.timezone;
-    let template = match req.job {
+    let (template, model) = match req.job {
         Some(t) => {
-            check_template(state, &t)?;
-            t
+            let model = check_template(state, &t)?;
+            (t, model)
         }
-        None => TemplateRequest {
-            model: row.model.clone(),
-            input: row.input.clone(),
-            priority: row.priority.parse().unwrap_or_default(),
-            user_id: row.user_id.clone(),
-            metadata: row.metadata.clone(),
-            use_case: None,
-        },
+        // The stored template as it was given: `auto` if it was routed, so
+        // the definition hash stays that of the create request.
+        None => (
+            TemplateRequest {
+                model: if row.use_case.is_some() { AUTO_MODEL.to_owned() } else { row.model.clone() },
+                input: row.input.clone(),
+                priority: row.priority.parse().unwrap_or_default(),
+                user_id: row.user_id.clone(),
+                metadata: row.metadata.clone(),
+                use_case: row.use_case.clone(),
+            },
+            row.model.clone(),
+        ),
     };
     let catch_up = match req.catch_up {
         Some(c) => c,
         None => row.catch_up.parse().unwrap_or_default(),
     };
-    let def = Definition { schedule, timezone, catch_up, template };
+    let def = Definition { schedule, timezone, catch_up, template, model };
     let paused = req.paused.unwrap_or(row.paused);
     row.next_fire_at = if paused {
         None
@@ -533,7 +555,8 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     row.cron = def.schedule.expression().to_owned();
     row.timezone = def.timezone;
     row.catch_up = def.catch_up.as_str().to_owned();
-    row.model = def.template.model;
+    row.model = def.model;
+    row.use_case = def.template.use_case;
     row.input = def.template.input;
     row.priority = def.template.priority.as_str().to_owned();
     row.user_id = def.template.user_id;
