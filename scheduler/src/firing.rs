@@ -238,6 +238,7 @@ impl Firer {
             window_closes_at,
             max_attempts: self.config.max_attempts,
             created_at: now,
+            use_case: row.use_case.clone(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::job::PriceTable;
+use crate::job::{PriceTable, RouteTable};
 
 /// Where PostgreSQL is.
 #[derive(Debug, Clone, Args)]
@@ -47,12 +47,46 @@ pub struct PriceArgs {
     /// (flux-schnell=1, flux-dev=2, flux-pro=5, minimax-video=15, stable-audio=3).
     #[arg(long, env = "OFFPEAK_PRICES", default_value = "")]
     pub prices: String,
+    /// What low-priority jobs (released in their off-peak window) pay, as a
+    /// multiple of the list price: a number of at least 0; normal-priority
+    /// jobs pay the list price. Charges are rounded half up to whole credits.
+    #[arg(long, env = "OFFPEAK_OFFPEAK_MULTIPLIER", default_value_t = 1.0)]
+    pub offpeak_multiplier: f64,
+    /// Model routing overrides, `USE_CASE=MODEL,...`, applied over the
+    /// defaults (thumbnail and preview → flux-schnell, product-image and
+    /// marketing → flux-dev, hero-image and print → flux-pro). Used by the API
+    /// for jobs with `"model": "auto"`.
+    #[arg(long, env = "OFFPEAK_ROUTES", default_value = "")]
+    pub routes: String,
+}
+
+/// A price or routing setting that is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceConfigError {
+    #[error(transparent)]
+    Price(#[from] crate::job::InvalidPrice),
+    #[error(transparent)]
+    Multiplier(#[from] crate::job::InvalidMultiplier),
+    #[error(transparent)]
+    Route(#[from] crate::job::InvalidRoute),
 }
 
 impl PriceArgs {
+    /// The price table, with its off-peak multiplier.
+    ///
     /// # Errors
-    /// An override that does not parse.
-    pub fn table(&self) -> Result<PriceTable, crate::job::InvalidPrice> {
-        PriceTable::with_overrides(&self.prices)
+    /// An override that does not parse, or a bad multiplier.
+    pub fn table(&self) -> Result<PriceTable, PriceConfigError> {
+        Ok(PriceTable::with_overrides(&self.prices)?.with_offpeak_multiplier(self.offpeak_multiplier)?)
+    }
+
+    /// The routing table, every route checked against the price table.
+    ///
+    /// # Errors
+    /// An override that does not parse or routes to an unknown model.
+    pub fn routes(&self) -> Result<RouteTable, PriceConfigError> {
+        let routes = RouteTable::with_overrides(&self.routes)?;
+        routes.check(&self.table()?)?;
+        Ok(routes)
     }
 }

@@ -301,7 +301,7 @@ async fn bad_expressions_and_timezones_are_422_naming_the_field_and_store_nothin
         (json!({"name": "a", "cron": "* * * * *", "timezone": "Mars/Olympus", "job": {"model": "flux-schnell", "input": {}}}), "invalid_timezone", "timezone", "Mars/Olympus"),
         (json!({"name": "a", "cron": "* * * * *", "catch_up": "sometimes", "job": {"model": "flux-schnell", "input": {}}}), "invalid_field", "catch_up", "sometimes"),
         (json!({"name": "a", "cron": "* * * * *", "job": {"model": "nope", "input": {}}}), "unknown_model", "job.model", "nope"),
-        (json!({"name": "a", "cron": "* * * * *", "job": {"model": "auto", "use_case": "thumbnails", "input": {}}}), "model_routing_unavailable", "job.model", "not available yet"),
+        (json!({"name": "a", "cron": "* * * * *", "job": {"model": "auto", "use_case": "thumbnails", "input": {}}}), "unknown_use_case", "job.use_case", "thumbnails"),
         (json!({"name": "a", "cron": "* * * * *", "job": {"model": "flux-schnell", "input": [1]}}), "invalid_input", "job.input", "object"),
         (json!({"name": "a", "cron": "* * * * *", "job": {"model": "flux-schnell", "input": {}, "metadata": "x"}}), "invalid_field", "job.metadata", "object"),
         (json!({"name": "", "cron": "* * * * *", "job": {"model": "flux-schnell", "input": {}}}), "invalid_field", "name", "name"),

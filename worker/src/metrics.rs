@@ -36,6 +36,14 @@ pub static CREDITS_SPENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_credits_spent_total", "Credits charged for succeeded jobs", &["model"])
         .expect("metric registers once")
 });
+pub static CREDITS_SAVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_credits_saved_total",
+        "Credits not charged against the list price of succeeded jobs, by model and reason (offpeak: the off-peak multiplier)",
+        &["model", "reason"]
+    )
+    .expect("metric registers once")
+});
 pub static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_provider_retries_total", "Provider calls retried after a transient error", &["model"])
         .expect("metric registers once")

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use offpeak_shared::clock::SharedClock;
 use offpeak_shared::db::jobs::{self as db, Outcome, StartedJob};
-use offpeak_shared::job::{JobState, PriceTable};
+use offpeak_shared::job::{Charge, JobState, PriceTable, Priority};
 use offpeak_shared::message::BatchMessage;
 
 use crate::metrics;
@@ -98,7 +98,6 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
     // has the same body under the same Idempotency-Key.
     jobs.sort_by_key(|j| j.id);
 
-    let price = ctx.prices.price(&msg.model);
     loop {
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
         db::begin_attempt(&ctx.pool, msg.batch_id, &ids, ctx.clock.now()).await?;
@@ -113,13 +112,17 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
                 .iter()
                 .zip(items)
                 .map(|(job, item)| match item {
-                    ItemResult::Output(result) => Outcome {
-                        id: job.id,
-                        state: JobState::Succeeded,
-                        result: Some(result),
-                        error: None,
-                        credits: price.unwrap_or(0),
-                    },
+                    ItemResult::Output(result) => {
+                        let Charge { list, charged } = charge(ctx, &msg.model, job);
+                        Outcome {
+                            id: job.id,
+                            state: JobState::Succeeded,
+                            result: Some(result),
+                            error: None,
+                            credits: charged,
+                            list_credits: list,
+                        }
+                    }
                     ItemResult::Error(error) => failed(job, error),
                 })
                 .collect(),
@@ -131,7 +134,14 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
                 if !out.is_empty() {
                     let dead: Vec<Outcome> = out
                         .iter()
-                        .map(|j| Outcome { id: j.id, state: JobState::Dead, result: None, error: Some(error.clone()), credits: 0 })
+                        .map(|j| Outcome {
+                            id: j.id,
+                            state: JobState::Dead,
+                            result: None,
+                            error: Some(error.clone()),
+                            credits: 0,
+                            list_credits: 0,
+                        })
                         .collect();
                     report.written += finish(ctx, msg, &dead, &mut report).await?;
                 }
@@ -157,7 +167,16 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
 }
 
 fn failed(job: &StartedJob, error: Value) -> Outcome {
-    Outcome { id: job.id, state: JobState::Failed, result: None, error: Some(error), credits: 0 }
+    Outcome { id: job.id, state: JobState::Failed, result: None, error: Some(error), credits: 0, list_credits: 0 }
+}
+
+/// What a succeeded job is charged: the list price, times the off-peak
+/// multiplier for a low-priority job (released in its window). A model the
+/// price table does not know (the API refuses them; only a table changed
+/// between submission and run) costs 0.
+fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
+    let priority: Priority = job.priority.parse().unwrap_or_default();
+    ctx.prices.charge(model, priority).unwrap_or(Charge { list: 0, charged: 0 })
 }
 
 async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
@@ -177,6 +196,11 @@ async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], re
                 metrics::JOBS_FINISHED.with_label_values(&[&msg.model, o.state.as_str()]).inc();
                 if o.credits > 0 {
                     metrics::CREDITS_SPENT.with_label_values(&[&msg.model]).inc_by(o.credits as u64);
+                }
+                if o.list_credits > o.credits {
+                    metrics::CREDITS_SAVED
+                        .with_label_values(&[&msg.model, "offpeak"])
+                        .inc_by((o.list_credits - o.credits) as u64);
                 }
             }
         }

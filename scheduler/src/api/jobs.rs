@@ -173,6 +173,9 @@ struct Common {
     now: DateTime<Utc>,
 }
 
+// One argument per request field the submissions share; a struct would only
+// repeat `SubmitRequest`'s fields.
+#[allow(clippy::too_many_arguments)]
 fn validate_common(
     state: &AppState,
     tenant: &Tenant,
@@ -345,7 +348,7 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`); `field` names it", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -427,7 +430,7 @@ pub struct BulkResponse {
         (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`), or there are more inputs than one request takes (`too_many_inputs`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`); nothing is stored", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),

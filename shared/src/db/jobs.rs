@@ -41,11 +41,13 @@ pub struct JobRow {
     pub queued_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The use case of a job submitted with `"model": "auto"`.
+    pub use_case: Option<String>,
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
-    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at";
+    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case";
 
 /// A job about to be inserted; built by the API from a validated request.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub struct NewJob {
     pub window_closes_at: Option<DateTime<Utc>>,
     pub max_attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// The use case the model was routed from (`"model": "auto"`).
+    pub use_case: Option<String>,
 }
 
 /// The outcome of inserting a job under an `Idempotency-Key`.
@@ -87,8 +91,8 @@ pub async fn insert_one(
     };
     let sql = format!(
         "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-            idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held', $11, $12, $13, $14)
+            idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held', $11, $12, $13, $14, $15)
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING {JOB_COLUMNS}"
     );
@@ -107,6 +111,7 @@ pub async fn insert_one(
         .bind(job.window_closes_at)
         .bind(job.max_attempts)
         .bind(job.created_at)
+        .bind(&job.use_case)
         .fetch_optional(pool)
         .await?;
     if let Some(row) = inserted {
@@ -131,8 +136,8 @@ pub async fn insert_one(
 pub async fn insert_many<'e>(db: impl PgExecutor<'e>, template: &NewJob, ids: &[Uuid], inputs: &[Value]) -> Result<u64, sqlx::Error> {
     let res = sqlx::query(
         "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-            state, release_at, window_closes_at, max_attempts, created_at)
-         SELECT u.id, $3, $4, u.input, $5, $6, $7, $8, 'held', $9, $10, $11, $12
+            state, release_at, window_closes_at, max_attempts, created_at, use_case)
+         SELECT u.id, $3, $4, u.input, $5, $6, $7, $8, 'held', $9, $10, $11, $12, $13
          FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, input)",
     )
     .bind(ids)
@@ -147,6 +152,7 @@ pub async fn insert_many<'e>(db: impl PgExecutor<'e>, template: &NewJob, ids: &[
     .bind(template.window_closes_at)
     .bind(template.max_attempts)
     .bind(template.created_at)
+    .bind(&template.use_case)
     .execute(db)
     .await?;
     Ok(res.rows_affected())
@@ -325,6 +331,8 @@ pub struct StartedJob {
     pub input: Value,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// `low` or `normal`: whether the off-peak multiplier applies.
+    pub priority: String,
 }
 
 /// Marks the batch's unfinished jobs `running` and returns them with their
@@ -360,7 +368,7 @@ pub async fn start_batch(
     let started = sqlx::query_as::<_, StartedJob>(
         "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3)
          WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
-         RETURNING id, input, attempts, max_attempts",
+         RETURNING id, input, attempts, max_attempts, priority",
     )
     .bind(batch_id)
     .bind(job_ids)
@@ -457,24 +465,49 @@ pub struct Outcome {
     pub state: JobState,
     pub result: Option<Value>,
     pub error: Option<Value>,
+    /// Credits charged.
     pub credits: i64,
+    /// The list price (undiscounted) of what was charged; `credits` for a
+    /// job that cost nothing.
+    pub list_credits: i64,
 }
 
-/// Writes the outcomes of a batch in one statement. Only jobs still
-/// `running` in this batch are written, so a second delivery of the same
-/// batch writes nothing and counts no credits twice. Returns the rows written.
+/// Writes the outcomes of a batch, and the usage ledger rows of the jobs
+/// that succeeded, in one statement. Only jobs still `running` in this
+/// batch are written, and only the jobs written get a ledger row, so a
+/// second delivery of the same batch writes nothing and counts no credits
+/// twice, and the ledger always agrees with the jobs table. Returns the
+/// jobs written.
 pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
     let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
-    let res = sqlx::query(
-        "UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
-                credits = u.credits, finished_at = $6
-         FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[])
-              AS u(id, state, result, error, credits)
-         WHERE j.id = u.id AND j.batch_id = $1 AND j.state = 'running'",
+    let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
+    // The ledger INSERT reads the UPDATE's RETURNING: the rows it writes are
+    // exactly the jobs this statement moved to a terminal state. A job never
+    // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
+    // that a row left by an operator's manual repair cannot block the write.
+    let written: i64 = sqlx::query_scalar(
+        "WITH done AS (
+             UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
+                    credits = u.credits, finished_at = $6
+             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
+                  AS u(id, state, result, error, credits, list_credits)
+             WHERE j.id = u.id AND j.batch_id = $1 AND j.state = 'running'
+             RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, j.state,
+                       j.credits, u.list_credits, j.cache_hit, j.finished_at
+         ),
+         ledger AS (
+             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                       credits, list_credits, cache_hit, finished_at)
+             SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at
+             FROM done
+             WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
+             ON CONFLICT (job_id) DO NOTHING
+         )
+         SELECT count(*) FROM done",
     )
     .bind(batch_id)
     .bind(&ids)
@@ -483,9 +516,10 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
     .bind(&errors)
     .bind(now)
     .bind(&credits)
-    .execute(db)
+    .bind(&list_credits)
+    .fetch_one(db)
     .await?;
-    Ok(res.rows_affected())
+    Ok(written as u64)
 }
 
 /// Count of jobs per state (all tenants), for metrics and the demo.

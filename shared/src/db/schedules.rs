@@ -35,10 +35,13 @@ pub struct ScheduleRow {
     pub missed_firings: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The template's use case when it asked for `"model": "auto"`; `model`
+    /// is the model it was routed to.
+    pub use_case: Option<String>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, cron, timezone, catch_up, paused, model, input, priority, user_id, \
-    metadata, definition_hash, next_fire_at, last_fired_at, missed_firings, created_at, updated_at";
+    metadata, definition_hash, next_fire_at, last_fired_at, missed_firings, created_at, updated_at, use_case";
 
 /// The outcome of creating a schedule by name.
 #[derive(Debug)]
@@ -57,7 +60,7 @@ pub enum InsertOutcome {
 pub async fn insert(conn: &mut PgConnection, s: &ScheduleRow) -> Result<InsertOutcome, sqlx::Error> {
     let sql = format!(
         "INSERT INTO schedules ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
          ON CONFLICT (tenant_id, name) DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -80,6 +83,7 @@ pub async fn insert(conn: &mut PgConnection, s: &ScheduleRow) -> Result<InsertOu
         .bind(s.missed_firings)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.use_case)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = inserted {
@@ -118,7 +122,8 @@ pub async fn lock(conn: &mut PgConnection, tenant_id: Option<Uuid>, id: Uuid) ->
 pub async fn update<'e>(db: impl PgExecutor<'e>, s: &ScheduleRow) -> Result<ScheduleRow, sqlx::Error> {
     let sql = format!(
         "UPDATE schedules SET cron = $2, timezone = $3, catch_up = $4, paused = $5, model = $6, input = $7,
-                priority = $8, user_id = $9, metadata = $10, definition_hash = $11, next_fire_at = $12, updated_at = $13
+                priority = $8, user_id = $9, metadata = $10, definition_hash = $11, next_fire_at = $12, updated_at = $13,
+                use_case = $14
          WHERE id = $1
          RETURNING {COLUMNS}"
     );
@@ -136,6 +141,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, s: &ScheduleRow) -> Result<Sche
         .bind(&s.definition_hash)
         .bind(s.next_fire_at)
         .bind(s.updated_at)
+        .bind(&s.use_case)
         .fetch_one(db)
         .await
 }

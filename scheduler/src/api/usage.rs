@@ -1,0 +1,343 @@
+//! `GET /v1/usage` (requests and credits per model, day or user, from the
+//! usage ledger) and `GET /v1/tenant` (the tenant's settings and today's
+//! usage).
+//!
+//! Days are the tenant's: a `YYYY-MM-DD` bound, the default range (today)
+//! and `group_by=day` all use the local midnights of the tenant's timezone,
+//! daylight saving included (a day may last 23 or 25 hours).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use offpeak_shared::db::usage::{self as db, DayRange, KeyColumn, UsageSums};
+use offpeak_shared::window::parse_timezone;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AuthTenant, QueryParams};
+use super::AppState;
+
+/// Most days one `group_by=day` answer covers.
+pub const MAX_DAYS: usize = 366;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// First instant counted: RFC 3339, or `YYYY-MM-DD` for that day's local midnight in the tenant's
+    /// timezone. Defaults to the start of today (tenant's timezone).
+    #[param(value_type = Option<String>, example = "2027-06-01")]
+    start: Option<String>,
+    /// End of the range: an RFC 3339 instant (excluded), or `YYYY-MM-DD` for the whole of that day (included).
+    /// Defaults to the end of today (tenant's timezone).
+    #[param(value_type = Option<String>, example = "2027-06-30")]
+    end: Option<String>,
+    /// `model` (the default), `day` (in the tenant's timezone) or `user` (`user_id`; jobs without one are
+    /// under the key `""`).
+    #[param(value_type = Option<String>, example = "model")]
+    group_by: Option<String>,
+}
+
+/// Requests and credits of one group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageGroup {
+    /// Jobs that succeeded (each one provider item, or a cache hit).
+    pub requests: i64,
+    /// Credits charged.
+    pub credits: i64,
+    /// What the same jobs cost at list price.
+    pub list_credits: i64,
+    /// Credits the off-peak multiplier saved (list price minus charged, cache hits aside).
+    pub saved_offpeak: i64,
+    /// Credits cache hits saved.
+    pub saved_cache: i64,
+}
+
+impl From<&UsageSums> for UsageGroup {
+    fn from(s: &UsageSums) -> Self {
+        Self {
+            requests: s.requests,
+            credits: s.credits,
+            list_credits: s.list_credits,
+            saved_offpeak: s.saved_offpeak,
+            saved_cache: s.saved_cache,
+        }
+    }
+}
+
+/// The tenant's usage in `[start, end)`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageResponse {
+    /// `model`, `day` or `user`.
+    pub group_by: String,
+    /// The tenant's timezone, which days are counted in.
+    pub timezone: String,
+    pub start: DateTime<Utc>,
+    /// Excluded.
+    pub end: DateTime<Utc>,
+    /// One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.
+    /// `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.
+    pub groups: BTreeMap<String, UsageGroup>,
+    /// All groups together.
+    pub totals: UsageGroup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupBy {
+    Model,
+    Day,
+    User,
+}
+
+impl GroupBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Model => "model",
+            GroupBy::Day => "day",
+            GroupBy::User => "user",
+        }
+    }
+}
+
+/// `GET /v1/usage?start=&end=&group_by=model|day|user`.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    operation_id = "get_usage",
+    summary = "Requests, credits and savings per model, day or user, from the usage ledger",
+    security(("api_key" = [])),
+    params(UsageParams),
+    responses(
+        (status = 200, description = "The tenant's usage in the range", body = UsageResponse),
+        (status = 400, description = "A bad `start`, `end` or `group_by`, an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    QueryParams(p): QueryParams<UsageParams>,
+) -> ApiResult<Json<UsageResponse>> {
+    let tz = tenant_tz(&tenant.timezone)?;
+    let group_by = match p.group_by.as_deref() {
+        None | Some("model") => GroupBy::Model,
+        Some("day") => GroupBy::Day,
+        Some("user") => GroupBy::User,
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_query", "group_by must be one of: model, day, user").with_field("group_by"))
+        }
+    };
+    let today = state.clock.now().with_timezone(&tz).date_naive();
+    let start = match p.start.as_deref() {
+        Some(s) => parse_bound(s, tz, "start", false)?,
+        None => day_start(tz, today),
+    };
+    let end = match p.end.as_deref() {
+        Some(s) => parse_bound(s, tz, "end", true)?,
+        None => day_start(tz, next_day(today)),
+    };
+    if end <= start {
+        return Err(ApiError::bad_request("invalid_query", format!("end ({end}) must be after start ({start})")).with_field("end"));
+    }
+    let groups: Vec<(String, UsageSums)> = match group_by {
+        GroupBy::Model | GroupBy::User => {
+            let column = if group_by == GroupBy::Model { KeyColumn::Model } else { KeyColumn::User };
+            db::by_key(&state.pool, tenant.id, column, start, end)
+                .await?
+                .into_iter()
+                .map(|(k, s)| (k.unwrap_or_default(), s))
+                .collect()
+        }
+        GroupBy::Day => {
+            let days = day_ranges(tz, start, end)?;
+            db::by_day(&state.pool, tenant.id, &days)
+                .await?
+                .into_iter()
+                .map(|(d, s)| (d.format("%Y-%m-%d").to_string(), s))
+                .collect()
+        }
+    };
+    let mut totals = UsageSums::default();
+    for (_, s) in &groups {
+        totals.add(s);
+    }
+    Ok(Json(UsageResponse {
+        group_by: group_by.as_str().to_owned(),
+        timezone: tenant.timezone,
+        start,
+        end,
+        groups: groups.iter().map(|(k, s)| (k.clone(), UsageGroup::from(s))).collect(),
+        totals: UsageGroup::from(&totals),
+    }))
+}
+
+/// Today's usage, in the tenant's timezone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TodayUsage {
+    /// Today's date in the tenant's timezone.
+    #[schema(value_type = String, example = "2027-06-01")]
+    pub date: NaiveDate,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(flatten)]
+    pub usage: UsageGroup,
+}
+
+/// The tenant's own settings and today's usage.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    /// The default timezone of jobs and schedules, and the one usage days are counted in.
+    pub timezone: String,
+    /// The daily credit limit, if any.
+    #[schema(required = true)]
+    pub daily_credits: Option<i64>,
+    /// The off-peak window, local wall-clock time, e.g. `02:00-06:00`.
+    pub window: String,
+    /// What low-priority jobs pay as a multiple of the list price.
+    pub offpeak_multiplier: f64,
+    pub created_at: DateTime<Utc>,
+    pub today: TodayUsage,
+}
+
+/// `GET /v1/tenant`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenant",
+    tag = "usage",
+    operation_id = "get_tenant",
+    summary = "The tenant's own settings and today's usage",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+    ),
+)]
+pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenant) -> ApiResult<Json<TenantView>> {
+    let tz = tenant_tz(&tenant.timezone)?;
+    let today = state.clock.now().with_timezone(&tz).date_naive();
+    let (start, end) = (day_start(tz, today), day_start(tz, next_day(today)));
+    let sums = db::totals(&state.pool, tenant.id, start, end).await?;
+    Ok(Json(TenantView {
+        id: tenant.id,
+        name: tenant.name,
+        timezone: tenant.timezone,
+        daily_credits: tenant.daily_credits,
+        window: state.config.window.to_string(),
+        offpeak_multiplier: state.config.prices.offpeak_multiplier(),
+        created_at: tenant.created_at,
+        today: TodayUsage { date: today, start, end, usage: UsageGroup::from(&sums) },
+    }))
+}
+
+/// The tenant's stored timezone; `tenant create` validates it, so a bad
+/// one is a server-side fault.
+fn tenant_tz(name: &str) -> ApiResult<Tz> {
+    parse_timezone(name).map_err(ApiError::internal)
+}
+
+/// An RFC 3339 instant, or a `YYYY-MM-DD` local date: its midnight for a
+/// start, the next midnight for an end (the day is included).
+fn parse_bound(s: &str, tz: Tz, field: &str, is_end: bool) -> ApiResult<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) if is_end => Ok(day_start(tz, next_day(d))),
+        Ok(d) => Ok(day_start(tz, d)),
+        Err(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{field} must be an RFC 3339 instant like 2027-06-01T00:00:00Z or a date like 2027-06-01"),
+        )
+        .with_field(field)),
+    }
+}
+
+/// The day after `d`; the last representable date stays itself (a range
+/// ending there is empty and refused).
+fn next_day(d: NaiveDate) -> NaiveDate {
+    d.succ_opt().unwrap_or(d)
+}
+
+/// The first instant of local date `date` in `tz`: its midnight, the first
+/// of two on a fall-back midnight, or the end of the gap when the clocks
+/// jump over midnight (some zones change at 00:00).
+pub fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let mut local = date.and_time(NaiveTime::MIN);
+    // Gaps are at most a few hours and end on a quarter hour.
+    for _ in 0..(4 * 24) {
+        match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => return t.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
+            LocalResult::None => local += TimeDelta::minutes(15),
+        }
+    }
+    Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
+}
+
+/// The local days `[start, end)` touches, each clipped to the range.
+fn day_ranges(tz: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> ApiResult<Vec<DayRange>> {
+    let mut days = Vec::new();
+    let mut day = start.with_timezone(&tz).date_naive();
+    loop {
+        let (s, e) = (day_start(tz, day), day_start(tz, next_day(day)));
+        if s >= end || e <= s {
+            break;
+        }
+        if days.len() == MAX_DAYS {
+            return Err(ApiError::bad_request("invalid_query", format!("group_by=day covers at most {MAX_DAYS} days; narrow start and end"))
+                .with_field("end"));
+        }
+        days.push(DayRange { day, start: s.max(start), end: e.min(end) });
+        day = next_day(day);
+    }
+    Ok(days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn days_start_at_local_midnight_through_daylight_saving() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(day_start(ny, d("2027-03-14")), at("2027-03-14T05:00:00Z"));
+        assert_eq!(day_start(ny, d("2027-03-15")), at("2027-03-15T04:00:00Z"), "a 23-hour day before");
+        // Santiago moves its clocks at midnight: 2027-09-05 00:00 does not exist.
+        let scl: Tz = "America/Santiago".parse().unwrap();
+        assert_eq!(day_start(scl, d("2027-09-05")), at("2027-09-05T04:00:00Z"));
+    }
+
+    #[test]
+    fn day_ranges_clip_to_the_range() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let days = day_ranges(tokyo, at("2027-06-01T12:00:00Z"), at("2027-06-02T16:00:00Z")).unwrap();
+        let got: Vec<_> = days.iter().map(|d| (d.day.to_string(), d.start, d.end)).collect();
+        assert_eq!(
+            got,
+            [
+                ("2027-06-01".to_string(), at("2027-06-01T12:00:00Z"), at("2027-06-01T15:00:00Z")),
+                ("2027-06-02".to_string(), at("2027-06-01T15:00:00Z"), at("2027-06-02T15:00:00Z")),
+                ("2027-06-03".to_string(), at("2027-06-02T15:00:00Z"), at("2027-06-02T16:00:00Z")),
+            ]
+        );
+        assert!(day_ranges(tokyo, at("2027-01-01T00:00:00Z"), at("2029-01-01T00:00:00Z")).is_err());
+    }
+}
