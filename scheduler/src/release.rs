@@ -105,6 +105,20 @@ impl ReleaseError {
     }
 }
 
+/// Fault-test hook: with `OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS=N` set, a round
+/// pauses N ms after its batches are confirmed and before it commits, and
+/// says so in the log, so a fault test can SIGKILL the scheduler exactly
+/// there. Unset (always, outside tests) it costs one cached lookup.
+async fn failpoint_after_publish() {
+    static PAUSE: std::sync::LazyLock<Option<Duration>> = std::sync::LazyLock::new(|| {
+        std::env::var("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    });
+    if let Some(pause) = *PAUSE {
+        tracing::warn!(pause_ms = pause.as_millis() as u64, "failpoint: published, not committed; pausing");
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// The release loop of one scheduler replica.
 #[derive(Debug, Clone)]
 pub struct Releaser {
@@ -160,6 +174,7 @@ impl Releaser {
             }
         }
         self.publisher.publish_all(&messages).await?;
+        failpoint_after_publish().await;
         tx.commit().await?;
 
         report.batches = messages.len() as u64;

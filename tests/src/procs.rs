@@ -146,7 +146,7 @@ impl System {
 
         let run = |args: &[&str]| {
             let mut cmd = Command::new(binary("offpeak-scheduler"));
-            cmd.args(args).envs(sys_env.iter().map(|(k, v)| (k, v)));
+            cmd.args(args).envs(sys_env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "error");
             cmd
         };
         let status = run(&["migrate"]).status().await.expect("run migrate");
@@ -203,6 +203,11 @@ impl System {
     /// Starts one more scheduler replica (API on its own port, release loop
     /// and rescuer on the same database and queue); returns its API URL.
     pub fn add_scheduler(&mut self) -> (Proc, String) {
+        self.add_scheduler_with(&[])
+    }
+
+    /// [`System::add_scheduler`] with extra environment (overriding the system's).
+    pub fn add_scheduler_with(&mut self, env: &[(&str, &str)]) -> (Proc, String) {
         let port = free_port();
         let (out, err) = log_to(&log_dir(&self.id), &format!("scheduler-{port}"));
         let child = Command::new(binary("offpeak-scheduler"))
@@ -211,11 +216,18 @@ impl System {
             .stderr(err)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("OFFPEAK_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .expect("start scheduler");
         let url = format!("http://127.0.0.1:{port}");
         (Proc { child, name: format!("scheduler-{port}"), url: Some(url.clone()) }, url)
+    }
+
+    /// What a process of this system has logged so far (`scheduler`,
+    /// `worker-0`, `provider-sim`, `scheduler-<port>`).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(log_dir(&self.id).join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// Starts one more worker.

@@ -113,6 +113,11 @@ pub struct SimConfig {
     /// Probability that a call that was neither 503 nor 429 gets a 200 with a
     /// body that breaks the contract.
     pub garbage_rate: f64,
+    /// Probability that a call hangs for [`SimConfig::slow`] more before it
+    /// is answered: with a client timeout shorter than that, a timeout.
+    pub slow_rate: f64,
+    /// How long a slow call hangs.
+    pub slow: Duration,
     /// The only bearer key accepted; `None` accepts any non-empty key.
     pub api_key: Option<String>,
     /// Seed of the draws, for reproducible runs; `None` seeds from entropy.
@@ -129,6 +134,8 @@ impl fmt::Debug for SimConfig {
             .field("rate_limit_rate", &self.rate_limit_rate)
             .field("item_error_rate", &self.item_error_rate)
             .field("garbage_rate", &self.garbage_rate)
+            .field("slow_rate", &self.slow_rate)
+            .field("slow", &self.slow)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("seed", &self.seed)
             .finish()
@@ -156,6 +163,9 @@ pub struct SimStats {
     /// Calls refused with 400, 401 or 422.
     #[serde(default)]
     pub rejected: u64,
+    /// Calls that hung for `slow` before being answered (or abandoned).
+    #[serde(default)]
+    pub slow: u64,
     /// Billed items per model.
     pub by_model: BTreeMap<String, u64>,
     /// The most times any one input (see [`input_hash`]) was billed; 1 in a
@@ -252,6 +262,7 @@ struct Ledger {
     garbage: u64,
     item_errors: u64,
     rejected: u64,
+    slow: u64,
     by_model: BTreeMap<String, u64>,
     /// Input hash (hex) → times billed.
     billed: HashMap<String, u64>,
@@ -339,6 +350,7 @@ impl Simulator {
             garbage: ledger.garbage,
             item_errors: ledger.item_errors,
             rejected: ledger.rejected,
+            slow: ledger.slow,
             by_model: ledger.by_model.clone(),
             max_billed_per_input: ledger.billed.values().copied().max().unwrap_or(0),
         }
@@ -853,9 +865,15 @@ fn json_bytes(status: StatusCode, body: Bytes) -> Response {
 
 async fn post_batch(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
     sim.record(|l| l.batches += 1);
-    let latency = sim.config().latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    let config = sim.config();
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    // A hang: if the client gives up first, this future is dropped with the
+    // connection and nothing is billed or stored.
+    if config.slow_rate > 0.0 && lock(&sim.inner.rng).gen::<f64>() < config.slow_rate {
+        sim.record(|l| l.slow += 1);
+        tokio::time::sleep(config.slow).await;
     }
     let (response, outcome) = sim.handle_batch(&headers, &body).await;
     tracing::debug!(

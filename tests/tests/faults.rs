@@ -50,6 +50,7 @@ async fn assert_exactly_once(sys: &System, jobs: i64, price: i64) {
     let stats = sys.sim_stats().await;
     assert_eq!(stats["items"], jobs, "billed items equal succeeded jobs: {stats}");
     assert_eq!(stats["max_billed_per_input"], 1, "no input billed twice: {stats}");
+    println!("{jobs} submitted, {jobs} succeeded, provider billed {}", stats["items"]);
 }
 
 #[tokio::test]
@@ -157,14 +158,21 @@ async fn sigterm_lets_a_worker_finish_the_batches_in_hand_and_exit_0() {
 }
 
 #[tokio::test]
-async fn a_provider_failing_every_way_at_once_still_bills_each_success_once() {
+async fn a_provider_failing_every_way_at_once_including_timeouts_still_bills_each_success_once() {
     let _serial = SERIAL.lock().await;
     let sys = System::start(SystemOptions {
         workers: 2,
-        sim_args: ["--error-rate", "0.2", "--rate-limit-rate", "0.2", "--garbage-rate", "0.2", "--item-error-rate", "0.05"]
-            .map(String::from)
-            .to_vec(),
-        env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into()), ("OFFPEAK_WORKER_PREFETCH".into(), "8".into())],
+        sim_args: [
+            "--error-rate", "0.2", "--rate-limit-rate", "0.2", "--garbage-rate", "0.2", "--slow-rate", "0.2", "--slow-ms", "3000",
+            "--item-error-rate", "0.05",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: vec![
+            ("OFFPEAK_BATCH_MAX".into(), "10".into()),
+            ("OFFPEAK_WORKER_PREFETCH".into(), "8".into()),
+            ("OFFPEAK_PROVIDER_TIMEOUT_SECS".into(), "1".into()),
+        ],
     })
     .await;
     sys.submit(400, "flux-schnell").await;
@@ -178,6 +186,13 @@ async fn a_provider_failing_every_way_at_once_still_bills_each_success_once() {
     assert_eq!(stats["items"], succeeded, "billed items equal succeeded jobs: {stats}");
     assert_eq!(stats["max_billed_per_input"], 1, "{stats}");
     assert!(stats["garbage"].as_u64().unwrap() > 0 && stats["rate_limited"].as_u64().unwrap() > 0);
+    assert!(stats["slow"].as_u64().unwrap() > 0, "some calls timed out: {stats}");
+    println!(
+        "400 submitted, {succeeded} succeeded, {} failed, {} dead, provider billed {}",
+        count("failed"),
+        count("dead"),
+        stats["items"]
+    );
 }
 
 #[tokio::test]
@@ -237,4 +252,37 @@ async fn the_metrics_of_both_binaries_agree_with_the_jobs_table() {
     assert_eq!(finished_ok, succeeded as f64);
     assert_eq!(finished_failed, failed as f64);
     assert_eq!(spent, credits as f64);
+}
+
+#[tokio::test]
+async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    // Workers first find the orphaned messages; no worker at first, so the
+    // published-but-uncommitted batches wait in the queue.
+    let mut sys = System::start(SystemOptions {
+        workers: 0,
+        sim_args: vec![],
+        env: vec![
+            ("OFFPEAK_BATCH_MAX".into(), "25".into()),
+            ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
+        ],
+    })
+    .await;
+    sys.submit(100, "flux-dev").await;
+    // Wait for the failpoint: batches confirmed by the broker, not committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !sys.log("scheduler").contains("failpoint: published, not committed") {
+        assert!(tokio::time::Instant::now() < deadline, "the release never reached the failpoint");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sys.scheduler.signal("KILL");
+    let states = sys.states().await;
+    assert_eq!(states.get("held").copied(), Some(100), "the release rolled back: {states:?}");
+
+    // A new scheduler (without the failpoint) and workers take over.
+    let (replacement, _) = sys.add_scheduler_with(&[("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS", "")]);
+    sys.add_worker();
+    sys.add_worker();
+    assert_exactly_once(&sys, 100, 2).await;
+    drop(replacement);
 }

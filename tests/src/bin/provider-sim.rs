@@ -30,6 +30,12 @@ struct Args {
     /// Probability of a 200 with a malformed body.
     #[arg(long, env = "SIM_GARBAGE_RATE", default_value_t = 0.0, value_parser = rate)]
     garbage_rate: f64,
+    /// Probability that a call hangs for --slow-ms more (a timeout for a client with a shorter timeout).
+    #[arg(long, env = "SIM_SLOW_RATE", default_value_t = 0.0, value_parser = rate)]
+    slow_rate: f64,
+    /// How long a slow call hangs, in milliseconds.
+    #[arg(long, env = "SIM_SLOW_MS", default_value_t = 30_000)]
+    slow_ms: u64,
     /// The only bearer key accepted; without it any non-empty key is.
     #[arg(long, env = "PROVIDER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -63,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
         rate_limit_rate: args.rate_limit_rate,
         item_error_rate: args.item_error_rate,
         garbage_rate: args.garbage_rate,
+        slow_rate: args.slow_rate,
+        slow: Duration::from_millis(args.slow_ms),
         api_key: args.api_key,
         seed: args.seed,
     };
