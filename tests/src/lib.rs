@@ -4,4 +4,5 @@
 
 pub mod harness;
 pub mod procs;
+pub mod services;
 pub mod sim;

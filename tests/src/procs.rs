@@ -96,11 +96,16 @@ pub struct SystemOptions {
     pub sim_args: Vec<String>,
     /// Extra environment for the scheduler and workers.
     pub env: Vec<(String, String)>,
+    /// The PostgreSQL server to use (default: the harness's `DATABASE_URL`);
+    /// the system creates its own database there.
+    pub database_url: Option<String>,
+    /// The RabbitMQ to use (default: the harness's `AMQP_URL`).
+    pub amqp_url: Option<String>,
 }
 
 impl Default for SystemOptions {
     fn default() -> Self {
-        Self { workers: 2, sim_args: vec![], env: vec![] }
+        Self { workers: 2, sim_args: vec![], env: vec![], database_url: None, amqp_url: None }
     }
 }
 
@@ -126,14 +131,16 @@ impl System {
     pub async fn start(options: SystemOptions) -> Self {
         let id = format!("{}_{}", Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let db_name = format!("offpeak_test_{id}");
-        let mut url = url::Url::parse(&database_url()).expect("DATABASE_URL is a URL");
+        let server_url = options.database_url.clone().unwrap_or_else(database_url);
+        let amqp = options.amqp_url.clone().unwrap_or_else(amqp_url);
+        let mut url = url::Url::parse(&server_url).expect("DATABASE_URL is a URL");
         url.set_path(&db_name);
         let database_url = url.to_string();
         let queue = format!("offpeak.test.{id}");
         let (api_port, sim_port) = (free_port(), free_port());
         let mut sys_env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), database_url.clone()),
-            ("AMQP_URL".into(), amqp_url()),
+            ("AMQP_URL".into(), amqp.clone()),
             ("OFFPEAK_QUEUE".into(), queue.clone()),
             ("OFFPEAK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
             ("PROVIDER_URL".into(), format!("http://127.0.0.1:{sim_port}")),
@@ -146,12 +153,16 @@ impl System {
 
         let run = |args: &[&str]| {
             let mut cmd = Command::new(binary("offpeak-scheduler"));
-            cmd.args(args).envs(sys_env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "error");
+            cmd.args(args).envs(sys_env.iter().map(|(k, v)| (k, v)));
             cmd
         };
-        let status = run(&["migrate"]).status().await.expect("run migrate");
+        let status = run(&["migrate"]).env("RUST_LOG", "error").status().await.expect("run migrate");
         assert!(status.success(), "offpeak-scheduler migrate failed");
-        let out = run(&["tenant", "create", "--name", "faults", "--timezone", "UTC"]).output().await.expect("tenant create");
+        let out = run(&["tenant", "create", "--name", "faults", "--timezone", "UTC"])
+            .env("RUST_LOG", "error")
+            .output()
+            .await
+            .expect("tenant create");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
         let key = stdout.lines().last().expect("a key line").trim().to_owned();
@@ -366,17 +377,19 @@ impl Drop for System {
         let _ = self.scheduler.child.start_kill();
         let name = self.db_name.clone();
         let queue = self.queue.clone();
+        let server_url = self.options.database_url.clone().unwrap_or_else(database_url);
+        let amqp = self.options.amqp_url.clone().unwrap_or_else(amqp_url);
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 let cleanup = async {
-                    if let Ok(conn) = offpeak_shared::broker::connect(&amqp_url(), "cleanup", Duration::ZERO).await {
+                    if let Ok(conn) = offpeak_shared::broker::connect(&amqp, "cleanup", Duration::ZERO).await {
                         if let Ok(ch) = conn.create_channel().await {
                             let _ = offpeak_shared::broker::Topology::new(queue).delete(&ch).await;
                         }
                         let _ = conn.close(200, "cleanup").await;
                     }
-                    let opts: sqlx::postgres::PgConnectOptions = match database_url().parse() {
+                    let opts: sqlx::postgres::PgConnectOptions = match server_url.parse() {
                         Ok(o) => o,
                         Err(_) => return,
                     };

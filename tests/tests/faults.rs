@@ -3,34 +3,39 @@
 //! every job has exactly one terminal state and the provider billed every
 //! item once.
 //!
-//! These restart the machine's own RabbitMQ and PostgreSQL, so they run one
-//! at a time (cargo runs test binaries one after another, and a lock
-//! serialises the tests of this one). They need `rabbitmqctl` and
-//! `pg_ctlcluster` (Debian's packages, which `tests/run.sh` installs).
+//! Each test runs on a PostgreSQL cluster and a RabbitMQ node of its own, on
+//! free ports in temporary directories (`offpeak_tests::services`), so
+//! restarting them never disturbs the machine's services or another test.
+//! The tests still run one at a time (a lock), to keep a 2-core machine's
+//! load and the timings sane.
 
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use offpeak_tests::procs::{System, SystemOptions};
+use offpeak_tests::services::{PrivatePostgres, PrivateRabbit};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-fn run(cmd: &str, args: &[&str]) {
-    let status = std::process::Command::new(cmd)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd} is needed for fault tests: {e}"));
-    assert!(status.success(), "{cmd} {args:?} failed");
+/// A PostgreSQL cluster and a RabbitMQ node for one test.
+struct Private {
+    pg: PrivatePostgres,
+    rabbit: PrivateRabbit,
 }
 
-fn restart_postgres() {
-    let out = std::process::Command::new("pg_lsclusters").arg("-h").output().expect("pg_lsclusters is needed for fault tests");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("5432")).expect("a cluster on port 5432");
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    run("pg_ctlcluster", &["--skip-systemctl-redirect", fields[0], fields[1], "restart"]);
+impl Private {
+    async fn start() -> Self {
+        let pg = tokio::task::spawn_blocking(PrivatePostgres::start);
+        let rabbit = tokio::task::spawn_blocking(PrivateRabbit::start);
+        let (pg, rabbit) = (pg.await.expect("start PostgreSQL"), rabbit.await.expect("start RabbitMQ"));
+        Self { pg, rabbit }
+    }
+
+    /// `options` pointed at these services.
+    fn options(&self, options: SystemOptions) -> SystemOptions {
+        SystemOptions { database_url: Some(self.pg.url()), amqp_url: Some(self.rabbit.url()), ..options }
+    }
 }
 
 /// Waits until at least `n` jobs have succeeded (work is under way).
@@ -56,11 +61,13 @@ async fn assert_exactly_once(sys: &System, jobs: i64, price: i64) {
 #[tokio::test]
 async fn a_worker_killed_with_sigkill_while_holding_batches_loses_nothing_and_bills_nothing_twice() {
     let _serial = SERIAL.lock().await;
-    let mut sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 1,
         sim_args: vec!["--latency-ms".into(), "800".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(200, "flux-dev").await;
     // Let the worker take batches (prefetch 4) and call the provider.
@@ -80,15 +87,17 @@ async fn a_worker_killed_with_sigkill_while_holding_batches_loses_nothing_and_bi
 #[tokio::test]
 async fn a_rabbitmq_restart_while_batches_are_in_flight_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let mut sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 2,
         sim_args: vec!["--latency-ms".into(), "300".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(600, "flux-schnell").await;
     wait_succeeded(&sys, 40).await;
-    run("rabbitmqctl", &["stop_app"]);
+    private.rabbit.stop_app();
     // Readiness says so while the broker is away.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -102,8 +111,7 @@ async fn a_rabbitmq_restart_while_batches_are_in_flight_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    run("rabbitmqctl", &["start_app"]);
-    run("rabbitmqctl", &["await_startup"]);
+    private.rabbit.start_app();
     assert_exactly_once(&sys, 600, 1).await;
     assert!(sys.scheduler.is_running(), "the scheduler survived");
     for w in &mut sys.workers {
@@ -115,15 +123,17 @@ async fn a_rabbitmq_restart_while_batches_are_in_flight_loses_nothing() {
 #[tokio::test]
 async fn a_postgres_restart_while_workers_write_results_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let mut sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 2,
         sim_args: vec!["--latency-ms".into(), "200".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(600, "flux-pro").await;
     wait_succeeded(&sys, 40).await;
-    restart_postgres();
+    private.pg.restart();
     assert_exactly_once(&sys, 600, 5).await;
     assert!(sys.scheduler.is_running(), "the scheduler survived");
     for w in &mut sys.workers {
@@ -134,11 +144,13 @@ async fn a_postgres_restart_while_workers_write_results_loses_nothing() {
 #[tokio::test]
 async fn sigterm_lets_a_worker_finish_the_batches_in_hand_and_exit_0() {
     let _serial = SERIAL.lock().await;
-    let mut sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 1,
         sim_args: vec!["--latency-ms".into(), "1000".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(100, "flux-dev").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -160,7 +172,8 @@ async fn sigterm_lets_a_worker_finish_the_batches_in_hand_and_exit_0() {
 #[tokio::test]
 async fn a_provider_failing_every_way_at_once_including_timeouts_still_bills_each_success_once() {
     let _serial = SERIAL.lock().await;
-    let sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let sys = System::start(private.options(SystemOptions {
         workers: 2,
         sim_args: [
             "--error-rate", "0.2", "--rate-limit-rate", "0.2", "--garbage-rate", "0.2", "--slow-rate", "0.2", "--slow-ms", "3000",
@@ -173,7 +186,8 @@ async fn a_provider_failing_every_way_at_once_including_timeouts_still_bills_eac
             ("OFFPEAK_WORKER_PREFETCH".into(), "8".into()),
             ("OFFPEAK_PROVIDER_TIMEOUT_SECS".into(), "1".into()),
         ],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(400, "flux-schnell").await;
     let states = sys.wait_all_terminal(Duration::from_secs(120)).await;
@@ -198,11 +212,13 @@ async fn a_provider_failing_every_way_at_once_including_timeouts_still_bills_eac
 #[tokio::test]
 async fn two_schedulers_and_three_workers_with_kills_finish_every_job_once() {
     let _serial = SERIAL.lock().await;
-    let mut sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 3,
         sim_args: vec!["--latency-ms".into(), "300".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "10".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     let (second, _) = sys.add_scheduler();
     sys.submit(500, "flux-dev").await;
@@ -224,11 +240,13 @@ async fn two_schedulers_and_three_workers_with_kills_finish_every_job_once() {
 #[tokio::test]
 async fn the_metrics_of_both_binaries_agree_with_the_jobs_table() {
     let _serial = SERIAL.lock().await;
-    let sys = System::start(SystemOptions {
+    let private = Private::start().await;
+    let sys = System::start(private.options(SystemOptions {
         workers: 2,
         sim_args: vec!["--item-error-rate".into(), "0.1".into()],
         env: vec![("OFFPEAK_BATCH_MAX".into(), "25".into())],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(300, "flux-pro").await;
     let states = sys.wait_all_terminal(Duration::from_secs(60)).await;
@@ -257,16 +275,18 @@ async fn the_metrics_of_both_binaries_agree_with_the_jobs_table() {
 #[tokio::test]
 async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_nothing() {
     let _serial = SERIAL.lock().await;
+    let private = Private::start().await;
     // Workers first find the orphaned messages; no worker at first, so the
     // published-but-uncommitted batches wait in the queue.
-    let mut sys = System::start(SystemOptions {
+    let mut sys = System::start(private.options(SystemOptions {
         workers: 0,
         sim_args: vec![],
         env: vec![
             ("OFFPEAK_BATCH_MAX".into(), "25".into()),
             ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
         ],
-    })
+        ..Default::default()
+    }))
     .await;
     sys.submit(100, "flux-dev").await;
     // Wait for the failpoint: batches confirmed by the broker, not committed.
