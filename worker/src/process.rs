@@ -16,6 +16,7 @@
 //! again; and `finish` only writes jobs still `running`, so a second delivery
 //! writes nothing twice.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rand::Rng;
@@ -188,24 +189,19 @@ async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], re
             _ => report.dead += 1,
         }
     }
-    if written > 0 {
-        // Count only what this worker wrote: a concurrent duplicate
-        // delivery that lost the race must not count credits again.
-        if written as usize == outcomes.len() {
-            for o in outcomes {
-                metrics::JOBS_FINISHED.with_label_values(&[&msg.model, o.state.as_str()]).inc();
-                if o.credits > 0 {
-                    metrics::CREDITS_SPENT.with_label_values(&[&msg.model]).inc_by(o.credits as u64);
-                }
-                if o.list_credits > o.credits {
-                    metrics::CREDITS_SAVED
-                        .with_label_values(&[&msg.model, "offpeak"])
-                        .inc_by((o.list_credits - o.credits) as u64);
-                }
-            }
+    // Count only the jobs this worker wrote: a concurrent duplicate delivery
+    // that lost the race for some of them must not count them again.
+    let written_ids: HashSet<Uuid> = written.iter().copied().collect();
+    for o in outcomes.iter().filter(|o| written_ids.contains(&o.id)) {
+        metrics::JOBS_FINISHED.with_label_values(&[&msg.model, o.state.as_str()]).inc();
+        if o.credits > 0 {
+            metrics::CREDITS_SPENT.with_label_values(&[&msg.model]).inc_by(o.credits as u64);
+        }
+        if o.list_credits > o.credits {
+            metrics::CREDITS_SAVED.with_label_values(&[&msg.model, "offpeak"]).inc_by((o.list_credits - o.credits) as u64);
         }
     }
-    Ok(written)
+    Ok(written.len() as u64)
 }
 
 #[cfg(test)]

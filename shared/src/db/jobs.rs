@@ -476,9 +476,9 @@ pub struct Outcome {
 /// that succeeded, in one statement. Only jobs still `running` in this
 /// batch are written, and only the jobs written get a ledger row, so a
 /// second delivery of the same batch writes nothing and counts no credits
-/// twice, and the ledger always agrees with the jobs table. Returns the
-/// jobs written.
-pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// twice, and the ledger always agrees with the jobs table. Returns the ids
+/// of the jobs written.
+pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
@@ -489,7 +489,7 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
     // that a row left by an operator's manual repair cannot block the write.
-    let written: i64 = sqlx::query_scalar(
+    sqlx::query_scalar(
         "WITH done AS (
              UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
                     credits = u.credits, finished_at = $6
@@ -507,7 +507,7 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
              WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
              ON CONFLICT (job_id) DO NOTHING
          )
-         SELECT count(*) FROM done",
+         SELECT id FROM done",
     )
     .bind(batch_id)
     .bind(&ids)
@@ -517,9 +517,8 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
     .bind(now)
     .bind(&credits)
     .bind(&list_credits)
-    .fetch_one(db)
-    .await?;
-    Ok(written as u64)
+    .fetch_all(db)
+    .await
 }
 
 /// Count of jobs per state (all tenants), for metrics and the demo.
