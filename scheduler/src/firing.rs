@@ -54,6 +54,7 @@ use offpeak_shared::shutdown::ShutdownSignal;
 use offpeak_shared::window::{self, WindowSpec};
 
 use crate::metrics;
+use crate::rounds::{self, Next};
 
 /// Default pause between rounds when nothing more is due. Cron firings are
 /// at most once a second, and a round that finds nothing is one indexed query.
@@ -245,37 +246,29 @@ impl Firer {
     /// Runs rounds until shutdown: at once again while a round says there is
     /// more, otherwise after `interval`. Errors are logged and counted, and
     /// the loop carries on after a pause.
-    pub async fn run(self, mut shutdown: ShutdownSignal) {
+    pub async fn run(self, shutdown: ShutdownSignal) {
         tracing::info!(interval_ms = self.config.interval.as_millis() as u64, "firing loop started");
         // Every outcome appears at 0 from the first scrape, so rates and
         // alerts work before the first firing.
         for outcome in ["created", "caught_up", "skipped", "duplicate"] {
             metrics::SCHEDULE_FIRINGS.with_label_values(&[outcome]).inc_by(0);
         }
-        let mut backoff = self.config.interval;
-        while !shutdown.is_triggered() {
-            let pause = match self.run_once().await {
+        let this = &self;
+        rounds::run("firing", "nothing was recorded", self.config.interval, shutdown, || async move {
+            match this.run_once().await {
                 Ok(r) => {
-                    backoff = self.config.interval;
                     if r.created > 0 || r.skipped > 0 {
                         tracing::info!(created = r.created, caught_up = r.caught_up, skipped = r.skipped, schedules = r.schedules, "firing round");
                     }
-                    if r.more { Duration::ZERO } else { self.config.interval }
+                    Ok(if r.more { Next::Now } else { Next::Later })
                 }
                 Err(e) => {
                     metrics::SCHEDULE_ERRORS.with_label_values(&["database"]).inc();
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "firing round failed; nothing was recorded, retrying");
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    pause
+                    Err(e)
                 }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.wait() => {}
             }
-        }
-        tracing::info!("firing loop stopped");
+        })
+        .await;
     }
 }
 

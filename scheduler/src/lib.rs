@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod ops;
 pub mod release;
 pub mod rescue;
+pub mod rounds;
 pub mod startup;

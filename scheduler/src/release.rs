@@ -39,6 +39,7 @@ use offpeak_shared::shutdown::ShutdownSignal;
 use offpeak_shared::window::{self, WindowSpec};
 
 use crate::metrics;
+use crate::rounds::{self, Next};
 
 /// Default pause between rounds when the last round found nothing more to do.
 pub const RELEASE_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
@@ -212,31 +213,23 @@ impl Releaser {
     /// Runs rounds until shutdown: at once again while a round says there is
     /// more, otherwise after `interval`. Errors are logged and counted, and
     /// the loop carries on after a pause.
-    pub async fn run(self, mut shutdown: ShutdownSignal) {
+    pub async fn run(self, shutdown: ShutdownSignal) {
         tracing::info!(interval_ms = self.config.interval.as_millis() as u64, batch_max = self.config.batch_max, "release loop started");
-        let mut backoff = self.config.interval;
-        while !shutdown.is_triggered() {
-            let pause = match self.run_once().await {
+        let this = &self;
+        rounds::run("release", "nothing was lost", self.config.interval, shutdown, || async move {
+            match this.run_once().await {
                 Ok(r) => {
-                    backoff = self.config.interval;
                     if r.released > 0 || r.rolled_over > 0 {
                         tracing::info!(released = r.released, batches = r.batches, rolled_over = r.rolled_over, "release round");
                     }
-                    if r.more && !r.throttled { Duration::ZERO } else { self.config.interval }
+                    Ok(if r.more && !r.throttled { Next::Now } else { Next::Later })
                 }
                 Err(e) => {
                     metrics::RELEASE_ERRORS.with_label_values(&[e.kind()]).inc();
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "release round failed; nothing was lost, retrying");
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    pause
+                    Err(e)
                 }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.wait() => {}
             }
-        }
-        tracing::info!("release loop stopped");
+        })
+        .await;
     }
 }
