@@ -376,13 +376,18 @@ pub async fn submit(
         }
     };
     super::extract::require_object(&body)?;
-    let raw: Value = parse_json(&body)?;
     let req: SubmitRequest = parse_json(&body)?;
     check_json("input", &req.input, state.config.limits.max_input_bytes, true)?;
     let common =
         validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
     let job = new_job(&tenant, &common, req.input, state.config.max_attempts);
-    let request_hash = offpeak_shared::canonical_hash(&raw);
+    // The body's canonical hash is stored and compared only under an
+    // Idempotency-Key, so only then is the body parsed a second time, as
+    // plain JSON (it already parsed as a request above).
+    let request_hash = match &idempotency_key {
+        Some(_) => offpeak_shared::canonical_hash(&parse_json::<Value>(&body)?),
+        None => Vec::new(),
+    };
     let idempotency = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
     match db::insert_one(&state.pool, &job, idempotency).await? {
         InsertOutcome::Inserted(row) => {
