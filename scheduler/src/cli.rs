@@ -106,12 +106,18 @@ pub struct ServeArgs {
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
+    /// Seconds a provider result answers identical jobs (same tenant, model and input) for 0 credits;
+    /// 0 turns the exact cache and the coalescing of identical jobs off.
+    #[arg(long, env = "OFFPEAK_CACHE_TTL_SECS", default_value_t = crate::admission::CACHE_TTL_DEFAULT.as_secs())]
+    pub cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant; its API key is printed alone on the last line (shown only this once).
     Create(TenantCreateArgs),
+    /// Change a tenant's timezone, daily credit limits or off-peak window.
+    Update(TenantUpdateArgs),
     /// List tenants.
     List(MigrateArgs),
 }
@@ -209,9 +215,63 @@ pub struct TenantCreateArgs {
     /// Default IANA timezone of the tenant's jobs.
     #[arg(long, default_value = "UTC")]
     pub timezone: String,
-    /// Daily credit limit (none by default).
+    /// Daily credit limit of the whole tenant, in the tenant's timezone's day (none by default).
     #[arg(long)]
     pub daily_credits: Option<i64>,
+    /// Daily credit limit of each user_id of the tenant (none by default).
+    #[arg(long)]
+    pub user_daily_credits: Option<i64>,
+    /// The tenant's own off-peak window, START-END local time (default: the deployment's OFFPEAK_WINDOW).
+    #[arg(long)]
+    pub window: Option<WindowSpec>,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantUpdateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The tenant's name.
+    pub name: String,
+    /// New default IANA timezone (also the day quotas and usage days are counted in).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Daily credit limit of the whole tenant; `none` removes it.
+    #[arg(long, value_parser = parse_limit)]
+    pub daily_credits: Option<Limit>,
+    /// Daily credit limit of each user_id; `none` removes it.
+    #[arg(long, value_parser = parse_limit)]
+    pub user_daily_credits: Option<Limit>,
+    /// The tenant's own off-peak window, START-END local time; `default` returns to the deployment's.
+    #[arg(long, value_parser = parse_window)]
+    pub window: Option<TenantWindow>,
+    /// Print JSON instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A limit flag's value: credits, or `none`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(Option<i64>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Limit(Some(n))),
+        _ => Err(format!("'{s}' is not a number of credits (0 or more) or 'none'")),
+    }
+}
+
+/// A window flag's value: a window, or `default`.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantWindow(Option<WindowSpec>);
+
+fn parse_window(s: &str) -> Result<TenantWindow, String> {
+    if s.eq_ignore_ascii_case("default") {
+        return Ok(TenantWindow(None));
+    }
+    s.parse::<WindowSpec>().map(|w| TenantWindow(Some(w))).map_err(|e| e.to_string())
 }
 
 /// Runs a parsed command line.
@@ -224,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(*a).await,
         Command::Tenant(TenantCommand::Create(a)) => tenant_create(a).await,
         Command::Tenant(TenantCommand::List(a)) => tenant_list(a).await,
+        Command::Tenant(TenantCommand::Update(a)) => tenant_update(a).await,
         Command::Jobs(JobsCommand::Stats(a)) => {
             let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
             crate::ops::stats(&pool, a.json).await
@@ -274,7 +335,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
             .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
-    let api = ApiConfig { window: a.window, prices, routes, max_attempts: a.max_attempts, limits: Limits::default() };
+    let cache = crate::admission::CacheConfig { ttl: Duration::from_secs(a.cache_ttl_secs) };
+    let api = ApiConfig { window: a.window, prices: prices.clone(), routes, max_attempts: a.max_attempts, limits: Limits::default(), cache };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
         batch_max: a.batch_max,
@@ -282,6 +344,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         round_max: a.release_round_max,
         max_queue_depth: a.max_queue_depth,
         window: a.window,
+        cache,
+        prices: prices.clone(),
     });
     let rescue = (!a.no_release).then(|| RescueConfig {
         interval: Duration::from_secs(a.rescue_interval_secs.max(1)),
@@ -295,6 +359,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         misfire_grace: Duration::from_secs(a.misfire_grace_secs),
         window: a.window,
         max_attempts: a.max_attempts,
+        cache,
+        prices,
     });
     let loops = Loops { release, rescue, firing };
     let (trigger, signal) = Shutdown::new();
@@ -313,21 +379,78 @@ async fn tenant_create(a: TenantCreateArgs) -> anyhow::Result<()> {
     if a.daily_credits.is_some_and(|c| c < 0) {
         anyhow::bail!("--daily-credits must not be negative");
     }
+    if a.user_daily_credits.is_some_and(|c| c < 0) {
+        anyhow::bail!("--user-daily-credits must not be negative");
+    }
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let (tenant, key) = db::tenants::create(&pool, &a.name, &a.timezone, a.daily_credits).await?;
+    let (mut tenant, key) = db::tenants::create(&pool, &a.name, &a.timezone, a.daily_credits).await?;
+    if a.user_daily_credits.is_some() || a.window.is_some() {
+        let update = db::tenants::TenantUpdate {
+            user_daily_credits: a.user_daily_credits.map(Some),
+            window: a.window.map(|w| Some(window_parts(&w))),
+            ..Default::default()
+        };
+        tenant = db::tenants::update(&pool, &tenant.name, &update).await?.unwrap_or(tenant);
+    }
     println!("created tenant '{}' ({}) in {}", tenant.name, tenant.id, tenant.timezone);
     println!("its API key follows; it is shown only now, store it:");
     println!("{key}");
     Ok(())
 }
 
+/// `HH:MM` start and end of a window, as stored.
+fn window_parts(w: &WindowSpec) -> (String, String) {
+    (w.start.format("%H:%M").to_string(), w.end.format("%H:%M").to_string())
+}
+
+async fn tenant_update(a: TenantUpdateArgs) -> anyhow::Result<()> {
+    if let Some(tz) = &a.timezone {
+        parse_timezone(tz)?;
+    }
+    let update = db::tenants::TenantUpdate {
+        timezone: a.timezone,
+        daily_credits: a.daily_credits.map(|l| l.0),
+        user_daily_credits: a.user_daily_credits.map(|l| l.0),
+        window: a.window.map(|w| w.0.as_ref().map(window_parts)),
+    };
+    if update.timezone.is_none() && update.daily_credits.is_none() && update.user_daily_credits.is_none() && update.window.is_none() {
+        anyhow::bail!("nothing to change: give --timezone, --daily-credits, --user-daily-credits or --window");
+    }
+    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
+    let t = db::tenants::update(&pool, &a.name, &update).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{}'", a.name))?;
+    let window = match (&t.window_start, &t.window_end) {
+        (Some(s), Some(e)) => format!("{s}-{e}"),
+        _ => "default".to_owned(),
+    };
+    if a.json {
+        println!("{}", serde_json::json!({
+            "id": t.id, "name": t.name, "timezone": t.timezone, "daily_credits": t.daily_credits,
+            "user_daily_credits": t.user_daily_credits, "window": window,
+        }));
+    } else {
+        let limit = |c: Option<i64>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        println!(
+            "tenant '{}': timezone {}, daily credits {}, per-user daily credits {}, window {window}",
+            t.name, t.timezone, limit(t.daily_credits), limit(t.user_daily_credits)
+        );
+    }
+    Ok(())
+}
+
 async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
     let tenants = db::tenants::list(&pool).await?;
-    println!("{:<36}  {:<24}  {:<24}  {:>13}", "ID", "NAME", "TIMEZONE", "DAILY_CREDITS");
+    println!("{:<36}  {:<24}  {:<24}  {:>13}  {:>18}  WINDOW", "ID", "NAME", "TIMEZONE", "DAILY_CREDITS", "USER_DAILY_CREDITS");
     for t in tenants {
-        let limit = t.daily_credits.map_or_else(|| "-".to_owned(), |c| c.to_string());
-        println!("{:<36}  {:<24}  {:<24}  {:>13}", t.id, t.name, t.timezone, limit);
+        let limit = |c: Option<i64>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let window = match (&t.window_start, &t.window_end) {
+            (Some(s), Some(e)) => format!("{s}-{e}"),
+            _ => "default".to_owned(),
+        };
+        println!(
+            "{:<36}  {:<24}  {:<24}  {:>13}  {:>18}  {window}",
+            t.id, t.name, t.timezone, limit(t.daily_credits), limit(t.user_daily_credits)
+        );
     }
     Ok(())
 }

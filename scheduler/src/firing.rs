@@ -46,13 +46,16 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::jobs::{self as jobs_db, NewJob};
+use offpeak_shared::db::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob};
+use offpeak_shared::db::quota::Scope;
 use offpeak_shared::db::schedules::{self as db, Advance, NewFiring, ScheduleRow};
-use offpeak_shared::job::Priority;
+use offpeak_shared::db::tenants::{self as tenants_db, Tenant};
+use offpeak_shared::job::{PriceTable, Priority};
 use offpeak_shared::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
 use offpeak_shared::shutdown::ShutdownSignal;
 use offpeak_shared::window::{self, WindowSpec};
 
+use crate::admission::{self, CacheConfig, Refused};
 use crate::metrics;
 use crate::rounds::{self, Next};
 
@@ -79,6 +82,10 @@ pub struct FiringConfig {
     pub window: WindowSpec,
     /// Provider attempts of each created job (as for the API).
     pub max_attempts: i32,
+    /// The exact cache (as for the API).
+    pub cache: CacheConfig,
+    /// Prices, for quota reservations and what cache hits saved.
+    pub prices: PriceTable,
 }
 
 impl Default for FiringConfig {
@@ -90,7 +97,16 @@ impl Default for FiringConfig {
             misfire_grace: MISFIRE_GRACE_DEFAULT,
             window: WindowSpec::default(),
             max_attempts: 5,
+            cache: CacheConfig::default(),
+            prices: PriceTable::default(),
         }
+    }
+}
+
+fn quota_scope(r: &Refused) -> &'static str {
+    match r.exceeded.scope {
+        Scope::Tenant => "tenant",
+        Scope::User(_) => "user",
     }
 }
 
@@ -107,6 +123,8 @@ pub struct FiringReport {
     pub skipped: u64,
     /// Firings already recorded (by another replica); no job was created.
     pub duplicates: u64,
+    /// Of `created`, jobs stored `failed` because a daily credit limit was reached.
+    pub refused: u64,
     /// The round claimed `claim_limit` schedules: more may be due.
     pub more: bool,
 }
@@ -189,12 +207,36 @@ impl Firer {
         report.duplicates = (firings.len() - recorded.len()) as u64;
         let rows: HashMap<Uuid, &ScheduleRow> = claimed.iter().map(|r| (r.id, r)).collect();
         let mut last_fired: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+        let mut tenants: HashMap<Uuid, Tenant> = HashMap::new();
         for firing in &recorded {
             let Some(row) = rows.get(&firing.schedule_id) else { continue };
-            let job = self.job_for(row, firing, now);
-            // The same insert as `POST /v1/jobs/bulk`, one job at a time
-            // because each carries its own fire time in `metadata`.
-            jobs_db::insert_many(&mut *tx, &job, &[job.id], std::slice::from_ref(&row.input)).await?;
+            let tenant = match tenants.get(&row.tenant_id) {
+                Some(t) => t.clone(),
+                None => {
+                    // The schedule's foreign key keeps its tenant.
+                    let Some(t) = tenants_db::get(&mut *tx, row.tenant_id).await? else { continue };
+                    tenants.insert(t.id, t.clone());
+                    t
+                }
+            };
+            let job = self.job_for(row, &tenant, firing, now);
+            // The same admission (cache, quota) and insert as `POST /v1/jobs/bulk`,
+            // one job at a time because each carries its own fire time in `metadata`.
+            let inputs = vec![(job.id, row.input.clone())];
+            let (inputs, admission) =
+                match admission::admit(&mut tx, &tenant, &job, inputs, row.cache, self.config.cache, &self.config.prices).await? {
+                    Ok(admitted) => admitted,
+                    Err(refused) => {
+                        // Nobody waits for an answer to a firing: the job is
+                        // stored `failed` with the refusal, for the tenant to see.
+                        metrics::QUOTA_REFUSALS.with_label_values(&[quota_scope(&refused)]).inc();
+                        report.refused += 1;
+                        let error = json!({"code": "quota_exceeded", "message": admission::refusal_message(&tenant, &refused)});
+                        let input = NewInput { id: job.id, input: row.input.clone(), cache_key: None, admitted: Admitted::Refused(error) };
+                        (vec![input], Admission::default())
+                    }
+                };
+            jobs_db::insert_many(&mut tx, &job, &inputs, &admission).await?;
             let last = last_fired.entry(row.id).or_insert(firing.fire_at);
             *last = (*last).max(firing.fire_at);
         }
@@ -217,11 +259,11 @@ impl Firer {
 
     /// The job a firing creates: the schedule's template in the schedule's
     /// timezone, `metadata` telling which schedule and fire time made it.
-    fn job_for(&self, row: &ScheduleRow, firing: &NewFiring, now: DateTime<Utc>) -> NewJob {
+    fn job_for(&self, row: &ScheduleRow, tenant: &Tenant, firing: &NewFiring, now: DateTime<Utc>) -> NewJob {
         let priority: Priority = row.priority.parse().unwrap_or_default();
         let (release_at, window_closes_at) = match (priority, window::parse_timezone(&row.timezone)) {
             (Priority::Low, Ok(tz)) => {
-                let w = window::next_window(tz, now, &self.config.window);
+                let w = window::next_window(tz, now, &tenant.window(&self.config.window));
                 (w.opens_at, Some(w.closes_at))
             }
             _ => (now, None),

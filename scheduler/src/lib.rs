@@ -4,8 +4,10 @@
 //! `main.rs` only parses the command line ([`cli`]) and calls into here;
 //! [`startup`] wires the parts so tests run exactly what production runs.
 
+pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod coalesce;
 pub mod firing;
 pub mod metrics;
 pub mod ops;

@@ -94,12 +94,30 @@ pub fn render() -> String {
     // Touch the lazily registered metrics so they appear from the first scrape.
     let _ = (&*JOBS_SUBMITTED, &*JOBS_CANCELLED, &*JOBS_RELEASED, &*JOBS_ROLLED_OVER, &*BATCHES_PUBLISHED, &*BATCH_SIZE);
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
+    let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
 }
 
+pub use offpeak_shared::metrics::{CACHE_HITS, CREDITS_SAVED};
+pub static JOBS_COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_jobs_coalesced_total",
+        "Jobs released to wait for an identical job already on its way to the provider instead of calling it again",
+        &["model"]
+    )
+    .expect("metric registers once")
+});
+pub static QUOTA_REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_quota_refusals_total",
+        "Submissions (and schedule firings) refused by a daily credit limit, by scope (tenant, user)",
+        &["scope"]
+    )
+    .expect("metric registers once")
+});
 pub static SCHEDULE_FIRINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "offpeak_schedule_firings_total",

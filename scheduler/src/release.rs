@@ -11,7 +11,11 @@
 //! 3. **Claim.** In one transaction, lock due jobs with
 //!    `FOR UPDATE SKIP LOCKED`, a bounded number per tenant (fairness);
 //!    replicas running the same query get disjoint jobs.
-//! 4. **Batch and publish.** Group by model, cut into batches of at most
+//! 4. **Cache.** Claimed jobs identical to one that succeeded within the
+//!    cache TTL are answered with its result; identical jobs already on
+//!    their way to the provider, or claimed together, are coalesced so only
+//!    one of them is sent (see [`crate::coalesce`]).
+//! 5. **Batch and publish.** Group by model, cut into batches of at most
 //!    `batch_max`, record each batch and mark its jobs `queued`, publish every
 //!    message and wait for the broker's confirms, and only then commit.
 //!
@@ -38,6 +42,10 @@ use offpeak_shared::message::BatchMessage;
 use offpeak_shared::shutdown::ShutdownSignal;
 use offpeak_shared::window::{self, WindowSpec};
 
+use offpeak_shared::job::PriceTable;
+
+use crate::admission::CacheConfig;
+use crate::coalesce;
 use crate::metrics;
 use crate::rounds::{self, Next};
 
@@ -60,6 +68,10 @@ pub struct ReleaseConfig {
     pub round_max: i64,
     pub max_queue_depth: u32,
     pub window: WindowSpec,
+    /// The exact cache: identical due jobs are answered or coalesced.
+    pub cache: CacheConfig,
+    /// List prices, for what cache hits saved.
+    pub prices: PriceTable,
 }
 
 impl Default for ReleaseConfig {
@@ -71,6 +83,8 @@ impl Default for ReleaseConfig {
             round_max: ROUND_MAX_DEFAULT,
             max_queue_depth: MAX_QUEUE_DEPTH_DEFAULT,
             window: WindowSpec::default(),
+            cache: CacheConfig::default(),
+            prices: PriceTable::default(),
         }
     }
 }
@@ -81,6 +95,10 @@ pub struct ReleaseReport {
     pub rolled_over: u64,
     pub released: u64,
     pub batches: u64,
+    /// Due jobs answered from the cache instead of released.
+    pub answered: u64,
+    /// Due jobs set to wait for an identical job on its way to the provider.
+    pub coalesced: u64,
     /// The queue was at its depth limit; nothing was claimed.
     pub throttled: bool,
     /// The round was cut short by `round_max` or the depth limit: more may be due.
@@ -161,6 +179,9 @@ impl Releaser {
             return Ok(report);
         }
         report.more = claimed.len() as i64 >= limit;
+        let (claimed, step) = coalesce::run(&mut tx, claimed, self.config.cache, &self.config.prices, now).await?;
+        report.answered = step.answered;
+        report.coalesced = step.coalesced;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
         for job in claimed {
@@ -174,8 +195,10 @@ impl Releaser {
                 messages.push(BatchMessage::new(batch_id, model.clone(), chunk.to_vec(), now));
             }
         }
-        self.publisher.publish_all(&messages).await?;
-        failpoint_after_publish().await;
+        if !messages.is_empty() {
+            self.publisher.publish_all(&messages).await?;
+            failpoint_after_publish().await;
+        }
         tx.commit().await?;
 
         report.batches = messages.len() as u64;
@@ -189,20 +212,25 @@ impl Releaser {
 
     async fn roll_over(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         let mut moved = 0;
-        for tz_name in db::expired_held_timezones(&self.pool, now).await? {
-            let tz = match window::parse_timezone(&tz_name) {
+        for group in db::expired_held_groups(&self.pool, now).await? {
+            let tz = match window::parse_timezone(&group.timezone) {
                 Ok(tz) => tz,
                 Err(e) => {
                     // Only validated zones are stored; a zone that vanished
                     // from a newer tz database would land here.
-                    tracing::error!(timezone = %tz_name, error = %e, "held jobs have an unknown timezone; not rolling them over");
+                    tracing::error!(timezone = %group.timezone, error = %e, "held jobs have an unknown timezone; not rolling them over");
                     continue;
                 }
             };
-            let w = window::next_window(tz, now, &self.config.window);
-            let n = db::roll_over(&self.pool, now, &tz_name, w.opens_at, w.closes_at).await?;
+            // The tenant's own window, if it has one (stored valid by `tenant update`).
+            let spec = match (&group.window_start, &group.window_end) {
+                (Some(s), Some(e)) => format!("{s}-{e}").parse().unwrap_or(self.config.window),
+                _ => self.config.window,
+            };
+            let w = window::next_window(tz, now, &spec);
+            let n = db::roll_over(&self.pool, now, &group, w.opens_at, w.closes_at).await?;
             if n > 0 {
-                tracing::info!(timezone = %tz_name, jobs = n, opens_at = %w.opens_at, "window closed before release; rolled over");
+                tracing::info!(timezone = %group.timezone, window = %spec, jobs = n, opens_at = %w.opens_at, "window closed before release; rolled over");
             }
             moved += n;
         }
@@ -219,8 +247,11 @@ impl Releaser {
         rounds::run("release", "nothing was lost", self.config.interval, shutdown, || async move {
             match this.run_once().await {
                 Ok(r) => {
-                    if r.released > 0 || r.rolled_over > 0 {
-                        tracing::info!(released = r.released, batches = r.batches, rolled_over = r.rolled_over, "release round");
+                    if r.released > 0 || r.rolled_over > 0 || r.answered > 0 || r.coalesced > 0 {
+                        tracing::info!(
+                            released = r.released, batches = r.batches, rolled_over = r.rolled_over,
+                            answered_from_cache = r.answered, coalesced = r.coalesced, "release round"
+                        );
                     }
                     Ok(if r.more && !r.throttled { Next::Now } else { Next::Later })
                 }

@@ -22,7 +22,10 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 async fn bulk(env: &TestEnv, key: &str, n: usize, model: &str) -> Vec<Uuid> {
-    let inputs: Vec<_> = (0..n).map(|i| json!({"prompt": format!("p{i}")})).collect();
+    // Distinct inputs on every call: identical ones would be answered from
+    // the cache or coalesced, which these tests are not about.
+    let call = Uuid::now_v7();
+    let inputs: Vec<_> = (0..n).map(|i| json!({"prompt": format!("p{i}"), "call": call})).collect();
     let (status, body) = env.post(key, "/v1/jobs/bulk", &json!({"model": model, "inputs": inputs})).await;
     assert_eq!(status, 201, "{body}");
     body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()

@@ -36,14 +36,7 @@ pub static CREDITS_SPENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_credits_spent_total", "Credits charged for succeeded jobs", &["model"])
         .expect("metric registers once")
 });
-pub static CREDITS_SAVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "offpeak_credits_saved_total",
-        "Credits not charged against the list price of succeeded jobs, by model and reason (offpeak: the off-peak multiplier)",
-        &["model", "reason"]
-    )
-    .expect("metric registers once")
-});
+pub use offpeak_shared::metrics::{CACHE_HITS, CREDITS_SAVED};
 pub static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_provider_retries_total", "Provider calls retried after a transient error", &["model"])
         .expect("metric registers once")
@@ -70,7 +63,7 @@ pub static CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
 /// The default registry in Prometheus text format.
 pub fn render() -> String {
     // Touch every metric so each appears from the first scrape, not only once used.
-    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED);
+    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*CREDITS_SAVED, &*CACHE_HITS, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()

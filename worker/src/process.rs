@@ -81,6 +81,11 @@ pub struct BatchReport {
     /// wrote the same batch first).
     pub written: u64,
     pub provider_calls: u32,
+    /// Identical jobs that waited for this batch's jobs (coalesced) and got
+    /// a result, an error, or (their leader died) another chance.
+    pub followers_succeeded: u64,
+    pub followers_failed: u64,
+    pub followers_requeued: u64,
 }
 
 /// Works one batch to the end.
@@ -181,7 +186,8 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
 }
 
 async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
-    let written = db::finish(&ctx.pool, msg.batch_id, outcomes, ctx.clock.now()).await?;
+    let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
+    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now()).await?;
     for o in outcomes {
         match o.state {
             JobState::Succeeded => report.succeeded += 1,
@@ -189,9 +195,12 @@ async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], re
             _ => report.dead += 1,
         }
     }
+    report.followers_succeeded += finished.followers_succeeded;
+    report.followers_failed += finished.followers_failed;
+    report.followers_requeued += finished.followers_requeued;
     // Count only the jobs this worker wrote: a concurrent duplicate delivery
     // that lost the race for some of them must not count them again.
-    let written_ids: HashSet<Uuid> = written.iter().copied().collect();
+    let written_ids: HashSet<Uuid> = finished.written.iter().copied().collect();
     for o in outcomes.iter().filter(|o| written_ids.contains(&o.id)) {
         metrics::JOBS_FINISHED.with_label_values(&[&msg.model, o.state.as_str()]).inc();
         if o.credits > 0 {
@@ -201,7 +210,17 @@ async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], re
             metrics::CREDITS_SAVED.with_label_values(&[&msg.model, "offpeak"]).inc_by((o.list_credits - o.credits) as u64);
         }
     }
-    Ok(written.len() as u64)
+    if finished.followers_succeeded > 0 {
+        metrics::JOBS_FINISHED.with_label_values(&[&msg.model, "succeeded"]).inc_by(finished.followers_succeeded);
+        metrics::CACHE_HITS.with_label_values(&[&msg.model, "coalesced"]).inc_by(finished.followers_succeeded);
+        metrics::CREDITS_SAVED
+            .with_label_values(&[&msg.model, "cache"])
+            .inc_by(finished.followers_succeeded * u64::try_from(list_price).unwrap_or(0));
+    }
+    if finished.followers_failed > 0 {
+        metrics::JOBS_FINISHED.with_label_values(&[&msg.model, "failed"]).inc_by(finished.followers_failed);
+    }
+    Ok(finished.written.len() as u64)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use offpeak_shared::db::jobs::{self as db, CancelOutcome, InsertOutcome, JobRow, ListFilter, NewJob};
+use offpeak_shared::db::jobs::{self as db, Admission, CancelOutcome, InsertOutcome, JobRow, ListFilter, NewInput, NewJob};
+use offpeak_shared::db::quota::Scope;
 use offpeak_shared::db::tenants::Tenant;
 use offpeak_shared::job::{JobState, Priority};
 use offpeak_shared::window::{self, parse_timezone};
@@ -54,6 +55,15 @@ pub struct SubmitRequest {
     /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
     #[schema(example = "thumbnail")]
     use_case: Option<String>,
+    /// `false`: neither answer this job from an identical job's result nor
+    /// coalesce it with identical jobs; it always calls the provider. Default `true`.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /v1/jobs/bulk`.
@@ -80,6 +90,11 @@ pub struct BulkRequest {
     /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
     #[schema(example = "thumbnail")]
     use_case: Option<String>,
+    /// `false`: neither answer this job from an identical job's result nor
+    /// coalesce it with identical jobs; it always calls the provider. Default `true`.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    cache: bool,
 }
 
 /// A job as the API shows it. Every property is always present; those
@@ -129,6 +144,10 @@ pub struct JobView {
     /// The use case of a job submitted with `"model": "auto"`; `model` is the model it was routed to.
     #[schema(required = true)]
     pub use_case: Option<String>,
+    /// The job whose result this one got (`cache_hit`) or, while `queued`, waits for: an identical job
+    /// already on its way to the provider (coalescing).
+    #[schema(required = true)]
+    pub cache_source: Option<Uuid>,
 }
 
 impl From<JobRow> for JobView {
@@ -156,6 +175,7 @@ impl From<JobRow> for JobView {
             started_at: r.started_at,
             finished_at: r.finished_at,
             use_case: r.use_case,
+            cache_source: r.cache_source,
         }
     }
 }
@@ -195,7 +215,7 @@ fn validate_common(
     let (release_at, window_closes_at) = match priority {
         Priority::Normal => (now, None),
         Priority::Low => {
-            let w = window::next_window(tz, now, &state.config.window);
+            let w = window::next_window(tz, now, &tenant.window(&state.config.window));
             (w.opens_at, Some(w.closes_at))
         }
     };
@@ -348,6 +368,8 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
+        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
         (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
@@ -380,7 +402,7 @@ pub async fn submit(
     check_json("input", &req.input, state.config.limits.max_input_bytes, true)?;
     let common =
         validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
-    let job = new_job(&tenant, &common, req.input, state.config.max_attempts);
+    let job = new_job(&tenant, &common, Value::Null, state.config.max_attempts);
     // The body's canonical hash is stored and compared only under an
     // Idempotency-Key, so only then is the body parsed a second time, as
     // plain JSON (it already parsed as a request above).
@@ -389,12 +411,22 @@ pub async fn submit(
         None => Vec::new(),
     };
     let idempotency = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
-    match db::insert_one(&state.pool, &job, idempotency).await? {
+    let mut tx = state.pool.begin().await?;
+    let (inputs, admission) =
+        admit(&mut tx, &state, &tenant, &job, vec![(job.id, req.input)], req.cache).await?;
+    let outcome = db::insert_one(&mut tx, &job, &inputs[0], &admission, idempotency).await?;
+    match outcome {
         InsertOutcome::Inserted(row) => {
+            tx.commit().await?;
             metrics::JOBS_SUBMITTED.with_label_values(&[&row.model, &row.priority]).inc();
+            if row.cache_hit {
+                count_cache_hits(&row.model, "submit", 1, admission.list_price);
+            }
             Ok((StatusCode::CREATED, Json(JobView::from(row))).into_response())
         }
         InsertOutcome::Existing(row) => {
+            // Nothing was stored: the transaction ends without a commit.
+            drop(tx);
             if row.request_hash.as_deref() == Some(request_hash.as_slice()) {
                 Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::from(row))).into_response())
             } else {
@@ -407,15 +439,66 @@ pub async fn submit(
     }
 }
 
+/// Admits a submission's inputs (cache, quota; see [`crate::admission`]),
+/// turning a quota refusal into a 429 that names the limit, what is used
+/// and when it resets.
+async fn admit(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    tenant: &Tenant,
+    template: &NewJob,
+    inputs: Vec<(Uuid, Value)>,
+    use_cache: bool,
+) -> ApiResult<(Vec<NewInput>, Admission)> {
+    match crate::admission::admit(tx, tenant, template, inputs, use_cache, state.config.cache, &state.config.prices).await? {
+        Ok(admitted) => Ok(admitted),
+        Err(refused) => {
+            let scope = match &refused.exceeded.scope {
+                Scope::Tenant => "tenant",
+                Scope::User(_) => "user",
+            };
+            metrics::QUOTA_REFUSALS.with_label_values(&[scope]).inc();
+            let retry_after = (refused.resets_at.with_timezone(&Utc) - template.created_at).num_seconds().max(1) as u64;
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                crate::admission::refusal_message(tenant, &refused),
+            );
+            if let Scope::User(_) = refused.exceeded.scope {
+                err = err.with_field("user_id");
+            }
+            err.details = Some(serde_json::json!({
+                "scope": scope,
+                "limit": refused.exceeded.limit,
+                "used": refused.exceeded.used,
+                "requested": refused.exceeded.requested,
+                "day": refused.day,
+                "resets_at": refused.resets_at.with_timezone(&Utc),
+            }));
+            err.retry_after = Some(retry_after);
+            Err(err)
+        }
+    }
+}
+
+/// Counts cache hits and what they saved.
+fn count_cache_hits(model: &str, kind: &str, hits: u64, list_price: i64) {
+    metrics::CACHE_HITS.with_label_values(&[model, kind]).inc_by(hits);
+    metrics::CREDITS_SAVED.with_label_values(&[model, "cache"]).inc_by(hits * u64::try_from(list_price).unwrap_or(0));
+}
+
 /// The jobs of a bulk submission, all stored in one transaction.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BulkResponse {
     /// The jobs' ids, in the order of `inputs`.
     ids: Vec<Uuid>,
     count: usize,
-    /// Always `held`.
+    /// `held`: the state of every job that was not a cache hit.
     #[schema(value_type = super::openapi::JobStateName)]
     state: &'static str,
+    /// Inputs answered at once from an identical job's result (`succeeded`, 0 credits); read them with
+    /// `GET /v1/jobs/{id}`.
+    cache_hits: u64,
     release_at: DateTime<Utc>,
     #[schema(required = true)]
     window_closes_at: Option<DateTime<Utc>>,
@@ -435,6 +518,8 @@ pub struct BulkResponse {
         (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`), or there are more inputs than one request takes (`too_many_inputs`)", body = super::openapi::ErrorBody),
+        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
         (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
@@ -463,23 +548,30 @@ pub async fn submit_bulk(
     let common =
         validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
     let template = new_job(&tenant, &common, Value::Null, state.config.max_attempts);
-    let ids: Vec<Uuid> = req.inputs.iter().map(|_| Uuid::now_v7()).collect();
-    db::insert_many(&state.pool, &template, &ids, &req.inputs).await?;
+    let inputs: Vec<(Uuid, Value)> = req.inputs.into_iter().map(|i| (Uuid::now_v7(), i)).collect();
+    let ids: Vec<Uuid> = inputs.iter().map(|i| i.0).collect();
+    let mut tx = state.pool.begin().await?;
+    let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, req.cache).await?;
+    let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
+    tx.commit().await?;
     metrics::JOBS_SUBMITTED
         .with_label_values(&[&template.model, template.priority.as_str()])
         .inc_by(ids.len() as u64);
+    if cache_hits > 0 {
+        count_cache_hits(&template.model, "submit", cache_hits, admission.list_price);
+    }
     Ok((
         StatusCode::CREATED,
         Json(BulkResponse {
             count: ids.len(),
             ids,
             state: JobState::Held.as_str(),
+            cache_hits,
             release_at: common.release_at,
             window_closes_at: common.window_closes_at,
         }),
     ))
 }
-
 
 /// `GET /v1/jobs/{id}`.
 #[utoipa::path(

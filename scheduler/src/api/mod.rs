@@ -59,6 +59,8 @@ pub struct ApiConfig {
     pub routes: RouteTable,
     pub max_attempts: i32,
     pub limits: Limits,
+    /// The exact cache: how long a result answers identical jobs.
+    pub cache: crate::admission::CacheConfig,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +71,7 @@ impl Default for ApiConfig {
             routes: RouteTable::default(),
             max_attempts: 5,
             limits: Limits::default(),
+            cache: crate::admission::CacheConfig::default(),
         }
     }
 }

@@ -163,7 +163,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: e.g. `invalid_json`, `invalid_field`, `invalid_query`, `invalid_cursor`,
     /// `invalid_input`, `invalid_timezone`, `unknown_model`, `unknown_use_case`, `invalid_idempotency_key`, `idempotency_conflict`,
     /// `not_cancellable`, `unauthorized`, `not_found`, `method_not_allowed`, `payload_too_large`,
-    /// `too_many_inputs`, `invalid_body`, `unavailable`, `internal`.
+    /// `too_many_inputs`, `invalid_body`, `quota_exceeded`, `unavailable`, `internal`.
     pub code: String,
     /// For people: what is wrong and, where it helps, what would be right.
     pub message: String,
@@ -172,6 +172,11 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub field: Option<String>,
+    /// Machine-readable particulars of some errors: for `quota_exceeded`, `scope` (`tenant` or `user`),
+    /// `limit`, `used`, `requested`, `day` and `resets_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// A job's state: `held` until its release, `queued` in a batch on the queue, `running` at the provider, then

@@ -84,6 +84,15 @@ pub struct TemplateRequest {
     metadata: Option<Value>,
     /// With `model: "auto"` only (model routing): what the output is for, e.g. `thumbnail`.
     use_case: Option<String>,
+    /// `false`: the jobs always call the provider, never answered from an identical job's result
+    /// (for templates whose identical input should give a fresh generation each firing). Default `true`.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `PATCH /v1/schedules/{id}`: every field optional; `job` replaces the
@@ -118,6 +127,8 @@ pub struct TemplateView {
     /// The use case of a template submitted with `model: "auto"`; `model` is the model it was routed to.
     #[schema(required = true)]
     pub use_case: Option<String>,
+    /// Whether the jobs use the exact cache.
+    pub cache: bool,
 }
 
 /// One upcoming fire time, in UTC and in the schedule's timezone.
@@ -192,6 +203,7 @@ impl From<ScheduleRow> for ScheduleView {
                 user_id: r.user_id,
                 metadata: r.metadata,
                 use_case: r.use_case,
+                cache: r.cache,
             },
             next_fire_at: r.next_fire_at,
             last_fired_at: r.last_fired_at,
@@ -246,6 +258,10 @@ impl Definition {
         // model routing existed stay the same.
         if let (Some(u), Some(job)) = (&t.use_case, job.as_object_mut()) {
             job.insert("use_case".into(), u.clone().into());
+        }
+        // Likewise only when it is not the default.
+        if let (false, Some(job)) = (t.cache, job.as_object_mut()) {
+            job.insert("cache".into(), false.into());
         }
         offpeak_shared::canonical_hash(&json!({
             "cron": self.schedule.expression(),
@@ -353,6 +369,7 @@ pub async fn create(
         paused: req.paused,
         model: def.model.clone(),
         use_case: def.template.use_case.clone(),
+        cache: def.template.cache,
         input: def.template.input.clone(),
         priority: def.template.priority.as_str().to_owned(),
         user_id: def.template.user_id.clone(),
@@ -533,6 +550,7 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
                 user_id: row.user_id.clone(),
                 metadata: row.metadata.clone(),
                 use_case: row.use_case.clone(),
+                cache: row.cache,
             },
             row.model.clone(),
         ),
@@ -557,6 +575,7 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     row.catch_up = def.catch_up.as_str().to_owned();
     row.model = def.model;
     row.use_case = def.template.use_case;
+    row.cache = def.template.cache;
     row.input = def.template.input;
     row.priority = def.template.priority.as_str().to_owned();
     row.user_id = def.template.user_id;

@@ -199,15 +199,35 @@ pub struct TenantView {
     pub name: String,
     /// The default timezone of jobs and schedules, and the one usage days are counted in.
     pub timezone: String,
-    /// The daily credit limit, if any.
+    /// The tenant's daily credit limit, if any.
     #[schema(required = true)]
     pub daily_credits: Option<i64>,
-    /// The off-peak window, local wall-clock time, e.g. `02:00-06:00`.
+    /// The daily credit limit of each `user_id`, if any.
+    #[schema(required = true)]
+    pub user_daily_credits: Option<i64>,
+    /// The off-peak window of the tenant's low-priority jobs, local wall-clock time, e.g. `02:00-06:00`.
     pub window: String,
+    /// Today's quota: what counts against the daily limit so far.
+    pub quota: QuotaView,
     /// What low-priority jobs pay as a multiple of the list price.
     pub offpeak_multiplier: f64,
     pub created_at: DateTime<Utc>,
     pub today: TodayUsage,
+}
+
+/// Today's quota of a tenant.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuotaView {
+    /// The day (tenant's timezone) the quota counts.
+    pub day: NaiveDate,
+    /// Credits counted today: finished jobs' credits plus unfinished jobs' reservations (their price at
+    /// submission), for the jobs submitted today while a limit was set.
+    pub used: i64,
+    /// `daily_credits - used`, if there is a limit.
+    #[schema(required = true)]
+    pub remaining: Option<i64>,
+    /// When the day ends and the quota starts again.
+    pub resets_at: DateTime<Utc>,
 }
 
 /// `GET /v1/tenant`.
@@ -230,12 +250,16 @@ pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
     let today = state.clock.now().with_timezone(&tz).date_naive();
     let (start, end) = (day_start(tz, today), day_start(tz, next_day(today)));
     let sums = db::totals(&state.pool, tenant.id, start, end).await?;
+    let used = offpeak_shared::db::quota::used(&state.pool, tenant.id, today, None).await?.tenant;
+    let window = tenant.window(&state.config.window).to_string();
     Ok(Json(TenantView {
         id: tenant.id,
         name: tenant.name,
         timezone: tenant.timezone,
         daily_credits: tenant.daily_credits,
-        window: state.config.window.to_string(),
+        user_daily_credits: tenant.user_daily_credits,
+        window,
+        quota: QuotaView { day: today, used, remaining: tenant.daily_credits.map(|l| (l - used).max(0)), resets_at: end },
         offpeak_multiplier: state.config.prices.offpeak_multiplier(),
         created_at: tenant.created_at,
         today: TodayUsage { date: today, start, end, usage: UsageGroup::from(&sums) },

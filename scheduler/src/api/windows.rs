@@ -59,7 +59,7 @@ pub async fn next(
     AuthTenant(tenant): AuthTenant,
     QueryParams(p): QueryParams<NextParams>,
 ) -> ApiResult<Json<NextWindow>> {
-    let tz_name = p.timezone.unwrap_or(tenant.timezone);
+    let tz_name = p.timezone.unwrap_or_else(|| tenant.timezone.clone());
     let tz = parse_timezone(&tz_name).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?;
     let at = match p.at {
         Some(s) => DateTime::parse_from_rfc3339(&s)
@@ -70,7 +70,7 @@ pub async fn next(
             .with_timezone(&Utc),
         None => state.clock.now(),
     };
-    let spec = state.config.window;
+    let spec = tenant.window(&state.config.window);
     let w = window::next_window(tz, at, &spec);
     Ok(Json(NextWindow {
         timezone: tz_name,

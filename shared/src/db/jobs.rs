@@ -43,11 +43,13 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// The use case of a job submitted with `"model": "auto"`.
     pub use_case: Option<String>,
+    /// The job whose result this one got (a cache hit) or waits for (coalesced).
+    pub cache_source: Option<Uuid>,
 }
 
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
-    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case";
+    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source";
 
 /// A job about to be inserted; built by the API from a validated request.
 #[derive(Debug, Clone)]
@@ -68,6 +70,39 @@ pub struct NewJob {
     pub use_case: Option<String>,
 }
 
+/// One input of a submission, with what admission decided for it.
+#[derive(Debug, Clone)]
+pub struct NewInput {
+    pub id: Uuid,
+    pub input: Value,
+    /// `None` when the submitter opted out of the cache (`"cache": false`).
+    pub cache_key: Option<Vec<u8>>,
+    pub admitted: Admitted,
+}
+
+/// What becomes of an input at submission.
+#[derive(Debug, Clone)]
+pub enum Admitted {
+    /// Stored `held`, waiting for release, with its reservation.
+    Held,
+    /// Answered at once from the cache: `succeeded`, 0 credits.
+    CacheHit(super::cache::CacheHit),
+    /// Refused by a quota (a schedule's firing, which has nobody to answer
+    /// a 429): stored `failed` with this error, 0 credits.
+    Refused(Value),
+}
+
+/// How a submission counts against quotas and what its cache hits saved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission {
+    /// The tenant's day the jobs count against; `None` for a tenant without limits.
+    pub quota_day: Option<chrono::NaiveDate>,
+    /// Credits reserved for each held job (its price at submission).
+    pub reserved_per_job: i64,
+    /// The model's list price, recorded as saved for each cache hit.
+    pub list_price: i64,
+}
+
 /// The outcome of inserting a job under an `Idempotency-Key`.
 #[derive(Debug)]
 pub enum InsertOutcome {
@@ -76,44 +111,103 @@ pub enum InsertOutcome {
     Existing(JobRow),
 }
 
-/// Inserts one job, or returns the job that already holds its idempotency key.
+/// The INSERT every submission path shares (API single and bulk, schedule
+/// firings): per-row id, input, cache key, state and cached result through
+/// `unnest`, the rest from the template, plus the usage ledger rows of the
+/// cache hits, in one statement. `{returning}` is the caller's column list.
+fn insert_sql(returning: &str) -> String {
+    format!(
+        "WITH ins AS (
+             INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
+                 idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
+                 cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
+             SELECT u.id, $6, $7, u.input, $8, $9, $10, $11,
+                 $12, $13, u.state, $14, $15, $16, $17, $18,
+                 u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
+                 CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
+                 CASE WHEN u.state = 'held' THEN NULL ELSE $17 END,
+                 $19, CASE WHEN u.state = 'held' THEN $20 ELSE 0 END
+             FROM unnest($1::uuid[], $2::jsonb[], $3::bytea[], $4::text[], $5::uuid[], $21::jsonb[], $22::jsonb[])
+                  AS u(id, input, cache_key, state, source, result, error)
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING *
+         ),
+         ledger AS (
+             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                       credits, list_credits, cache_hit, finished_at)
+             SELECT id, tenant_id, user_id, model, use_case, priority, 0, $23, true, finished_at
+             FROM ins WHERE cache_hit
+         )
+         SELECT {returning} FROM ins"
+    )
+}
+
+fn bind_insert<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    t: &'q NewJob,
+    inputs: &'q [NewInput],
+    a: &Admission,
+    idempotency: Option<(&'q str, &'q [u8])>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let ids: Vec<Uuid> = inputs.iter().map(|i| i.id).collect();
+    let values: Vec<&Value> = inputs.iter().map(|i| &i.input).collect();
+    let keys: Vec<Option<&[u8]>> = inputs.iter().map(|i| i.cache_key.as_deref()).collect();
+    let states: Vec<&str> = inputs
+        .iter()
+        .map(|i| match i.admitted {
+            Admitted::Held => "held",
+            Admitted::CacheHit(_) => "succeeded",
+            Admitted::Refused(_) => "failed",
+        })
+        .collect();
+    let sources: Vec<Option<Uuid>> =
+        inputs.iter().map(|i| if let Admitted::CacheHit(h) = &i.admitted { Some(h.source) } else { None }).collect();
+    let results: Vec<Option<&Value>> =
+        inputs.iter().map(|i| if let Admitted::CacheHit(h) = &i.admitted { Some(&h.result) } else { None }).collect();
+    let errors: Vec<Option<&Value>> =
+        inputs.iter().map(|i| if let Admitted::Refused(e) = &i.admitted { Some(e) } else { None }).collect();
+    let (key, hash) = idempotency.map_or((None, None), |(k, h)| (Some(k), Some(h)));
+    q.bind(ids)
+        .bind(values)
+        .bind(keys)
+        .bind(states)
+        .bind(sources)
+        .bind(t.tenant_id)
+        .bind(&t.model)
+        .bind(t.priority.as_str())
+        .bind(&t.timezone)
+        .bind(&t.user_id)
+        .bind(&t.metadata)
+        .bind(key)
+        .bind(hash)
+        .bind(t.release_at)
+        .bind(t.window_closes_at)
+        .bind(t.max_attempts)
+        .bind(t.created_at)
+        .bind(&t.use_case)
+        .bind(a.quota_day)
+        .bind(a.reserved_per_job)
+        .bind(results)
+        .bind(errors)
+        .bind(a.list_price)
+}
+
+/// Inserts one job, in the caller's transaction, or returns the job that
+/// already holds its idempotency key.
 ///
 /// # Errors
 /// Database errors only.
 pub async fn insert_one(
-    pool: &PgPool,
-    job: &NewJob,
+    conn: &mut PgConnection,
+    template: &NewJob,
+    input: &NewInput,
+    admission: &Admission,
     idempotency: Option<(&str, &[u8])>,
 ) -> Result<InsertOutcome, sqlx::Error> {
-    let (key, hash) = match idempotency {
-        Some((k, h)) => (Some(k), Some(h)),
-        None => (None, None),
-    };
-    let sql = format!(
-        "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-            idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'held', $11, $12, $13, $14, $15)
-         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING {JOB_COLUMNS}"
-    );
-    let inserted = sqlx::query_as::<_, JobRow>(&sql)
-        .bind(job.id)
-        .bind(job.tenant_id)
-        .bind(&job.model)
-        .bind(&job.input)
-        .bind(job.priority.as_str())
-        .bind(&job.timezone)
-        .bind(&job.user_id)
-        .bind(&job.metadata)
-        .bind(key)
-        .bind(hash)
-        .bind(job.release_at)
-        .bind(job.window_closes_at)
-        .bind(job.max_attempts)
-        .bind(job.created_at)
-        .bind(&job.use_case)
-        .fetch_optional(pool)
-        .await?;
+    let sql = insert_sql(JOB_COLUMNS);
+    let inputs = std::slice::from_ref(input);
+    let inserted =
+        bind_insert(sqlx::query_as::<_, JobRow>(&sql), template, inputs, admission, idempotency).fetch_optional(&mut *conn).await?;
     if let Some(row) = inserted {
         return Ok(InsertOutcome::Inserted(row));
     }
@@ -121,41 +215,29 @@ pub async fn insert_one(
     // for any concurrent inserter), so this read finds it.
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
     let existing = sqlx::query_as::<_, JobRow>(&sql)
-        .bind(job.tenant_id)
-        .bind(key)
-        .fetch_one(pool)
+        .bind(template.tenant_id)
+        .bind(idempotency.map(|(k, _)| k))
+        .fetch_one(&mut *conn)
         .await?;
     Ok(InsertOutcome::Existing(existing))
 }
 
-/// Inserts many jobs that share everything but id and input, in one
-/// statement: all or none.
+/// Inserts many jobs that share everything but id and input (and what
+/// admission decided for each), in one statement: all or none. Returns how
+/// many were cache hits.
 ///
 /// # Errors
 /// Database errors only; nothing is inserted then.
-pub async fn insert_many<'e>(db: impl PgExecutor<'e>, template: &NewJob, ids: &[Uuid], inputs: &[Value]) -> Result<u64, sqlx::Error> {
-    let res = sqlx::query(
-        "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-            state, release_at, window_closes_at, max_attempts, created_at, use_case)
-         SELECT u.id, $3, $4, u.input, $5, $6, $7, $8, 'held', $9, $10, $11, $12, $13
-         FROM unnest($1::uuid[], $2::jsonb[]) AS u(id, input)",
-    )
-    .bind(ids)
-    .bind(inputs)
-    .bind(template.tenant_id)
-    .bind(&template.model)
-    .bind(template.priority.as_str())
-    .bind(&template.timezone)
-    .bind(&template.user_id)
-    .bind(&template.metadata)
-    .bind(template.release_at)
-    .bind(template.window_closes_at)
-    .bind(template.max_attempts)
-    .bind(template.created_at)
-    .bind(&template.use_case)
-    .execute(db)
-    .await?;
-    Ok(res.rows_affected())
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    template: &NewJob,
+    inputs: &[NewInput],
+    admission: &Admission,
+) -> Result<u64, sqlx::Error> {
+    let sql = insert_sql("count(*) FILTER (WHERE cache_hit)");
+    let (hits,): (i64,) =
+        bind_insert(sqlx::query_as::<_, (i64,)>(&sql), template, inputs, admission, None).fetch_one(conn).await?;
+    Ok(hits as u64)
 }
 
 /// One of the tenant's jobs.
@@ -212,26 +294,53 @@ pub enum CancelOutcome {
 
 /// Cancels a job that has not started.
 pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<CancelOutcome, sqlx::Error> {
-    let sql = format!(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $3
-         WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
-         RETURNING {JOB_COLUMNS}"
-    );
-    if let Some(row) = sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(pool).await? {
-        return Ok(CancelOutcome::Cancelled(row));
+    let mut tx = pool.begin().await?;
+    // Lock first (see `cache::lock_leaders`): a release round attaching
+    // followers to this job commits before the update below looks for them.
+    let locked: Option<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if locked.is_none() {
+        return Ok(CancelOutcome::NotFound);
     }
-    Ok(match get(pool, tenant_id, id).await? {
-        Some(row) => CancelOutcome::NotCancellable(row),
-        None => CancelOutcome::NotFound,
-    })
+    // A cancelled leader's followers go back to `held`: the next round
+    // makes one of them the leader.
+    let sql = format!(
+        "WITH c AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
+             RETURNING {JOB_COLUMNS}
+         ),
+         freed AS ({FREE_FOLLOWERS_OF_C})
+         SELECT {JOB_COLUMNS} FROM c"
+    );
+    let cancelled = sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?;
+    let outcome = match cancelled {
+        Some(row) => CancelOutcome::Cancelled(row),
+        None => match get(&mut *tx, tenant_id, id).await? {
+            Some(row) => CancelOutcome::NotCancellable(row),
+            None => CancelOutcome::NotFound,
+        },
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }
 
+/// The SQL of a CTE that puts the followers of the jobs of a CTE `c` (just
+/// cancelled) back to `held`, except those cancelled themselves.
+pub(crate) const FREE_FOLLOWERS_OF_C: &str = "UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
+             WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)";
+
 /// A job claimed for release.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ClaimedJob {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub model: String,
+    /// For the cache and coalescing step of the release.
+    pub cache_key: Option<Vec<u8>>,
 }
 
 /// Locks up to `per_tenant` due jobs of each tenant, `total` in all, for the
@@ -248,10 +357,10 @@ pub async fn claim_due(
     total: i64,
 ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
     sqlx::query_as::<_, ClaimedJob>(
-        "SELECT j.id, t.id AS tenant_id, j.model
+        "SELECT j.id, t.id AS tenant_id, j.model, j.cache_key
          FROM (SELECT id FROM tenants ORDER BY random()) t
          CROSS JOIN LATERAL (
-             SELECT id, model FROM jobs
+             SELECT id, model, cache_key FROM jobs
              WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id
@@ -294,31 +403,50 @@ pub async fn mark_queued(
     Ok(res.rows_affected())
 }
 
-/// The distinct timezones of held jobs whose window closed before they were
-/// released; the release loop computes each zone's next window once.
-pub async fn expired_held_timezones<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT DISTINCT timezone FROM jobs WHERE state = 'held' AND window_closes_at <= $1")
-        .bind(now)
-        .fetch_all(db)
-        .await
+/// A timezone and tenant window (`None`: the deployment's) of held jobs
+/// whose window closed before they were released.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ExpiredGroup {
+    pub timezone: String,
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
 }
 
-/// Moves the held jobs of one timezone whose window has closed to the next window.
+/// The distinct (timezone, tenant window) pairs of held jobs whose window
+/// closed before they were released; the release loop computes each
+/// pair's next window once.
+pub async fn expired_held_groups<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<ExpiredGroup>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT DISTINCT j.timezone, t.window_start, t.window_end
+         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+         WHERE j.state = 'held' AND j.window_closes_at <= $1",
+    )
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// Moves the held jobs of one (timezone, tenant window) group whose window
+/// has closed to the next window.
 pub async fn roll_over<'e>(
     db: impl PgExecutor<'e>,
     now: DateTime<Utc>,
-    timezone: &str,
+    group: &ExpiredGroup,
     opens_at: DateTime<Utc>,
     closes_at: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let res = sqlx::query(
-        "UPDATE jobs SET release_at = $3, window_closes_at = $4
-         WHERE state = 'held' AND window_closes_at <= $1 AND timezone = $2",
+        "UPDATE jobs j SET release_at = $3, window_closes_at = $4
+         FROM tenants t
+         WHERE t.id = j.tenant_id AND j.state = 'held' AND j.window_closes_at <= $1 AND j.timezone = $2
+           AND t.window_start IS NOT DISTINCT FROM $5 AND t.window_end IS NOT DISTINCT FROM $6",
     )
     .bind(now)
-    .bind(timezone)
+    .bind(&group.timezone)
     .bind(opens_at)
     .bind(closes_at)
+    .bind(&group.window_start)
+    .bind(&group.window_end)
     .execute(db)
     .await?;
     Ok(res.rows_affected())
@@ -472,24 +600,55 @@ pub struct Outcome {
     pub list_credits: i64,
 }
 
-/// Writes the outcomes of a batch, and the usage ledger rows of the jobs
+/// What [`finish`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// The batch's jobs written (still `running` in this batch until now).
+    pub written: Vec<Uuid>,
+    /// Followers (coalesced identical jobs) answered with a leader's result.
+    pub followers_succeeded: u64,
+    /// Followers failed with a leader's permanent error.
+    pub followers_failed: u64,
+    /// Followers of a dead leader, back to `held` for a chance of their own.
+    pub followers_requeued: u64,
+}
+
+/// Writes the outcomes of a batch, the outcomes of the jobs coalesced with
+/// its jobs (see [`super::cache`]), and the usage ledger rows of the jobs
 /// that succeeded, in one statement. Only jobs still `running` in this
 /// batch are written, and only the jobs written get a ledger row, so a
 /// second delivery of the same batch writes nothing and counts no credits
-/// twice, and the ledger always agrees with the jobs table. Returns the ids
-/// of the jobs written.
-pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+/// twice, and the ledger always agrees with the jobs table.
+/// `list_price` is the model's list price, recorded as what the cache saved
+/// for each follower that succeeded.
+pub async fn finish(
+    pool: &PgPool,
+    batch_id: Uuid,
+    outcomes: &[Outcome],
+    list_price: i64,
+    now: DateTime<Utc>,
+) -> Result<Finished, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
     let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
     let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
-    // The ledger INSERT reads the UPDATE's RETURNING: the rows it writes are
+    let mut tx = pool.begin().await?;
+    // Lock the jobs first, in a statement of its own: a release round that
+    // is attaching followers to them holds them `FOR KEY SHARE`, so this
+    // waits for it to commit, and the statement below, with a new snapshot,
+    // finds those followers (see `cache::lock_leaders`).
+    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) AND batch_id = $2 ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?;
+    // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
     // that a row left by an operator's manual repair cannot block the write.
-    sqlx::query_scalar(
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(
         "WITH done AS (
              UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
                     credits = u.credits, finished_at = $6
@@ -497,7 +656,21 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
                   AS u(id, state, result, error, credits, list_credits)
              WHERE j.id = u.id AND j.batch_id = $1 AND j.state = 'running'
              RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, j.state,
-                       j.credits, u.list_credits, j.cache_hit, j.finished_at
+                       j.credits, u.list_credits, j.cache_hit, j.finished_at, j.result, j.error
+         ),
+         followers AS (
+             UPDATE jobs f SET
+                 state = CASE WHEN d.state IN ('succeeded', 'failed') THEN d.state ELSE 'held' END,
+                 result = CASE WHEN d.state = 'succeeded' THEN d.result END,
+                 error = CASE WHEN d.state = 'failed' THEN d.error ELSE f.error END,
+                 cache_hit = (d.state = 'succeeded'),
+                 credits = CASE WHEN d.state IN ('succeeded', 'failed') THEN 0 END,
+                 finished_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN $6 END,
+                 cache_source = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.cache_source END,
+                 queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
+             FROM done d
+             WHERE f.cache_source = d.id AND f.state = 'queued'
+             RETURNING f.id, f.tenant_id, f.user_id, f.model, f.use_case, f.priority, f.state, f.finished_at
          ),
          ledger AS (
              INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
@@ -505,9 +678,15 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
              SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at
              FROM done
              WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
+             UNION ALL
+             SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at
+             FROM followers
+             WHERE state = 'succeeded'
              ON CONFLICT (job_id) DO NOTHING
          )
-         SELECT id FROM done",
+         SELECT id, NULL::text FROM done
+         UNION ALL
+         SELECT id, state FROM followers",
     )
     .bind(batch_id)
     .bind(&ids)
@@ -517,8 +696,20 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, outcomes: &[Out
     .bind(now)
     .bind(&credits)
     .bind(&list_credits)
-    .fetch_all(db)
-    .await
+    .bind(list_price)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut out = Finished::default();
+    for (id, follower_state) in rows {
+        match follower_state.as_deref() {
+            None => out.written.push(id),
+            Some("succeeded") => out.followers_succeeded += 1,
+            Some("failed") => out.followers_failed += 1,
+            Some(_) => out.followers_requeued += 1,
+        }
+    }
+    Ok(out)
 }
 
 /// Count of jobs per state (all tenants), for metrics and the demo.
@@ -563,7 +754,7 @@ pub async fn retry<'e>(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
-                batch_id = NULL, queued_at = NULL, started_at = NULL,
+                batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
                 release_at = CASE WHEN priority = 'normal' THEN $8 ELSE $5 END,
                 window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $6 END
          WHERE id IN (

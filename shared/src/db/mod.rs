@@ -1,15 +1,17 @@
 //! PostgreSQL: the system of record.
 //!
 //! All SQL lives below this module, one file per table group
-//! ([`tenants`], [`jobs`], [`usage`]); the binaries call typed functions and never build
+//! ([`tenants`], [`jobs`], [`cache`], [`quota`], [`usage`]); the binaries call typed functions and never build
 //! SQL themselves. Functions that change many rows do it in one set-based
 //! statement (arrays of ids and values through `unnest`), not in a loop.
 //! Functions take an executor where the caller may want to choose the
 //! transaction.
 
+pub mod cache;
 pub mod jobs;
 pub mod schedules;
 pub mod ops;
+pub mod quota;
 pub mod tenants;
 pub mod usage;
 

@@ -57,25 +57,38 @@ pub struct CancelFilter {
 }
 
 /// Cancels matching jobs that no worker has started; returns their ids.
-pub async fn cancel<'e>(db: impl PgExecutor<'e>, f: &CancelFilter, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $5
-         WHERE id IN (
-             SELECT id FROM jobs
-             WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
-               AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
-             ORDER BY id LIMIT $4
-             FOR UPDATE SKIP LOCKED)
-           AND state IN ('held', 'queued')
-         RETURNING id",
+/// The followers of a cancelled leader (see `db::cache`) go back to `held`.
+pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Lock first, then update in a new statement, so followers a release
+    // round was attaching to these jobs are committed and seen (see
+    // `db::cache::lock_leaders`).
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM jobs
+         WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
+           AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
+         ORDER BY id LIMIT $4
+         FOR UPDATE SKIP LOCKED",
     )
     .bind(f.state.map(JobState::as_str))
     .bind(f.tenant_id)
     .bind(&f.model)
     .bind(f.limit)
-    .bind(now)
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    let sql = format!(
+        "WITH c AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $2
+             WHERE id = ANY($1) AND state IN ('held', 'queued')
+             RETURNING id
+         ),
+         freed AS ({})
+         SELECT id FROM c",
+        super::jobs::FREE_FOLLOWERS_OF_C
+    );
+    let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(cancelled)
 }
 
 /// Deletes up to `chunk` finished jobs that finished before `before`, and

@@ -38,10 +38,12 @@ pub struct ScheduleRow {
     /// The template's use case when it asked for `"model": "auto"`; `model`
     /// is the model it was routed to.
     pub use_case: Option<String>,
+    /// `false`: the template's jobs opt out of the exact cache.
+    pub cache: bool,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, cron, timezone, catch_up, paused, model, input, priority, user_id, \
-    metadata, definition_hash, next_fire_at, last_fired_at, missed_firings, created_at, updated_at, use_case";
+    metadata, definition_hash, next_fire_at, last_fired_at, missed_firings, created_at, updated_at, use_case, cache";
 
 /// The outcome of creating a schedule by name.
 #[derive(Debug)]
@@ -60,7 +62,7 @@ pub enum InsertOutcome {
 pub async fn insert(conn: &mut PgConnection, s: &ScheduleRow) -> Result<InsertOutcome, sqlx::Error> {
     let sql = format!(
         "INSERT INTO schedules ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
          ON CONFLICT (tenant_id, name) DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -84,6 +86,7 @@ pub async fn insert(conn: &mut PgConnection, s: &ScheduleRow) -> Result<InsertOu
         .bind(s.created_at)
         .bind(s.updated_at)
         .bind(&s.use_case)
+        .bind(s.cache)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = inserted {
@@ -123,7 +126,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, s: &ScheduleRow) -> Result<Sche
     let sql = format!(
         "UPDATE schedules SET cron = $2, timezone = $3, catch_up = $4, paused = $5, model = $6, input = $7,
                 priority = $8, user_id = $9, metadata = $10, definition_hash = $11, next_fire_at = $12, updated_at = $13,
-                use_case = $14
+                use_case = $14, cache = $15
          WHERE id = $1
          RETURNING {COLUMNS}"
     );
@@ -142,6 +145,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, s: &ScheduleRow) -> Result<Sche
         .bind(s.next_fire_at)
         .bind(s.updated_at)
         .bind(&s.use_case)
+        .bind(s.cache)
         .fetch_one(db)
         .await
 }

@@ -14,9 +14,31 @@ pub struct Tenant {
     pub id: Uuid,
     pub name: String,
     pub timezone: String,
+    /// Daily credit limit of the whole tenant.
     pub daily_credits: Option<i64>,
+    /// Daily credit limit of each `user_id` of the tenant.
+    pub user_daily_credits: Option<i64>,
+    /// The tenant's own off-peak window (`HH:MM`), if not the deployment's.
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+
+impl Tenant {
+    pub fn limits(&self) -> crate::db::quota::Limits {
+        crate::db::quota::Limits { tenant: self.daily_credits, per_user: self.user_daily_credits }
+    }
+
+    /// The tenant's window, or `default` when it has none of its own.
+    pub fn window(&self, default: &crate::window::WindowSpec) -> crate::window::WindowSpec {
+        match (&self.window_start, &self.window_end) {
+            (Some(s), Some(e)) => format!("{s}-{e}").parse().unwrap_or(*default),
+            _ => *default,
+        }
+    }
+}
+
+const TENANT_COLUMNS: &str = "t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at";
 
 /// SHA-256 of an API key, as stored.
 pub fn hash_api_key(key: &str) -> Vec<u8> {
@@ -53,7 +75,7 @@ pub async fn create(
     let tenant = sqlx::query_as::<_, Tenant>(
         "INSERT INTO tenants (id, name, timezone, daily_credits) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name) DO NOTHING
-         RETURNING id, name, timezone, daily_credits, created_at",
+         RETURNING id, name, timezone, daily_credits, user_daily_credits, window_start, window_end, created_at",
     )
     .bind(Uuid::now_v7())
     .bind(name)
@@ -75,26 +97,77 @@ pub async fn create(
 
 /// The tenant owning a (non-revoked) key, if any.
 pub async fn by_api_key<'e>(db: impl PgExecutor<'e>, key: &str) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(
-        "SELECT t.id, t.name, t.timezone, t.daily_credits, t.created_at
+    sqlx::query_as::<_, Tenant>(&format!(
+        "SELECT {TENANT_COLUMNS}
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-    )
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+    ))
     .bind(hash_api_key(key))
     .fetch_optional(db)
     .await
 }
 
 pub async fn list<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>("SELECT id, name, timezone, daily_credits, created_at FROM tenants ORDER BY name")
+    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY name"))
         .fetch_all(db)
         .await
 }
 
 /// A tenant by its unique name.
 pub async fn by_name<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>("SELECT id, name, timezone, daily_credits, created_at FROM tenants WHERE name = $1")
+    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE name = $1"))
         .bind(name)
         .fetch_optional(db)
         .await
+}
+
+/// A tenant by id.
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A change of a tenant's settings: `None` leaves a setting as it is;
+/// `Some(None)` clears a limit or the tenant's own window.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUpdate {
+    pub timezone: Option<String>,
+    pub daily_credits: Option<Option<i64>>,
+    pub user_daily_credits: Option<Option<i64>>,
+    /// `(start, end)` as `HH:MM`.
+    pub window: Option<Option<(String, String)>>,
+}
+
+/// Changes a tenant's settings; returns the tenant as it now is, or `None`
+/// if there is no tenant of that name. Jobs already held keep the release
+/// time they were given; the new window applies to submissions from now
+/// on and to held jobs when they roll over.
+pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -> Result<Option<Tenant>, sqlx::Error> {
+    let (window_set, window) = match &u.window {
+        None => (false, None),
+        Some(w) => (true, w.clone()),
+    };
+    sqlx::query_as::<_, Tenant>(
+        "UPDATE tenants t SET
+             timezone = COALESCE($2, timezone),
+             daily_credits = CASE WHEN $3 THEN $4 ELSE daily_credits END,
+             user_daily_credits = CASE WHEN $5 THEN $6 ELSE user_daily_credits END,
+             window_start = CASE WHEN $7 THEN $8 ELSE window_start END,
+             window_end = CASE WHEN $7 THEN $9 ELSE window_end END
+         WHERE name = $1
+         RETURNING t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at",
+    )
+    .bind(name)
+    .bind(&u.timezone)
+    .bind(u.daily_credits.is_some())
+    .bind(u.daily_credits.flatten())
+    .bind(u.user_daily_credits.is_some())
+    .bind(u.user_daily_credits.flatten())
+    .bind(window_set)
+    .bind(window.as_ref().map(|w| w.0.clone()))
+    .bind(window.as_ref().map(|w| w.1.clone()))
+    .fetch_optional(db)
+    .await
 }

@@ -1,7 +1,9 @@
 //! The `usage_ledger` table: what each finished job cost and saved.
 //!
-//! Rows are written only by [`super::jobs::finish`], in the statement that
-//! gives the jobs their terminal state; this module reads them. Every query
+//! Rows are written only in the statements that give jobs their terminal
+//! state ([`super::jobs::finish`], and for cache hits
+//! [`super::jobs::insert_many`] and [`super::cache::answer`]); this module
+//! reads them. Every query
 //! is scoped by `tenant_id` and a time range `[start, end)` on
 //! `finished_at`.
 

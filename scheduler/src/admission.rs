@@ -1,0 +1,153 @@
+//! Admission: what happens to a submission's inputs before they are stored.
+//!
+//! Every way jobs enter offpeak (`POST /v1/jobs`, `POST /v1/jobs/bulk`, a
+//! schedule's firing) goes through [`admit`], inside the transaction that
+//! inserts the jobs:
+//!
+//! 1. **Cache.** Each input's cache key is looked up; an input whose key
+//!    has a result within the TTL is stored `succeeded` at once, a cache
+//!    hit, for 0 credits (see `offpeak_shared::db::cache`).
+//! 2. **Quota.** The other inputs' price is reserved against the tenant's
+//!    (and the user's) daily limit, under a lock on the tenant's day, or the
+//!    whole submission is refused (see `offpeak_shared::db::quota`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use offpeak_shared::db::cache;
+use offpeak_shared::db::jobs::{Admission, Admitted, NewInput, NewJob};
+use offpeak_shared::db::quota::{self, Exceeded};
+use offpeak_shared::db::tenants::Tenant;
+use offpeak_shared::job::PriceTable;
+use offpeak_shared::window::parse_timezone;
+
+/// Default time a provider result answers identical jobs.
+pub const CACHE_TTL_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+
+/// The cache settings of a deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// How long a result answers identical jobs; zero turns the cache (and
+    /// coalescing) off.
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ttl: CACHE_TTL_DEFAULT }
+    }
+}
+
+impl CacheConfig {
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    /// The oldest finish time of a result that still answers at `now`.
+    pub fn since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// A submission refused by a quota, with when the day resets.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub exceeded: Exceeded,
+    pub day: NaiveDate,
+    pub resets_at: DateTime<chrono_tz::Tz>,
+}
+
+/// The tenant's day (in its timezone) at `now`, and when it ends.
+pub fn tenant_day(tenant: &Tenant, now: DateTime<Utc>) -> (NaiveDate, DateTime<chrono_tz::Tz>) {
+    // Only valid zones are stored (the CLI checks them); UTC is the safe fallback.
+    let tz = parse_timezone(&tenant.timezone).unwrap_or(chrono_tz::UTC);
+    let local = now.with_timezone(&tz);
+    let day = local.date_naive();
+    // The first instant of the next day: midnight, or the end of the gap
+    // when midnight does not exist that day.
+    let next = day.succ_opt().unwrap_or(day);
+    (day, crate::api::usage::day_start(tz, next).with_timezone(&tz))
+}
+
+/// Decides what becomes of each input of a submission of `template`'s
+/// tenant, model and priority, and reserves quota for those that will run.
+/// Must run in the transaction that then inserts the jobs with
+/// `insert_one`/`insert_many`, which holds the quota lock until commit.
+///
+/// `use_cache`: the submitter did not opt out (`"cache": false`).
+///
+/// # Errors
+/// Database errors only; a refusal is `Ok(Err(..))`.
+pub async fn admit(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    template: &NewJob,
+    inputs: Vec<(Uuid, Value)>,
+    use_cache: bool,
+    cache_config: CacheConfig,
+    prices: &PriceTable,
+) -> Result<Result<(Vec<NewInput>, Admission), Refused>, sqlx::Error> {
+    let now = template.created_at;
+    let keys: Vec<Option<Vec<u8>>> = inputs
+        .iter()
+        .map(|(_, input)| (use_cache && cache_config.enabled()).then(|| offpeak_shared::cache_key(tenant.id, &template.model, input)))
+        .collect();
+    let mut lookup_keys: Vec<Vec<u8>> = keys.iter().flatten().cloned().collect();
+    lookup_keys.sort();
+    lookup_keys.dedup();
+    let hits = cache::lookup(conn, &lookup_keys, cache_config.since(now)).await?;
+
+    let charge = prices.charge(&template.model, template.priority);
+    let reserved_per_job = charge.map_or(0, |c| c.charged);
+    let list_price = charge.map_or(0, |c| c.list);
+    let misses = keys.iter().filter(|k| k.as_ref().is_none_or(|k| !hits.contains_key(k))).count() as i64;
+
+    let limits = tenant.limits();
+    let (day, resets_at) = tenant_day(tenant, now);
+    let quota_day = if limits.any() {
+        let requested = misses.saturating_mul(reserved_per_job);
+        if requested > 0 {
+            if let Err(exceeded) = quota::reserve(conn, tenant.id, day, template.user_id.as_deref(), limits, requested).await? {
+                return Ok(Err(Refused { exceeded, day, resets_at }));
+            }
+        }
+        Some(day)
+    } else {
+        None
+    };
+
+    let admitted = inputs
+        .into_iter()
+        .zip(keys)
+        .map(|((id, input), cache_key)| {
+            let admitted = match cache_key.as_ref().and_then(|k| hits.get(k)) {
+                Some(hit) => Admitted::CacheHit(hit.clone()),
+                None => Admitted::Held,
+            };
+            NewInput { id, input, cache_key, admitted }
+        })
+        .collect();
+    Ok(Ok((admitted, Admission { quota_day, reserved_per_job, list_price })))
+}
+
+/// The message of a quota refusal: which limit, what the day has used,
+/// what was asked for, and when the day resets.
+pub fn refusal_message(tenant: &Tenant, r: &Refused) -> String {
+    let who = match &r.exceeded.scope {
+        quota::Scope::Tenant => format!("tenant '{}'", tenant.name),
+        quota::Scope::User(u) => format!("user_id '{u}'"),
+    };
+    format!(
+        "daily credit limit of {} for {who} reached: {} credits used on {} ({}), this submission needs {}; the limit resets at {}",
+        r.exceeded.limit,
+        r.exceeded.used,
+        r.day,
+        tenant.timezone,
+        r.exceeded.requested,
+        r.resets_at.to_rfc3339()
+    )
+}

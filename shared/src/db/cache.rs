@@ -1,0 +1,166 @@
+//! The exact cache and in-flight coalescing, in the `jobs` table itself.
+//!
+//! A job's `cache_key` ([`crate::cache_key`]) names its (tenant, model,
+//! canonical input). The cache is the set of jobs that *succeeded from a
+//! provider call* with that key within the TTL; there is no separate cache
+//! store to keep in step, expire or lose.
+//!
+//! - At submission, a job whose key is in the cache is stored `succeeded` at
+//!   once with that result, `cache_hit`, 0 credits (`db::jobs::insert_many`).
+//! - At release, inside the release round's transaction, each due job with
+//!   a key is, in this order: answered from the cache (a job with its key
+//!   succeeded since it was submitted); or attached to the job with its key
+//!   already on its way to the provider (its *leader*), as a `queued`
+//!   follower with `cache_source` = leader and no batch; or, for the first
+//!   of several identical due jobs, sent as the leader of the others.
+//! - When a leader finishes (`db::jobs::finish`), its followers finish in
+//!   the same statement: succeeded as cache hits with its result, failed
+//!   with its error, or, if it died or was cancelled, back to `held` to get
+//!   their own chance.
+//!
+//! A unique index allows one leader per key in flight, so two scheduler
+//! replicas cannot both send the same key; the loser's round fails, rolls
+//! back and, next round, finds the winner as the leader to wait for.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+
+/// A succeeded job whose result answers jobs with its key.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct CacheHit {
+    pub source: Uuid,
+    pub result: Value,
+}
+
+#[derive(FromRow)]
+struct KeyedHit {
+    cache_key: Vec<u8>,
+    source: Uuid,
+    result: Value,
+}
+
+/// The newest provider-made result of each key that finished at or after
+/// `since` (the TTL's start).
+///
+/// # Errors
+/// Database errors only.
+pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<Utc>) -> Result<HashMap<Vec<u8>, CacheHit>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query_as::<_, KeyedHit>(
+        "SELECT DISTINCT ON (cache_key) cache_key, id AS source, result
+         FROM jobs
+         WHERE cache_key = ANY($1) AND state = 'succeeded' AND NOT cache_hit AND finished_at >= $2
+           AND result IS NOT NULL
+         ORDER BY cache_key, finished_at DESC",
+    )
+    .bind(keys)
+    .bind(since)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.cache_key, CacheHit { source: r.source, result: r.result })).collect())
+}
+
+/// The jobs with these keys on their way to the provider (leaders), locked
+/// `FOR KEY SHARE` until the caller's transaction ends.
+///
+/// The lock does not hold up a worker starting or retrying the leader (those
+/// updates take weaker locks), but it does hold up its finish, which locks
+/// the leader `FOR UPDATE` first: so followers attached by this transaction
+/// are committed before the finish looks for them, and never stranded
+/// behind a leader that finished in between. If the leader finished first,
+/// this lock finds it terminal and skips it; the caller's cache lookup,
+/// made after this, then finds its result.
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, Uuid>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Vec<u8>, Uuid)> = sqlx::query_as(
+        "SELECT cache_key, id FROM jobs
+         WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
+         FOR KEY SHARE",
+    )
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A held job answered from the cache at release.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub id: Uuid,
+    pub hit: CacheHit,
+    /// The model's list price: what the cache saved.
+    pub list_credits: i64,
+}
+
+/// Finishes held jobs as cache hits (0 credits, the source's result) and
+/// writes their usage ledger rows, in one statement. Returns the ids written.
+///
+/// # Errors
+/// Database errors only.
+pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    if answers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = answers.iter().map(|a| a.id).collect();
+    let sources: Vec<Uuid> = answers.iter().map(|a| a.hit.source).collect();
+    let results: Vec<Value> = answers.iter().map(|a| a.hit.result.clone()).collect();
+    let list: Vec<i64> = answers.iter().map(|a| a.list_credits).collect();
+    sqlx::query_scalar(
+        "WITH done AS (
+             UPDATE jobs j SET state = 'succeeded', result = u.result, cache_hit = true, cache_source = u.source,
+                    credits = 0, finished_at = $5
+             FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[]) AS u(id, source, result, list_credits)
+             WHERE j.id = u.id AND j.state = 'held'
+             RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, u.list_credits, j.finished_at
+         ),
+         ledger AS (
+             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                       credits, list_credits, cache_hit, finished_at)
+             SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at FROM done
+             ON CONFLICT (job_id) DO NOTHING
+         )
+         SELECT id FROM done",
+    )
+    .bind(&ids)
+    .bind(&sources)
+    .bind(&results)
+    .bind(&list)
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}
+
+/// Attaches held jobs to their leaders: `queued`, no batch, `cache_source`
+/// = the leader. Returns how many were attached.
+///
+/// # Errors
+/// Database errors only.
+pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let followers: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+    let leaders: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    let res = sqlx::query(
+        "UPDATE jobs j SET state = 'queued', cache_source = u.leader, queued_at = $3
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
+         WHERE j.id = u.id AND j.state = 'held'",
+    )
+    .bind(&followers)
+    .bind(&leaders)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected())
+}
