@@ -97,3 +97,42 @@ async fn prune_deletes_only_finished_jobs_past_the_retention_period() {
     assert_eq!(res["pruned"], 2);
     assert_eq!(env.count_jobs().await, 4);
 }
+
+#[tokio::test]
+async fn tenant_update_changes_the_timezone_limits_and_window_a_tenant_then_sees_and_gets() {
+    // 12:00 UTC.
+    let env = TestEnv::with(EnvOptions { now: DateTime::parse_from_rfc3339("2027-06-01T12:00:00Z").unwrap().into(), ..Default::default() }).await;
+    let key = env.tenant("alpha", "UTC").await;
+
+    let (ok, out) = cli(
+        &env,
+        &["tenant", "update", "alpha", "--timezone", "Europe/Berlin", "--daily-credits", "50", "--user-daily-credits", "10", "--window", "22:00-06:00", "--json"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((t["timezone"].as_str(), t["daily_credits"].as_i64(), t["user_daily_credits"].as_i64()), (Some("Europe/Berlin"), Some(50), Some(10)));
+    assert_eq!(t["window"], "22:00-06:00");
+
+    let (status, view) = env.get(&key, "/v1/tenant").await;
+    assert_eq!(status, 200);
+    assert_eq!((view["timezone"].as_str(), view["window"].as_str()), (Some("Europe/Berlin"), Some("22:00-06:00")), "{view}");
+    assert_eq!((view["daily_credits"].as_i64(), view["user_daily_credits"].as_i64()), (Some(50), Some(10)));
+    assert_eq!(view["quota"]["remaining"], 50, "{view}");
+    // 14:00 in Berlin: the tenant's own window opens at 22:00 local, 20:00 UTC.
+    let (_, job) = env.post(&key, "/v1/jobs", &json!({"model": "flux-dev", "input": {"p": 1}})).await;
+    assert_eq!(job["release_at"], "2027-06-01T20:00:00Z", "{job}");
+    assert_eq!(job["window_closes_at"], "2027-06-02T04:00:00Z", "{job}");
+    let (_, preview) = env.get(&key, "/v1/windows/next").await;
+    assert_eq!(preview["opens_at"], "2027-06-01T20:00:00Z", "{preview}");
+
+    // `none` and `default` undo; a bad value is refused and changes nothing.
+    let (ok, out) = cli(&env, &["tenant", "update", "alpha", "--daily-credits", "none", "--window", "default"]).await;
+    assert!(ok && out.contains("daily credits none") && out.contains("window default"), "{out}");
+    let (ok, err) = cli(&env, &["tenant", "update", "alpha", "--timezone", "Mars/Olympus"]).await;
+    assert!(!ok && err.contains("Mars/Olympus"), "{err}");
+    let (ok, err) = cli(&env, &["tenant", "update", "nobody", "--daily-credits", "1"]).await;
+    assert!(!ok && err.contains("no tenant named 'nobody'"), "{err}");
+    let (ok, tenants) = cli(&env, &["tenant", "list"]).await;
+    assert!(ok && tenants.contains("Europe/Berlin") && tenants.contains("USER_DAILY_CREDITS"), "{tenants}");
+}
