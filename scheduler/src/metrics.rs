@@ -63,6 +63,22 @@ pub static JOBS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("offpeak_jobs", "Jobs in the database by state (refreshed periodically)", &["state"])
         .expect("metric registers once")
 });
+pub static JOBS_BY_STATE_MODEL: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "offpeak_jobs_by_model",
+        "Jobs in the database by state and model (refreshed periodically; every replica reports the same, aggregate with max)",
+        &["state", "model"]
+    )
+    .expect("metric registers once")
+});
+pub static HELD_BY_DUE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "offpeak_held_jobs_due",
+        "Held jobs by hours until their window opens: 0 = due now (waiting for capacity), 1..24 = within that many hours, later (refreshed periodically)",
+        &["within_hours"]
+    )
+    .expect("metric registers once")
+});
 pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "offpeak_http_request_duration_seconds",
@@ -94,7 +110,7 @@ pub fn render() -> String {
     // Touch the lazily registered metrics so they appear from the first scrape.
     let _ = (&*JOBS_SUBMITTED, &*JOBS_CANCELLED, &*JOBS_RELEASED, &*JOBS_ROLLED_OVER, &*BATCHES_PUBLISHED, &*BATCH_SIZE);
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
-    let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS);
+    let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS, &*JOBS_BY_STATE_MODEL, &*HELD_BY_DUE);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

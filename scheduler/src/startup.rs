@@ -60,7 +60,7 @@ pub async fn serve(
         let firer = Firer::new(pool.clone(), clock.clone(), cfg);
         tasks.spawn(firer.run(shutdown.clone()));
     }
-    tasks.spawn(refresh_state_gauge(pool, shutdown.clone()));
+    tasks.spawn(refresh_state_gauge(pool, clock.clone(), shutdown.clone()));
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
@@ -73,7 +73,8 @@ pub async fn serve(
     result
 }
 
-async fn refresh_state_gauge(pool: PgPool, mut shutdown: ShutdownSignal) {
+async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
+    use offpeak_shared::db::stats;
     while !shutdown.is_triggered() {
         match db::jobs::count_by_state(&pool).await {
             Ok(counts) => {
@@ -83,6 +84,19 @@ async fn refresh_state_gauge(pool: PgPool, mut shutdown: ShutdownSignal) {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not refresh jobs-by-state gauge"),
+        }
+        if let Ok(rows) = stats::by_state_and_model(&pool).await {
+            // Reset first, so a (state, model) pair that emptied reads 0 rather than its last count.
+            metrics::JOBS_BY_STATE_MODEL.reset();
+            for (state, model, n) in rows {
+                metrics::JOBS_BY_STATE_MODEL.with_label_values(&[&state, &model]).set(n);
+            }
+        }
+        if let Ok(rows) = stats::held_by_hours_until_due(&pool, clock.now()).await {
+            for bucket in stats::due_buckets() {
+                let n = rows.iter().find(|(b, _)| *b == bucket).map_or(0, |(_, n)| *n);
+                metrics::HELD_BY_DUE.with_label_values(&[&bucket]).set(n);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(STATS_INTERVAL) => {}

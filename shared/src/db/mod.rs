@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod jobs;
 pub mod schedules;
+pub mod stats;
 pub mod ops;
 pub mod quota;
 pub mod tenants;
