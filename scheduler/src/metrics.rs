@@ -89,8 +89,11 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Middleware recording every request's duration by matched route.
+/// Middleware recording every request's duration by matched route, and
+/// running the handler in a `request` span (method, route), so every log
+/// line of a request, e.g. `job submitted` with its `job_id`, carries them.
 pub async fn track_http(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -98,7 +101,8 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let span = tracing::info_span!("request", method = %method, route = %route);
+    let resp = next.run(req).instrument(span).await;
     HTTP_REQUESTS
         .with_label_values(&[&route, &method, resp.status().as_str()])
         .observe(started.elapsed().as_secs_f64());

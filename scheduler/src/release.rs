@@ -196,6 +196,9 @@ impl Releaser {
             }
         }
         if !messages.is_empty() {
+            for m in &messages {
+                tracing::debug!(batch_id = %m.batch_id, model = %m.model, job_ids = ?m.job_ids, "publishing batch");
+            }
             self.publisher.publish_all(&messages).await?;
             failpoint_after_publish().await;
         }
@@ -245,7 +248,8 @@ impl Releaser {
         tracing::info!(interval_ms = self.config.interval.as_millis() as u64, batch_max = self.config.batch_max, "release loop started");
         let this = &self;
         rounds::run("release", "nothing was lost", self.config.interval, shutdown, || async move {
-            match this.run_once().await {
+            use tracing::Instrument;
+            match this.run_once().instrument(tracing::debug_span!("release_round")).await {
                 Ok(r) => {
                     if r.released > 0 || r.rolled_over > 0 || r.answered > 0 || r.coalesced > 0 {
                         tracing::info!(

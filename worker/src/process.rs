@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rand::Rng;
+use tracing::Instrument;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -95,6 +96,9 @@ pub struct BatchReport {
 /// batch is picked up again from the state PostgreSQL holds.
 pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
     let mut jobs = db::start_batch(&ctx.pool, msg.batch_id, &msg.job_ids, ctx.clock.now()).await?;
+    // The caller's `batch` span carries batch_id and model; the job ids are
+    // here once, at debug level (a batch holds up to a hundred).
+    tracing::debug!(job_ids = ?jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "batch started");
     let mut report = BatchReport { started: jobs.len(), ..Default::default() };
     if jobs.is_empty() {
         return Ok(report);
@@ -112,7 +116,12 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
         }
         let inputs: Vec<Value> = jobs.iter().map(|j| j.input.clone()).collect();
         report.provider_calls += 1;
-        let outcome = ctx.provider.call(msg.batch_id, &msg.model, &inputs).await;
+        let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
+        let outcome = ctx
+            .provider
+            .call(msg.batch_id, &msg.model, &inputs)
+            .instrument(tracing::info_span!("provider_call", attempt, inputs = inputs.len()))
+            .await;
         let outcomes: Vec<Outcome> = match outcome {
             CallOutcome::Results(items) => jobs
                 .iter()
@@ -187,7 +196,13 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
 
 async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
     let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
-    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now()).await?;
+    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now())
+        .instrument(tracing::info_span!("write", outcomes = outcomes.len()))
+        .await?;
+    tracing::debug!(
+        job_ids = ?finished.written, followers_succeeded = finished.followers_succeeded,
+        followers_failed = finished.followers_failed, followers_requeued = finished.followers_requeued, "outcomes written"
+    );
     for o in outcomes {
         match o.state {
             JobState::Succeeded => report.succeeded += 1,

@@ -418,6 +418,8 @@ pub async fn submit(
     match outcome {
         InsertOutcome::Inserted(row) => {
             tx.commit().await?;
+            tracing::debug!(job_id = %row.id, tenant_id = %tenant.id, model = %row.model, state = %row.state,
+                release_at = %row.release_at, cache_hit = row.cache_hit, "job submitted");
             metrics::JOBS_SUBMITTED.with_label_values(&[&row.model, &row.priority]).inc();
             if row.cache_hit {
                 count_cache_hits(&row.model, "submit", 1, admission.list_price);
@@ -554,6 +556,8 @@ pub async fn submit_bulk(
     let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, req.cache).await?;
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
     tx.commit().await?;
+    tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
+        first_job_id = %ids[0], last_job_id = %ids[ids.len() - 1], "jobs submitted in bulk");
     metrics::JOBS_SUBMITTED
         .with_label_values(&[&template.model, template.priority.as_str()])
         .inc_by(ids.len() as u64);
