@@ -216,6 +216,8 @@ note "database offpeak_demo migrated; queue $QUEUE"
 heading "4. Starting the provider simulator, the scheduler and two workers"
 start_bg provider-sim "$BIN/provider-sim" --listen "127.0.0.1:$SIM_PORT" --latency-ms 200 --item-error-rate 0.05
 wait_http provider-sim "$SIM/healthz" 15
+# Low-priority (off-peak) work at half price, to show what it saves.
+export OFFPEAK_OFFPEAK_MULTIPLIER=0.5
 start_bg scheduler env OFFPEAK_LISTEN="127.0.0.1:$API_PORT" OFFPEAK_RELEASE_INTERVAL_MS=200 \
     "$BIN/offpeak-scheduler" serve
 n=0
@@ -240,7 +242,8 @@ done
 note "logs in .demo/"
 
 heading "5. A tenant and its API key"
-"$BIN/offpeak-scheduler" tenant create --name "demo-$(date +%Y%m%d-%H%M%S)" --timezone UTC \
+TENANT_NAME="demo-$(date +%Y%m%d-%H%M%S)"
+"$BIN/offpeak-scheduler" tenant create --name "$TENANT_NAME" --timezone UTC \
     >"$DEMO_DIR/tenant.out" 2>"$DEMO_DIR/tenant.log" || {
     cat "$DEMO_DIR/tenant.out" >&2
     log_tails tenant
@@ -310,6 +313,7 @@ submit() {
         die "POST /v1/jobs answered $STATUS (expected 201)"
     fi
     id=$(json "$DEMO_DIR/response.json" 'd["id"]')
+    model=$(json "$DEMO_DIR/response.json" 'd["model"]') # "auto" becomes the routed model
     state=$(json "$DEMO_DIR/response.json" 'd["state"]')
     release_at=$(json "$DEMO_DIR/response.json" 'd["release_at"]')
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$group" "$tz" "$priority" "$model" "$expect" >>"$JOBS_TSV"
@@ -336,6 +340,12 @@ submit single held flux-pro low "$A1" '{"prompt":"a cathedral made of glass","wi
 submit single held minimax-video low "$A2" '{"prompt":"waves breaking at sunset","seconds":5}'
 submit single held flux-dev low "$A3" '{"prompt":"a map of an invented city","width":1024,"height":768}'
 submit single run flux-pro normal "$A1" '{"prompt":"a product shot of a red teapot","width":1024,"height":1024}'
+# The same request five times (model routing picks flux-dev for product
+# images): the provider is called once, the others wait for its result.
+for _ in 1 2 3 4 5; do
+    submit same run auto normal "$A1" '{"prompt":"a product shot of a blue teapot","width":1024,"height":1024}' \
+        '"use_case":"product-image"'
+done
 
 inputs=""
 for i in $(seq 1 20); do
@@ -532,6 +542,45 @@ if [[ -n "$held_tz" ]]; then
     api GET "/v1/windows/next?timezone=$held_tz"
     pretty "$DEMO_DIR/response.json"
 fi
+
+heading "10. Saving credits: the cache, the off-peak price and a daily limit"
+note "the blue teapot once more: answered from the cache at once, 0 credits, no provider call"
+api POST /v1/jobs '{"model":"auto","use_case":"product-image","priority":"normal","input":{"prompt":"a product shot of a blue teapot","width":1024,"height":1024}}'
+[[ "$STATUS" == 201 ]] || die "POST /v1/jobs answered $STATUS (expected 201)"
+python3 - "$DEMO_DIR/response.json" <<'PY' | sed 's/^/   /'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("state %s, cache_hit %s, credits %s, cache_source %s" % (j["state"], j["cache_hit"], j["credits"], j["cache_source"]))
+PY
+api GET /v1/tenant
+used=$(json "$DEMO_DIR/response.json" 'd["quota"]["used"]')
+limit=$((used + 5))
+note "a daily limit of $limit credits (tenant update $TENANT_NAME --daily-credits $limit); today counts $used so far"
+"$BIN/offpeak-scheduler" tenant update "$TENANT_NAME" --daily-credits "$limit" | sed 's/^/   /'
+inputs=""
+for i in $(seq 1 10); do inputs+="{\"prompt\":\"poster $i\"},"; done
+api POST /v1/jobs/bulk "{\"model\":\"flux-schnell\",\"priority\":\"normal\",\"inputs\":[${inputs%,}]}"
+note "10 more flux-schnell jobs (10 credits) at once: HTTP $STATUS, nothing stored"
+[[ "$STATUS" == 429 ]] || die "a bulk submission over the daily limit answered $STATUS (expected 429)"
+python3 - "$DEMO_DIR/response.json" <<'PY' | fold -s -w 100 | sed 's/^/   /'
+import json, sys
+print(json.load(open(sys.argv[1]))["error"]["message"])
+PY
+"$BIN/offpeak-scheduler" tenant update "$TENANT_NAME" --daily-credits none >/dev/null
+api GET "/v1/usage?group_by=model"
+note "what this run cost and saved (GET /v1/usage?group_by=model):"
+python3 - "$DEMO_DIR/response.json" <<'PY' | sed 's/^/   /'
+import json, sys
+u = json.load(open(sys.argv[1]))
+fmt = "%-14s %8s %8s %12s %14s %12s"
+print(fmt % ("MODEL", "REQUESTS", "CREDITS", "LIST PRICE", "SAVED OFFPEAK", "SAVED CACHE"))
+for m, g in sorted(u["groups"].items()):
+    print(fmt % (m, g["requests"], g["credits"], g["list_credits"], g["saved_offpeak"], g["saved_cache"]))
+t = u["totals"]
+print(fmt % ("total", t["requests"], t["credits"], t["list_credits"], t["saved_offpeak"], t["saved_cache"]))
+if t["list_credits"]:
+    print("paid %d of %d list-price credits: %.0f%% saved" % (t["credits"], t["list_credits"], 100.0 * (t["list_credits"] - t["credits"]) / t["list_credits"]))
+PY
 
 heading "A mistake, for comparison (\"timezone\": \"Mars/Olympus\")"
 api POST /v1/jobs '{"model":"flux-schnell","input":{"prompt":"red dust"},"timezone":"Mars/Olympus"}'

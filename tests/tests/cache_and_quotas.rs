@@ -246,6 +246,13 @@ async fn the_cache_is_per_tenant() {
     assert_eq!(view["state"], "held", "another tenant's result must not answer: {view}");
 }
 
+/// Submits the `i`-th job of the quota test under `Idempotency-Key: k-i`.
+async fn replay_with_key(env: &TestEnv, key: &str, i: usize) -> (u16, Value) {
+    let body = json!({"model": "flux-dev", "input": {"n": i}});
+    let resp = env.http.post(env.url("/v1/jobs")).bearer_auth(key).header("idempotency-key", format!("k-{i}")).json(&body).send().await.unwrap();
+    TestEnv::read(resp).await
+}
+
 async fn set_limits(env: &TestEnv, tenant: Option<i64>, per_user: Option<i64>) {
     let u = TenantUpdate { daily_credits: Some(tenant), user_daily_credits: Some(per_user), ..Default::default() };
     tenants::update(&env.pool, "acme", &u).await.unwrap().unwrap();
@@ -258,7 +265,7 @@ async fn a_tenant_limit_refuses_at_the_exact_limit_under_fifty_concurrent_submis
     // flux-dev costs 2: exactly 20 of 50 fit.
     let results = futures_util::future::join_all((0..50).map(|i| {
         let (env, key) = (&env, &key);
-        async move { env.post(key, "/v1/jobs", &json!({"model": "flux-dev", "input": {"n": i}})).await }
+        async move { replay_with_key(env, key, i).await }
     }))
     .await;
     let accepted = results.iter().filter(|(s, _)| *s == 201).count();
@@ -276,6 +283,10 @@ async fn a_tenant_limit_refuses_at_the_exact_limit_under_fifty_concurrent_submis
     let (_, tenant) = env.get(&key, "/v1/tenant").await;
     assert_eq!(tenant["quota"]["used"], 40, "{tenant}");
     assert_eq!(tenant["quota"]["remaining"], 0, "{tenant}");
+    // A replay of an accepted request is still answered with its job.
+    let first = results.iter().position(|(s, _)| *s == 201).unwrap();
+    let (status, replayed) = replay_with_key(&env, &key, first).await;
+    assert_eq!(status, 200, "{replayed}");
 
     // The next day of the tenant's timezone starts afresh.
     env.clock.set(at("2027-06-02T00:00:00Z"));

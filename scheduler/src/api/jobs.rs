@@ -411,6 +411,14 @@ pub async fn submit(
         None => Vec::new(),
     };
     let idempotency = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
+    // A replay is answered before admission: it must return the original
+    // job even once the day's quota is spent (the insert below still
+    // settles a replay racing the original).
+    if let Some(key) = &idempotency_key {
+        if let Some(row) = db::by_idempotency_key(&state.pool, tenant.id, key).await? {
+            return replay(row, &request_hash);
+        }
+    }
     let mut tx = state.pool.begin().await?;
     let (inputs, admission) =
         admit(&mut tx, &state, &tenant, &job, vec![(job.id, req.input)], req.cache).await?;
@@ -429,15 +437,18 @@ pub async fn submit(
         InsertOutcome::Existing(row) => {
             // Nothing was stored: the transaction ends without a commit.
             drop(tx);
-            if row.request_hash.as_deref() == Some(request_hash.as_slice()) {
-                Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::from(row))).into_response())
-            } else {
-                Err(ApiError::conflict(
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used with a different request body",
-                ))
-            }
+            replay(row, &request_hash)
         }
+    }
+}
+
+/// The answer to a request whose `Idempotency-Key` is taken: the original
+/// job for the same body, a 409 for another.
+fn replay(row: JobRow, request_hash: &[u8]) -> ApiResult<Response> {
+    if row.request_hash.as_deref() == Some(request_hash) {
+        Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::from(row))).into_response())
+    } else {
+        Err(ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body"))
     }
 }
 

@@ -240,6 +240,12 @@ pub async fn insert_many(
     Ok(hits as u64)
 }
 
+/// The tenant's job that holds an `Idempotency-Key`, if any.
+pub async fn by_idempotency_key<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, key: &str) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
+    sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(key).fetch_optional(db).await
+}
+
 /// One of the tenant's jobs.
 pub async fn get<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
