@@ -7,6 +7,7 @@
 //! Functions take an executor where the caller may want to choose the
 //! transaction.
 
+pub mod dashboard;
 pub mod jobs;
 pub mod schedules;
 pub mod ops;
