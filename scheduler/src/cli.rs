@@ -19,6 +19,7 @@ use crate::firing::{self, FiringConfig};
 use crate::release::{self, ReleaseConfig};
 use crate::rescue::{self, RescueConfig};
 use crate::startup::Loops;
+use crate::ui::auth::OperatorToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]
@@ -106,6 +107,10 @@ pub struct ServeArgs {
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
+    /// Token of the operator dashboard at /ui (16 to 256 visible ASCII
+    /// characters); unset or empty, the dashboard is disabled.
+    #[arg(long, env = "OFFPEAK_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,7 +279,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
             .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
-    let api = ApiConfig { window: a.window, prices, routes, max_attempts: a.max_attempts, limits: Limits::default() };
+    let operator_token = a.operator_token.as_deref().filter(|t| !t.is_empty()).map(OperatorToken::new).transpose()?;
+    if operator_token.is_none() {
+        tracing::info!("dashboard disabled: OFFPEAK_OPERATOR_TOKEN is not set");
+    }
+    let api = ApiConfig { window: a.window, prices, routes, max_attempts: a.max_attempts, limits: Limits::default(), operator_token };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
         batch_max: a.batch_max,

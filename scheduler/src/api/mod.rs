@@ -59,6 +59,9 @@ pub struct ApiConfig {
     pub routes: RouteTable,
     pub max_attempts: i32,
     pub limits: Limits,
+    /// The operator token of the dashboard (`/ui`, see [`crate::ui`]);
+    /// `None` leaves the dashboard disabled.
+    pub operator_token: Option<crate::ui::auth::OperatorToken>,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             routes: RouteTable::default(),
             max_attempts: 5,
             limits: Limits::default(),
+            operator_token: None,
         }
     }
 }
