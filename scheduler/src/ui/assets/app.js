@@ -35,7 +35,7 @@
       else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
       else el.setAttribute(k, v === true ? '' : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       el.appendChild(typeof c === 'object' ? c : document.createTextNode(String(c)));
     }
@@ -112,7 +112,7 @@
   }
 
   function replace(el, ...children) {
-    el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+    el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   }
 
   // A y-axis top and tick step that look round: 1, 2, 5 × 10^k.
@@ -126,7 +126,7 @@
 
   // A stacked bar chart. bars: [{ key, label, total, segments: [{ value, colour, title, series }] }].
   function stackedBars({ bars, width = 960, height = 300, marker = null, testid, yLabel }) {
-    const m = { top: 16, right: 12, bottom: 28, left: 48 };
+    const m = { top: 28, right: 12, bottom: 28, left: 48 };
     const w = width - m.left - m.right;
     const ht = height - m.top - m.bottom;
     const max = Math.max(0, ...bars.map((b) => b.segments.reduce((a, x) => a + x.value, 0)));
@@ -138,7 +138,7 @@
       svg.appendChild(s('line', { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v), class: 'grid' }));
       svg.appendChild(s('text', { x: m.left - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick', text: fmt(Math.round(v)) }));
     }
-    svg.appendChild(s('text', { x: 4, y: m.top - 4, class: 'tick', text: yLabel }));
+    svg.appendChild(s('text', { x: 4, y: 12, class: 'tick', text: yLabel }));
     bars.forEach((b, i) => {
       const x = m.left + i * band + band * 0.12;
       const bw = band * 0.76;
@@ -157,8 +157,8 @@
     });
     if (marker) {
       const x = m.left + marker.position * band;
-      svg.appendChild(s('line', { x1: x, x2: x, y1: m.top - 6, y2: m.top + ht, class: 'now-line', 'data-testid': `${testid}-now` }));
-      svg.appendChild(s('text', { x: x + 4, y: m.top + 6, class: 'now-label', text: marker.label }));
+      svg.appendChild(s('line', { x1: x, x2: x, y1: m.top - 12, y2: m.top + ht, class: 'now-line', 'data-testid': `${testid}-now` }));
+      svg.appendChild(s('text', { x: x + 4, y: m.top - 4, class: 'now-label', text: marker.label }));
     }
     return svg;
   }
