@@ -37,6 +37,20 @@ pub const SPEND_DAYS_MAX: i64 = 90;
 /// Jobs per page by default.
 pub const PAGE_DEFAULT: i64 = 50;
 
+/// A database error of a dashboard read: a statement cancelled by
+/// [`db::STATEMENT_TIMEOUT_MS`] (SQLSTATE 57014) is a 503 that says so,
+/// anything else what the API makes of it.
+fn read_error(e: sqlx::Error) -> ApiError {
+    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("57014") {
+        tracing::warn!(error = %e, "dashboard query hit its statement timeout");
+        return ApiError::unavailable(format!(
+            "the query took longer than {} s; narrow the filters (a tenant, a state, a time range) and try again",
+            db::STATEMENT_TIMEOUT_MS / 1000
+        ));
+    }
+    ApiError::from(e)
+}
+
 /// A tenant, for the Jobs panel's filter.
 #[derive(Debug, Serialize)]
 pub struct TenantItem {
@@ -118,8 +132,8 @@ pub async fn tonight(State(state): State<AppState>, _: Operator) -> ApiResult<Js
     let from = hour_of(now);
     let until = from + TimeDelta::hours(24);
     let mut tx = db::begin_read(&state.pool).await?;
-    let groups = db::held_due_by_hour(&mut tx, now, until).await?;
-    let edges = db::held_edges(&mut tx, now, until).await?;
+    let groups = db::held_due_by_hour(&mut tx, now, until).await.map_err(read_error)?;
+    let edges = db::held_edges(&mut tx, now, until).await.map_err(read_error)?;
     tx.commit().await?;
     let mut hours: Vec<HourBucket> = (0..24)
         .map(|i| HourBucket { hour: from + TimeDelta::hours(i), total: 0, by_model: BTreeMap::new(), by_timezone: BTreeMap::new() })
@@ -215,7 +229,7 @@ pub async fn now(State(state): State<AppState>, _: Operator) -> ApiResult<Json<N
         Ok::<_, sqlx::Error>((states, minutes))
     };
     let (queue, reads) = tokio::join!(queue, reads);
-    let (state_rows, minutes) = reads?;
+    let (state_rows, minutes) = reads.map_err(read_error)?;
     let mut states: BTreeMap<String, i64> = JobState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
     for (s, n) in state_rows {
         states.insert(s, n);
@@ -308,7 +322,7 @@ pub async fn spend(State(state): State<AppState>, _: Operator, QueryParams(p): Q
     let from = first.and_time(chrono::NaiveTime::MIN).and_utc();
     let until = (today + TimeDelta::days(1)).and_time(chrono::NaiveTime::MIN).and_utc();
     let mut tx = db::begin_read(&state.pool).await?;
-    let rows = db::spend_by_day_and_model(&mut tx, from, until).await?;
+    let rows = db::spend_by_day_and_model(&mut tx, from, until).await.map_err(read_error)?;
     tx.commit().await?;
     let mut by_model: BTreeMap<String, UsageSums> = BTreeMap::new();
     let mut totals = UsageSums::default();
@@ -410,7 +424,7 @@ pub async fn jobs(State(state): State<AppState>, _: Operator, QueryParams(p): Qu
         .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned").with_field("cursor"))?;
     let search = JobSearch { tenant_id, model, state: job_state, created_from, created_until, user_id, before, limit: limit + 1 };
     let mut tx = db::begin_read(&state.pool).await?;
-    let mut rows: Vec<JobListRow> = db::search_jobs(&mut tx, &search).await?;
+    let mut rows: Vec<JobListRow> = db::search_jobs(&mut tx, &search).await.map_err(read_error)?;
     tx.commit().await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
