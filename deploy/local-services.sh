@@ -8,6 +8,7 @@
 #     source deploy/local-services.sh
 #     ensure_postgres      # DATABASE_URL's server accepts logins
 #     ensure_rabbitmq      # AMQP_URL's broker speaks AMQP
+#     ensure_browser DIR   # node, npm, chromium, and `npm ci` in DIR (tests/run.sh)
 #
 # or run on its own, which ensures both and prints the variables to export:
 #
@@ -135,6 +136,34 @@ ensure_build_tools() {
     command -v cc >/dev/null 2>&1 && return 0
     _op_say "no C compiler (cc) found; cargo needs one to link"
     apt_install gcc libc6-dev
+}
+
+# ensure_browser DIR: what the dashboard's browser test
+# (tests/tests/ui_browser.rs) needs: Node.js 18+ and npm, Debian's chromium
+# (playwright-core drives /usr/bin/chromium, or $CHROMIUM; it never
+# downloads a browser of its own), and the test's npm packages in DIR,
+# installed with `npm ci` from the committed package-lock.json when they are
+# missing or older than it.
+ensure_browser() {
+    local dir=$1 missing=()
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    [[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || missing+=(chromium)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        _op_say "the dashboard's browser test needs ${missing[*]}"
+        apt_install "${missing[@]}" || return 1
+    fi
+    if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+        _op_err "the browser test needs Node.js 18 or newer; found $(node --version)"
+        return 1
+    fi
+    if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+        _op_say "npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2 || {
+            _op_err "npm ci in $dir failed"
+            return 1
+        }
+    fi
 }
 
 # url_host_port URL DEFAULT_PORT: prints "HOST PORT" of a

@@ -6,7 +6,9 @@
 #     tests/run.sh -p offpeak-shared    # one crate
 #
 # Finds or starts PostgreSQL and RabbitMQ (installing them from Debian
-# packages if missing; see deploy/local-services.sh), builds the binaries the
+# packages if missing; see deploy/local-services.sh), installs what the
+# dashboard's browser test needs (Debian's chromium, Node.js and npm, and
+# `npm ci` in tests/ui), builds the binaries the
 # end-to-end tests spawn from target/debug, then runs `cargo test --workspace`
 # with DATABASE_URL and AMQP_URL exported. Tests create and drop their own
 # databases (offpeak_test_*) and queues beside those URLs, so the URL's user
@@ -24,6 +26,7 @@ echo "== offpeak tests: checking PostgreSQL and RabbitMQ" >&2
 ensure_build_tools
 ensure_postgres
 ensure_rabbitmq
+ensure_browser tests/ui   # the dashboard's browser test: node, npm, chromium, playwright-core
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
 deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline

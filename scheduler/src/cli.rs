@@ -19,6 +19,7 @@ use crate::firing::{self, FiringConfig};
 use crate::release::{self, ReleaseConfig};
 use crate::rescue::{self, RescueConfig};
 use crate::startup::Loops;
+use crate::ui::auth::OperatorToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]
@@ -110,6 +111,10 @@ pub struct ServeArgs {
     /// 0 turns the exact cache and the coalescing of identical jobs off.
     #[arg(long, env = "OFFPEAK_CACHE_TTL_SECS", default_value_t = crate::admission::CACHE_TTL_DEFAULT.as_secs())]
     pub cache_ttl_secs: u64,
+    /// Token of the operator dashboard at /ui (16 to 256 visible ASCII
+    /// characters); unset or empty, the dashboard is disabled.
+    #[arg(long, env = "OFFPEAK_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,7 +341,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
     let cache = crate::admission::CacheConfig { ttl: Duration::from_secs(a.cache_ttl_secs) };
-    let api = ApiConfig { window: a.window, prices: prices.clone(), routes, max_attempts: a.max_attempts, limits: Limits::default(), cache };
+    let operator_token = a.operator_token.as_deref().filter(|t| !t.is_empty()).map(OperatorToken::new).transpose()?;
+    if operator_token.is_none() {
+        tracing::info!("dashboard disabled: OFFPEAK_OPERATOR_TOKEN is not set");
+    }
+    let api = ApiConfig {
+        window: a.window,
+        prices: prices.clone(),
+        routes,
+        max_attempts: a.max_attempts,
+        limits: Limits::default(),
+        cache,
+        operator_token,
+    };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
         batch_max: a.batch_max,

@@ -2,7 +2,8 @@
 //! that moves due jobs to RabbitMQ, and the operator commands.
 //!
 //! `main.rs` only parses the command line ([`cli`]) and calls into here;
-//! [`startup`] wires the parts so tests run exactly what production runs.
+//! [`startup`] wires the parts so tests run exactly what production runs;
+//! [`ui`] is the operator dashboard served beside the API.
 
 pub mod admission;
 pub mod api;
@@ -15,3 +16,4 @@ pub mod release;
 pub mod rescue;
 pub mod rounds;
 pub mod startup;
+pub mod ui;

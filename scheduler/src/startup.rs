@@ -65,7 +65,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
     let mut stop = shutdown.clone();
-    let result = axum::serve(listener, api::router(state))
+    // The dashboard's routes sit beside the API's, not inside them: they
+    // are not part of the tenant API or its OpenAPI document.
+    let app = api::router(state.clone()).merge(crate::ui::router(state));
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.wait().await })
         .await;
     while tasks.join_next().await.is_some() {}

@@ -99,6 +99,19 @@ impl Topology {
         Ok(q.message_count())
     }
 
+    /// Ready messages and connected consumers (workers) of the batch queue.
+    ///
+    /// # Errors
+    /// Broker errors.
+    pub async fn stats(&self, channel: &Channel) -> Result<QueueStats, lapin::Error> {
+        // The same full declare as [`Topology::depth`], not a passive one: a
+        // passive declare of a missing queue closes the channel, and this
+        // channel is the release loop's. Declare-ok carries both counts.
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        let q = channel.queue_declare(&self.queue, durable, self.batch_queue_args()).await?;
+        Ok(QueueStats { ready: q.message_count(), consumers: q.consumer_count() })
+    }
+
     /// Deletes both queues (tests clean up with it).
     ///
     /// # Errors
@@ -110,6 +123,15 @@ impl Topology {
             .await?;
         Ok(())
     }
+}
+
+/// What the broker says of the batch queue at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not counting those delivered and unacknowledged).
+    pub ready: u32,
+    /// Consumers on the queue: one per connected worker.
+    pub consumers: u32,
 }
 
 /// Connects to RabbitMQ on the current tokio runtime, retrying with backoff
@@ -264,6 +286,15 @@ impl Publisher {
     pub async fn depth(&self) -> Result<u32, lapin::Error> {
         let channel = self.channel().await?;
         self.inner.topology.depth(&channel).await
+    }
+
+    /// Ready messages and connected workers of the batch queue (the dashboard).
+    ///
+    /// # Errors
+    /// Broker errors (the next call reconnects).
+    pub async fn queue_stats(&self) -> Result<QueueStats, lapin::Error> {
+        let channel = self.channel().await?;
+        self.inner.topology.stats(&channel).await
     }
 
     /// Publishes every message, then waits for the broker to confirm all of

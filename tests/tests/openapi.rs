@@ -10,7 +10,7 @@
 //! - **Parameters.** Each documented query parameter is accepted with a value
 //!   its schema allows; an undocumented one is refused.
 //! - **Responses.** Sample requests make the API answer every status it can
-//!   (200, 201, 400, 401, 404, 409, 413, 422): each status is documented for
+//!   (200, 201, 400, 401, 404, 409, 413, 422, 429): each status is documented for
 //!   its operation, the body validates against the schema documented for that
 //!   status and the content type is the documented one; and, the other way,
 //!   every documented status but 500 and 503 is seen among the samples. A
@@ -606,7 +606,13 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let unknown_schedule = format!("/v1/schedules/{}", Uuid::now_v7());
     let big_template = json!({"name": "big", "cron": "@daily", "job": {"model": "flux-schnell", "input": {"p": "x".repeat(65 * 1024)}}});
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+    // A tenant whose daily credit limit is spent: 429s.
+    let limited = env.tenant("limited", "UTC").await;
+    let spent = offpeak_shared::db::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
+    offpeak_shared::db::tenants::update(&env.pool, "limited", &spent).await.expect("set a limit");
     let samples = vec![
+        sample("POST", "/v1/jobs", "/v1/jobs", &limited, 429).json(job.clone()),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &limited, 429).json(json!({"model": "flux-schnell", "inputs": [{"p": 1}]})),
         // POST /v1/jobs
         sample("POST", "/v1/jobs", "/v1/jobs", &key, 201).json(json!({"model": "flux-dev", "input": {}, "priority": "normal", "timezone": "Asia/Tokyo"})),
         sample("POST", "/v1/jobs", "/v1/jobs", &key, 201).json(job.clone()).header("idempotency-key", "order-1"),
@@ -719,7 +725,7 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     }
 
     let all: BTreeSet<u16> = seen.values().flatten().copied().collect();
-    for status in [200, 201, 400, 401, 404, 409, 413, 422] {
+    for status in [200, 201, 400, 401, 404, 409, 413, 422, 429] {
         assert!(all.contains(&status), "the samples make the API answer {status}");
     }
     // The other way: every documented status (but those of a failing server)

@@ -61,6 +61,9 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// The exact cache: how long a result answers identical jobs.
     pub cache: crate::admission::CacheConfig,
+    /// The operator token of the dashboard (`/ui`, see [`crate::ui`]);
+    /// `None` leaves the dashboard disabled.
+    pub operator_token: Option<crate::ui::auth::OperatorToken>,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +75,7 @@ impl Default for ApiConfig {
             max_attempts: 5,
             limits: Limits::default(),
             cache: crate::admission::CacheConfig::default(),
+            operator_token: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! transaction.
 
 pub mod cache;
+pub mod dashboard;
 pub mod jobs;
 pub mod schedules;
 pub mod stats;
