@@ -10,8 +10,9 @@ ALTER TABLE jobs ADD COLUMN cache_key BYTEA;
 -- its way to the provider (coalesced), that job, its leader.
 ALTER TABLE jobs ADD COLUMN cache_source UUID;
 -- The day (in the tenant's timezone, at submission) whose quota the job
--- counts against, and the credits reserved for it then. Set only for
--- tenants with a limit; a finished job counts its `credits` instead.
+-- counts against, and the credits reserved for it then (its price); a
+-- finished job counts its `credits` instead. NULL only for jobs older than
+-- this migration.
 ALTER TABLE jobs ADD COLUMN quota_day DATE;
 ALTER TABLE jobs ADD COLUMN reserved_credits BIGINT NOT NULL DEFAULT 0 CHECK (reserved_credits >= 0);
 

@@ -106,19 +106,18 @@ pub async fn admit(
     let list_price = charge.map_or(0, |c| c.list);
     let misses = keys.iter().filter(|k| k.as_ref().is_none_or(|k| !hits.contains_key(k))).count() as i64;
 
+    // Every job counts against the tenant's day of its submission, limit
+    // or not, so a limit set at noon counts the morning's work too; only a
+    // tenant with a limit takes the lock and checks.
     let limits = tenant.limits();
     let (day, resets_at) = tenant_day(tenant, now);
-    let quota_day = if limits.any() {
-        let requested = misses.saturating_mul(reserved_per_job);
-        if requested > 0 {
-            if let Err(exceeded) = quota::reserve(conn, tenant.id, day, template.user_id.as_deref(), limits, requested).await? {
-                return Ok(Err(Refused { exceeded, day, resets_at }));
-            }
+    let requested = misses.saturating_mul(reserved_per_job);
+    if limits.any() && requested > 0 {
+        if let Err(exceeded) = quota::reserve(conn, tenant.id, day, template.user_id.as_deref(), limits, requested).await? {
+            return Ok(Err(Refused { exceeded, day, resets_at }));
         }
-        Some(day)
-    } else {
-        None
-    };
+    }
+    let quota_day = Some(day);
 
     let admitted = inputs
         .into_iter()

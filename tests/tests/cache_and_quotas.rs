@@ -380,3 +380,17 @@ async fn a_schedule_firing_over_the_limit_stores_a_failed_job_that_says_why() {
     assert_eq!(job["error"]["code"], "quota_exceeded");
     assert!(job["error"]["message"].as_str().unwrap().contains("daily credit limit of 0"), "{job}");
 }
+
+#[tokio::test]
+async fn a_limit_set_during_the_day_counts_the_work_already_submitted_that_day() {
+    let (env, key) = env_in_window().await;
+    for i in 0..3 {
+        submit(&env, &key, json!({"model": "flux-dev", "input": {"morning": i}})).await;
+    }
+    set_limits(&env, Some(7), None).await;
+    let (status, body) = env.post(&key, "/v1/jobs", &json!({"model": "flux-dev", "input": {"noon": 1}})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["details"]["used"], 6, "{body}");
+    let (status, body) = env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"noon": 1}})).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -221,7 +221,7 @@ pub struct QuotaView {
     /// The day (tenant's timezone) the quota counts.
     pub day: NaiveDate,
     /// Credits counted today: finished jobs' credits plus unfinished jobs' reservations (their price at
-    /// submission), for the jobs submitted today while a limit was set.
+    /// submission), for the jobs submitted today (tenant's timezone).
     pub used: i64,
     /// `daily_credits - used`, if there is a limit.
     #[schema(required = true)]

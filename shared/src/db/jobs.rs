@@ -95,7 +95,7 @@ pub enum Admitted {
 /// How a submission counts against quotas and what its cache hits saved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Admission {
-    /// The tenant's day the jobs count against; `None` for a tenant without limits.
+    /// The tenant's day the jobs count against (`None`: none, e.g. a refused firing).
     pub quota_day: Option<chrono::NaiveDate>,
     /// Credits reserved for each held job (its price at submission).
     pub reserved_per_job: i64,

@@ -10,11 +10,13 @@
 //! every path that can finish one, and the quota can never disagree with
 //! the jobs table.
 //!
+//! Every job records its quota day, whether or not its tenant has a limit,
+//! so a limit set during the day counts the work already submitted that day.
 //! Concurrent submissions of one tenant are serialised by a transaction
 //! advisory lock on (tenant, day), taken before the sum is read and held
 //! until the jobs are committed, so fifty submissions racing for the last
 //! credits cannot together overshoot the limit. Tenants without a limit take
-//! no lock and record no quota day.
+//! no lock.
 
 use chrono::NaiveDate;
 use sqlx::PgConnection;
