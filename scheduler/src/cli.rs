@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// Most missed firings a `catch_up: all` schedule makes after an outage (the most recent ones).
     #[arg(long, env = "OFFPEAK_MAX_CATCH_UP", default_value_t = firing::MAX_CATCH_UP_DEFAULT)]
     pub max_catch_up: usize,
+    /// Seconds a replica trusts an API key it has looked up: a revoked key or
+    /// a changed tenant takes effect within this time (0: look up every request).
+    #[arg(long, env = "OFFPEAK_AUTH_CACHE_SECS", default_value_t = crate::api::auth::AUTH_CACHE_TTL_DEFAULT.as_secs())]
+    pub auth_cache_secs: u64,
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
@@ -274,7 +278,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
             .await?;
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
-    let api = ApiConfig { window: a.window, prices, routes, max_attempts: a.max_attempts, limits: Limits::default() };
+    let api = ApiConfig {
+        window: a.window,
+        prices,
+        routes,
+        max_attempts: a.max_attempts,
+        limits: Limits::default(),
+        auth_cache_ttl: Duration::from_secs(a.auth_cache_secs),
+    };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
         batch_max: a.batch_max,

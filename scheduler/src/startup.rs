@@ -46,7 +46,8 @@ pub async fn serve(
     loops: Loops,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()) };
+    let auth = Arc::new(api::auth::AuthCache::new(api_config.auth_cache_ttl));
+    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth };
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(cfg) = loops.release {
         let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg);

@@ -1,6 +1,7 @@
 //! The HTTP API (v1, JSON): submit, read, list and cancel jobs, preview the
 //! window, and the health and metrics endpoints operators probe.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -59,6 +60,8 @@ pub struct ApiConfig {
     pub routes: RouteTable,
     pub max_attempts: i32,
     pub limits: Limits,
+    /// How long a replica trusts a key it looked up (see [`auth`]); zero looks every request up.
+    pub auth_cache_ttl: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             routes: RouteTable::default(),
             max_attempts: 5,
             limits: Limits::default(),
+            auth_cache_ttl: auth::AUTH_CACHE_TTL_DEFAULT,
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// For readiness: is the broker connection up?
     pub publisher: Option<Publisher>,
+    /// Tenants by API key, for `config.auth_cache_ttl`.
+    pub auth: Arc<auth::AuthCache>,
 }
 
 /// The whole API as a router; `startup` serves it, tests too.
