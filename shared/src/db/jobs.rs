@@ -408,6 +408,32 @@ pub async fn start_batch(
     Ok(started)
 }
 
+/// [`start_batch`] and the first [`begin_attempt`] in two statements and
+/// no transaction: what a worker does when a batch arrives.
+///
+/// The first statement only waits: `FOR UPDATE` on the message's ids blocks
+/// until a release transaction still holding them commits or rolls back,
+/// and its own lock ends with the statement. The second (a new statement,
+/// so in READ COMMITTED it sees that release) moves the batch's unfinished
+/// jobs to `running`, counts one provider attempt for each, and touches the
+/// batch, in one `UPDATE`. Returns the jobs with their attempts counted so
+/// far, this one included. Everything [`start_batch`] says about redelivered
+/// and orphan batches holds the same: the `UPDATE` has the same guard.
+pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(job_ids).execute(pool).await?;
+    sqlx::query_as::<_, StartedJob>(
+        "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
+         UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3), attempts = attempts + 1
+         WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
+         RETURNING id, input, attempts, max_attempts, priority",
+    )
+    .bind(batch_id)
+    .bind(job_ids)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
 /// Records that a worker is making progress on a batch, so the rescuer
 /// leaves it alone.
 pub async fn touch_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
