@@ -322,10 +322,26 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
 
 /// The distinct timezones of held jobs whose window closed before they were
 /// released; the release loop computes each zone's next window once.
-pub async fn expired_held_timezones<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
+///
+/// Runs every release round, so the usual answer (nothing expired) must be
+/// cheap whatever the backlog: first the earliest closing among held jobs,
+/// read from the end of the partial index `jobs_held_window` and with no
+/// parameter, so no generic plan can turn it into a scan. Only when that is
+/// past does the `DISTINCT` run. (As one prepared statement, the `DISTINCT`
+/// got a generic plan after five runs that scanned the whole table: 3 to 6 s
+/// per round with a million held jobs, in every round.)
+pub async fn expired_held_timezones(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
+    let earliest: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        "SELECT window_closes_at FROM jobs WHERE state = 'held' AND window_closes_at IS NOT NULL ORDER BY window_closes_at LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if !earliest.flatten().is_some_and(|t| t <= now) {
+        return Ok(Vec::new());
+    }
     sqlx::query_scalar("SELECT DISTINCT timezone FROM jobs WHERE state = 'held' AND window_closes_at <= $1")
         .bind(now)
-        .fetch_all(db)
+        .fetch_all(pool)
         .await
 }
 
