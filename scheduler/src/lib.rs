@@ -9,6 +9,7 @@ pub mod cli;
 pub mod firing;
 pub mod metrics;
 pub mod ops;
+pub mod prune;
 pub mod release;
 pub mod rescue;
 pub mod rounds;

@@ -16,6 +16,7 @@ use offpeak_shared::shutdown::ShutdownSignal;
 use crate::api::{self, ApiConfig, AppState};
 use crate::firing::{Firer, FiringConfig};
 use crate::metrics;
+use crate::prune::{PruneConfig, Pruner};
 use crate::release::{ReleaseConfig, Releaser};
 use crate::rescue::{RescueConfig, Rescuer};
 
@@ -26,6 +27,7 @@ pub struct Loops {
     pub release: Option<ReleaseConfig>,
     pub rescue: Option<RescueConfig>,
     pub firing: Option<FiringConfig>,
+    pub prune: Option<PruneConfig>,
 }
 
 /// How often the jobs-by-state gauge is refreshed.
@@ -56,6 +58,9 @@ pub async fn serve(
     if let Some(cfg) = loops.rescue {
         let rescuer = Rescuer::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
         tasks.spawn(rescuer.run(shutdown.clone()));
+    }
+    if let Some(cfg) = loops.prune {
+        tasks.spawn(Pruner::new(pool.clone(), clock.clone(), cfg).run(shutdown.clone()));
     }
     if let Some(cfg) = loops.firing {
         let firer = Firer::new(pool.clone(), clock.clone(), cfg);
