@@ -89,8 +89,9 @@ pub struct BatchReport {
 /// Database errors; the caller returns the message to the queue and the
 /// batch is picked up again from the state PostgreSQL holds.
 pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
-    // Starts the batch and counts its first attempt: two statements, where
-    // start_batch + begin_attempt took six round trips and two row versions.
+    // Starts the batch and counts its first attempt: usually one statement,
+    // where start_batch + begin_attempt took six round trips, a row lock and
+    // two row versions per job.
     let mut jobs = db::start_attempt(&ctx.pool, msg.batch_id, &msg.job_ids, ctx.clock.now()).await?;
     let mut report = BatchReport { started: jobs.len(), ..Default::default() };
     if jobs.is_empty() {

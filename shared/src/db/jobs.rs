@@ -424,30 +424,44 @@ pub async fn start_batch(
     Ok(started)
 }
 
-/// [`start_batch`] and the first [`begin_attempt`] in two statements and
-/// no transaction: what a worker does when a batch arrives.
+/// [`start_batch`] and the first [`begin_attempt`] in one statement in the
+/// usual case, and no transaction: what a worker does when a batch arrives.
 ///
-/// The first statement only waits: `FOR UPDATE` on the message's ids blocks
-/// until a release transaction still holding them commits or rolls back,
-/// and its own lock ends with the statement. The second (a new statement,
-/// so in READ COMMITTED it sees that release) moves the batch's unfinished
-/// jobs to `running`, counts one provider attempt for each, and touches the
-/// batch, in one `UPDATE`. Returns the jobs with their attempts counted so
-/// far, this one included. Everything [`start_batch`] says about redelivered
-/// and orphan batches holds the same: the `UPDATE` has the same guard.
+/// One `UPDATE` moves the batch's unfinished jobs to `running`, counts one
+/// provider attempt for each and touches the batch. Usually the release
+/// has committed by the time its message arrives, and that is all. But the
+/// release publishes *before* it commits: in READ COMMITTED the `UPDATE`
+/// evaluates `batch_id = $1` on the last committed version of each row,
+/// which has no batch id yet, and skips the row without waiting. So when
+/// fewer jobs start than the message names, the worker waits on the rows'
+/// locks (`FOR UPDATE`, released at once: it only has to wait for the
+/// release to commit or roll back) and runs the `UPDATE` again for the
+/// rest, which then sees the committed release. Jobs already finished or
+/// cancelled (a redelivery) take that second path too and are skipped as in
+/// [`start_batch`]. Skipping the lock in the usual case spares a WAL record
+/// and a page write per job. Returns the jobs with their attempts counted
+/// so far, this one included.
 pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(job_ids).execute(pool).await?;
-    sqlx::query_as::<_, StartedJob>(
-        "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
-         UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3), attempts = attempts + 1
-         WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
-         RETURNING id, input, attempts, max_attempts, priority",
-    )
-    .bind(batch_id)
-    .bind(job_ids)
-    .bind(now)
-    .fetch_all(pool)
-    .await
+    let start = |ids: Vec<Uuid>| {
+        sqlx::query_as::<_, StartedJob>(
+            "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
+             UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3), attempts = attempts + 1
+             WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
+             RETURNING id, input, attempts, max_attempts, priority",
+        )
+        .bind(batch_id)
+        .bind(ids)
+        .bind(now)
+        .fetch_all(pool)
+    };
+    let mut started = start(job_ids.to_vec()).await?;
+    if started.len() < job_ids.len() {
+        let done: std::collections::HashSet<Uuid> = started.iter().map(|j| j.id).collect();
+        let rest: Vec<Uuid> = job_ids.iter().copied().filter(|id| !done.contains(id)).collect();
+        sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(&rest).execute(pool).await?;
+        started.extend(start(rest).await?);
+    }
+    Ok(started)
 }
 
 /// Records that a worker is making progress on a batch, so the rescuer
