@@ -307,10 +307,15 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
     .await?;
     let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
     let batch_of: Vec<Uuid> = batches.iter().flat_map(|b| std::iter::repeat_n(b.id, b.job_ids.len())).collect();
+    // `j.id = ANY($1)` repeats the join condition on purpose: it gives the
+    // planner an index condition on jobs. Without it, knowing the array
+    // holds 5,000 ids, PostgreSQL chose a merge join that read the whole
+    // primary key in order (169 ms of a 5,000-job round at 100,000 jobs,
+    // growing with the table); with it, 5,000 index probes (33 ms).
     let res = sqlx::query(
         "UPDATE jobs j SET state = 'queued', batch_id = u.batch_id, queued_at = $3
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id)
-         WHERE j.id = u.id AND j.state = 'held'",
+         WHERE j.id = u.id AND j.id = ANY($1) AND j.state = 'held'",
     )
     .bind(&job_ids)
     .bind(&batch_of)
