@@ -16,6 +16,7 @@ use offpeak_shared::window::{parse_timezone, WindowSpec};
 use crate::api::{ApiConfig, Limits};
 use offpeak_shared::job::JobState;
 use crate::firing::{self, FiringConfig};
+use crate::prune::{self, PruneConfig};
 use crate::release::{self, ReleaseConfig};
 use crate::rescue::{self, RescueConfig};
 use crate::startup::Loops;
@@ -104,6 +105,19 @@ pub struct ServeArgs {
     /// Most missed firings a `catch_up: all` schedule makes after an outage (the most recent ones).
     #[arg(long, env = "OFFPEAK_MAX_CATCH_UP", default_value_t = firing::MAX_CATCH_UP_DEFAULT)]
     pub max_catch_up: usize,
+    /// Finished jobs older than this many days are deleted by the pruner (usage is kept).
+    #[arg(long, env = "OFFPEAK_RETENTION_DAYS", default_value_t = prune::RETENTION_DAYS_DEFAULT, value_parser = clap::value_parser!(i64).range(0..))]
+    pub retention_days: i64,
+    /// Seconds between pruner passes.
+    #[arg(long, env = "OFFPEAK_PRUNE_INTERVAL_SECS", default_value_t = prune::PRUNE_INTERVAL_DEFAULT.as_secs())]
+    pub prune_interval_secs: u64,
+    /// Do not run the pruner on this replica (prune with `offpeak-scheduler prune` instead).
+    #[arg(long, env = "OFFPEAK_NO_PRUNE", default_value_t = false)]
+    pub no_prune: bool,
+    /// Seconds a replica trusts an API key it has looked up: a revoked key or
+    /// a changed tenant takes effect within this time (0: look up every request).
+    #[arg(long, env = "OFFPEAK_AUTH_CACHE_SECS", default_value_t = crate::api::auth::AUTH_CACHE_TTL_DEFAULT.as_secs())]
+    pub auth_cache_secs: u64,
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
@@ -180,7 +194,7 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Delete jobs that finished more than this many days ago.
-    #[arg(long, env = "OFFPEAK_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = "OFFPEAK_RETENTION_DAYS", default_value_t = crate::prune::RETENTION_DAYS_DEFAULT)]
     pub older_than_days: i64,
     /// Rows deleted per statement.
     #[arg(long, default_value_t = 5_000)]
@@ -353,6 +367,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         limits: Limits::default(),
         cache,
         operator_token,
+        auth_cache_ttl: Duration::from_secs(a.auth_cache_secs),
     };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
@@ -379,7 +394,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cache,
         prices,
     });
-    let loops = Loops { release, rescue, firing };
+    let prune = (!a.no_prune).then(|| PruneConfig {
+        interval: Duration::from_secs(a.prune_interval_secs.max(1)),
+        retention: chrono::Duration::days(a.retention_days),
+        ..PruneConfig::default()
+    });
+    let loops = Loops { release, rescue, firing, prune };
     let (trigger, signal) = Shutdown::new();
     tokio::spawn(async move {
         shutdown::os_signal().await;

@@ -12,6 +12,7 @@ pub mod coalesce;
 pub mod firing;
 pub mod metrics;
 pub mod ops;
+pub mod prune;
 pub mod release;
 pub mod rescue;
 pub mod rounds;

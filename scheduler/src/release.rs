@@ -187,14 +187,16 @@ impl Releaser {
         for job in claimed {
             by_model.entry(job.model).or_default().push(job.id);
         }
-        let mut messages = Vec::new();
+        let mut batches = Vec::new();
         for (model, ids) in by_model {
             for chunk in ids.chunks(self.config.batch_max) {
-                let batch_id = Uuid::now_v7();
-                report.released += db::mark_queued(&mut tx, batch_id, &model, chunk, now).await?;
-                messages.push(BatchMessage::new(batch_id, model.clone(), chunk.to_vec(), now));
+                batches.push(db::NewBatch { id: Uuid::now_v7(), model: model.clone(), job_ids: chunk.to_vec() });
             }
         }
+        // One statement for all batch rows and one for all jobs of the round.
+        report.released += db::mark_queued_many(&mut tx, &batches, now).await?;
+        let messages: Vec<BatchMessage> =
+            batches.into_iter().map(|b| BatchMessage::new(b.id, b.model, b.job_ids, now)).collect();
         if !messages.is_empty() {
             for m in &messages {
                 tracing::debug!(batch_id = %m.batch_id, model = %m.model, job_ids = ?m.job_ids, "publishing batch");

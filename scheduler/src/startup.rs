@@ -16,6 +16,7 @@ use offpeak_shared::shutdown::ShutdownSignal;
 use crate::api::{self, ApiConfig, AppState};
 use crate::firing::{Firer, FiringConfig};
 use crate::metrics;
+use crate::prune::{PruneConfig, Pruner};
 use crate::release::{ReleaseConfig, Releaser};
 use crate::rescue::{RescueConfig, Rescuer};
 
@@ -26,6 +27,7 @@ pub struct Loops {
     pub release: Option<ReleaseConfig>,
     pub rescue: Option<RescueConfig>,
     pub firing: Option<FiringConfig>,
+    pub prune: Option<PruneConfig>,
 }
 
 /// How often the jobs-by-state gauge is refreshed.
@@ -46,7 +48,8 @@ pub async fn serve(
     loops: Loops,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()) };
+    let auth = Arc::new(api::auth::AuthCache::new(api_config.auth_cache_ttl));
+    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth };
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(cfg) = loops.release {
         let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
@@ -55,6 +58,9 @@ pub async fn serve(
     if let Some(cfg) = loops.rescue {
         let rescuer = Rescuer::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
         tasks.spawn(rescuer.run(shutdown.clone()));
+    }
+    if let Some(cfg) = loops.prune {
+        tasks.spawn(Pruner::new(pool.clone(), clock.clone(), cfg).run(shutdown.clone()));
     }
     if let Some(cfg) = loops.firing {
         let firer = Firer::new(pool.clone(), clock.clone(), cfg);

@@ -2,6 +2,7 @@
 //! ([`harness`]) that gives each end-to-end test its own database, its own
 //! queues, its own simulator and its own clock.
 
+pub mod bench;
 pub mod harness;
 pub mod procs;
 pub mod services;

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use offpeak_shared::db::tenants::{self, Tenant};
+use offpeak_shared::db::tenants::Tenant;
 
 use super::error::ApiError;
 use super::AppState;
@@ -175,8 +175,9 @@ impl FromRequestParts<AppState> for AuthTenant {
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <api key>'"))?;
         // The key is looked up by its SHA-256, so no comparison of secret
-        // bytes happens in our code; the database compares hashes.
-        match tenants::by_api_key(&state.pool, key).await? {
+        // bytes happens in our code; the database (or the short-lived cache
+        // of `auth.rs`, keyed by the hash) compares hashes.
+        match state.auth.tenant(&state.pool, key).await? {
             Some(t) => Ok(AuthTenant(t)),
             None => Err(ApiError::unauthorized("invalid API key")),
         }

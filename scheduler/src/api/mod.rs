@@ -1,6 +1,7 @@
 //! The HTTP API (v1, JSON): submit, read, list and cancel jobs, preview the
 //! window, and the health and metrics endpoints operators probe.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -37,6 +38,11 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Largest `metadata`, serialised, in bytes.
     pub max_metadata_bytes: usize,
+    /// Bulk submissions a replica reads, parses and inserts at once; more
+    /// wait their turn. Each holds its body, its parsed inputs and its
+    /// encoded parameters (about 10 MB for 10,000 small inputs), so this
+    /// bounds the API's memory; on two cores it costs no throughput.
+    pub max_bulk_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +52,7 @@ impl Default for Limits {
             max_bulk_inputs: 10_000,
             max_input_bytes: 64 * 1024,
             max_metadata_bytes: 16 * 1024,
+            max_bulk_in_flight: 2,
         }
     }
 }
@@ -64,6 +71,8 @@ pub struct ApiConfig {
     /// The operator token of the dashboard (`/ui`, see [`crate::ui`]);
     /// `None` leaves the dashboard disabled.
     pub operator_token: Option<crate::ui::auth::OperatorToken>,
+    /// How long a replica trusts a key it looked up (see [`auth`]); zero looks every request up.
+    pub auth_cache_ttl: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +85,7 @@ impl Default for ApiConfig {
             limits: Limits::default(),
             cache: crate::admission::CacheConfig::default(),
             operator_token: None,
+            auth_cache_ttl: auth::AUTH_CACHE_TTL_DEFAULT,
         }
     }
 }
@@ -88,14 +98,26 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// For readiness: is the broker connection up?
     pub publisher: Option<Publisher>,
+    /// Tenants by API key, for `config.auth_cache_ttl`.
+    pub auth: Arc<auth::AuthCache>,
 }
 
 /// The whole API as a router; `startup` serves it, tests too.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
+    let bulk_permits = Arc::new(tokio::sync::Semaphore::new(state.config.limits.max_bulk_in_flight.max(1)));
+    let bulk_in_flight = axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+        let permits = Arc::clone(&bulk_permits);
+        async move {
+            // Held from before the body is read until the response: the
+            // semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            next.run(req).await
+        }
+    });
     Router::new()
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
-        .route("/v1/jobs/bulk", axum::routing::post(jobs::submit_bulk))
+        .route("/v1/jobs/bulk", axum::routing::post(jobs::submit_bulk).layer(bulk_in_flight))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/schedules", get(schedules::list).post(schedules::create))
         .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))

@@ -102,7 +102,8 @@ where
         "DELETE FROM jobs WHERE id IN (
              SELECT id FROM jobs
              WHERE state IN ('succeeded', 'failed', 'dead', 'cancelled') AND finished_at < $1
-             LIMIT $2)",
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
     )
     .bind(before)
     .bind(chunk)

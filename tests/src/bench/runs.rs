@@ -1,0 +1,572 @@
+//! The six runs of the benchmark (issue #5). Each starts its own [`Stack`],
+//! measures, and stops it; each measures its bare-PostgreSQL baseline in the
+//! same run, so the ratios hold on a noisy machine.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+
+use offpeak_shared::window::{self, WindowSpec};
+
+use super::stack::{Rss, Stack, StackConfig};
+use super::Options;
+
+/// Rows per COPY chunk sent to the server.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
+/// Ids per statement of the bare `UPDATE` baseline: the release loop's
+/// default round size.
+const BARE_UPDATE_BATCH: usize = offpeak_scheduler::release::ROUND_MAX_DEFAULT as usize;
+
+// ---------------------------------------------------------------- run 1
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkResult {
+    pub jobs: u64,
+    pub per_request: usize,
+    pub clients: usize,
+    pub api_secs: f64,
+    pub api_rate: f64,
+    pub copy_secs: f64,
+    pub copy_rate: f64,
+    pub ratio: f64,
+    pub rss: Rss,
+}
+
+/// Run 1: `POST /v1/jobs/bulk` against PostgreSQL's own `COPY` of the same rows.
+pub async fn bulk(opts: &Options) -> anyhow::Result<BulkResult> {
+    let total = scaled(1_000_000, opts.scale, 1_000);
+    let per_request = 10_000.min(total as usize);
+    let clients = opts.bulk_clients;
+    let stack = Stack::start("bulk", opts.stack(2, Duration::ZERO, vec![])).await?;
+    let tz = quiet_timezone();
+
+    // Bodies are built before the clock starts: the client's JSON encoding
+    // is not what is measured (it still shares the two cores).
+    let requests = (total as usize).div_ceil(per_request);
+    let bodies: Vec<Vec<u8>> = (0..requests)
+        .map(|r| {
+            let n = per_request.min(total as usize - r * per_request);
+            let inputs: Vec<serde_json::Value> = (0..n).map(|i| json!({"prompt": format!("bulk {r} {i}")})).collect();
+            serde_json::to_vec(&json!({"model": "flux-schnell", "inputs": inputs, "timezone": tz})).expect("json")
+        })
+        .collect();
+    let bodies = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (bodies, http, url, key) = (Arc::clone(&bodies), stack.http.clone(), format!("{}/v1/jobs/bulk", stack.api), stack.key.clone());
+        tasks.spawn(async move {
+            loop {
+                let Some(body) = bodies.lock().expect("lock").pop() else { return Ok::<_, anyhow::Error>(()) };
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if resp.status() != 201 {
+                    anyhow::bail!("bulk submit: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+                }
+                let _ = resp.bytes().await?;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let api_secs = started.elapsed().as_secs_f64();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&stack.pool).await?;
+    anyhow::ensure!(stored as u64 == total, "the API stored {stored} jobs, not {total}");
+    let rss = stack.rss();
+
+    // The same rows (the columns insert_many writes) into an equivalent
+    // table (same columns, defaults, constraints and indexes; no foreign
+    // key), with as many concurrent COPY streams as there were API clients.
+    sqlx::query("CREATE TABLE jobs_copy (LIKE jobs INCLUDING ALL)").execute(&stack.pool).await?;
+    let now = Utc::now();
+    let w = window::next_window(window::parse_timezone(&tz)?, now, &WindowSpec::default());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_stream = (total as usize).div_ceil(clients);
+    for c in 0..clients {
+        let (url, tenant, tz) = (stack.database_url.clone(), stack.tenant_id, tz.clone());
+        let from = c * per_stream;
+        let to = ((c + 1) * per_stream).min(total as usize);
+        tasks.spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            let rows = (from..to).map(|i| {
+                format!(
+                    "{}\t{tenant}\tflux-schnell\t{{\"prompt\": \"bulk {i}\"}}\tlow\t{tz}\t\\N\t\\N\theld\t{}\t{}\t5\t{}\t\\N\n",
+                    Uuid::now_v7(),
+                    ts(w.opens_at),
+                    ts(w.closes_at),
+                    ts(now)
+                )
+            });
+            copy_rows(
+                &mut conn,
+                "COPY jobs_copy (id, tenant_id, model, input, priority, timezone, user_id, metadata, state, release_at, \
+                 window_closes_at, max_attempts, created_at, use_case) FROM STDIN",
+                rows,
+            )
+            .await
+        });
+    }
+    let mut copied = 0;
+    while let Some(r) = tasks.join_next().await {
+        copied += r??;
+    }
+    let copy_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(copied == total, "COPY stored {copied} rows, not {total}");
+    let rss = max_rss(rss, stack.stop().await);
+    let api_rate = total as f64 / api_secs;
+    let copy_rate = total as f64 / copy_secs;
+    Ok(BulkResult { jobs: total, per_request, clients, api_secs, api_rate, copy_secs, copy_rate, ratio: api_rate / copy_rate, rss })
+}
+
+// ---------------------------------------------------------------- run 2
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SingleResult {
+    pub clients: usize,
+    pub secs: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Run 2: `POST /v1/jobs` from 64 concurrent clients (an in-process load
+/// generator: one keep-alive connection per client).
+pub async fn single(opts: &Options) -> anyhow::Result<SingleResult> {
+    let clients = 64;
+    let secs = (30.0 * opts.scale).clamp(2.0, 30.0);
+    let warmup = Duration::from_secs_f64((secs / 10.0).min(2.0));
+    let stack = Stack::start("single", opts.stack(2, Duration::ZERO, vec![])).await?;
+    let tz = quiet_timezone();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let url = format!("{}/v1/jobs", stack.api);
+    let errors = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let measure_from = t0 + warmup;
+    let until = measure_from + Duration::from_secs_f64(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (http, url, key, tz, errors) = (http.clone(), url.clone(), stack.key.clone(), tz.clone(), Arc::clone(&errors));
+        tasks.spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(8192);
+            let mut n = 0u64;
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    return latencies;
+                }
+                n += 1;
+                let body = format!(r#"{{"model":"flux-schnell","input":{{"prompt":"single {c} {n}"}},"timezone":"{tz}"}}"#);
+                let ok = match http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send().await {
+                    Ok(r) => r.status() == 201 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if sent < measure_from {
+                    continue;
+                }
+                if ok {
+                    latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r?);
+    }
+    let _ = stack.stop().await;
+    all.sort_unstable();
+    let q = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |&us| us as f64 / 1000.0);
+    Ok(SingleResult {
+        clients,
+        secs,
+        requests: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        rate: all.len() as f64 / secs,
+        p50_ms: q(0.50),
+        p99_ms: q(0.99),
+        max_ms: all.last().map_or(0.0, |&us| us as f64 / 1000.0),
+    })
+}
+
+// ---------------------------------------------------------------- run 3
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BurstResult {
+    pub jobs: u64,
+    pub tenants: usize,
+    pub models: usize,
+    /// Seconds from the window opening until no job was `held`.
+    pub published_secs: f64,
+    /// Seconds from the window opening until every job was finished.
+    pub finished_secs: f64,
+    pub publish_rate: f64,
+    pub finish_rate: f64,
+    /// Jobs that finished (succeeded), of `jobs`.
+    pub succeeded: u64,
+    /// The run hit its time limit before everything finished.
+    pub timed_out: bool,
+    /// Bare `UPDATE jobs SET state = 'queued' WHERE id = ANY($1)` of the
+    /// same number of rows, in statements of `BARE_UPDATE_BATCH` ids.
+    pub bare_update_rate: Option<f64>,
+    /// Publish rate ÷ bare update rate.
+    pub ratio: Option<f64>,
+    /// Seconds the backlog's COPY took (setup, not measured against a target).
+    pub setup_copy_secs: f64,
+    pub rss: Rss,
+}
+
+/// The 20 models of the burst, priced 1 credit each (`OFFPEAK_PRICES`).
+pub fn burst_models() -> Vec<String> {
+    (0..20).map(|m| format!("bench-m{m:02}")).collect()
+}
+
+/// Run 3: `jobs` held jobs across 1,000 tenants and 20 models, all due at
+/// one instant a few seconds ahead; then publish and finish with 2 workers.
+pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Result<BurstResult> {
+    let models = burst_models();
+    let prices: Vec<String> = models.iter().map(|m| format!("{m}=1")).collect();
+    let stack = Stack::start("burst", opts.stack(2, Duration::ZERO, vec![("OFFPEAK_PRICES".into(), prices.join(","))])).await?;
+    let n_tenants = 1_000.min(jobs as usize);
+    let tenants = make_tenants(&stack.pool, n_tenants).await?;
+    let ids: Vec<Uuid> = (0..jobs).map(|_| Uuid::now_v7()).collect();
+    let rows = |release_at: DateTime<Utc>, ids: &[Uuid]| {
+        let (tenants, models) = (tenants.clone(), models.clone());
+        let close = release_at + chrono::Duration::hours(4);
+        let created = Utc::now();
+        ids.to_vec().into_iter().enumerate().map(move |(i, id)| {
+            let t = &tenants[i % tenants.len()];
+            let m = &models[(i / tenants.len()) % models.len()];
+            format!(
+                "{id}\t{t}\t{m}\t{{\"prompt\": \"burst {i}\"}}\tlow\tUTC\theld\t{}\t{}\t5\t{}\n",
+                ts(release_at),
+                ts(close),
+                ts(created)
+            )
+        })
+    };
+    const COLUMNS: &str = "(id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, created_at)";
+
+    // The baseline first, in the same database: an equivalent table, the
+    // same rows, and the bare UPDATE the release has to do at the least.
+    let mut conn = stack.pool.acquire().await?;
+    let far = Utc::now() + chrono::Duration::days(1);
+    sqlx::query("CREATE TABLE jobs_bare (LIKE jobs INCLUDING ALL)").execute(&mut *conn).await?;
+    let copy_started = Instant::now();
+    copy_rows(&mut conn, &format!("COPY jobs_bare {COLUMNS} FROM STDIN"), rows(far, &ids)).await?;
+    let copy_estimate = copy_started.elapsed();
+    let mut bare_update_rate = None;
+    if with_baseline {
+        sqlx::query("VACUUM ANALYZE jobs_bare").execute(&mut *conn).await?;
+        let started = Instant::now();
+        for chunk in ids.chunks(BARE_UPDATE_BATCH) {
+            sqlx::query("UPDATE jobs_bare SET state = 'queued' WHERE id = ANY($1)").bind(chunk).execute(&mut *conn).await?;
+        }
+        bare_update_rate = Some(jobs as f64 / started.elapsed().as_secs_f64());
+    }
+    sqlx::query("DROP TABLE jobs_bare").execute(&mut *conn).await?;
+
+    // The backlog: due at `opening`, far enough ahead for the COPY and a
+    // VACUUM ANALYZE (autovacuum would have done both during the day).
+    let opening = Utc::now() + chrono::Duration::from_std(copy_estimate * 2 + Duration::from_secs(5))?;
+    let copy_started = Instant::now();
+    copy_rows(&mut conn, &format!("COPY jobs {COLUMNS} FROM STDIN"), rows(opening, &ids)).await?;
+    sqlx::query("VACUUM ANALYZE jobs").execute(&mut *conn).await?;
+    let setup_copy_secs = copy_started.elapsed().as_secs_f64();
+    drop(conn);
+    let lead = (opening - Utc::now()).to_std().unwrap_or_default();
+    if lead.is_zero() {
+        eprintln!("bench: warning: the backlog was ready only after its window opened; the times below include the late part of the setup");
+    }
+    tokio::time::sleep(lead).await;
+
+    let timeout = Duration::from_secs_f64(opts.burst_timeout_secs);
+    let (published, finished, timed_out) = watch_until_done(&stack.pool, opening, timeout).await?;
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetch_one(&stack.pool).await?;
+    let rss = stack.stop().await;
+    let publish_rate = jobs as f64 / published;
+    Ok(BurstResult {
+        jobs,
+        tenants: n_tenants,
+        models: models.len(),
+        published_secs: published,
+        finished_secs: finished,
+        publish_rate,
+        finish_rate: if timed_out { succeeded as f64 / finished } else { jobs as f64 / finished },
+        succeeded: succeeded as u64,
+        timed_out,
+        bare_update_rate,
+        ratio: bare_update_rate.map(|b| publish_rate / b),
+        setup_copy_secs,
+        rss,
+    })
+}
+
+/// Polls (every 100 ms, with two cheap index probes) until no job is held
+/// and then none is open; returns seconds from `opening` to each, and
+/// whether `timeout` cut it short.
+async fn watch_until_done(pool: &PgPool, opening: DateTime<Utc>, timeout: Duration) -> anyhow::Result<(f64, f64, bool)> {
+    let since = |_: ()| (Utc::now() - opening).to_std().unwrap_or_default().as_secs_f64();
+    let deadline = Instant::now() + timeout;
+    let mut published = None;
+    loop {
+        if published.is_none() {
+            let held: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'held')").fetch_one(pool).await?;
+            if !held {
+                published = Some(since(()));
+            }
+        }
+        if published.is_some() {
+            let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))")
+                .fetch_one(pool)
+                .await?;
+            if !open {
+                let p = published.unwrap_or_default();
+                return Ok((p, since(()), false));
+            }
+        }
+        if Instant::now() > deadline {
+            let t = since(());
+            return Ok((published.unwrap_or(t), t, true));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------- run 4
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowResult {
+    pub jobs: u64,
+    pub latency_ms: u64,
+    pub workers: usize,
+    pub prefetch: u16,
+    pub batch_max: usize,
+    pub ideal_rate: f64,
+    /// Steady-state rate: jobs finished between the 10th and 90th
+    /// percentile of finish times, over that span.
+    pub rate: f64,
+    pub ratio: f64,
+}
+
+/// Run 4: the simulator answers each call after 500 ms.
+pub async fn slow(opts: &Options) -> anyhow::Result<SlowResult> {
+    let latency = Duration::from_millis(500);
+    let workers = 2;
+    let prefetch = opts.prefetch.unwrap_or(offpeak_worker::consumer::PREFETCH_DEFAULT);
+    let batch_max = opts.batch_max.unwrap_or(offpeak_scheduler::release::BATCH_MAX_DEFAULT);
+    let ideal_rate = (workers * prefetch as usize * batch_max) as f64 / latency.as_secs_f64();
+    // About 20 s of work at the ideal rate.
+    let jobs = ((ideal_rate * 20.0 * opts.scale.max(0.1)) as u64).max(batch_max as u64 * 8);
+    let stack = Stack::start("slow", opts.stack(workers, latency, vec![])).await?;
+    let tenants = make_tenants(&stack.pool, 20).await?;
+    let opening = Utc::now() + chrono::Duration::seconds(3);
+    let close = opening + chrono::Duration::hours(4);
+    let created = Utc::now();
+    let rows = (0..jobs as usize).map(|i| {
+        format!(
+            "{}\t{}\tflux-schnell\t{{\"prompt\": \"slow {i}\"}}\tlow\tUTC\theld\t{}\t{}\t5\t{}\n",
+            Uuid::now_v7(),
+            tenants[i % tenants.len()],
+            ts(opening),
+            ts(close),
+            ts(created)
+        )
+    });
+    let mut conn = stack.pool.acquire().await?;
+    copy_rows(
+        &mut conn,
+        "COPY jobs (id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, created_at) FROM STDIN",
+        rows,
+    )
+    .await?;
+    drop(conn);
+    tokio::time::sleep((opening - Utc::now()).to_std().unwrap_or_default()).await;
+    let (_, _, timed_out) = watch_until_done(&stack.pool, opening, Duration::from_secs(600)).await?;
+    anyhow::ensure!(!timed_out, "slow-provider run did not finish within 600 s");
+    let finished: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT finished_at FROM jobs ORDER BY finished_at").fetch_all(&stack.pool).await?;
+    let _ = stack.stop().await;
+    let (a, b) = (finished.len() / 10, finished.len() * 9 / 10);
+    let span = (finished[b] - finished[a]).to_std().unwrap_or_default().as_secs_f64().max(1e-3);
+    let rate = (b - a) as f64 / span;
+    Ok(SlowResult { jobs, latency_ms: latency.as_millis() as u64, workers, prefetch, batch_max, ideal_rate, rate, ratio: rate / ideal_rate })
+}
+
+// ---------------------------------------------------------------- run 6
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowResult {
+    pub openings: usize,
+    /// Window opening → the release round that published its first batch
+    /// (`jobs.queued_at`, the round's instant).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Window opening → a worker started its first job (`started_at`):
+    /// includes the publish, the broker and the worker's start.
+    pub started_p50_ms: f64,
+    pub started_p99_ms: f64,
+}
+
+/// Run 6: 100 window openings 137 ms apart (not a multiple of the release
+/// interval, so the openings fall at every phase of the loop), 5 jobs each,
+/// on an otherwise idle system.
+pub async fn window_precision(opts: &Options) -> anyhow::Result<WindowResult> {
+    let openings = ((100.0 * opts.scale).round() as usize).clamp(3, 100);
+    let stack = Stack::start("window", opts.stack(2, Duration::ZERO, vec![])).await?;
+    let tenants = make_tenants(&stack.pool, 10).await?;
+    let first = Utc::now() + chrono::Duration::seconds(3);
+    let created = Utc::now();
+    let rows = (0..openings).flat_map(|o| {
+        let at = first + chrono::Duration::milliseconds(137 * o as i64);
+        let tenant = tenants[o % tenants.len()];
+        (0..5).map(move |j| {
+            format!(
+                "{}\t{tenant}\tflux-schnell\t{{\"prompt\": \"window {o} {j}\"}}\tlow\tUTC\theld\t{}\t{}\t5\t{}\n",
+                Uuid::now_v7(),
+                ts(at),
+                ts(at + chrono::Duration::hours(4)),
+                ts(created)
+            )
+        })
+    });
+    let mut conn = stack.pool.acquire().await?;
+    copy_rows(
+        &mut conn,
+        "COPY jobs (id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, created_at) FROM STDIN",
+        rows,
+    )
+    .await?;
+    drop(conn);
+    tokio::time::sleep((first - Utc::now()).to_std().unwrap_or_default()).await;
+    let (_, _, timed_out) = watch_until_done(&stack.pool, first, Duration::from_secs(120)).await?;
+    anyhow::ensure!(!timed_out, "window run did not finish within 120 s");
+    let rows: Vec<(f64, f64)> = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM min(queued_at) - release_at)::float8 * 1000,
+                EXTRACT(EPOCH FROM min(started_at) - release_at)::float8 * 1000
+         FROM jobs GROUP BY release_at",
+    )
+    .fetch_all(&stack.pool)
+    .await?;
+    let _ = stack.stop().await;
+    let mut queued: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let mut started: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    queued.sort_by(f64::total_cmp);
+    started.sort_by(f64::total_cmp);
+    Ok(WindowResult {
+        openings,
+        p50_ms: quantile(&queued, 0.5),
+        p99_ms: quantile(&queued, 0.99),
+        max_ms: queued.last().copied().unwrap_or_default(),
+        started_p50_ms: quantile(&started, 0.5),
+        started_p99_ms: quantile(&started, 0.99),
+    })
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn scaled(n: u64, scale: f64, min: u64) -> u64 {
+    ((n as f64 * scale).round() as u64).max(min)
+}
+
+fn max_rss(a: Rss, b: Rss) -> Rss {
+    Rss {
+        scheduler: a.scheduler.max(b.scheduler),
+        workers: a.workers.iter().zip(b.workers.iter().chain(std::iter::repeat(&0))).map(|(x, y)| *x.max(y)).collect(),
+    }
+}
+
+/// A timestamp in the form PostgreSQL's text COPY reads.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A timezone whose off-peak window is more than two hours away, so the
+/// jobs of runs 1 and 2 stay `held` whenever the benchmark runs.
+fn quiet_timezone() -> String {
+    let now = Utc::now();
+    for name in ["UTC", "Asia/Tokyo", "America/New_York", "Australia/Sydney", "Asia/Kolkata"] {
+        let tz = window::parse_timezone(name).expect("known zone");
+        if window::next_window(tz, now, &WindowSpec::default()).opens_at > now + chrono::Duration::hours(2) {
+            return name.to_owned();
+        }
+    }
+    "Asia/Tokyo".to_owned()
+}
+
+/// `n` tenants (`bench-00000`, ...) without keys: the burst's jobs are
+/// copied in, not submitted.
+async fn make_tenants(pool: &PgPool, n: usize) -> anyhow::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
+    sqlx::query("INSERT INTO tenants (id, name, timezone) SELECT id, name, 'UTC' FROM unnest($1::uuid[], $2::text[]) AS u(id, name)")
+        .bind(&ids)
+        .bind(&names)
+        .execute(pool)
+        .await?;
+    Ok(ids)
+}
+
+/// Streams text-format rows through `COPY ... FROM STDIN`; returns the rows stored.
+async fn copy_rows(conn: &mut sqlx::PgConnection, statement: &str, rows: impl Iterator<Item = String>) -> anyhow::Result<u64> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut buf = String::with_capacity(COPY_CHUNK_BYTES + 4096);
+    for row in rows {
+        buf.push_str(&row);
+        if buf.len() >= COPY_CHUNK_BYTES {
+            copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+            buf.reserve(COPY_CHUNK_BYTES + 4096);
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.into_bytes()).await?;
+    }
+    Ok(copy.finish().await?)
+}
+
+impl Options {
+    fn stack(&self, workers: usize, sim_latency: Duration, mut env: Vec<(String, String)>) -> StackConfig {
+        if let Some(p) = self.prefetch {
+            env.push(("OFFPEAK_WORKER_PREFETCH".into(), p.to_string()));
+        }
+        if let Some(b) = self.batch_max {
+            env.push(("OFFPEAK_BATCH_MAX".into(), b.to_string()));
+        }
+        env.extend(self.env.iter().cloned());
+        StackConfig {
+            database_url: self.database_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            workers,
+            sim_latency,
+            env,
+            keep: self.keep,
+        }
+    }
+}

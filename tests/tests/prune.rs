@@ -1,0 +1,60 @@
+//! The pruner of `offpeak-scheduler serve`: finished jobs older than the
+//! retention period are deleted, in bounded passes; nothing else is.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use offpeak_scheduler::prune::{PruneConfig, Pruner};
+use offpeak_tests::harness::{EnvOptions, TestEnv};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_usage() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let inputs: Vec<_> = (0..7).map(|i| json!({"p": i})).collect();
+    let (status, _) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
+    assert_eq!(status, 201);
+    // Five finished 40 days before the clock (one of them with a usage
+    // ledger row), one finished yesterday, one still held.
+    sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $1
+         WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 5)",
+    )
+    .bind(at("2027-04-22T12:00:00Z"))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO usage_ledger (job_id, tenant_id, model, priority, credits, list_credits, finished_at)
+         SELECT id, tenant_id, model, priority, 2, 2, finished_at FROM jobs WHERE finished_at IS NOT NULL ORDER BY id LIMIT 1",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $1
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'held' ORDER BY id LIMIT 1)",
+    )
+    .bind(at("2027-05-31T12:00:00Z"))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    // Chunks of 2, at most 2 per pass: the first pass stops at its bound.
+    let config = PruneConfig { chunk: 2, chunks_per_pass: 2, ..PruneConfig::default() };
+    let pruner = Pruner::new(env.pool.clone(), env.shared_clock(), config);
+    let first = pruner.run_once().await.unwrap();
+    assert_eq!((first.jobs, first.more), (4, true));
+    let second = pruner.run_once().await.unwrap();
+    assert_eq!((second.jobs, second.more), (1, false));
+    assert_eq!(pruner.run_once().await.unwrap().jobs, 0);
+
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs ORDER BY id").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(states, ["cancelled", "held"], "yesterday's finished job and the held one stay");
+    let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(ledger, 1, "usage outlives pruning");
+}
