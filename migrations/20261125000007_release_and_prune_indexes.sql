@@ -14,6 +14,7 @@ DROP INDEX jobs_held_due;
 -- jobs by finish time, so each chunk reads only the jobs it deletes instead
 -- of scanning the table. `finished_at` is set exactly on terminal jobs
 -- (CHECK jobs_terminal_has_finished_at).
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- The dashboard's migration (000006) created this same index first.
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 -- Pruning batches: those published before the cutoff.
 CREATE INDEX batches_published ON batches (published_at);
