@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# One image with all three offpeak binaries:
+# One image with all offpeak binaries:
 #   offpeak-scheduler  (HTTP API + release loop; `migrate`, operator commands)
 #   offpeak-worker     (batch consumer)
 #   provider-sim       (the provider simulator, for compose and demos)
+#   offpeak-bench      (the pipeline benchmark of BENCHMARKS.md)
 #
 # Build from the repository root (the build context must be the root):
 #     docker build -t offpeak:dev .
@@ -36,12 +37,13 @@ RUN set -eux; \
     echo 'fn main() {}' > scheduler/src/main.rs; \
     echo 'fn main() {}' > worker/src/main.rs; \
     echo 'fn main() {}' > tests/src/bin/provider-sim.rs; \
+    echo 'fn main() {}' > tests/src/bin/offpeak-bench.rs; \
     cargo build --release --locked --workspace --bins; \
     # Forget the stub builds of our own crates so the real sources are
     # always recompiled below, whatever their timestamps.
     rm -rf target/release/.fingerprint/offpeak-* \
            target/release/deps/offpeak_* target/release/deps/liboffpeak_* \
-           target/release/deps/provider_sim-*
+           target/release/deps/provider_sim-* target/release/deps/offpeak_bench-*
 
 # 2. The real sources (migrations are embedded by `sqlx::migrate!`).
 COPY migrations migrations
@@ -53,7 +55,8 @@ RUN set -eux; \
     find shared scheduler worker tests -name '*.rs' -exec touch {} +; \
     cargo build --release --locked --workspace --bins; \
     mkdir -p /out; \
-    cp target/release/offpeak-scheduler target/release/offpeak-worker target/release/provider-sim /out/
+    cp target/release/offpeak-scheduler target/release/offpeak-worker target/release/provider-sim \
+       target/release/offpeak-bench /out/
 
 # -------------------------------------------------------------- runtime ----
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -68,7 +71,7 @@ RUN set -eux; \
     useradd --system --uid 10001 --gid offpeak --home-dir /nonexistent --no-create-home \
             --shell /usr/sbin/nologin offpeak
 
-COPY --from=build /out/offpeak-scheduler /out/offpeak-worker /out/provider-sim /usr/local/bin/
+COPY --from=build /out/offpeak-scheduler /out/offpeak-worker /out/provider-sim /out/offpeak-bench /usr/local/bin/
 
 # Defaults suited to a container (the binaries' own defaults listen on
 # 127.0.0.1, which is unreachable from outside a container). Everything else
