@@ -21,7 +21,7 @@ use uuid::Uuid;
 use offpeak_shared::db::cache;
 use offpeak_shared::db::jobs::{Admission, Admitted, NewInput, NewJob};
 use offpeak_shared::db::quota::{self, Exceeded};
-use offpeak_shared::db::tenants::Tenant;
+use offpeak_shared::db::tenants::{self as tenants_db, Tenant};
 use offpeak_shared::job::PriceTable;
 use offpeak_shared::window::parse_timezone;
 
@@ -109,6 +109,13 @@ pub async fn admit(
     // Every job counts against the tenant's day of its submission, limit
     // or not, so a limit set at noon counts the morning's work too; only a
     // tenant with a limit takes the lock and checks.
+    // The limits and timezone as stored now, not as the API's key cache
+    // (a few seconds old) has them: a limit applies from the next submission.
+    let mut current = tenant.clone();
+    if let Some((timezone, daily, per_user)) = tenants_db::quota_settings(&mut *conn, tenant.id).await? {
+        (current.timezone, current.daily_credits, current.user_daily_credits) = (timezone, daily, per_user);
+    }
+    let tenant = &current;
     let limits = tenant.limits();
     let (day, resets_at) = tenant_day(tenant, now);
     let requested = misses.saturating_mul(reserved_per_job);

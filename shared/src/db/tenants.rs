@@ -171,3 +171,13 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
     .fetch_optional(db)
     .await
 }
+
+/// A tenant's quota settings as stored now: timezone and limits. Read in
+/// the submission's transaction, so a limit changed by `tenant update`
+/// applies to the next submission, whatever the API's key cache holds.
+pub async fn quota_settings<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<(String, Option<i64>, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT timezone, daily_credits, user_daily_credits FROM tenants WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
