@@ -11,6 +11,7 @@
 //!    (and the user's) daily limit, under a lock on the tenant's day, or the
 //!    whole submission is refused (see `offpeak_shared::db::quota`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -18,7 +19,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use offpeak_shared::db::cache;
+use offpeak_shared::db::cache::{self, CacheHit};
 use offpeak_shared::db::jobs::{Admission, Admitted, NewInput, NewJob};
 use offpeak_shared::db::quota::{self, Exceeded};
 use offpeak_shared::db::tenants::{self as tenants_db, Tenant};
@@ -111,10 +112,8 @@ pub async fn admit(
     // tenant with a limit takes the lock and checks.
     // The limits and timezone as stored now, not as the API's key cache
     // (a few seconds old) has them: a limit applies from the next submission.
-    let mut current = tenant.clone();
-    if let Some((timezone, daily, per_user)) = tenants_db::quota_settings(&mut *conn, tenant.id).await? {
-        (current.timezone, current.daily_credits, current.user_daily_credits) = (timezone, daily, per_user);
-    }
+    let settings = tenants_db::quota_settings(&mut *conn, tenant.id).await?;
+    let current = as_stored(tenant, settings);
     let tenant = &current;
     let limits = tenant.limits();
     let (day, resets_at) = tenant_day(tenant, now);
@@ -138,6 +137,135 @@ pub async fn admit(
         })
         .collect();
     Ok(Ok((admitted, Admission { quota_day, reserved_per_job, list_price })))
+}
+
+/// The tenant with its timezone and limits as stored now (`settings`, from
+/// `tenants::quota_settings`), not as the API's key cache has them.
+fn as_stored(tenant: &Tenant, settings: Option<(String, Option<i64>, Option<i64>)>) -> Tenant {
+    let mut current = tenant.clone();
+    if let Some((timezone, daily, per_user)) = settings {
+        (current.timezone, current.daily_credits, current.user_daily_credits) = (timezone, daily, per_user);
+    }
+    current
+}
+
+/// One single submission (`POST /v1/jobs` without an `Idempotency-Key`)
+/// of a group admitted and inserted together (see [`crate::group_commit`]).
+#[derive(Debug, Clone)]
+pub struct Single {
+    pub tenant: Tenant,
+    pub job: NewJob,
+    pub input: Value,
+    /// The submitter did not opt out of the cache.
+    pub use_cache: bool,
+}
+
+/// [`admit`] for a group of single submissions, each of its own tenant,
+/// model and user, in one transaction and a few set-based statements: one
+/// cache lookup for all, one read of the tenants' limits, one lock per
+/// tenant's day that has a limit (taken in sorted order, so groups admitted
+/// concurrently cannot deadlock) and one sum per day and user. The group is
+/// admitted in order, each submission counting the ones admitted before it,
+/// exactly as if each had been admitted alone in that order: a refusal
+/// refuses that submission only.
+///
+/// # Errors
+/// Database errors only; a refusal is that submission's `Err(..)`.
+pub async fn admit_each(
+    conn: &mut PgConnection,
+    group: &[Single],
+    cache_config: CacheConfig,
+    prices: &PriceTable,
+) -> Result<Vec<Result<(NewInput, Admission), Refused>>, sqlx::Error> {
+    let keys: Vec<Option<Vec<u8>>> = group
+        .iter()
+        .map(|s| (s.use_cache && cache_config.enabled()).then(|| offpeak_shared::cache_key(s.tenant.id, &s.job.model, &s.input)))
+        .collect();
+    let mut lookup_keys: Vec<Vec<u8>> = keys.iter().flatten().cloned().collect();
+    lookup_keys.sort();
+    lookup_keys.dedup();
+    // The newest submission's TTL start: a result is used only if it is
+    // within the TTL for every submission of the group.
+    let newest = group.iter().map(|s| s.job.created_at).max().unwrap_or_default();
+    let hits = cache::lookup(conn, &lookup_keys, cache_config.since(newest)).await?;
+
+    let mut tenant_ids: Vec<Uuid> = group.iter().map(|s| s.tenant.id).collect();
+    tenant_ids.sort();
+    tenant_ids.dedup();
+    let mut settings = tenants_db::quota_settings_many(&mut *conn, &tenant_ids).await?;
+    let current: HashMap<Uuid, Tenant> = group
+        .iter()
+        .map(|s| (s.tenant.id, as_stored(&s.tenant, settings.remove(&s.tenant.id))))
+        .collect();
+
+    struct Plan<'a> {
+        tenant: &'a Tenant,
+        hit: Option<CacheHit>,
+        admission: Admission,
+        requested: i64,
+        resets_at: DateTime<chrono_tz::Tz>,
+    }
+    let plans: Vec<Plan> = group
+        .iter()
+        .zip(&keys)
+        .map(|(s, key)| {
+            let tenant = &current[&s.tenant.id];
+            let charge = prices.charge(&s.job.model, s.job.priority);
+            let hit = key.as_ref().and_then(|k| hits.get(k)).cloned();
+            let (day, resets_at) = tenant_day(tenant, s.job.created_at);
+            let reserved_per_job = charge.map_or(0, |c| c.charged);
+            let requested = if hit.is_some() || !tenant.limits().any() { 0 } else { reserved_per_job };
+            let admission = Admission { quota_day: Some(day), reserved_per_job, list_price: charge.map_or(0, |c| c.list) };
+            Plan { tenant, hit, admission, requested, resets_at }
+        })
+        .collect();
+
+    let mut days: Vec<(Uuid, NaiveDate)> =
+        plans.iter().filter(|p| p.requested > 0).filter_map(|p| Some((p.tenant.id, p.admission.quota_day?))).collect();
+    days.sort();
+    days.dedup();
+    for (tenant_id, day) in &days {
+        quota::lock_day(&mut *conn, *tenant_id, *day).await?;
+    }
+
+    // What each locked day and each of its users has used, read once and
+    // then counted on as the group is admitted.
+    let mut day_used: HashMap<(Uuid, NaiveDate), i64> = HashMap::new();
+    let mut user_used: HashMap<(Uuid, NaiveDate, String), i64> = HashMap::new();
+    let mut out = Vec::with_capacity(group.len());
+    for ((s, key), p) in group.iter().zip(keys).zip(plans) {
+        let day = p.admission.quota_day.unwrap_or_default();
+        if p.requested > 0 {
+            let user = s.job.user_id.as_deref();
+            let user_key = user.map(|u| (p.tenant.id, day, u.to_owned()));
+            let known_user = user_key.as_ref().is_none_or(|k| user_used.contains_key(k));
+            if !day_used.contains_key(&(p.tenant.id, day)) || !known_user {
+                let read = quota::used(&mut *conn, p.tenant.id, day, user).await?;
+                day_used.entry((p.tenant.id, day)).or_insert(read.tenant);
+                if let Some(k) = &user_key {
+                    user_used.entry(k.clone()).or_insert(read.user);
+                }
+            }
+            let used = quota::Used {
+                tenant: day_used[&(p.tenant.id, day)],
+                user: user_key.as_ref().map_or(0, |k| user_used[k]),
+            };
+            if let Err(exceeded) = quota::check(p.tenant.limits(), used, user, p.requested) {
+                out.push(Err(Refused { exceeded, day, resets_at: p.resets_at }));
+                continue;
+            }
+            *day_used.entry((p.tenant.id, day)).or_default() += p.requested;
+            if let Some(k) = user_key {
+                *user_used.entry(k).or_default() += p.requested;
+            }
+        }
+        let admitted = match p.hit {
+            Some(hit) => Admitted::CacheHit(hit),
+            None => Admitted::Held,
+        };
+        out.push(Ok((NewInput { id: s.job.id, input: s.input.clone(), cache_key: key, admitted }, p.admission)));
+    }
+    Ok(out)
 }
 
 /// The message of a quota refusal: which limit, what the day has used,

@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// a changed tenant takes effect within this time (0: look up every request).
     #[arg(long, env = "OFFPEAK_AUTH_CACHE_SECS", default_value_t = crate::api::auth::AUTH_CACHE_TTL_DEFAULT.as_secs())]
     pub auth_cache_secs: u64,
+    /// Transactions that commit single submissions (`POST /v1/jobs` without an Idempotency-Key)
+    /// in groups: each takes whatever submissions are waiting and commits them with one WAL flush.
+    /// Each holds a database connection while it commits; keep it below OFFPEAK_DB_MAX_CONNECTIONS.
+    #[arg(long, env = "OFFPEAK_SUBMIT_LANES", default_value_t = crate::group_commit::LANES_DEFAULT)]
+    pub submit_lanes: usize,
+    /// The most single submissions one group commit takes.
+    #[arg(long, env = "OFFPEAK_SUBMIT_GROUP_MAX", default_value_t = crate::group_commit::MAX_GROUP_DEFAULT)]
+    pub submit_group_max: usize,
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
@@ -368,6 +376,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cache,
         operator_token,
         auth_cache_ttl: Duration::from_secs(a.auth_cache_secs),
+        group_commit: crate::group_commit::GroupCommitConfig { lanes: a.submit_lanes, max_group: a.submit_group_max },
     };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod coalesce;
 pub mod firing;
+pub mod group_commit;
 pub mod metrics;
 pub mod ops;
 pub mod prune;

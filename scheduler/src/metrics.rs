@@ -43,6 +43,18 @@ pub static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+pub static SUBMIT_GROUP_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_submit_group_size",
+        "Single submissions (POST /v1/jobs without Idempotency-Key) committed together in one transaction",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+    )
+    .expect("metric registers once")
+});
+pub static SUBMIT_GROUP_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_submit_group_retries_total", "Groups of submissions whose transaction failed, retried one submission at a time")
+        .expect("metric registers once")
+});
 pub static BATCHES_RESCUED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("offpeak_batches_rescued_total", "Batches published again because they made no progress within the visibility timeout")
         .expect("metric registers once")

@@ -49,7 +49,14 @@ pub async fn serve(
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
     let auth = Arc::new(api::auth::AuthCache::new(api_config.auth_cache_ttl));
-    let state = AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth };
+    let groups = crate::group_commit::GroupCommit::start(
+        pool.clone(),
+        api_config.cache,
+        api_config.prices.clone(),
+        api_config.group_commit,
+    );
+    let state =
+        AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth, groups };
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(cfg) = loops.release {
         let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg);

@@ -419,6 +419,17 @@ pub async fn submit(
             return replay(row, &request_hash);
         }
     }
+    let list_price = state.config.prices.charge(&job.model, job.priority).map_or(0, |c| c.list);
+    if idempotency.is_none() {
+        // Without a key, the submission is committed together with others
+        // waiting at the same moment (see `crate::group_commit`).
+        let created_at = job.created_at;
+        let single = crate::admission::Single { tenant: tenant.clone(), job, input: req.input, use_cache: req.cache };
+        return match state.groups.submit(single).await.map_err(ApiError::internal)?? {
+            Ok(row) => Ok(created(&tenant, row, list_price)),
+            Err(refused) => Err(refusal(&tenant, created_at, &refused)),
+        };
+    }
     let mut tx = state.pool.begin().await?;
     let (inputs, admission) =
         admit(&mut tx, &state, &tenant, &job, vec![(job.id, req.input)], req.cache).await?;
@@ -426,13 +437,7 @@ pub async fn submit(
     match outcome {
         InsertOutcome::Inserted(row) => {
             tx.commit().await?;
-            tracing::debug!(job_id = %row.id, tenant_id = %tenant.id, model = %row.model, state = %row.state,
-                release_at = %row.release_at, cache_hit = row.cache_hit, "job submitted");
-            metrics::JOBS_SUBMITTED.with_label_values(&[&row.model, &row.priority]).inc();
-            if row.cache_hit {
-                count_cache_hits(&row.model, "submit", 1, admission.list_price);
-            }
-            Ok((StatusCode::CREATED, Json(JobView::from(row))).into_response())
+            Ok(created(&tenant, row, list_price))
         }
         InsertOutcome::Existing(row) => {
             // Nothing was stored: the transaction ends without a commit.
@@ -440,6 +445,17 @@ pub async fn submit(
             replay(row, &request_hash)
         }
     }
+}
+
+/// The 201 of a stored submission, logged and counted.
+fn created(tenant: &Tenant, row: JobRow, list_price: i64) -> Response {
+    tracing::debug!(job_id = %row.id, tenant_id = %tenant.id, model = %row.model, state = %row.state,
+        release_at = %row.release_at, cache_hit = row.cache_hit, "job submitted");
+    metrics::JOBS_SUBMITTED.with_label_values(&[&row.model, &row.priority]).inc();
+    if row.cache_hit {
+        count_cache_hits(&row.model, "submit", 1, list_price);
+    }
+    (StatusCode::CREATED, Json(JobView::from(row))).into_response()
 }
 
 /// The answer to a request whose `Idempotency-Key` is taken: the original
@@ -465,33 +481,34 @@ async fn admit(
 ) -> ApiResult<(Vec<NewInput>, Admission)> {
     match crate::admission::admit(tx, tenant, template, inputs, use_cache, state.config.cache, &state.config.prices).await? {
         Ok(admitted) => Ok(admitted),
-        Err(refused) => {
-            let scope = match &refused.exceeded.scope {
-                Scope::Tenant => "tenant",
-                Scope::User(_) => "user",
-            };
-            metrics::QUOTA_REFUSALS.with_label_values(&[scope]).inc();
-            let retry_after = (refused.resets_at.with_timezone(&Utc) - template.created_at).num_seconds().max(1) as u64;
-            let mut err = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "quota_exceeded",
-                crate::admission::refusal_message(tenant, &refused),
-            );
-            if let Scope::User(_) = refused.exceeded.scope {
-                err = err.with_field("user_id");
-            }
-            err.details = Some(serde_json::json!({
-                "scope": scope,
-                "limit": refused.exceeded.limit,
-                "used": refused.exceeded.used,
-                "requested": refused.exceeded.requested,
-                "day": refused.day,
-                "resets_at": refused.resets_at.with_timezone(&Utc),
-            }));
-            err.retry_after = Some(retry_after);
-            Err(err)
-        }
+        Err(refused) => Err(refusal(tenant, template.created_at, &refused)),
     }
+}
+
+/// A quota refusal as the 429 that names the limit, what is used and when
+/// it resets (`Retry-After`: the seconds until then from `submitted_at`).
+fn refusal(tenant: &Tenant, submitted_at: DateTime<Utc>, refused: &crate::admission::Refused) -> ApiError {
+    let scope = match &refused.exceeded.scope {
+        Scope::Tenant => "tenant",
+        Scope::User(_) => "user",
+    };
+    metrics::QUOTA_REFUSALS.with_label_values(&[scope]).inc();
+    let retry_after = (refused.resets_at.with_timezone(&Utc) - submitted_at).num_seconds().max(1) as u64;
+    let mut err =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", crate::admission::refusal_message(tenant, refused));
+    if let Scope::User(_) = refused.exceeded.scope {
+        err = err.with_field("user_id");
+    }
+    err.details = Some(serde_json::json!({
+        "scope": scope,
+        "limit": refused.exceeded.limit,
+        "used": refused.exceeded.used,
+        "requested": refused.exceeded.requested,
+        "day": refused.day,
+        "resets_at": refused.resets_at.with_timezone(&Utc),
+    }));
+    err.retry_after = Some(retry_after);
+    err
 }
 
 /// Counts cache hits and what they saved.

@@ -73,6 +73,8 @@ pub struct ApiConfig {
     pub operator_token: Option<crate::ui::auth::OperatorToken>,
     /// How long a replica trusts a key it looked up (see [`auth`]); zero looks every request up.
     pub auth_cache_ttl: std::time::Duration,
+    /// How single submissions are committed together (see [`crate::group_commit`]).
+    pub group_commit: crate::group_commit::GroupCommitConfig,
 }
 
 impl Default for ApiConfig {
@@ -86,6 +88,7 @@ impl Default for ApiConfig {
             cache: crate::admission::CacheConfig::default(),
             operator_token: None,
             auth_cache_ttl: auth::AUTH_CACHE_TTL_DEFAULT,
+            group_commit: crate::group_commit::GroupCommitConfig::default(),
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct AppState {
     pub publisher: Option<Publisher>,
     /// Tenants by API key, for `config.auth_cache_ttl`.
     pub auth: Arc<auth::AuthCache>,
+    /// The lanes single submissions are committed through.
+    pub groups: crate::group_commit::GroupCommit,
 }
 
 /// The whole API as a router; `startup` serves it, tests too.

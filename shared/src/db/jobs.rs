@@ -92,6 +92,17 @@ pub enum Admitted {
     Refused(Value),
 }
 
+impl Admitted {
+    /// The state the job is stored in.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Admitted::Held => "held",
+            Admitted::CacheHit(_) => "succeeded",
+            Admitted::Refused(_) => "failed",
+        }
+    }
+}
+
 /// How a submission counts against quotas and what its cache hits saved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Admission {
@@ -132,14 +143,121 @@ fn insert_sql(returning: &str) -> String {
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ),
-         ledger AS (
+         {ledger}
+         SELECT {returning} FROM ins",
+        ledger = ledger_of_cache_hits("$23", "ins")
+    )
+}
+
+/// The CTE that writes the usage ledger rows of the cache hits among the
+/// jobs an `ins` CTE inserted: 0 credits, `list` (an SQL expression over
+/// `from`) as the list price they saved.
+fn ledger_of_cache_hits(list: &str, from: &str) -> String {
+    format!(
+        "ledger AS (
              INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
                                        credits, list_credits, cache_hit, finished_at)
-             SELECT id, tenant_id, user_id, model, use_case, priority, 0, $23, true, finished_at
-             FROM ins WHERE cache_hit
-         )
-         SELECT {returning} FROM ins"
+             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, {list}, true, ins.finished_at
+             FROM {from} WHERE ins.cache_hit
+         )"
     )
+}
+
+/// Inserts jobs that share nothing (each its own tenant, model, template
+/// and admission; none under an `Idempotency-Key`) in one statement, every
+/// column through `unnest`: the group commit of single submissions (see the
+/// scheduler's `group_commit`). Returns the rows in the order given.
+///
+/// # Errors
+/// Database errors only; nothing is inserted then.
+pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &Admission)]) -> Result<Vec<JobRow>, sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH u AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[],
+                                  $8::jsonb[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::int4[],
+                                  $13::timestamptz[], $14::text[], $15::bytea[], $16::uuid[], $17::jsonb[], $18::jsonb[],
+                                  $19::date[], $20::int8[], $21::int8[])
+                 AS u(id, tenant_id, model, input, priority, timezone, user_id, metadata, state, release_at,
+                      window_closes_at, max_attempts, created_at, use_case, cache_key, source, result, error,
+                      quota_day, reserved, list)
+         ),
+         ins AS (
+             INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
+                 state, release_at, window_closes_at, max_attempts, created_at, use_case,
+                 cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
+             SELECT id, tenant_id, model, input, priority, timezone, user_id, metadata,
+                 state, release_at, window_closes_at, max_attempts, created_at, use_case,
+                 cache_key, source, result, error, state = 'succeeded',
+                 CASE WHEN state = 'held' THEN NULL ELSE 0 END,
+                 CASE WHEN state = 'held' THEN NULL ELSE created_at END,
+                 quota_day, CASE WHEN state = 'held' THEN reserved ELSE 0 END
+             FROM u
+             RETURNING *
+         ),
+         {ledger}
+         SELECT {JOB_COLUMNS} FROM ins",
+        ledger = ledger_of_cache_hits("u.list", "ins JOIN u USING (id)")
+    );
+    let (mut ids, mut tenants, mut models, mut inputs, mut priorities, mut timezones, mut users, mut metadata) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut states, mut release_at, mut closes_at, mut attempts, mut created_at, mut use_cases) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut keys, mut sources, mut results, mut errors, mut days, mut reserved, mut lists) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (t, i, a) in jobs {
+        ids.push(i.id);
+        tenants.push(t.tenant_id);
+        models.push(t.model.as_str());
+        inputs.push(&i.input);
+        priorities.push(t.priority.as_str());
+        timezones.push(t.timezone.as_str());
+        users.push(t.user_id.as_deref());
+        metadata.push(t.metadata.as_ref());
+        states.push(i.admitted.state());
+        release_at.push(t.release_at);
+        closes_at.push(t.window_closes_at);
+        attempts.push(t.max_attempts);
+        created_at.push(t.created_at);
+        use_cases.push(t.use_case.as_deref());
+        keys.push(i.cache_key.as_deref());
+        sources.push(if let Admitted::CacheHit(h) = &i.admitted { Some(h.source) } else { None });
+        results.push(if let Admitted::CacheHit(h) = &i.admitted { Some(&h.result) } else { None });
+        errors.push(if let Admitted::Refused(e) = &i.admitted { Some(e) } else { None });
+        days.push(a.quota_day);
+        reserved.push(a.reserved_per_job);
+        lists.push(a.list_price);
+    }
+    let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(&ids)
+        .bind(tenants)
+        .bind(models)
+        .bind(inputs)
+        .bind(priorities)
+        .bind(timezones)
+        .bind(users)
+        .bind(metadata)
+        .bind(states)
+        .bind(release_at)
+        .bind(closes_at)
+        .bind(attempts)
+        .bind(created_at)
+        .bind(use_cases)
+        .bind(keys)
+        .bind(sources)
+        .bind(results)
+        .bind(errors)
+        .bind(days)
+        .bind(reserved)
+        .bind(lists)
+        .fetch_all(conn)
+        .await?;
+    let mut by_id: std::collections::HashMap<Uuid, JobRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    ids.iter()
+        .map(|id| by_id.remove(id).ok_or_else(|| sqlx::Error::Protocol(format!("job {id} was not returned by its insert"))))
+        .collect()
 }
 
 fn bind_insert<'q, O>(
@@ -152,14 +270,7 @@ fn bind_insert<'q, O>(
     let ids: Vec<Uuid> = inputs.iter().map(|i| i.id).collect();
     let values: Vec<&Value> = inputs.iter().map(|i| &i.input).collect();
     let keys: Vec<Option<&[u8]>> = inputs.iter().map(|i| i.cache_key.as_deref()).collect();
-    let states: Vec<&str> = inputs
-        .iter()
-        .map(|i| match i.admitted {
-            Admitted::Held => "held",
-            Admitted::CacheHit(_) => "succeeded",
-            Admitted::Refused(_) => "failed",
-        })
-        .collect();
+    let states: Vec<&str> = inputs.iter().map(|i| i.admitted.state()).collect();
     let sources: Vec<Option<Uuid>> =
         inputs.iter().map(|i| if let Admitted::CacheHit(h) = &i.admitted { Some(h.source) } else { None }).collect();
     let results: Vec<Option<&Value>> =

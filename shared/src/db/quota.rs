@@ -97,23 +97,42 @@ pub async fn reserve(
     limits: Limits,
     requested: i64,
 ) -> Result<Result<Used, Exceeded>, sqlx::Error> {
-    // A 64-bit hash of (tenant, day): a collision only makes two tenants
-    // wait for each other's submissions now and then.
+    lock_day(&mut *conn, tenant_id, day).await?;
+    let used = used(&mut *conn, tenant_id, day, user_id).await?;
+    Ok(check(limits, used, user_id, requested).map(|()| used))
+}
+
+/// Locks the tenant's day until the caller's transaction ends: every
+/// reservation against that day waits for it. A transaction that locks
+/// several days must lock them in one order (sorted), or two such
+/// transactions could wait for each other.
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_day(conn: &mut PgConnection, tenant_id: Uuid, day: NaiveDate) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 2026))")
         .bind(tenant_id)
         .bind(day)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-    let used = used(&mut *conn, tenant_id, day, user_id).await?;
+    Ok(())
+}
+
+/// Whether `requested` more credits fit `limits` on top of `used` (read
+/// under [`lock_day`]): the tenant's limit first, then the user's.
+///
+/// # Errors
+/// The limit that would be exceeded.
+pub fn check(limits: Limits, used: Used, user_id: Option<&str>, requested: i64) -> Result<(), Exceeded> {
     if let Some(limit) = limits.tenant {
         if used.tenant.saturating_add(requested) > limit {
-            return Ok(Err(Exceeded { scope: Scope::Tenant, limit, used: used.tenant, requested }));
+            return Err(Exceeded { scope: Scope::Tenant, limit, used: used.tenant, requested });
         }
     }
     if let (Some(limit), Some(user)) = (limits.per_user, user_id) {
         if used.user.saturating_add(requested) > limit {
-            return Ok(Err(Exceeded { scope: Scope::User(user.to_owned()), limit, used: used.user, requested }));
+            return Err(Exceeded { scope: Scope::User(user.to_owned()), limit, used: used.user, requested });
         }
     }
-    Ok(Ok(used))
+    Ok(())
 }

@@ -181,3 +181,20 @@ pub async fn quota_settings<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Opt
         .fetch_optional(db)
         .await
 }
+
+/// [`quota_settings`] of many tenants in one query, by id; unknown ids are
+/// left out.
+///
+/// # Errors
+/// Database errors only.
+pub async fn quota_settings_many<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, (String, Option<i64>, Option<i64>)>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT id, timezone, daily_credits, user_daily_credits FROM tenants WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(id, tz, daily, user)| (id, (tz, daily, user))).collect())
+}
