@@ -43,6 +43,9 @@
 # apt sources, else deb.debian.org), RUST_VERSION (default 1.95, as the
 # Dockerfile), RUST_TOOLCHAIN_DIR (default: the host's rustup toolchain whose
 # rustc reports RUST_VERSION).
+# EXTRA_CA_CERTS_DIR (default /usr/local/share/ca-certificates; empty for
+# none): *.crt files the rust stand-in trusts, for a host whose egress to
+# crates.io goes through a TLS-intercepting proxy (the build stage runs cargo).
 # Needs root (debootstrap), debootstrap, podman (or docker) and network
 # access to the Debian mirror; crates.io is reached later by the image build.
 # Takes a few minutes on 2 cores (debootstrap about 1-2 min, each stand-in
@@ -183,6 +186,15 @@ build_rust() {
     [[ -x $rustup_bin ]] || die "rustup binary not found (set RUSTUP_BIN)"
     local ctx=$work/rust; mkdir -p "$ctx"
     cp "$rustup_bin" "$ctx/rustup"
+    # cargo fetches crates through this host's network: when that needs extra
+    # CA certificates (a TLS-intercepting egress proxy), the build stage must
+    # trust them too. Public certificates only; none is the default elsewhere.
+    rm -rf "$ctx/ca"; mkdir -p "$ctx/ca"
+    local ca_dir=${EXTRA_CA_CERTS_DIR-/usr/local/share/ca-certificates}
+    if [[ -n $ca_dir ]] && compgen -G "$ca_dir/*.crt" >/dev/null; then
+        cp "$ca_dir"/*.crt "$ctx/ca/"
+        say "rust stand-in trusts the host's extra CA certificates: $(cd "$ctx/ca" && echo *.crt)"
+    fi
     cat >"$ctx/Containerfile" <<EOF
 FROM $debian_image
 LABEL org.opencontainers.image.description="offpeak offline stand-in for rust:${rust_version}-${suite}: Debian + host toolchain $full"
@@ -194,6 +206,8 @@ RUN set -eux; apt-get update; \\
     apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev ca-certificates curl git; \\
     rm -rf /var/lib/apt/lists/*
 COPY rustup /usr/local/cargo/bin/rustup
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 RUN set -eux; tc=$full-x86_64-unknown-linux-gnu; \\
     mkdir -p "\$RUSTUP_HOME/toolchains/\$tc" "\$RUSTUP_HOME/downloads" "\$RUSTUP_HOME/tmp"; \\
     tar -C /mnt/toolchain --exclude=./share/doc -cf - . | tar -C "\$RUSTUP_HOME/toolchains/\$tc" -xf -; \\
