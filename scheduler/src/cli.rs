@@ -121,6 +121,7 @@ pub struct ServeArgs {
     /// Transactions that commit single submissions (`POST /v1/jobs` without an Idempotency-Key)
     /// in groups: each takes whatever submissions are waiting and commits them with one WAL flush.
     /// Each holds a database connection while it commits; keep it below OFFPEAK_DB_MAX_CONNECTIONS.
+    /// 0 commits each submission in its own transaction.
     #[arg(long, env = "OFFPEAK_SUBMIT_LANES", default_value_t = crate::group_commit::LANES_DEFAULT)]
     pub submit_lanes: usize,
     /// The most single submissions one group commit takes.

@@ -80,24 +80,35 @@ struct Pending {
 /// the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+    /// `None` when group commit is off (zero lanes).
+    queue: Option<mpsc::Sender<Pending>>,
 }
 
-/// Why a submission got no outcome: the lanes are gone (they stop only
-/// when the process does).
+/// Why a submission got no outcome: there are no lanes (group commit is
+/// off) or they are gone (they stop only when the process does).
 #[derive(Debug, thiserror::Error)]
-#[error("the submission lanes have stopped")]
+#[error("no submission lanes are running")]
 pub struct Stopped;
 
 impl GroupCommit {
-    /// Spawns `config.lanes` lanes on the current runtime.
+    /// Spawns `config.lanes` lanes on the current runtime; zero lanes turn
+    /// group commit off ([`GroupCommit::enabled`] is then false and callers
+    /// commit each submission on its own).
     pub fn start(pool: PgPool, cache: CacheConfig, prices: PriceTable, config: GroupCommitConfig) -> Self {
+        if config.lanes == 0 {
+            return Self { queue: None };
+        }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let lane = Arc::new(Lane { pool, cache, prices, max_group: config.max_group.max(1), queue: Mutex::new(rx) });
-        for _ in 0..config.lanes.max(1) {
+        for _ in 0..config.lanes {
             tokio::spawn(Arc::clone(&lane).run());
         }
-        Self { queue }
+        Self { queue: Some(queue) }
+    }
+
+    /// Whether submissions go through lanes.
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
     }
 
     /// Admits and stores `single` with whatever else is waiting, and
@@ -108,7 +119,8 @@ impl GroupCommit {
     /// database errors.
     pub async fn submit(&self, single: Single) -> Result<Outcome, Stopped> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Pending { single, reply }).await.map_err(|_| Stopped)?;
+        let queue = self.queue.as_ref().ok_or(Stopped)?;
+        queue.send(Pending { single, reply }).await.map_err(|_| Stopped)?;
         answer.await.map_err(|_| Stopped)
     }
 }

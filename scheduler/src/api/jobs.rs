@@ -420,7 +420,7 @@ pub async fn submit(
         }
     }
     let list_price = state.config.prices.charge(&job.model, job.priority).map_or(0, |c| c.list);
-    if idempotency.is_none() {
+    if idempotency.is_none() && state.groups.enabled() {
         // Without a key, the submission is committed together with others
         // waiting at the same moment (see `crate::group_commit`).
         let created_at = job.created_at;

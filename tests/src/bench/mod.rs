@@ -214,6 +214,15 @@ pub fn table(r: &Results) -> String {
         if s.errors > 0 {
             row("2", &run, "failed requests", s.errors.to_string(), "0", Some(false));
         }
+        row(
+            "2",
+            &run,
+            "bare single-row `INSERT` commits/s (same clients, one connection each), p99",
+            format!("{} / {:.1} ms", rate(s.bare_rate), s.bare_p99_ms),
+            "",
+            None,
+        );
+        row("2", &run, "API ÷ bare commits", format!("{:.0}%", s.ratio * 100.0), "", None);
     }
     if let Some(b) = &r.burst {
         let run = format!("02:00 burst, {} jobs, {} tenants, {} models, 2 workers", rate(b.jobs as f64), b.tenants, b.models);

@@ -143,6 +143,13 @@ pub struct SingleResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The same clients, each on its own database connection, committing a
+    /// single-row `INSERT` of the same row into an equivalent table: what
+    /// one commit per job costs PostgreSQL here.
+    pub bare_rate: f64,
+    pub bare_p99_ms: f64,
+    /// API rate ÷ bare commit rate.
+    pub ratio: f64,
 }
 
 /// Run 2: `POST /v1/jobs` from 64 concurrent clients (an in-process load
@@ -191,18 +198,72 @@ pub async fn single(opts: &Options) -> anyhow::Result<SingleResult> {
     while let Some(r) = tasks.join_next().await {
         all.extend(r?);
     }
+    anyhow::ensure!(!all.is_empty(), "no submission succeeded ({} errors)", errors.load(Ordering::Relaxed));
+
+    // The baseline: the same number of clients, each committing one
+    // single-row INSERT at a time on its own connection (autocommit), for
+    // the same time: one transaction and one WAL flush per job, as a
+    // submission cost before group commit, with no HTTP, JSON or admission.
+    sqlx::query("CREATE TABLE jobs_single (LIKE jobs INCLUDING ALL)").execute(&stack.pool).await?;
+    let now = Utc::now();
+    let w = window::next_window(window::parse_timezone(&tz)?, now, &WindowSpec::default());
+    let t0 = Instant::now();
+    let (measure_from, until) = (t0 + warmup, t0 + warmup + Duration::from_secs_f64(secs));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (url, tenant, tz) = (stack.database_url.clone(), stack.tenant_id, tz.clone());
+        tasks.spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            let mut latencies: Vec<u32> = Vec::with_capacity(8192);
+            for n in 0u64.. {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
+                sqlx::query(
+                    "INSERT INTO jobs_single (id, tenant_id, model, input, priority, timezone, state, release_at,
+                                              window_closes_at, max_attempts, created_at, quota_day, reserved_credits)
+                     VALUES ($1, $2, 'flux-schnell', $3, 'low', $4, 'held', $5, $6, 5, $7, $8, 1)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(tenant)
+                .bind(json!({"prompt": format!("single {c} {n}")}))
+                .bind(&tz)
+                .bind(w.opens_at)
+                .bind(w.closes_at)
+                .bind(now)
+                .bind(now.date_naive())
+                .execute(&mut conn)
+                .await?;
+                if sent >= measure_from {
+                    latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut bare = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        bare.extend(r??);
+    }
     let _ = stack.stop().await;
     all.sort_unstable();
-    let q = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |&us| us as f64 / 1000.0);
+    bare.sort_unstable();
+    let q = |v: &[u32], p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |&us| us as f64 / 1000.0);
+    let rate = all.len() as f64 / secs;
+    let bare_rate = bare.len() as f64 / secs;
     Ok(SingleResult {
         clients,
         secs,
         requests: all.len() as u64,
         errors: errors.load(Ordering::Relaxed),
-        rate: all.len() as f64 / secs,
-        p50_ms: q(0.50),
-        p99_ms: q(0.99),
+        rate,
+        p50_ms: q(&all, 0.50),
+        p99_ms: q(&all, 0.99),
         max_ms: all.last().map_or(0.0, |&us| us as f64 / 1000.0),
+        bare_rate,
+        bare_p99_ms: q(&bare, 0.99),
+        ratio: rate / bare_rate.max(f64::MIN_POSITIVE),
     })
 }
 
