@@ -136,3 +136,58 @@ async fn tenant_update_changes_the_timezone_limits_and_window_a_tenant_then_sees
     let (ok, tenants) = cli(&env, &["tenant", "list"]).await;
     assert!(ok && tenants.contains("Europe/Berlin") && tenants.contains("USER_DAILY_CREDITS"), "{tenants}");
 }
+
+#[tokio::test]
+async fn migrate_waits_for_a_database_server_that_is_not_up_yet() {
+    // `migrate` dials a port where nothing listens yet; a second later a
+    // forwarder to the real PostgreSQL opens there, as a database
+    // container finishing its start would.
+    let upstream = url::Url::parse(&offpeak_tests::harness::database_url()).unwrap();
+    let upstream_addr = format!("{}:{}", upstream.host_str().unwrap(), upstream.port().unwrap_or(5432));
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let db_name = format!("offpeak_test_{}_{}", Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut url = upstream.clone();
+    url.set_port(Some(port)).unwrap();
+    url.set_path(&db_name);
+    let migrate = tokio::process::Command::new(binary("offpeak-scheduler"))
+        .arg("migrate")
+        .env("DATABASE_URL", url.as_str())
+        .env("OFFPEAK_CONNECT_TIMEOUT_SECS", "30")
+        .env("RUST_LOG", "warn")
+        .output();
+    let forwarder = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let upstream_addr = upstream_addr.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    };
+    let out = tokio::select! {
+        out = migrate => out.expect("run offpeak-scheduler migrate"),
+        () = forwarder => unreachable!("the forwarder runs until migrate ends"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Clean up first, whatever happened.
+    let mut admin = url.clone();
+    admin.set_port(upstream.port()).unwrap();
+    admin.set_path("postgres");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin.as_str()).await.unwrap();
+    let created: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&db_name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("PostgreSQL not reachable, retrying"), "{stderr}");
+    assert!(created, "migrate created the database once the server was up");
+}

@@ -101,19 +101,24 @@ pub async fn bulk(opts: &Options) -> anyhow::Result<BulkResult> {
         let to = ((c + 1) * per_stream).min(total as usize);
         tasks.spawn(async move {
             let mut conn = sqlx::PgConnection::connect(&url).await?;
+            // With the cache key (the same hash the API computes) and the
+            // quota columns, as the API writes them.
             let rows = (from..to).map(|i| {
+                let input = json!({"prompt": format!("bulk {i}")});
                 format!(
-                    "{}\t{tenant}\tflux-schnell\t{{\"prompt\": \"bulk {i}\"}}\tlow\t{tz}\t\\N\t\\N\theld\t{}\t{}\t5\t{}\t\\N\n",
+                    "{}\t{tenant}\tflux-schnell\t{input}\tlow\t{tz}\t\\N\t\\N\theld\t{}\t{}\t5\t{}\t\\N\t\\\\x{}\t{}\t1\n",
                     Uuid::now_v7(),
                     ts(w.opens_at),
                     ts(w.closes_at),
-                    ts(now)
+                    ts(now),
+                    hex::encode(offpeak_shared::cache_key(tenant, "flux-schnell", &input)),
+                    now.date_naive(),
                 )
             });
             copy_rows(
                 &mut conn,
                 "COPY jobs_copy (id, tenant_id, model, input, priority, timezone, user_id, metadata, state, release_at, \
-                 window_closes_at, max_attempts, created_at, use_case) FROM STDIN",
+                 window_closes_at, max_attempts, created_at, use_case, cache_key, quota_day, reserved_credits) FROM STDIN",
                 rows,
             )
             .await
