@@ -684,9 +684,12 @@ def check_references(where: str, objs: list[dict], ws: Workspace) -> None:
                     if e["name"] not in ws.env_vars:
                         fail(where, f"{name}: env {e['name']} is read by no binary")
                     ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    # `optional: true` is a key an operator may leave out
+                    # (the binary then runs without it); the Secret must
+                    # still be in the render.
                     if ref:
                         keys = secret_keys(ref["name"])
-                        if keys is None or ref["key"] not in keys:
+                        if keys is None or (ref["key"] not in keys and not ref.get("optional", False)):
                             fail(where, f"{name}: env {e['name']} refers to missing secret key {ref['name']}/{ref['key']}")
                     ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
                     if ref and ref["key"] not in configmaps.get(ref["name"], {}).get("data", {}):
