@@ -206,6 +206,12 @@ impl Firer {
         let recorded = if firings.is_empty() { Vec::new() } else { db::record_firings(&mut tx, &firings, now).await? };
         report.duplicates = (firings.len() - recorded.len()) as u64;
         let rows: HashMap<Uuid, &ScheduleRow> = claimed.iter().map(|r| (r.id, r)).collect();
+        // Admission locks each tenant's day that has a limit; taking them in
+        // tenant order, as group commit does (`admission::admit_each`), means
+        // this round and a group never wait for each other in a cycle. The
+        // sort is stable: each schedule's firings keep their order.
+        let mut recorded = recorded;
+        recorded.sort_by_key(|f| rows.get(&f.schedule_id).map(|r| r.tenant_id));
         let mut last_fired: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
         let mut tenants: HashMap<Uuid, Tenant> = HashMap::new();
         for firing in &recorded {
