@@ -28,9 +28,10 @@
 //! use offpeak_scheduler::group_commit::{GroupCommit, GroupCommitConfig};
 //! let groups = GroupCommit::start(pool, Default::default(), Default::default(), GroupCommitConfig::default());
 //! match groups.submit(single).await {
-//!     Ok(Ok(job)) => println!("stored {}", job.id),
-//!     Ok(Err(refused)) => println!("over the quota: {}", refused.exceeded.limit),
-//!     Err(e) => eprintln!("database error: {e}"),
+//!     Ok(Ok(Ok(job))) => println!("stored {}", job.id),
+//!     Ok(Ok(Err(refused))) => println!("over the quota: {}", refused.exceeded.limit),
+//!     Ok(Err(e)) => eprintln!("database error: {e}"),
+//!     Err(stopped) => eprintln!("{stopped}"),
 //! }
 //! # }
 //! ```
