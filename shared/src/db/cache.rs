@@ -52,12 +52,28 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
+    // One probe of `jobs_cache_source` (cache_key, finished_at) per key, by
+    // construction: with `cache_key = ANY($1)` as a filter, statistics
+    // taken while a backlog was held (no finished jobs) let the planner scan
+    // every recently finished job instead and test each against the whole
+    // array, which grew with every round of the 02:00 burst (28 s for one
+    // round's 5,000 keys at 300,000 jobs; BENCHMARKS.md).
+    //
+    // The TTL is checked outside the per-key subquery on purpose: a
+    // condition on `finished_at` inside it lets the planner pick the
+    // `jobs_finished` index (a backward scan filtered by key) whenever its
+    // statistics say few jobs have finished; without one, only
+    // `jobs_cache_source` fits. The newest result per key decides, as before.
     let rows = sqlx::query_as::<_, KeyedHit>(
-        "SELECT DISTINCT ON (cache_key) cache_key, id AS source, result
-         FROM jobs
-         WHERE cache_key = ANY($1) AND state = 'succeeded' AND NOT cache_hit AND finished_at >= $2
-           AND result IS NOT NULL
-         ORDER BY cache_key, finished_at DESC",
+        "SELECT k.key AS cache_key, h.id AS source, h.result
+         FROM unnest($1::bytea[]) AS k(key)
+         CROSS JOIN LATERAL (
+             SELECT id, result, finished_at FROM jobs
+             WHERE cache_key = k.key AND state = 'succeeded' AND NOT cache_hit AND result IS NOT NULL
+             ORDER BY finished_at DESC
+             LIMIT 1
+         ) h
+         WHERE h.finished_at >= $2",
     )
     .bind(keys)
     .bind(since)
@@ -84,6 +100,9 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         return Ok(HashMap::new());
     }
     let rows: Vec<(Vec<u8>, Uuid)> = sqlx::query_as(
+        // Only `jobs_cache_inflight` fits this predicate (migration
+        // 20261125000008 took `jobs_open_batch` out of the way: scanned here
+        // with stale statistics, it cost 458 ms a round; BENCHMARKS.md).
         "SELECT cache_key, id FROM jobs
          WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
          FOR KEY SHARE",

@@ -754,7 +754,7 @@ pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>,
         "WITH stale AS (
              SELECT b.id, b.model FROM batches b
              WHERE b.touched_at < $1
-               AND b.id IN (SELECT batch_id FROM jobs WHERE state IN ('queued', 'running'))
+               AND b.id IN (SELECT batch_id FROM jobs WHERE state IN ('queued', 'running') AND batch_id IS NOT NULL)
              ORDER BY b.touched_at
              LIMIT $2
              FOR UPDATE OF b SKIP LOCKED
