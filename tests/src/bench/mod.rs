@@ -76,6 +76,11 @@ pub struct Options {
     /// Longest a burst may take before it is reported unfinished, in seconds.
     #[arg(long, default_value_t = 300.0)]
     pub burst_timeout_secs: f64,
+    /// Give the burst's jobs a cache key, as the API does for a job
+    /// submitted with the cache on (the default), so the release's
+    /// coalescing step runs; off, they are jobs submitted with `"cache": false`.
+    #[arg(long, default_value_t = false)]
+    pub burst_cache_keys: bool,
     /// Worker prefetch for every run (default: the worker's default).
     #[arg(long)]
     pub prefetch: Option<u16>,

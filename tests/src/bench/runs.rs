@@ -313,6 +313,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
     let n_tenants = 1_000.min(jobs as usize);
     let tenants = make_tenants(&stack.pool, n_tenants).await?;
     let ids: Vec<Uuid> = (0..jobs).map(|_| Uuid::now_v7()).collect();
+    let cache_keys = opts.burst_cache_keys;
     let rows = |release_at: DateTime<Utc>, ids: &[Uuid]| {
         let (tenants, models) = (tenants.clone(), models.clone());
         let close = release_at + chrono::Duration::hours(4);
@@ -320,15 +321,27 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
         ids.to_vec().into_iter().enumerate().map(move |(i, id)| {
             let t = &tenants[i % tenants.len()];
             let m = &models[(i / tenants.len()) % models.len()];
+            // With `--burst-cache-keys`, as the API stores a job submitted
+            // with the cache on (the default): its cache key, so the
+            // release's coalescing step does its work, and its quota day.
+            // Without, the rows of the runs in the table above.
+            let input = json!({"prompt": format!("burst {i}")});
+            let (key, day, reserved) = if cache_keys {
+                let key = format!("\\\\x{}", hex::encode(offpeak_shared::cache_key(*t, m, &input)));
+                (key, created.date_naive().to_string(), 1)
+            } else {
+                ("\\N".to_owned(), "\\N".to_owned(), 0)
+            };
             format!(
-                "{id}\t{t}\t{m}\t{{\"prompt\": \"burst {i}\"}}\tlow\tUTC\theld\t{}\t{}\t5\t{}\n",
+                "{id}\t{t}\t{m}\t{input}\tlow\tUTC\theld\t{}\t{}\t5\t{}\t{key}\t{day}\t{reserved}\n",
                 ts(release_at),
                 ts(close),
-                ts(created)
+                ts(created),
             )
         })
     };
-    const COLUMNS: &str = "(id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, created_at)";
+    const COLUMNS: &str = "(id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, \
+                           created_at, cache_key, quota_day, reserved_credits)";
 
     // The baseline first, in the same database: an equivalent table, the
     // same rows, and the bare UPDATE the release has to do at the least.
