@@ -344,19 +344,10 @@ async fn migrate(db_args: &DatabaseArgs) -> anyhow::Result<()> {
     // A migration step usually starts beside its database (compose, a
     // Kubernetes Job): wait for the server as `db::connect` does, rather
     // than take "unreachable" for "no such database".
-    let started = std::time::Instant::now();
-    let mut delay = std::time::Duration::from_millis(200);
-    let exists = loop {
-        match sqlx::Postgres::database_exists(&db_args.database_url).await {
-            Ok(exists) => break exists,
-            Err(e) if started.elapsed() < db_args.connect_timeout() => {
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "PostgreSQL not reachable, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let exists = db::retry_unreachable(db_args.connect_timeout(), || {
+        sqlx::Postgres::database_exists(&db_args.database_url)
+    })
+    .await?;
     if !exists {
         sqlx::Postgres::create_database(&db_args.database_url).await?;
         tracing::info!("created the database");

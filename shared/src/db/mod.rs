@@ -33,16 +33,31 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// An invalid URL at once; the last connection error once `give_up_after` has passed.
 pub async fn connect(url: &str, max_connections: u32, give_up_after: Duration) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?;
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match PgPoolOptions::new()
+    retry_unreachable(give_up_after, || {
+        PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
-            .await
-        {
-            Ok(pool) => return Ok(pool),
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, retrying with backoff (200 ms doubling
+/// to 5 s, each retry logged) until `give_up_after` has passed: for the
+/// first contact with a PostgreSQL server that may not be up yet.
+///
+/// # Errors
+/// The last error once `give_up_after` has passed.
+pub async fn retry_unreachable<T, F, Fut>(give_up_after: Duration, mut attempt: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
             Err(e) if started.elapsed() < give_up_after => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "PostgreSQL not reachable, retrying");
                 tokio::time::sleep(delay).await;
