@@ -48,6 +48,12 @@ impl CacheConfig {
         !self.ttl.is_zero()
     }
 
+    /// The cache key of an input, or `None` when the cache is off or the
+    /// submitter opted out (`use_cache` false).
+    pub fn key(&self, use_cache: bool, tenant_id: Uuid, model: &str, input: &Value) -> Option<Vec<u8>> {
+        (use_cache && self.enabled()).then(|| offpeak_shared::cache_key(tenant_id, model, input))
+    }
+
     /// The oldest finish time of a result that still answers at `now`.
     pub fn since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now - TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::MAX)
@@ -95,12 +101,9 @@ pub async fn admit(
     let now = template.created_at;
     let keys: Vec<Option<Vec<u8>>> = inputs
         .iter()
-        .map(|(_, input)| (use_cache && cache_config.enabled()).then(|| offpeak_shared::cache_key(tenant.id, &template.model, input)))
+        .map(|(_, input)| cache_config.key(use_cache, tenant.id, &template.model, input))
         .collect();
-    let mut lookup_keys: Vec<Vec<u8>> = keys.iter().flatten().cloned().collect();
-    lookup_keys.sort();
-    lookup_keys.dedup();
-    let hits = cache::lookup(conn, &lookup_keys, cache_config.since(now)).await?;
+    let hits = lookup_hits(conn, &keys, cache_config.since(now)).await?;
 
     let charge = prices.charge(&template.model, template.priority);
     let reserved_per_job = charge.map_or(0, |c| c.charged);
@@ -137,6 +140,19 @@ pub async fn admit(
         })
         .collect();
     Ok(Ok((admitted, Admission { quota_day, reserved_per_job, list_price })))
+}
+
+/// The results within the TTL (from `since`) of the distinct keys among
+/// `keys` (`None`: an input that opted out of the cache).
+async fn lookup_hits(
+    conn: &mut PgConnection,
+    keys: &[Option<Vec<u8>>],
+    since: DateTime<Utc>,
+) -> Result<HashMap<Vec<u8>, CacheHit>, sqlx::Error> {
+    let mut distinct: Vec<Vec<u8>> = keys.iter().flatten().cloned().collect();
+    distinct.sort();
+    distinct.dedup();
+    cache::lookup(conn, &distinct, since).await
 }
 
 /// The tenant with its timezone and limits as stored now (`settings`, from
@@ -177,17 +193,12 @@ pub async fn admit_each(
     cache_config: CacheConfig,
     prices: &PriceTable,
 ) -> Result<Vec<Result<(NewInput, Admission), Refused>>, sqlx::Error> {
-    let keys: Vec<Option<Vec<u8>>> = group
-        .iter()
-        .map(|s| (s.use_cache && cache_config.enabled()).then(|| offpeak_shared::cache_key(s.tenant.id, &s.job.model, &s.input)))
-        .collect();
-    let mut lookup_keys: Vec<Vec<u8>> = keys.iter().flatten().cloned().collect();
-    lookup_keys.sort();
-    lookup_keys.dedup();
+    let keys: Vec<Option<Vec<u8>>> =
+        group.iter().map(|s| cache_config.key(s.use_cache, s.tenant.id, &s.job.model, &s.input)).collect();
     // The newest submission's TTL start: a result is used only if it is
     // within the TTL for every submission of the group.
     let newest = group.iter().map(|s| s.job.created_at).max().unwrap_or_default();
-    let hits = cache::lookup(conn, &lookup_keys, cache_config.since(newest)).await?;
+    let hits = lookup_hits(conn, &keys, cache_config.since(newest)).await?;
 
     let mut tenant_ids: Vec<Uuid> = group.iter().map(|s| s.tenant.id).collect();
     tenant_ids.sort();
@@ -203,6 +214,7 @@ pub async fn admit_each(
         hit: Option<CacheHit>,
         admission: Admission,
         requested: i64,
+        day: NaiveDate,
         resets_at: DateTime<chrono_tz::Tz>,
     }
     let plans: Vec<Plan> = group
@@ -216,12 +228,11 @@ pub async fn admit_each(
             let reserved_per_job = charge.map_or(0, |c| c.charged);
             let requested = if hit.is_some() || !tenant.limits().any() { 0 } else { reserved_per_job };
             let admission = Admission { quota_day: Some(day), reserved_per_job, list_price: charge.map_or(0, |c| c.list) };
-            Plan { tenant, hit, admission, requested, resets_at }
+            Plan { tenant, hit, admission, requested, day, resets_at }
         })
         .collect();
 
-    let mut days: Vec<(Uuid, NaiveDate)> =
-        plans.iter().filter(|p| p.requested > 0).filter_map(|p| Some((p.tenant.id, p.admission.quota_day?))).collect();
+    let mut days: Vec<(Uuid, NaiveDate)> = plans.iter().filter(|p| p.requested > 0).map(|p| (p.tenant.id, p.day)).collect();
     days.sort();
     days.dedup();
     for (tenant_id, day) in &days {
@@ -234,7 +245,7 @@ pub async fn admit_each(
     let mut user_used: HashMap<(Uuid, NaiveDate, String), i64> = HashMap::new();
     let mut out = Vec::with_capacity(group.len());
     for ((s, key), p) in group.iter().zip(keys).zip(plans) {
-        let day = p.admission.quota_day.unwrap_or_default();
+        let day = p.day;
         if p.requested > 0 {
             let user = s.job.user_id.as_deref();
             let user_key = user.map(|u| (p.tenant.id, day, u.to_owned()));
