@@ -15,6 +15,7 @@
 //! factor) to run more or fewer.
 
 use std::fmt;
+use chrono::Datelike;
 
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -876,7 +877,12 @@ async fn window_previews_at_the_extremes_of_time_answer_without_a_5xx() {
                 let status = resp.status().as_u16();
                 let body: Value = resp.json().await.map_err(|e| TestCaseError::fail(format!("GET {path}: {status}, not JSON: {e}")))?;
                 let valid_instant = chrono::DateTime::parse_from_rfc3339(&at).is_ok();
-                if valid_instant {
+                let at_end_of_time = chrono::DateTime::parse_from_rfc3339(&at).is_ok_and(|t| t.year() == 9999 && t.ordinal() >= 363);
+                if valid_instant && status == 422 && at_end_of_time {
+                    // The window would close after year 9999, which RFC 3339 cannot write.
+                    prop_assert_eq!(body["error"]["code"].as_str(), Some("out_of_range"), "GET {}: {}", path, body);
+                    prop_assert!(error_shape(&body).is_ok(), "{}", body);
+                } else if valid_instant {
                     prop_assert_eq!(status, 200, "GET {}: {}", path, body);
                     let t = |k: &str| chrono::DateTime::parse_from_rfc3339(body[k].as_str().unwrap_or_default()).ok();
                     let (at_, opens, closes) = (t("at"), t("opens_at"), t("closes_at"));
@@ -894,6 +900,32 @@ async fn window_previews_at_the_extremes_of_time_answer_without_a_5xx() {
         Ok(()) => eprintln!("window extremes: {n} previews in {:.1?}", started.elapsed()),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// The generated case that once answered `+10000-01-01T05:00:00Z`: past
+/// 06:00 on 31 December 9999 the next window opens in year 10000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_would_open_after_year_9999_is_a_422_not_an_unwritable_instant() {
+    let env = TestEnv::new().await;
+    let key = env.tenant("acme", "UTC").await;
+    let get = |q: &'static str| {
+        let (env, key) = (&env, &key);
+        async move {
+            let resp = env.http.get(env.url(&format!("/v1/windows/next?{q}"))).bearer_auth(key).send().await.expect("answer");
+            (resp.status().as_u16(), resp.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = get("timezone=America%2FRosario&at=9999-12-31T09%3A00%3A00Z").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "out_of_range", "{body}");
+    assert_eq!(body["error"]["field"], "at", "{body}");
+    error_shape(&body).expect("error shape");
+
+    // The last window that can be written is answered as usual.
+    let (status, body) = get("timezone=UTC&at=9999-12-31T01%3A00%3A00Z").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["opens_at"], "9999-12-31T02:00:00Z", "{body}");
+    assert_eq!(body["closes_at"], "9999-12-31T06:00:00Z", "{body}");
 }
 
 // ---------------------------------------------------------------- paths

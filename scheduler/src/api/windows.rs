@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -49,7 +49,7 @@ pub struct NextWindow {
         (status = 200, description = "The next off-peak window, or the current one if `at` is inside it", body = NextWindow),
         (status = 400, description = "A bad `at` or an unknown query parameter (`invalid_query`)", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`), or an `at` so late that its window would close after 9999-12-31T23:59:59Z, which RFC 3339 cannot write (`out_of_range`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -72,6 +72,17 @@ pub async fn next(
     };
     let spec = tenant.window(&state.config.window);
     let w = window::next_window(tz, at, &spec);
+    if w.closes_at > last_rfc3339_instant() {
+        return Err(ApiError::invalid(
+            "out_of_range",
+            "at",
+            format!(
+                "the window after {} in {tz_name} would close at {}, after 9999-12-31T23:59:59Z, the last instant RFC 3339 can write; give an earlier 'at'",
+                at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                w.closes_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ),
+        ));
+    }
     Ok(Json(NextWindow {
         timezone: tz_name,
         at,
@@ -81,4 +92,13 @@ pub async fn next(
         duration_seconds: (w.closes_at - w.opens_at).num_seconds(),
         open_now: w.opens_at == at,
     }))
+}
+
+/// RFC 3339 writes four-digit years: an instant after this one would be
+/// serialised as `+10000-01-01T…`, which no RFC 3339 parser reads.
+fn last_rfc3339_instant() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 999_999_999))
+        .map(|t| t.and_utc())
+        .unwrap_or(DateTime::<Utc>::MAX_UTC) // unreachable: the date is valid
 }
