@@ -12,6 +12,7 @@ use uuid::Uuid;
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::firing::{FiringConfig, Firer};
 use offpeak_shared::clock::Clock;
+use offpeak_shared::db::cache;
 use offpeak_shared::db::tenants::{self, TenantUpdate};
 use offpeak_shared::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
@@ -159,6 +160,51 @@ async fn a_job_released_while_an_identical_one_is_in_flight_waits_for_it() {
     assert_eq!((f.state.as_str(), f.cache_hit, f.credits), ("succeeded", true, Some(0)));
     assert_eq!(f.result, env.job(leader).await.result);
     assert_eq!(env.sim.sim.stats().items, 1);
+}
+
+/// The race the finish's lock is for: a release round attaches a follower to
+/// a leader whose batch is finishing at that moment. The finish waits for
+/// the round to commit and answers the follower with the leader; without
+/// the wait the follower would stay `queued` behind a finished leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_finishing_while_a_round_attaches_a_follower_answers_the_follower() {
+    let (env, key) = env_in_window().await;
+    let ctx = env.batch_context();
+    let leader = submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": "race"}})).await;
+    env.release_once().await;
+    let batch = queued_batches(&env).await.pop().expect("the leader's batch");
+    let follower = submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": "race"}})).await;
+    let cache_key: Vec<u8> = sqlx::query_scalar("SELECT cache_key FROM jobs WHERE id = $1").bind(follower).fetch_one(&env.pool).await.unwrap();
+
+    // The follower's round, up to its commit.
+    let mut round = env.pool.begin().await.unwrap();
+    let leaders = cache::lock_leaders(&mut round, std::slice::from_ref(&cache_key)).await.unwrap();
+    assert_eq!(leaders.get(&cache_key), Some(&leader));
+    assert_eq!(cache::attach(&mut round, &[(follower, leader)], env.clock.now()).await.unwrap(), 1);
+
+    // The leader's batch is worked meanwhile: its finish must wait.
+    let worker = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { process_batch(&ctx, &batch).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&env.pool).await.unwrap();
+        if waiting > 0 || worker.is_finished() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the batch neither finished nor waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    round.commit().await.unwrap();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!(report.succeeded, 1, "{report:?}");
+
+    let f = env.job(follower).await;
+    assert_eq!((f.state.as_str(), f.cache_hit, f.credits), ("succeeded", true, Some(0)), "{f:?}");
+    assert_eq!(f.result, env.job(leader).await.result);
+    assert_eq!(env.sim.sim.stats().items, 1);
+    assert_eq!(ledger_disagreements(&env).await, 0);
 }
 
 #[tokio::test]

@@ -82,16 +82,25 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
     Ok(rows.into_iter().map(|r| (r.cache_key, CacheHit { source: r.source, result: r.result })).collect())
 }
 
-/// The jobs with these keys on their way to the provider (leaders), locked
-/// `FOR KEY SHARE` until the caller's transaction ends.
+/// The advisory lock that a leader's finish takes on its batch, exclusively,
+/// and a release round attaching followers to it takes shared: the key is
+/// derived from the batch id (a collision only makes one wait for the other).
+pub(crate) const FINISH_LOCK_KEY: &str = "hashtextextended('finish/' || $1::text, 0)";
+
+/// The jobs with these keys on their way to the provider (leaders), held for
+/// the caller's transaction so that followers it attaches are seen by the
+/// leaders' finish.
 ///
-/// The lock does not hold up a worker starting or retrying the leader (those
-/// updates take weaker locks), but it does hold up its finish, which locks
-/// the leader `FOR UPDATE` first: so followers attached by this transaction
-/// are committed before the finish looks for them, and never stranded
-/// behind a leader that finished in between. If the leader finished first,
-/// this lock finds it terminal and skips it; the caller's cache lookup,
-/// made after this, then finds its result.
+/// Each leader is locked `FOR KEY SHARE` (a cancel, which locks the job `FOR
+/// UPDATE`, waits for the round) and its batch's finish lock shared. A
+/// leader's finish takes that lock exclusively *before* its `UPDATE`
+/// (`db::jobs::finish`), so either the finish waits for this transaction
+/// to commit and then finds its followers, or this waits for the finish to
+/// commit; then the leaders are read again, a finished one is dropped, and
+/// the caller's cache lookup, made after this, finds its result. (This was a
+/// `FOR UPDATE` of every job in the finish: a row lock writes each tuple
+/// and its WAL, in every batch, for a race that needs a cache key in flight
+/// twice; the advisory lock is taken in memory.)
 ///
 /// # Errors
 /// Database errors only.
@@ -99,18 +108,37 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Vec<u8>, Uuid)> = sqlx::query_as(
+    let rows: Vec<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
         // Only `jobs_cache_inflight` fits this predicate (migration
         // 20261125000008 took `jobs_open_batch` out of the way: scanned here
         // with stale statistics, it cost 458 ms a round; BENCHMARKS.md).
-        "SELECT cache_key, id FROM jobs
+        "SELECT cache_key, id, batch_id FROM jobs
          WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
          FOR KEY SHARE",
     )
     .bind(keys)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut batches: Vec<Uuid> = rows.iter().filter_map(|r| r.2).collect();
+    batches.sort();
+    batches.dedup();
+    sqlx::query(&format!(
+        "SELECT pg_advisory_xact_lock_shared({}) FROM unnest($1::uuid[]) WITH ORDINALITY AS b(id, n) ORDER BY n",
+        FINISH_LOCK_KEY.replace("$1", "b.id")
+    ))
+    .bind(&batches)
+    .execute(&mut *conn)
+    .await?;
+    // A new statement, so a new snapshot: a finish that held the lock has committed.
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+    let open: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')")
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().filter(|r| open.contains(&r.1)).map(|r| (r.0, r.1)).collect())
 }
 
 /// A held job answered from the cache at release.

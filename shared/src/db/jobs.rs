@@ -839,12 +839,12 @@ pub async fn finish(
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
     let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
     let mut tx = pool.begin().await?;
-    // Lock the jobs first, in a statement of its own: a release round that
-    // is attaching followers to them holds them `FOR KEY SHARE`, so this
-    // waits for it to commit, and the statement below, with a new snapshot,
-    // finds those followers (see `cache::lock_leaders`).
-    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) AND batch_id = $2 ORDER BY id FOR UPDATE")
-        .bind(&ids)
+    // Take the batch's finish lock first, in a statement of its own: a
+    // release round that is attaching followers to its jobs holds it shared,
+    // so this waits for the round to commit, and the statement below, with a
+    // new snapshot, finds those followers (see `cache::lock_leaders`). It
+    // also makes two deliveries of one batch finish one after the other.
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({})", super::cache::FINISH_LOCK_KEY))
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
