@@ -57,4 +57,24 @@ async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_u
     assert_eq!(states, ["cancelled", "held"], "yesterday's finished job and the held one stay");
     let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
     assert_eq!(ledger, 1, "usage outlives pruning");
+
+    // Batches: one published before the retention period with nothing left
+    // to do goes; one as old with a job still queued, and a recent one, stay.
+    let (old, open, recent) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO batches (id, model, job_count, published_at, touched_at)
+         SELECT id, 'flux-dev', 1, t, t FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, t)",
+    )
+    .bind(vec![old, open, recent])
+    .bind(vec![at("2027-04-22T12:00:00Z"), at("2027-04-22T12:00:00Z"), at("2027-05-31T12:00:00Z")])
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE jobs SET state = 'queued', batch_id = $1 WHERE state = 'held'").bind(open).execute(&env.pool).await.unwrap();
+    pruner.run_once().await.unwrap();
+    let mut kept: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM batches").fetch_all(&env.pool).await.unwrap();
+    kept.sort();
+    let mut want = vec![open, recent];
+    want.sort();
+    assert_eq!(kept, want, "only the old batch with no unfinished job is pruned");
 }

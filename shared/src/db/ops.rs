@@ -92,7 +92,9 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
 }
 
 /// Deletes up to `chunk` finished jobs that finished before `before`, and
-/// then the batches left without jobs. Returns the jobs deleted; call again
+/// then the batches published before `before` that have no unfinished job
+/// left (found through `jobs_open_batch`; a finished job kept longer than
+/// its batch shows no batch on its dashboard page). Returns the jobs deleted; call again
 /// until it returns 0 (small chunks keep locks and WAL bursts short).
 pub async fn prune_chunk<'e, E>(db: E, before: DateTime<Utc>, chunk: i64) -> Result<u64, sqlx::Error>
 where
@@ -109,7 +111,7 @@ where
     .bind(chunk)
     .execute(db)
     .await?;
-    sqlx::query("DELETE FROM batches b WHERE b.published_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id)")
+    sqlx::query("DELETE FROM batches b WHERE b.published_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
         .bind(before)
         .execute(db)
         .await?;
