@@ -11,8 +11,9 @@
 //! 3. [`plan`]: a job whose key has a result is answered; a job whose key
 //!    has a leader in flight follows it; of several due jobs with one key,
 //!    the first (lowest id) leads and the others follow it;
-//! 4. write the answers and the followers; only the leaders (and jobs
-//!    without a key) go on to be batched.
+//! 4. write the answers; only the leaders (and jobs without a key) go on
+//!    to be batched;
+//! 5. once the round has queued its leaders, [`attach_followers`].
 
 use std::collections::HashMap;
 
@@ -61,15 +62,22 @@ pub fn plan(mut claimed: Vec<ClaimedJob>, in_flight: &HashMap<Vec<u8>, Uuid>, ca
     plan
 }
 
-/// What the cache step did in a round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the cache step decided and did in a round, before the round's jobs
+/// are queued.
+#[derive(Debug, Default)]
 pub struct CacheStep {
+    /// Jobs to batch and send to the provider.
+    pub send: Vec<ClaimedJob>,
+    /// Jobs answered from the cache (written).
     pub answered: u64,
-    pub coalesced: u64,
+    /// Jobs to attach to their leader once the round's leaders are queued:
+    /// (follower, leader, model).
+    pub follow: Vec<(Uuid, Uuid, String)>,
 }
 
 /// Runs the cache step on a round's claimed jobs in the round's
-/// transaction; returns the jobs still to send.
+/// transaction: answers what the cache can, and returns the jobs still to
+/// send and the followers to attach.
 ///
 /// # Errors
 /// Database errors; the round rolls back.
@@ -79,10 +87,10 @@ pub async fn run(
     config: CacheConfig,
     prices: &PriceTable,
     now: DateTime<Utc>,
-) -> Result<(Vec<ClaimedJob>, CacheStep), sqlx::Error> {
+) -> Result<CacheStep, sqlx::Error> {
     let mut keys: Vec<Vec<u8>> = claimed.iter().filter_map(|j| j.cache_key.clone()).collect();
     if keys.is_empty() || !config.enabled() {
-        return Ok((claimed, CacheStep::default()));
+        return Ok(CacheStep { send: claimed, ..Default::default() });
     }
     keys.sort();
     keys.dedup();
@@ -97,8 +105,6 @@ pub async fn run(
         .map(|(id, model, hit)| Answer { id: *id, hit: hit.clone(), list_credits: prices.price(model).unwrap_or(0) })
         .collect();
     let answered = cache::answer(conn, &answers, now).await?;
-    let pairs: Vec<(Uuid, Uuid)> = plan.follow.iter().map(|(f, l, _)| (*f, *l)).collect();
-    let coalesced = cache::attach(conn, &pairs, now).await?;
 
     // Counted before the commit: a round that then fails counts jobs that
     // will be counted again. Rare (the publish or commit failing), and these
@@ -109,10 +115,22 @@ pub async fn run(
         metrics::CACHE_HITS.with_label_values(&[model, "release"]).inc();
         metrics::CREDITS_SAVED.with_label_values(&[model, "cache"]).inc_by(u64::try_from(a.list_credits).unwrap_or(0));
     }
-    for (_, _, model) in &plan.follow {
+    Ok(CacheStep { send: plan.send, answered: answered.len() as u64, follow: plan.follow })
+}
+
+/// Step 5: attaches the round's followers to their leaders, after the round
+/// has queued its own leaders (see `cache::attach`). Returns how many were
+/// attached.
+///
+/// # Errors
+/// Database errors; the round rolls back.
+pub async fn attach_followers(conn: &mut PgConnection, follow: &[(Uuid, Uuid, String)], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let pairs: Vec<(Uuid, Uuid)> = follow.iter().map(|(f, l, _)| (*f, *l)).collect();
+    let attached: std::collections::HashSet<Uuid> = cache::attach(conn, &pairs, now).await?.into_iter().collect();
+    for (_, _, model) in follow.iter().filter(|(f, _, _)| attached.contains(f)) {
         metrics::JOBS_COALESCED.with_label_values(&[model]).inc();
     }
-    Ok((plan.send, CacheStep { answered: answered.len() as u64, coalesced }))
+    Ok(attached.len() as u64)
 }
 
 #[cfg(test)]

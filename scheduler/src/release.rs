@@ -8,15 +8,17 @@
 //!    ready messages, publish nothing this round: workers are behind, and
 //!    flooding the broker would only move the backlog from PostgreSQL (where
 //!    it is cheap and queryable) into RabbitMQ memory.
-//! 3. **Claim.** In one transaction, lock due jobs with
-//!    `FOR UPDATE SKIP LOCKED`, a bounded number per tenant (fairness);
-//!    replicas running the same query get disjoint jobs.
+//! 3. **Claim.** In one transaction, under the release lock (one round at a
+//!    time across replicas), read due jobs, a bounded number per tenant
+//!    (fairness). They are not row-locked: each write below re-checks that
+//!    a job is still `held`, so one cancelled meanwhile is left out.
 //! 4. **Cache.** Claimed jobs identical to one that succeeded within the
 //!    cache TTL are answered with its result; identical jobs already on
 //!    their way to the provider, or claimed together, are coalesced so only
 //!    one of them is sent (see [`crate::coalesce`]).
 //! 5. **Batch and publish.** Group by model, cut into batches of at most
-//!    `batch_max`, record each batch and mark its jobs `queued`, publish every
+//!    `batch_max`, mark the jobs `queued` and record the batches, attach the
+//!    followers of step 4 to their (now queued) leaders, publish every
 //!    message and wait for the broker's confirms, and only then commit.
 //!
 //! A crash after publishing but before the commit rolls the transaction back:
@@ -174,17 +176,17 @@ impl Releaser {
         let limit = self.config.round_max.min(room);
 
         let mut tx = self.pool.begin().await?;
+        db::lock_release(&mut tx).await?;
         let claimed = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
         if claimed.is_empty() {
             return Ok(report);
         }
         report.more = claimed.len() as i64 >= limit;
-        let (claimed, step) = coalesce::run(&mut tx, claimed, self.config.cache, &self.config.prices, now).await?;
+        let step = coalesce::run(&mut tx, claimed, self.config.cache, &self.config.prices, now).await?;
         report.answered = step.answered;
-        report.coalesced = step.coalesced;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
-        for job in claimed {
+        for job in step.send {
             by_model.entry(job.model).or_default().push(job.id);
         }
         let mut batches = Vec::new();
@@ -193,8 +195,10 @@ impl Releaser {
                 batches.push(db::NewBatch { id: Uuid::now_v7(), model: model.clone(), job_ids: chunk.to_vec() });
             }
         }
-        // One statement for all batch rows and one for all jobs of the round.
-        report.released += db::mark_queued_many(&mut tx, &batches, now).await?;
+        // One statement for all jobs of the round and one for all batch rows.
+        let batches = db::mark_queued_many(&mut tx, &batches, now).await?;
+        report.released = batches.iter().map(|b| b.job_ids.len() as u64).sum();
+        report.coalesced = coalesce::attach_followers(&mut tx, &step.follow, now).await?;
         let messages: Vec<BatchMessage> =
             batches.into_iter().map(|b| BatchMessage::new(b.id, b.model, b.job_ids, now)).collect();
         if !messages.is_empty() {

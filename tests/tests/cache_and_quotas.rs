@@ -180,7 +180,7 @@ async fn a_leader_finishing_while_a_round_attaches_a_follower_answers_the_follow
     let mut round = env.pool.begin().await.unwrap();
     let leaders = cache::lock_leaders(&mut round, std::slice::from_ref(&cache_key)).await.unwrap();
     assert_eq!(leaders.get(&cache_key), Some(&leader));
-    assert_eq!(cache::attach(&mut round, &[(follower, leader)], env.clock.now()).await.unwrap(), 1);
+    assert_eq!(cache::attach(&mut round, &[(follower, leader)], env.clock.now()).await.unwrap(), vec![follower]);
 
     // The leader's batch is worked meanwhile: its finish must wait.
     let worker = tokio::spawn({

@@ -220,3 +220,62 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
         assert_eq!(env.job(id).await.state, "held");
     }
 }
+
+/// A round reads its due jobs without row locks (the release lock keeps
+/// other rounds out), so a client can cancel one after the read: the
+/// round's writes leave it out of its batch and message, and the identical
+/// job that was to follow it, as its leader, stays held for the next round.
+#[tokio::test]
+async fn a_job_cancelled_after_the_round_read_it_is_left_out_and_its_followers_wait() {
+    use offpeak_scheduler::{admission::CacheConfig, coalesce};
+    use offpeak_shared::db::jobs::{self, NewBatch};
+
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let submit = |body: serde_json::Value| {
+        let (env, key) = (&env, &key);
+        async move {
+            let (status, resp) = env.post(key, "/v1/jobs", &body).await;
+            assert_eq!(status, 201, "{resp}");
+            resp["id"].as_str().unwrap().parse::<Uuid>().unwrap()
+        }
+    };
+    let gone = submit(json!({"model": "flux-dev", "input": {"p": 1}})).await;
+    let kept = submit(json!({"model": "flux-dev", "input": {"p": 2}})).await;
+    let leader = submit(json!({"model": "flux-schnell", "input": {"p": "same"}})).await;
+    let follower = submit(json!({"model": "flux-schnell", "input": {"p": "same"}})).await;
+
+    // The round's steps by hand, with two cancellations after its read.
+    let now = env.clock.now();
+    let mut tx = env.pool.begin().await.unwrap();
+    jobs::lock_release(&mut tx).await.unwrap();
+    let claimed = jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    for id in [gone, leader] {
+        let path = format!("/v1/jobs/{id}");
+        let (status, body) = tokio::time::timeout(Duration::from_secs(10), env.delete(&key, &path)).await.expect("a cancel does not wait for the round");
+        assert_eq!(status, 200, "{body}");
+    }
+    let step = coalesce::run(&mut tx, claimed, CacheConfig::default(), &Default::default(), now).await.unwrap();
+    assert_eq!(step.follow.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(), vec![(follower, leader)]);
+    let batches: Vec<NewBatch> = step
+        .send
+        .iter()
+        .map(|j| NewBatch { id: Uuid::now_v7(), model: j.model.clone(), job_ids: vec![j.id] })
+        .collect();
+    let queued = jobs::mark_queued_many(&mut tx, &batches, now).await.unwrap();
+    assert_eq!(queued.iter().flat_map(|b| b.job_ids.clone()).collect::<Vec<_>>(), vec![kept]);
+    assert_eq!(coalesce::attach_followers(&mut tx, &step.follow, now).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+
+    let counts: Vec<i32> = sqlx::query_scalar("SELECT job_count FROM batches").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(counts, vec![1], "one batch, of the job still held");
+    assert_eq!(env.job(gone).await.state, "cancelled");
+    assert_eq!(env.job(kept).await.state, "queued");
+    let f = env.job(follower).await;
+    assert_eq!((f.state.as_str(), f.cache_source), ("held", None));
+
+    // The next round sends it on its own.
+    let report = env.release_once().await;
+    assert_eq!((report.released, report.coalesced), (1, 0), "{report:?}");
+}

@@ -18,9 +18,10 @@
 //!   with its error, or, if it died or was cancelled, back to `held` to get
 //!   their own chance.
 //!
-//! A unique index allows one leader per key in flight, so two scheduler
-//! replicas cannot both send the same key; the loser's round fails, rolls
-//! back and, next round, finds the winner as the leader to wait for.
+//! A unique index allows one leader per key in flight. Release rounds run
+//! one at a time across scheduler replicas (`db::jobs::lock_release`), so
+//! they do not race to send a key; the index is the backstop that makes a
+//! second leader an error rather than a second provider call.
 
 use std::collections::HashMap;
 
@@ -82,17 +83,18 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
     Ok(rows.into_iter().map(|r| (r.cache_key, CacheHit { source: r.source, result: r.result })).collect())
 }
 
-/// The advisory lock that a leader's finish takes on its batch, exclusively,
-/// and a release round attaching followers to it takes shared: the key is
-/// derived from the batch id (a collision only makes one wait for the other).
-pub(crate) const FINISH_LOCK_KEY: &str = "hashtextextended('finish/' || $1::text, 0)";
+/// The key of a batch's advisory lock (`db::jobs::lock_batch`), which a
+/// worker's writes take exclusively and a release round attaching followers
+/// to the batch's jobs takes shared; derived from the batch id (a collision
+/// only makes one wait for the other).
+pub(crate) const BATCH_LOCK_KEY: &str = "hashtextextended('batch/' || $1::text, 0)";
 
 /// The jobs with these keys on their way to the provider (leaders), held for
 /// the caller's transaction so that followers it attaches are seen by the
 /// leaders' finish.
 ///
 /// Each leader is locked `FOR KEY SHARE` (a cancel, which locks the job `FOR
-/// UPDATE`, waits for the round) and its batch's finish lock shared. A
+/// UPDATE`, waits for the round) and its batch's lock shared. A
 /// leader's finish takes that lock exclusively *before* its `UPDATE`
 /// (`db::jobs::finish`), so either the finish waits for this transaction
 /// to commit and then finds its followers, or this waits for the finish to
@@ -127,7 +129,7 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     batches.dedup();
     sqlx::query(&format!(
         "SELECT pg_advisory_xact_lock_shared({}) FROM unnest($1::uuid[]) WITH ORDINALITY AS b(id, n) ORDER BY n",
-        FINISH_LOCK_KEY.replace("$1", "b.id")
+        BATCH_LOCK_KEY.replace("$1", "b.id")
     ))
     .bind(&batches)
     .execute(&mut *conn)
@@ -189,25 +191,32 @@ pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<U
 }
 
 /// Attaches held jobs to their leaders: `queued`, no batch, `cache_source`
-/// = the leader. Returns how many were attached.
+/// = the leader. Returns the jobs attached.
+///
+/// Only to a leader that is queued or running when this runs: call it after
+/// the round has queued its own leaders. A leader claimed by the round but
+/// cancelled before it was queued is not, and its would-be followers stay
+/// `held` for the next round (attached, they would wait for a job that
+/// never runs). A leader in flight is held by [`lock_leaders`].
 ///
 /// # Errors
 /// Database errors only.
-pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
     if pairs.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let followers: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
     let leaders: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
-    let res = sqlx::query(
+    sqlx::query_scalar(
         "UPDATE jobs j SET state = 'queued', cache_source = u.leader, queued_at = $3
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
-         WHERE j.id = u.id AND j.state = 'held'",
+         WHERE j.id = u.id AND j.state = 'held'
+           AND EXISTS (SELECT 1 FROM jobs l WHERE l.id = u.leader AND l.state IN ('queued', 'running'))
+         RETURNING j.id",
     )
     .bind(&followers)
     .bind(&leaders)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(res.rows_affected())
+    .fetch_all(conn)
+    .await
 }

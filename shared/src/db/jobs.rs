@@ -460,13 +460,30 @@ pub struct ClaimedJob {
     pub cache_key: Option<Vec<u8>>,
 }
 
-/// Locks up to `per_tenant` due jobs of each tenant, `total` in all, for the
-/// caller's transaction.
+/// Takes the release lock for the caller's transaction, waiting for another
+/// replica's round to end: release rounds run one at a time across replicas
+/// (as River runs its scheduler on one leader), so [`claim_due`] can read
+/// due jobs without locking them. A round is bound by PostgreSQL's writes,
+/// so a second one in parallel on the same server would not add throughput;
+/// row locks on 5,000 claimed jobs did cost a tuple write and a WAL record
+/// each (claim 61–91 ms with them, 19–28 ms without, per round of 5,000 on
+/// 300,000 held jobs; BENCHMARKS.md).
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('offpeak/release', 0))").execute(conn).await?;
+    Ok(())
+}
+
+/// Reads up to `per_tenant` due jobs of each tenant, `total` in all. The
+/// caller holds the release lock ([`lock_release`]), so no other round reads
+/// them; they are not locked, so every write that follows re-checks that a
+/// job is still `held` (a job cancelled since this read is skipped).
 ///
 /// Fairness: tenants are visited in random order and each gives at most
 /// `per_tenant` jobs per round, so one tenant's million-job backlog cannot
-/// starve another's ten jobs. `SKIP LOCKED` lets scheduler replicas claim
-/// disjoint sets at the same time.
+/// starve another's ten jobs.
 pub async fn claim_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -482,7 +499,6 @@ pub async fn claim_due(
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id
              LIMIT $2
-             FOR UPDATE SKIP LOCKED
          ) j
          LIMIT $3",
     )
@@ -501,7 +517,8 @@ pub struct NewBatch {
     pub job_ids: Vec<Uuid>,
 }
 
-/// Records a batch and moves its jobs to `queued`, in the caller's transaction.
+/// Moves a batch's jobs that are still `held` to `queued` and records the
+/// batch, in the caller's transaction. Returns the jobs moved.
 pub async fn mark_queued(
     conn: &mut PgConnection,
     batch_id: Uuid,
@@ -510,17 +527,44 @@ pub async fn mark_queued(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let batch = NewBatch { id: batch_id, model: model.to_owned(), job_ids: job_ids.to_vec() };
-    mark_queued_many(conn, std::slice::from_ref(&batch), now).await
+    let queued = mark_queued_many(conn, std::slice::from_ref(&batch), now).await?;
+    Ok(queued.iter().map(|b| b.job_ids.len() as u64).sum())
 }
 
-/// Records every batch of a release round and moves their jobs to
-/// `queued`, in the caller's transaction: two set-based statements per
-/// round, whatever the number of batches, instead of two per batch.
-/// Returns the jobs moved.
-pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
-    let models: Vec<&str> = batches.iter().map(|b| b.model.as_str()).collect();
-    let counts: Vec<i32> = batches.iter().map(|b| b.job_ids.len() as i32).collect();
+/// Moves the jobs of every batch of a release round that are still `held`
+/// to `queued`, and records the batches that got jobs, in the caller's
+/// transaction: two set-based statements per round, whatever the number of
+/// batches. Returns those batches with the jobs actually moved, in their
+/// order: a job cancelled since the claim is left out of its batch's
+/// message and count.
+pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now: DateTime<Utc>) -> Result<Vec<NewBatch>, sqlx::Error> {
+    let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
+    let batch_of: Vec<Uuid> = batches.iter().flat_map(|b| std::iter::repeat_n(b.id, b.job_ids.len())).collect();
+    // `j.id = ANY($1)` repeats the join condition on purpose: it gives the
+    // planner an index condition on jobs. Without it, knowing the array
+    // holds 5,000 ids, PostgreSQL chose a merge join that read the whole
+    // primary key in order (169 ms of a 5,000-job round at 100,000 jobs,
+    // growing with the table); with it, 5,000 index probes (33 ms).
+    let moved: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE jobs j SET state = 'queued', batch_id = u.batch_id, queued_at = $3
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id)
+         WHERE j.id = u.id AND j.id = ANY($1) AND j.state = 'held'
+         RETURNING j.id",
+    )
+    .bind(&job_ids)
+    .bind(&batch_of)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let moved: std::collections::HashSet<Uuid> = moved.into_iter().collect();
+    let queued: Vec<NewBatch> = batches
+        .iter()
+        .map(|b| NewBatch { id: b.id, model: b.model.clone(), job_ids: b.job_ids.iter().copied().filter(|id| moved.contains(id)).collect() })
+        .filter(|b| !b.job_ids.is_empty())
+        .collect();
+    let ids: Vec<Uuid> = queued.iter().map(|b| b.id).collect();
+    let models: Vec<&str> = queued.iter().map(|b| b.model.as_str()).collect();
+    let counts: Vec<i32> = queued.iter().map(|b| b.job_ids.len() as i32).collect();
     sqlx::query(
         "INSERT INTO batches (id, model, job_count, published_at, touched_at)
          SELECT id, model, job_count, $4, $4 FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, model, job_count)",
@@ -531,24 +575,7 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
-    let batch_of: Vec<Uuid> = batches.iter().flat_map(|b| std::iter::repeat_n(b.id, b.job_ids.len())).collect();
-    // `j.id = ANY($1)` repeats the join condition on purpose: it gives the
-    // planner an index condition on jobs. Without it, knowing the array
-    // holds 5,000 ids, PostgreSQL chose a merge join that read the whole
-    // primary key in order (169 ms of a 5,000-job round at 100,000 jobs,
-    // growing with the table); with it, 5,000 index probes (33 ms).
-    let res = sqlx::query(
-        "UPDATE jobs j SET state = 'queued', batch_id = u.batch_id, queued_at = $3
-         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id)
-         WHERE j.id = u.id AND j.id = ANY($1) AND j.state = 'held'",
-    )
-    .bind(&job_ids)
-    .bind(&batch_of)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(res.rows_affected())
+    Ok(queued)
 }
 
 /// A timezone and tenant window (`None`: the deployment's) of held jobs
@@ -649,6 +676,7 @@ pub async fn start_batch(
     now: DateTime<Utc>,
 ) -> Result<Vec<StartedJob>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    lock_batch(&mut tx, batch_id).await?;
     // Waiting needs a lock on the ids alone: an UPDATE filtered on batch_id
     // would skip rows whose visible version has no batch id yet without
     // waiting for the transaction that is giving them one.
@@ -675,7 +703,7 @@ pub async fn start_batch(
 }
 
 /// [`start_batch`] and the first [`begin_attempt`] in one statement in the
-/// usual case, and no transaction: what a worker does when a batch arrives.
+/// usual case: what a worker does when a batch arrives.
 ///
 /// One `UPDATE` moves the batch's unfinished jobs to `running`, counts one
 /// provider attempt for each and touches the batch. Usually the release
@@ -690,8 +718,10 @@ pub async fn start_batch(
 /// cancelled (a redelivery) take that second path too and are skipped as in
 /// [`start_batch`]. Skipping the lock in the usual case spares a WAL record
 /// and a page write per job. Returns the jobs with their attempts counted
-/// so far, this one included.
+/// so far, this one included. Runs under the batch's lock ([`lock_batch`]).
 pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_batch(&mut tx, batch_id).await?;
     let start = |ids: Vec<Uuid>| {
         sqlx::query_as::<_, StartedJob>(
             "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
@@ -702,16 +732,32 @@ pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now:
         .bind(batch_id)
         .bind(ids)
         .bind(now)
-        .fetch_all(pool)
     };
-    let mut started = start(job_ids.to_vec()).await?;
+    let mut started = start(job_ids.to_vec()).fetch_all(&mut *tx).await?;
     if started.len() < job_ids.len() {
         let done: std::collections::HashSet<Uuid> = started.iter().map(|j| j.id).collect();
         let rest: Vec<Uuid> = job_ids.iter().copied().filter(|id| !done.contains(id)).collect();
-        sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(&rest).execute(pool).await?;
-        started.extend(start(rest).await?);
+        sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(&rest).execute(&mut *tx).await?;
+        started.extend(start(rest).fetch_all(&mut *tx).await?);
     }
+    tx.commit().await?;
     Ok(started)
+}
+
+/// Takes the batch's lock for the caller's transaction, waiting for any
+/// other holder. Every write a worker makes for a batch (start, attempt,
+/// transient error, finish) runs under it, so two deliveries of one batch
+/// write one after the other instead of locking its jobs' rows in
+/// different orders (a deadlock); and a release round attaching followers
+/// to a job of the batch holds it shared (see `cache::lock_leaders`), so
+/// the finish sees them. An advisory lock, taken in memory: it writes
+/// nothing to the jobs' rows.
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_batch(conn: &mut PgConnection, batch_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({})", super::cache::BATCH_LOCK_KEY)).bind(batch_id).execute(conn).await?;
+    Ok(())
 }
 
 /// Records that a worker is making progress on a batch, so the rescuer
@@ -722,8 +768,10 @@ pub async fn touch_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateT
 }
 
 /// Counts one more provider attempt for the batch's running jobs, and
-/// marks the batch as making progress.
-pub async fn begin_attempt<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// marks the batch as making progress, under the batch's lock.
+pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_batch(&mut tx, batch_id).await?;
     let res = sqlx::query(
         "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
          UPDATE jobs SET attempts = attempts + 1
@@ -732,8 +780,9 @@ pub async fn begin_attempt<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, job_ids:
     .bind(batch_id)
     .bind(job_ids)
     .bind(now)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(res.rows_affected())
 }
 
@@ -780,13 +829,16 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
 }
 
 /// Keeps the last transient error on still-running jobs, so a client polling
-/// a job that is being retried can see why.
-pub async fn record_transient_error<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
+/// a job that is being retried can see why. Under the batch's lock.
+pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_batch(&mut tx, batch_id).await?;
     let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'running'")
         .bind(batch_id)
         .bind(error)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(res.rows_affected())
 }
 
@@ -839,15 +891,11 @@ pub async fn finish(
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
     let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
     let mut tx = pool.begin().await?;
-    // Take the batch's finish lock first, in a statement of its own: a
-    // release round that is attaching followers to its jobs holds it shared,
-    // so this waits for the round to commit, and the statement below, with a
-    // new snapshot, finds those followers (see `cache::lock_leaders`). It
-    // also makes two deliveries of one batch finish one after the other.
-    sqlx::query(&format!("SELECT pg_advisory_xact_lock({})", super::cache::FINISH_LOCK_KEY))
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
+    // Take the batch's lock first, in a statement of its own: a release
+    // round that is attaching followers to its jobs holds it shared, so this
+    // waits for the round to commit, and the statement below, with a new
+    // snapshot, finds those followers (see `cache::lock_leaders`).
+    lock_batch(&mut tx, batch_id).await?;
     // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
