@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 
 use offpeak_shared::broker::Publisher;
 use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db;
 use offpeak_shared::shutdown::ShutdownSignal;
 
 use crate::api::{self, ApiConfig, AppState};
@@ -32,6 +31,9 @@ pub struct Loops {
 
 /// How often the jobs-by-state gauge is refreshed.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(15);
+/// The pause between two refreshes of the counting gauges is at least this
+/// many times as long as the last refresh took.
+pub const STATS_COST_FACTOR: u32 = 10;
 
 /// Serves the API on `listener` and runs the configured `loops` beside it,
 /// until `shutdown` fires; then stops taking requests, finishes those in
@@ -89,24 +91,32 @@ pub async fn serve(
     result
 }
 
+/// Refreshes the gauges that count the jobs table (`offpeak_jobs`,
+/// `offpeak_jobs_by_model`, `offpeak_held_jobs_due`): every
+/// [`STATS_INTERVAL`], or, when a pass is slow, [`STATS_COST_FACTOR`] times
+/// as long as the pass took. Counting is a scan of the table: at 1,000,000
+/// jobs in the middle of the 02:00 burst, the three queries this used to run
+/// took 1 s each, every 15 s, a sixth of what PostgreSQL spent on the
+/// release (BENCHMARKS.md, step 7). Now jobs by state are summed from jobs
+/// by state and model (one scan), and the pause keeps the counting under a
+/// tenth of one connection's time however big the table grows.
 async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
     use offpeak_shared::db::stats;
     while !shutdown.is_triggered() {
-        match db::jobs::count_by_state(&pool).await {
-            Ok(counts) => {
+        let started = std::time::Instant::now();
+        match stats::by_state_and_model(&pool).await {
+            Ok(rows) => {
                 for st in offpeak_shared::job::JobState::ALL {
-                    let n = counts.iter().find(|(s, _)| s == st.as_str()).map_or(0, |(_, n)| *n);
+                    let n: i64 = rows.iter().filter(|(s, _, _)| s == st.as_str()).map(|(_, _, n)| n).sum();
                     metrics::JOBS_BY_STATE.with_label_values(&[st.as_str()]).set(n);
                 }
+                // Reset first, so a (state, model) pair that emptied reads 0 rather than its last count.
+                metrics::JOBS_BY_STATE_MODEL.reset();
+                for (state, model, n) in rows {
+                    metrics::JOBS_BY_STATE_MODEL.with_label_values(&[&state, &model]).set(n);
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "could not refresh jobs-by-state gauge"),
-        }
-        if let Ok(rows) = stats::by_state_and_model(&pool).await {
-            // Reset first, so a (state, model) pair that emptied reads 0 rather than its last count.
-            metrics::JOBS_BY_STATE_MODEL.reset();
-            for (state, model, n) in rows {
-                metrics::JOBS_BY_STATE_MODEL.with_label_values(&[&state, &model]).set(n);
-            }
+            Err(e) => tracing::debug!(error = %e, "could not refresh the jobs-by-state gauges"),
         }
         if let Ok(rows) = stats::held_by_hours_until_due(&pool, clock.now()).await {
             for bucket in stats::due_buckets() {
@@ -114,8 +124,9 @@ async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: Shu
                 metrics::HELD_BY_DUE.with_label_values(&[&bucket]).set(n);
             }
         }
+        let pause = STATS_INTERVAL.max(started.elapsed() * STATS_COST_FACTOR);
         tokio::select! {
-            _ = tokio::time::sleep(STATS_INTERVAL) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait() => {}
         }
     }

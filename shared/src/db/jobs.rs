@@ -964,11 +964,6 @@ pub async fn finish(
     Ok(out)
 }
 
-/// Count of jobs per state (all tenants), for metrics and the demo.
-pub async fn count_by_state<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(db).await
-}
-
 /// Which finished jobs an operator gives another chance.
 #[derive(Debug, Clone)]
 pub struct RetryFilter {
