@@ -69,7 +69,7 @@ pub struct CacheStep {
     /// Jobs to batch and send to the provider.
     pub send: Vec<ClaimedJob>,
     /// Jobs answered from the cache (written).
-    pub answered: Vec<Uuid>,
+    pub answered: u64,
     /// Jobs to attach to their leader once the round's leaders are queued:
     /// (follower, leader, model).
     pub follow: Vec<(Uuid, Uuid, String)>,
@@ -115,23 +115,22 @@ pub async fn run(
         metrics::CACHE_HITS.with_label_values(&[model, "release"]).inc();
         metrics::CREDITS_SAVED.with_label_values(&[model, "cache"]).inc_by(u64::try_from(a.list_credits).unwrap_or(0));
     }
-    Ok(CacheStep { send: plan.send, answered, follow: plan.follow })
+    Ok(CacheStep { send: plan.send, answered: answered.len() as u64, follow: plan.follow })
 }
 
 /// Step 5: attaches the round's followers to their leaders, after the round
-/// has queued its own leaders (see `cache::attach`). Returns the jobs
+/// has queued its own leaders (see `cache::attach`). Returns how many were
 /// attached.
 ///
 /// # Errors
 /// Database errors; the round rolls back.
-pub async fn attach_followers(conn: &mut PgConnection, follow: &[(Uuid, Uuid, String)], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn attach_followers(conn: &mut PgConnection, follow: &[(Uuid, Uuid, String)], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let pairs: Vec<(Uuid, Uuid)> = follow.iter().map(|(f, l, _)| (*f, *l)).collect();
-    let attached = cache::attach(conn, &pairs, now).await?;
-    let set: std::collections::HashSet<Uuid> = attached.iter().copied().collect();
-    for (_, _, model) in follow.iter().filter(|(f, _, _)| set.contains(f)) {
+    let attached: std::collections::HashSet<Uuid> = cache::attach(conn, &pairs, now).await?.into_iter().collect();
+    for (_, _, model) in follow.iter().filter(|(f, _, _)| attached.contains(f)) {
         metrics::JOBS_COALESCED.with_label_values(&[model]).inc();
     }
-    Ok(attached)
+    Ok(attached.len() as u64)
 }
 
 #[cfg(test)]
@@ -140,7 +139,7 @@ mod tests {
     use serde_json::json;
 
     fn job(key: Option<u8>) -> ClaimedJob {
-        ClaimedJob { id: Uuid::now_v7(), tenant_id: Uuid::nil(), model: "flux-dev".into(), cache_key: key.map(|k| vec![k]), release_at: Utc::now() }
+        ClaimedJob { id: Uuid::now_v7(), tenant_id: Uuid::nil(), model: "flux-dev".into(), cache_key: key.map(|k| vec![k]) }
     }
 
     #[test]

@@ -30,9 +30,8 @@
 //! `db::jobs::start_batch`), so it never mistakes a batch in the middle of
 //! being committed for an orphan.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -62,9 +61,6 @@ pub const PER_TENANT_DEFAULT: i64 = 1_000;
 pub const ROUND_MAX_DEFAULT: i64 = 5_000;
 /// Default ready batch messages above which release pauses.
 pub const MAX_QUEUE_DEPTH_DEFAULT: u32 = 200;
-/// How long a replica's resume points live before its rounds start each
-/// tenant's claim from the beginning again (see [`ResumePoints`]).
-pub const RESUME_RESET: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct ReleaseConfig {
@@ -144,55 +140,6 @@ async fn failpoint_after_publish() {
     }
 }
 
-/// Where each tenant's next claim starts, while a backlog is being released
-/// (see `db::jobs::claim_due`).
-///
-/// After a round commits, a tenant's point moves to the last job the round
-/// took from it, if every job it took has left `held`; if one stayed (a
-/// follower whose leader was cancelled meanwhile), the tenant starts from
-/// the beginning again. A round that was not full (the backlog is drained)
-/// clears every point, and so does [`RESUME_RESET`]: a job that becomes
-/// due behind a point (an operator's retry, a clock set back) waits at most
-/// that long. Points live in memory, so a restart or another replica starts
-/// from the beginning, which costs time, never a job.
-#[derive(Debug, Default)]
-struct ResumePoints {
-    points: HashMap<Uuid, db::ResumePoint>,
-    since: Option<Instant>,
-}
-
-impl ResumePoints {
-    fn current(&mut self) -> Vec<db::ResumePoint> {
-        if self.since.is_some_and(|t| t.elapsed() >= RESUME_RESET) {
-            *self = Self::default();
-        }
-        self.points.values().copied().collect()
-    }
-
-    /// `claimed` in claim order; `left` the claimed jobs that left `held`.
-    fn advance(&mut self, claimed: &[db::ClaimedJob], left: &HashSet<Uuid>, full: bool) {
-        if !full {
-            *self = Self::default();
-            return;
-        }
-        let mut stayed: HashSet<Uuid> = HashSet::new();
-        for job in claimed {
-            if !left.contains(&job.id) {
-                stayed.insert(job.tenant_id);
-            }
-        }
-        for job in claimed {
-            if stayed.contains(&job.tenant_id) {
-                self.points.remove(&job.tenant_id);
-            } else {
-                // Claimed in (release_at, id) order per tenant: the last one wins.
-                self.points.insert(job.tenant_id, db::ResumePoint { tenant_id: job.tenant_id, release_at: job.release_at, id: job.id });
-            }
-        }
-        self.since.get_or_insert_with(Instant::now);
-    }
-}
-
 /// The release loop of one scheduler replica.
 #[derive(Debug, Clone)]
 pub struct Releaser {
@@ -200,18 +147,11 @@ pub struct Releaser {
     publisher: Publisher,
     clock: SharedClock,
     config: ReleaseConfig,
-    resume: Arc<Mutex<ResumePoints>>,
 }
 
 impl Releaser {
     pub fn new(pool: PgPool, publisher: Publisher, clock: SharedClock, config: ReleaseConfig) -> Self {
-        Self { pool, publisher, clock, config, resume: Arc::default() }
-    }
-
-    fn resume(&self) -> std::sync::MutexGuard<'_, ResumePoints> {
-        // A panic while holding this lock cannot leave the points invalid
-        // (each update is whole), so a poisoned lock is used as it is.
-        self.resume.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        Self { pool, publisher, clock, config }
     }
 
     /// One round at the clock's current instant.
@@ -237,17 +177,13 @@ impl Releaser {
 
         let mut tx = self.pool.begin().await?;
         db::lock_release(&mut tx).await?;
-        let resume = self.resume().current();
-        let claimed = db::claim_due(&mut tx, now, self.config.per_tenant, limit, &resume).await?;
+        let claimed = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
         if claimed.is_empty() {
-            self.resume().advance(&[], &HashSet::new(), false);
             return Ok(report);
         }
         report.more = claimed.len() as i64 >= limit;
-        let order = claimed.clone();
         let step = coalesce::run(&mut tx, claimed, self.config.cache, &self.config.prices, now).await?;
-        report.answered = step.answered.len() as u64;
-        let mut left: HashSet<Uuid> = step.answered.iter().copied().collect();
+        report.answered = step.answered;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
         for job in step.send {
@@ -262,10 +198,7 @@ impl Releaser {
         // One statement for all jobs of the round and one for all batch rows.
         let batches = db::mark_queued_many(&mut tx, &batches, now).await?;
         report.released = batches.iter().map(|b| b.job_ids.len() as u64).sum();
-        let attached = coalesce::attach_followers(&mut tx, &step.follow, now).await?;
-        report.coalesced = attached.len() as u64;
-        left.extend(attached);
-        left.extend(batches.iter().flat_map(|b| b.job_ids.iter().copied()));
+        report.coalesced = coalesce::attach_followers(&mut tx, &step.follow, now).await?;
         let messages: Vec<BatchMessage> =
             batches.into_iter().map(|b| BatchMessage::new(b.id, b.model, b.job_ids, now)).collect();
         if !messages.is_empty() {
@@ -276,7 +209,6 @@ impl Releaser {
             failpoint_after_publish().await;
         }
         tx.commit().await?;
-        self.resume().advance(&order, &left, report.more);
 
         report.batches = messages.len() as u64;
         metrics::JOBS_RELEASED.inc_by(report.released);

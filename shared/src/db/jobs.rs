@@ -458,18 +458,6 @@ pub struct ClaimedJob {
     pub model: String,
     /// For the cache and coalescing step of the release.
     pub cache_key: Option<Vec<u8>>,
-    /// With `id`, the job's place in its tenant's order of release.
-    pub release_at: DateTime<Utc>,
-}
-
-/// Where a tenant's next claim may start: after the last job (in `(release_at,
-/// id)` order) that a committed round took from it, all of whose jobs before
-/// it have left `held`. See [`claim_due`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResumePoint {
-    pub tenant_id: Uuid,
-    pub release_at: DateTime<Utc>,
-    pub id: Uuid,
 }
 
 /// Takes the release lock for the caller's transaction, waiting for another
@@ -496,32 +484,18 @@ pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// Fairness: tenants are visited in random order and each gives at most
 /// `per_tenant` jobs per round, so one tenant's million-job backlog cannot
 /// starve another's ten jobs.
-///
-/// `resume` lets a tenant's index scan start after what earlier rounds took
-/// ([`ResumePoint`]). Without it, the scan of `jobs_held_due_order` starts
-/// at the tenant's first entry, and the entries of jobs already released
-/// stay in that index, dead, until a vacuum: in a 1,000,000-job burst the
-/// claim walked more of them every round, from 59 to 388 ms a round
-/// (BENCHMARKS.md, step 7). The row comparison is an index condition, so
-/// the scan starts at the resume point.
 pub async fn claim_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     per_tenant: i64,
     total: i64,
-    resume: &[ResumePoint],
 ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    let tenants: Vec<Uuid> = resume.iter().map(|r| r.tenant_id).collect();
-    let after_at: Vec<DateTime<Utc>> = resume.iter().map(|r| r.release_at).collect();
-    let after_id: Vec<Uuid> = resume.iter().map(|r| r.id).collect();
     sqlx::query_as::<_, ClaimedJob>(
-        "SELECT j.id, t.id AS tenant_id, j.model, j.cache_key, j.release_at
+        "SELECT j.id, t.id AS tenant_id, j.model, j.cache_key
          FROM (SELECT id FROM tenants ORDER BY random()) t
-         LEFT JOIN unnest($4::uuid[], $5::timestamptz[], $6::uuid[]) AS r(tenant_id, release_at, id) ON r.tenant_id = t.id
          CROSS JOIN LATERAL (
-             SELECT id, model, cache_key, release_at FROM jobs
+             SELECT id, model, cache_key FROM jobs
              WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
-               AND (release_at, id) > (COALESCE(r.release_at, '-infinity'), COALESCE(r.id, '00000000-0000-0000-0000-000000000000'))
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id
              LIMIT $2
@@ -531,9 +505,6 @@ pub async fn claim_due(
     .bind(now)
     .bind(per_tenant)
     .bind(total)
-    .bind(&tenants)
-    .bind(&after_at)
-    .bind(&after_id)
     .fetch_all(conn)
     .await
 }
