@@ -29,7 +29,7 @@ pub struct Loops {
     pub prune: Option<PruneConfig>,
 }
 
-/// How often the jobs-by-state gauge is refreshed.
+/// The shortest pause between two refreshes of the counting gauges.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(15);
 /// The pause between two refreshes of the counting gauges is at least this
 /// many times as long as the last refresh took.

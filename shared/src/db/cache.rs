@@ -83,12 +83,6 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
     Ok(rows.into_iter().map(|r| (r.cache_key, CacheHit { source: r.source, result: r.result })).collect())
 }
 
-/// The key of a batch's advisory lock (`db::jobs::lock_batch`), which a
-/// worker's writes take exclusively and a release round attaching followers
-/// to the batch's jobs takes shared; derived from the batch id (a collision
-/// only makes one wait for the other).
-pub(crate) const BATCH_LOCK_KEY: &str = "hashtextextended('batch/' || $1::text, 0)";
-
 /// The jobs with these keys on their way to the provider (leaders), held for
 /// the caller's transaction so that followers it attaches are seen by the
 /// leaders' finish.
@@ -124,16 +118,14 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut batches: Vec<Uuid> = rows.iter().filter_map(|r| r.2).collect();
-    batches.sort();
-    batches.dedup();
-    sqlx::query(&format!(
-        "SELECT pg_advisory_xact_lock_shared({}) FROM unnest($1::uuid[]) WITH ORDINALITY AS b(id, n) ORDER BY n",
-        BATCH_LOCK_KEY.replace("$1", "b.id")
-    ))
-    .bind(&batches)
-    .execute(&mut *conn)
-    .await?;
+    // The leaders' batches' locks (`db::jobs::lock_batch`), shared, in key order.
+    let mut batch_keys: Vec<i64> = rows.iter().filter_map(|r| r.2).map(super::jobs::batch_lock_key).collect();
+    batch_keys.sort_unstable();
+    batch_keys.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS b(k, n) ORDER BY n")
+        .bind(&batch_keys)
+        .execute(&mut *conn)
+        .await?;
     // A new statement, so a new snapshot: a finish that held the lock has committed.
     let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
     let open: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')")

@@ -675,8 +675,7 @@ pub async fn start_batch(
     job_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<Vec<StartedJob>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock_batch(&mut tx, batch_id).await?;
+    let mut tx = lock_batch(pool, batch_id).await?;
     // Waiting needs a lock on the ids alone: an UPDATE filtered on batch_id
     // would skip rows whose visible version has no batch id yet without
     // waiting for the transaction that is giving them one.
@@ -720,8 +719,7 @@ pub async fn start_batch(
 /// and a page write per job. Returns the jobs with their attempts counted
 /// so far, this one included. Runs under the batch's lock ([`lock_batch`]).
 pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock_batch(&mut tx, batch_id).await?;
+    let mut tx = lock_batch(pool, batch_id).await?;
     let start = |ids: Vec<Uuid>| {
         sqlx::query_as::<_, StartedJob>(
             "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
@@ -744,20 +742,29 @@ pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now:
     Ok(started)
 }
 
-/// Takes the batch's lock for the caller's transaction, waiting for any
-/// other holder. Every write a worker makes for a batch (start, attempt,
-/// transient error, finish) runs under it, so two deliveries of one batch
+/// Begins a transaction holding the batch's lock, waiting for any other
+/// holder. Every write a worker makes for a batch (start, attempt,
+/// transient error, finish) runs in one, so two deliveries of one batch
 /// write one after the other instead of locking its jobs' rows in
 /// different orders (a deadlock); and a release round attaching followers
-/// to a job of the batch holds it shared (see `cache::lock_leaders`), so
-/// the finish sees them. An advisory lock, taken in memory: it writes
+/// to a job of the batch holds the lock shared (see `cache::lock_leaders`),
+/// so the finish sees them. An advisory lock, taken in memory: it writes
 /// nothing to the jobs' rows.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn lock_batch(conn: &mut PgConnection, batch_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("SELECT pg_advisory_xact_lock({})", super::cache::BATCH_LOCK_KEY)).bind(batch_id).execute(conn).await?;
-    Ok(())
+pub async fn lock_batch(pool: &PgPool, batch_id: Uuid) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(batch_lock_key(batch_id)).execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// The key of a batch's advisory lock ([`lock_batch`]): the two halves of
+/// its id folded into one `bigint` (a collision only makes one holder wait
+/// for the other).
+pub(crate) fn batch_lock_key(batch_id: Uuid) -> i64 {
+    let v = batch_id.as_u128();
+    ((v >> 64) as u64 ^ v as u64) as i64
 }
 
 /// Records that a worker is making progress on a batch, so the rescuer
@@ -770,8 +777,7 @@ pub async fn touch_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateT
 /// Counts one more provider attempt for the batch's running jobs, and
 /// marks the batch as making progress, under the batch's lock.
 pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock_batch(&mut tx, batch_id).await?;
+    let mut tx = lock_batch(pool, batch_id).await?;
     let res = sqlx::query(
         "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
          UPDATE jobs SET attempts = attempts + 1
@@ -831,8 +837,7 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
 /// Keeps the last transient error on still-running jobs, so a client polling
 /// a job that is being retried can see why. Under the batch's lock.
 pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    lock_batch(&mut tx, batch_id).await?;
+    let mut tx = lock_batch(pool, batch_id).await?;
     let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'running'")
         .bind(batch_id)
         .bind(error)
@@ -890,12 +895,11 @@ pub async fn finish(
     let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
     let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
-    let mut tx = pool.begin().await?;
     // Take the batch's lock first, in a statement of its own: a release
     // round that is attaching followers to its jobs holds it shared, so this
     // waits for the round to commit, and the statement below, with a new
     // snapshot, finds those followers (see `cache::lock_leaders`).
-    lock_batch(&mut tx, batch_id).await?;
+    let mut tx = lock_batch(pool, batch_id).await?;
     // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
