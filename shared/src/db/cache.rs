@@ -128,10 +128,13 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         .await?;
     // A new statement, so a new snapshot: a finish that held the lock has committed.
     let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-    let open: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')")
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+    let open: std::collections::HashSet<Uuid> =
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
     Ok(rows.into_iter().filter(|r| open.contains(&r.1)).map(|r| (r.0, r.1)).collect())
 }
 
