@@ -27,7 +27,7 @@
 //! it without effect. A crash before publishing loses nothing either. So a
 //! batch is never lost and a job is never worked twice. A worker that gets a
 //! message before its round has committed waits on the jobs' row locks (see
-//! `db::jobs::start_batch`), so it never mistakes a batch in the middle of
+//! `db::jobs::start_attempt`), so it never mistakes a batch in the middle of
 //! being committed for an orphan.
 
 use std::collections::BTreeMap;

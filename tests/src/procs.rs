@@ -299,7 +299,7 @@ impl System {
         for _ in 0..100 {
             let opts: sqlx::postgres::PgConnectOptions = self.database_url.parse().expect("URL");
             if let Ok(mut c) = opts.connect().await {
-                if let Ok(rows) = sqlx::query_as::<_, (String, i64)>("SELECT state, count(*) FROM jobs GROUP BY state")
+                if let Ok(rows) = sqlx::query_as::<_, (String, i64)>("SELECT state, count(*) FROM job_view GROUP BY state")
                     .fetch_all(&mut c)
                     .await
                 {

@@ -177,7 +177,7 @@ async fn a_running_job_cannot_be_cancelled() {
     env.release_once().await;
     // What a worker does first with a batch: mark its jobs running.
     let batch = env.job(id(&job)).await.batch_id.expect("released into a batch");
-    let started = offpeak_shared::db::jobs::start_batch(&env.pool, batch, &[id(&job)], env.clock.now()).await.unwrap();
+    let started = offpeak_shared::db::jobs::start_attempt(&env.pool, batch, &[id(&job)], env.clock.now()).await.unwrap();
     assert_eq!(started.len(), 1);
 
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
@@ -185,6 +185,52 @@ async fn a_running_job_cannot_be_cancelled() {
     assert_eq!(body["error"]["code"], "not_cancellable");
     assert!(body["error"]["message"].as_str().unwrap().contains("running"), "{body}");
     assert_eq!(env.job(id(&job)).await.state, "running");
+}
+
+#[tokio::test]
+async fn a_queued_job_is_not_cancelled_while_a_worker_is_starting_its_batch() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let job = submit(&env, &key, json!({"model": "flux-dev", "input": {}, "priority": "normal"})).await;
+    env.release_once().await;
+    let batch = env.job(id(&job)).await.batch_id.expect("released into a batch");
+    // A worker's start holds the batch's lock while it reads which jobs are
+    // still queued: a cancel then must not slip in behind its back.
+    let start = offpeak_shared::db::jobs::lock_batch(&env.pool, batch).await.unwrap();
+    let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "not_cancellable");
+    start.rollback().await.unwrap();
+    // With the lock free and the batch still unstarted, it is cancellable.
+    let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_start_after_a_cancel_leaves_the_cancelled_job_out_and_runs_the_rest() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let a = submit(&env, &key, json!({"model": "flux-dev", "input": {"n": 1}, "priority": "normal"})).await;
+    let b = submit(&env, &key, json!({"model": "flux-dev", "input": {"n": 2}, "priority": "normal"})).await;
+    env.release_once().await;
+    let batch = env.job(id(&a)).await.batch_id.expect("released into a batch");
+    assert_eq!(env.job(id(&b)).await.batch_id, Some(batch), "one batch");
+    let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&a))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let started = offpeak_shared::db::jobs::start_attempt(&env.pool, batch, &[id(&a), id(&b)], env.clock.now()).await.unwrap();
+    assert_eq!(started.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id(&b)]);
+    assert_eq!(started[0].attempts, 1);
+    let (ra, rb) = (env.job(id(&a)).await, env.job(id(&b)).await);
+    assert_eq!((ra.state.as_str(), rb.state.as_str()), ("cancelled", "running"));
+    assert_eq!(rb.attempts, 1, "the batch's attempt shows on its job");
+    assert!(rb.started_at.is_some());
+    // The listing filters on the state as shown.
+    let (_, running) = env.get(&key, "/v1/jobs?state=running").await;
+    assert_eq!(ids(&running), vec![id(&b)]);
+    let (_, queued) = env.get(&key, "/v1/jobs?state=queued").await;
+    assert_eq!(ids(&queued), Vec::<Uuid>::new());
 }
 
 // ------------------------------------------------------------ list

@@ -67,7 +67,7 @@ async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twi
     // A worker started the batch and the provider answered, then the worker
     // died before writing: the jobs are `running`, the provider has billed.
     let ctx = env.batch_context();
-    offpeak_shared::db::jobs::start_batch(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
+    offpeak_shared::db::jobs::start_attempt(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
     let mut sorted = ids.clone();
     sorted.sort();
     let inputs: Vec<_> = futures_util::future::join_all(sorted.iter().map(|id| env.job(*id))).await.into_iter().map(|r| r.input).collect();

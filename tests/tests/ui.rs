@@ -352,7 +352,7 @@ async fn now_shows_states_queue_workers_throughput_and_error_rate_as_the_databas
 
     let n = ui_get(&env, "/ui/api/now").await;
     // States: the database and the tenant API agree with the panel.
-    let db_states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state").fetch_all(&env.pool).await.unwrap();
+    let db_states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM job_view GROUP BY state").fetch_all(&env.pool).await.unwrap();
     for st in ["held", "queued", "running", "succeeded", "failed", "dead", "cancelled"] {
         let db = db_states.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
         let api = tenant_jobs(&env, &key, Some(st)).await.len() as i64;

@@ -138,7 +138,7 @@ pub async fn held_edges(conn: &mut PgConnection, now: DateTime<Utc>, until: Date
 /// # Errors
 /// Database errors, including the statement timeout.
 pub async fn count_by_state(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(conn).await
+    sqlx::query_as("SELECT state, count(*) FROM job_view GROUP BY state ORDER BY state").fetch_all(conn).await
 }
 
 /// The jobs that finished (succeeded, failed or dead) in one UTC minute.
@@ -273,7 +273,7 @@ pub async fn search_jobs(conn: &mut PgConnection, s: &JobSearch) -> Result<Vec<J
     sqlx::query_as::<_, JobListRow>(
         "SELECT j.id, j.tenant_id, t.name AS tenant, j.model, j.state, j.priority, j.timezone, j.user_id,
                 j.release_at, j.created_at, j.finished_at, j.attempts, j.max_attempts, j.credits, j.cache_hit
-         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+         FROM job_view j JOIN tenants t ON t.id = j.tenant_id
          WHERE ($1::uuid IS NULL OR j.tenant_id = $1)
            AND ($2::text IS NULL OR j.model = $2)
            AND ($3::text IS NULL OR j.state = $3)

@@ -47,6 +47,10 @@ pub struct JobRow {
     pub cache_source: Option<Uuid>,
 }
 
+/// The columns of [`JobRow`]. Read them `FROM job_view` (migration
+/// 20261201000011), which derives `running` from the job's batch; a
+/// `RETURNING` of a job just inserted or cancelled, which is never running,
+/// may read them from `jobs` itself.
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
     max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source";
@@ -324,7 +328,7 @@ pub async fn insert_one(
     }
     // The key is taken. The conflicting row is committed (ON CONFLICT waited
     // for any concurrent inserter), so this read finds it.
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
+    let sql = format!("SELECT {JOB_COLUMNS} FROM job_view WHERE tenant_id = $1 AND idempotency_key = $2");
     let existing = sqlx::query_as::<_, JobRow>(&sql)
         .bind(template.tenant_id)
         .bind(idempotency.map(|(k, _)| k))
@@ -353,19 +357,19 @@ pub async fn insert_many(
 
 /// The tenant's job that holds an `Idempotency-Key`, if any.
 pub async fn by_idempotency_key<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, key: &str) -> Result<Option<JobRow>, sqlx::Error> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2");
+    let sql = format!("SELECT {JOB_COLUMNS} FROM job_view WHERE tenant_id = $1 AND idempotency_key = $2");
     sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(key).fetch_optional(db).await
 }
 
 /// One of the tenant's jobs.
 pub async fn get<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
+    let sql = format!("SELECT {JOB_COLUMNS} FROM job_view WHERE tenant_id = $1 AND id = $2");
     sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).fetch_optional(db).await
 }
 
 /// Any job by id, whatever its tenant (operators and tests only).
 pub async fn get_any<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+    let sql = format!("SELECT {JOB_COLUMNS} FROM job_view WHERE id = $1");
     sqlx::query_as::<_, JobRow>(&sql).bind(id).fetch_optional(db).await
 }
 
@@ -383,7 +387,7 @@ pub struct ListFilter {
 /// order and the last id of a page is the cursor of the next.
 pub async fn list<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, f: &ListFilter) -> Result<Vec<JobRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
+        "SELECT {JOB_COLUMNS} FROM job_view
          WHERE tenant_id = $1
            AND ($2::text IS NULL OR state = $2)
            AND ($3::text IS NULL OR model = $3)
@@ -414,26 +418,35 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     let mut tx = pool.begin().await?;
     // Lock first (see `cache::lock_leaders`): a release round attaching
     // followers to this job commits before the update below looks for them.
-    let locked: Option<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if locked.is_none() {
+    let locked: Option<(String, Option<Uuid>)> =
+        sqlx::query_as("SELECT state, batch_id FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((state, batch_id)) = locked else {
         return Ok(CancelOutcome::NotFound);
-    }
-    // A cancelled leader's followers go back to `held`: the next round
-    // makes one of them the leader.
-    let sql = format!(
-        "WITH c AS (
-             UPDATE jobs SET state = 'cancelled', finished_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
-             RETURNING {JOB_COLUMNS}
-         ),
-         freed AS ({FREE_FOLLOWERS_OF_C})
-         SELECT {JOB_COLUMNS} FROM c"
-    );
-    let cancelled = sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?;
+    };
+    let cancellable = match (state.as_str(), batch_id) {
+        ("queued", Some(batch_id)) => hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id),
+        _ => true,
+    };
+    let cancelled = if cancellable {
+        // A cancelled leader's followers go back to `held`: the next round
+        // makes one of them the leader.
+        let sql = format!(
+            "WITH c AS (
+                 UPDATE jobs SET state = 'cancelled', finished_at = $3
+                 WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
+                 RETURNING {JOB_COLUMNS}
+             ),
+             freed AS ({FREE_FOLLOWERS_OF_C})
+             SELECT {JOB_COLUMNS} FROM c"
+        );
+        sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?
+    } else {
+        None
+    };
     let outcome = match cancelled {
         Some(row) => CancelOutcome::Cancelled(row),
         None => match get(&mut *tx, tenant_id, id).await? {
@@ -443,6 +456,41 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Of these batches, the ones no worker has started, each held unstarted
+/// until the caller's transaction ends: a cancel of their queued jobs is
+/// then safe from a start in between.
+///
+/// A worker's start takes the batch's lock ([`lock_batch`]) and then reads
+/// which of its jobs are still `queued`, without locking their rows; so a
+/// cancel takes the same lock, shared, and the start waits for the cancel
+/// to commit and leaves the cancelled jobs out. It only *tries* the lock:
+/// an exclusive holder is a worker starting, retrying or finishing the
+/// batch, so the batch counts as started, and a cancel that holds job rows
+/// never waits for a finish that waits for those rows. Then a new
+/// statement, which sees a start that committed before the lock, reads
+/// `started_at`.
+///
+/// # Errors
+/// Database errors only.
+pub(crate) async fn hold_unstarted_batches(conn: &mut PgConnection, batch_ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut ids = batch_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let keys: Vec<i64> = ids.iter().copied().map(batch_lock_key).collect();
+    let held: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT u.id FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u(id, k, n)
+         WHERE pg_try_advisory_xact_lock_shared(u.k) ORDER BY u.n",
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query_scalar("SELECT id FROM batches WHERE id = ANY($1) AND started_at IS NULL")
+        .bind(&held)
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// The SQL of a CTE that puts the followers of the jobs of a CTE `c` (just
@@ -654,90 +702,59 @@ pub struct StartedJob {
     pub priority: String,
 }
 
-/// Marks the batch's unfinished jobs `running` and returns them with their
-/// inputs, in one statement.
+/// What a worker does when a batch arrives: starts the batch, counts its
+/// first provider attempt, and returns its jobs still to do.
 ///
-/// The jobs are found by the ids the message carries, not by batch id: the
-/// release loop publishes a batch *before* committing it, while it holds the
-/// jobs' row locks, so a worker fast enough to get the message first waits
-/// here on those locks. When the release commits, PostgreSQL re-checks the
-/// condition against the committed rows and the jobs start; when it rolls
-/// back, the rows never had this batch id and nothing starts (the message was
-/// an orphan and is acknowledged without effect).
+/// The start is one write of the batch's row (`started_at` the first time,
+/// `attempts + 1` every time), not of its jobs: a `queued` job of a started
+/// batch is `running` (migration 20261201000011, `job_view`). The jobs are
+/// found by the ids the message carries and this batch id, and only those
+/// still `queued`: jobs finished (a redelivered batch) or cancelled are not
+/// sent again. A batch started before (its worker died, or the rescuer
+/// published it again) starts again, and the provider's idempotency key,
+/// the batch id, makes the replayed call free. Runs under the batch's lock
+/// ([`lock_batch`]), which a cancel of its queued jobs takes too.
 ///
-/// Jobs already finished (a redelivered batch) or cancelled are skipped, so
-/// they are not sent again. Jobs already `running` (a worker died holding the
-/// batch) are returned again: the provider's idempotency key, the batch id,
-/// makes the replayed call free.
-pub async fn start_batch(
-    pool: &PgPool,
-    batch_id: Uuid,
-    job_ids: &[Uuid],
-    now: DateTime<Utc>,
-) -> Result<Vec<StartedJob>, sqlx::Error> {
+/// The release publishes a batch *before* it commits, so a worker fast
+/// enough may read the jobs before they have this batch id. Then nothing
+/// starts, and the worker waits on the jobs' row locks (`FOR UPDATE`,
+/// released at once: it only has to wait for the release to commit or roll
+/// back), holding no lock of the batch, and tries again, which then sees
+/// the committed release. If the release rolled back, the message was an
+/// orphan and nothing starts.
+///
+/// # Errors
+/// Database errors only.
+pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
+    let started = try_start(pool, batch_id, job_ids, now).await?;
+    if !started.is_empty() {
+        return Ok(started);
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(job_ids).execute(&mut *tx).await?;
+    tx.commit().await?;
+    try_start(pool, batch_id, job_ids, now).await
+}
+
+async fn try_start(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    // Waiting needs a lock on the ids alone: an UPDATE filtered on batch_id
-    // would skip rows whose visible version has no batch id yet without
-    // waiting for the transaction that is giving them one.
-    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE")
-        .bind(job_ids)
-        .execute(&mut *tx)
-        .await?;
-    // A new statement: in READ COMMITTED it sees the release if it committed.
     let started = sqlx::query_as::<_, StartedJob>(
-        "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3)
-         WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
-         RETURNING id, input, attempts, max_attempts, priority",
+        "WITH open AS (
+             SELECT id, input, max_attempts, priority FROM jobs
+             WHERE id = ANY($2) AND batch_id = $1 AND state = 'queued'
+         ),
+         b AS (
+             UPDATE batches SET started_at = COALESCE(started_at, $3), attempts = attempts + 1, touched_at = $3
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM open)
+             RETURNING attempts
+         )
+         SELECT open.id, open.input, b.attempts, open.max_attempts, open.priority FROM open CROSS JOIN b",
     )
     .bind(batch_id)
     .bind(job_ids)
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    if !started.is_empty() {
-        touch_batch(&mut *tx, batch_id, now).await?;
-    }
-    tx.commit().await?;
-    Ok(started)
-}
-
-/// [`start_batch`] and the first [`begin_attempt`] in one statement in the
-/// usual case: what a worker does when a batch arrives.
-///
-/// One `UPDATE` moves the batch's unfinished jobs to `running`, counts one
-/// provider attempt for each and touches the batch. Usually the release
-/// has committed by the time its message arrives, and that is all. But the
-/// release publishes *before* it commits: in READ COMMITTED the `UPDATE`
-/// evaluates `batch_id = $1` on the last committed version of each row,
-/// which has no batch id yet, and skips the row without waiting. So when
-/// fewer jobs start than the message names, the worker waits on the rows'
-/// locks (`FOR UPDATE`, released at once: it only has to wait for the
-/// release to commit or roll back) and runs the `UPDATE` again for the
-/// rest, which then sees the committed release. Jobs already finished or
-/// cancelled (a redelivery) take that second path too and are skipped as in
-/// [`start_batch`]. Skipping the lock in the usual case spares a WAL record
-/// and a page write per job. Returns the jobs with their attempts counted
-/// so far, this one included. Runs under the batch's lock ([`lock_batch`]).
-pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
-    let mut tx = lock_batch(pool, batch_id).await?;
-    let start = |ids: Vec<Uuid>| {
-        sqlx::query_as::<_, StartedJob>(
-            "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
-             UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $3), attempts = attempts + 1
-             WHERE id = ANY($2) AND batch_id = $1 AND state IN ('queued', 'running')
-             RETURNING id, input, attempts, max_attempts, priority",
-        )
-        .bind(batch_id)
-        .bind(ids)
-        .bind(now)
-    };
-    let mut started = start(job_ids.to_vec()).fetch_all(&mut *tx).await?;
-    if started.len() < job_ids.len() {
-        let done: std::collections::HashSet<Uuid> = started.iter().map(|j| j.id).collect();
-        let rest: Vec<Uuid> = job_ids.iter().copied().filter(|id| !done.contains(id)).collect();
-        sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(&rest).execute(&mut *tx).await?;
-        started.extend(start(rest).fetch_all(&mut *tx).await?);
-    }
     tx.commit().await?;
     Ok(started)
 }
@@ -767,29 +784,21 @@ pub(crate) fn batch_lock_key(batch_id: Uuid) -> i64 {
     ((v >> 64) as u64 ^ v as u64) as i64
 }
 
-/// Records that a worker is making progress on a batch, so the rescuer
-/// leaves it alone.
-pub async fn touch_batch<'e>(db: impl PgExecutor<'e>, batch_id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE batches SET touched_at = $2 WHERE id = $1").bind(batch_id).bind(now).execute(db).await?;
-    Ok(())
-}
-
-/// Counts one more provider attempt for the batch's running jobs, and
-/// marks the batch as making progress, under the batch's lock.
-pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// Counts one more provider attempt for the batch (the same for all its
+/// jobs, which are sent together) and marks it as making progress, under
+/// the batch's lock. Returns whether the batch still has jobs to do.
+///
+/// # Errors
+/// Database errors only.
+pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    let res = sqlx::query(
-        "WITH touched AS (UPDATE batches SET touched_at = $3 WHERE id = $1)
-         UPDATE jobs SET attempts = attempts + 1
-         WHERE batch_id = $1 AND id = ANY($2) AND state = 'running'",
-    )
-    .bind(batch_id)
-    .bind(job_ids)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let res = sqlx::query("UPDATE batches SET attempts = attempts + 1, touched_at = $2 WHERE id = $1")
+        .bind(batch_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(res.rows_affected())
+    Ok(res.rows_affected() == 1)
 }
 
 /// A batch with unfinished jobs that nobody has touched since `cutoff`.
@@ -834,11 +843,11 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
     Ok(())
 }
 
-/// Keeps the last transient error on still-running jobs, so a client polling
+/// Keeps the last transient error on the batch's unfinished (running) jobs, so a client polling
 /// a job that is being retried can see why. Under the batch's lock.
 pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'running'")
+    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued'")
         .bind(batch_id)
         .bind(error)
         .execute(&mut *tx)
@@ -876,8 +885,9 @@ pub struct Finished {
 
 /// Writes the outcomes of a batch, the outcomes of the jobs coalesced with
 /// its jobs (see [`super::cache`]), and the usage ledger rows of the jobs
-/// that succeeded, in one statement. Only jobs still `running` in this
-/// batch are written, and only the jobs written get a ledger row, so a
+/// that succeeded, in one statement. Only jobs still running in this
+/// batch (`queued` in it, once it has started) are written, each with the
+/// batch's `started_at` and `attempts`, and only the jobs written get a ledger row, so a
 /// second delivery of the same batch writes nothing and counts no credits
 /// twice, and the ledger always agrees with the jobs table.
 /// `list_price` is the model's list price, recorded as what the cache saved
@@ -907,10 +917,12 @@ pub async fn finish(
     let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(
         "WITH done AS (
              UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
-                    credits = u.credits, finished_at = $6
+                    credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = b.attempts
              FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
-                  AS u(id, state, result, error, credits, list_credits)
-             WHERE j.id = u.id AND j.batch_id = $1 AND j.state = 'running'
+                  AS u(id, state, result, error, credits, list_credits),
+                  batches b
+             WHERE b.id = $1 AND b.started_at IS NOT NULL
+               AND j.id = u.id AND j.batch_id = $1 AND j.state = 'queued'
              RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, j.state,
                        j.credits, u.list_credits, j.cache_hit, j.finished_at, j.result, j.error
          ),

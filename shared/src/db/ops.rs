@@ -19,7 +19,7 @@ pub struct CountRow {
 pub async fn counts<'e>(db: impl PgExecutor<'e>) -> Result<Vec<CountRow>, sqlx::Error> {
     sqlx::query_as::<_, CountRow>(
         "SELECT j.state, j.model, t.name AS tenant, count(*) AS jobs
-         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+         FROM job_view j JOIN tenants t ON t.id = j.tenant_id
          GROUP BY j.state, j.model, t.name
          ORDER BY t.name, j.model, j.state",
     )
@@ -62,13 +62,16 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
     let mut tx = pool.begin().await?;
     // Lock first, then update in a new statement, so followers a release
     // round was attaching to these jobs are committed and seen (see
-    // `db::cache::lock_leaders`).
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM jobs
-         WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
-           AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
-         ORDER BY id LIMIT $4
-         FOR UPDATE SKIP LOCKED",
+    // `db::cache::lock_leaders`). `job_view`: a queued job of a started
+    // batch is running, not cancellable.
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT j.id, CASE WHEN j.state = 'queued' THEN j.batch_id END FROM jobs j
+         WHERE j.id IN (
+             SELECT id FROM job_view
+             WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
+               AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
+             ORDER BY id LIMIT $4)
+         FOR UPDATE OF j SKIP LOCKED",
     )
     .bind(f.state.map(JobState::as_str))
     .bind(f.tenant_id)
@@ -76,6 +79,11 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
     .bind(f.limit)
     .fetch_all(&mut *tx)
     .await?;
+    // Queued jobs only of batches still unstarted, held so until commit.
+    let batches: Vec<Uuid> = rows.iter().filter_map(|r| r.1).collect();
+    let unstarted: std::collections::HashSet<Uuid> =
+        super::jobs::hold_unstarted_batches(&mut tx, &batches).await?.into_iter().collect();
+    let ids: Vec<Uuid> = rows.iter().filter(|r| r.1.is_none_or(|b| unstarted.contains(&b))).map(|r| r.0).collect();
     let sql = format!(
         "WITH c AS (
              UPDATE jobs SET state = 'cancelled', finished_at = $2

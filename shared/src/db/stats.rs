@@ -7,7 +7,8 @@ use sqlx::PgExecutor;
 
 /// Jobs per (state, model).
 pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT state, model, count(*) FROM jobs GROUP BY state, model").fetch_all(db).await
+    // `job_view`: `running` is a queued job of a started batch.
+    sqlx::query_as("SELECT state, model, count(*) FROM job_view GROUP BY state, model").fetch_all(db).await
 }
 
 /// Held jobs by the hours until they are due, as of `now`: `"0"` for those
