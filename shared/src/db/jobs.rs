@@ -910,6 +910,16 @@ pub async fn finish(
     // waits for the round to commit, and the statement below, with a new
     // snapshot, finds those followers (see `cache::lock_leaders`).
     let mut tx = lock_batch(pool, batch_id).await?;
+    // Planned for the arrays it is given, every time. sqlx prepares the
+    // statement, and after five runs PostgreSQL keeps its generic plan,
+    // which knows neither the arrays' length nor that a batch has many
+    // jobs: it joined the batch's jobs to `unnest(...)` by a nested loop
+    // that unnested all six arrays, results included, once per job, 100 ×
+    // 100 rows, 37 of the 42 ms a finish took in the 02:00 burst (a
+    // materialized CTE in its place still cost 35 ms; auto_explain,
+    // BENCHMARKS.md step 10). Planned with the values: a hash join, under
+    // 3 ms for the whole statement, about 1 ms of it planning.
+    sqlx::query("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)").execute(&mut *tx).await?;
     // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
