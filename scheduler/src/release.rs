@@ -26,7 +26,7 @@
 //! orphaned message finds no job with its batch id, so a worker acknowledges
 //! it without effect. A crash before publishing loses nothing either. So a
 //! batch is never lost and a job is never worked twice. A worker that gets a
-//! message before its round has committed waits on the jobs' row locks (see
+//! message before its round has committed waits for the round's lock (see
 //! `db::jobs::start_attempt`), so it never mistakes a batch in the middle of
 //! being committed for an orphan.
 

@@ -80,6 +80,8 @@ impl Rescuer {
         let mut tx = self.pool.begin().await?;
         let stale = db::claim_stale_batches(&mut tx, cutoff, self.config.limit).await?;
         if stale.is_empty() {
+            // Commit what the search marked finished on its way.
+            tx.commit().await?;
             return Ok(RescueReport::default());
         }
         let messages: Vec<BatchMessage> =

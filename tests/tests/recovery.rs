@@ -145,3 +145,43 @@ async fn dead_jobs_get_another_chance_from_the_operator_cli() {
     assert!(rows.iter().all(|r| r.state == "succeeded" && r.attempts == 1));
     assert_eq!(env.sim.sim.stats().items, 6);
 }
+
+async fn batch_finished(env: &TestEnv, batch_id: Uuid) -> bool {
+    sqlx::query_scalar("SELECT finished FROM batches WHERE id = $1").bind(batch_id).fetch_one(&env.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_says_it_is_finished_once_its_last_job_is_and_the_rescuer_never_looks_at_it_again() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 5).await;
+    env.release_once().await;
+    let batch_id = env.job(ids[0]).await.batch_id.unwrap();
+    assert!(!batch_finished(&env, batch_id).await, "released, not finished");
+    env.start_worker();
+    env.wait_terminal(&ids, Duration::from_secs(20)).await;
+    assert!(batch_finished(&env, batch_id).await, "the finish of its last jobs marks it");
+    env.clock.advance(chrono::Duration::minutes(30));
+    assert_eq!(env.rescuer(rescue_after(10)).run_once().await.unwrap().batches, 0);
+}
+
+#[tokio::test]
+async fn a_batch_whose_jobs_were_all_cancelled_is_marked_finished_by_the_rescuer_not_published_again() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 3).await;
+    env.release_once().await;
+    let batch_id = env.job(ids[0]).await.batch_id.unwrap();
+    let ch = env.amqp.create_channel().await.unwrap();
+    ch.queue_purge(&env.topology.queue, QueuePurgeOptions::default()).await.unwrap();
+    for id in &ids {
+        let (status, body) = env.delete(&key, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(!batch_finished(&env, batch_id).await, "a cancel does not look at the batch's other jobs");
+    env.clock.advance(chrono::Duration::minutes(11));
+    let rescuer = env.rescuer(rescue_after(10));
+    assert_eq!(rescuer.run_once().await.unwrap().batches, 0, "nothing open to publish");
+    assert!(batch_finished(&env, batch_id).await, "the rescuer marked it");
+    assert_eq!(env.queue_depth().await, 0);
+}

@@ -508,6 +508,9 @@ pub struct ClaimedJob {
     pub cache_key: Option<Vec<u8>>,
 }
 
+/// The key of the release lock ([`lock_release`]), as SQL.
+const RELEASE_LOCK_KEY: &str = "hashtextextended('offpeak/release', 0)";
+
 /// Takes the release lock for the caller's transaction, waiting for another
 /// replica's round to end: release rounds run one at a time across replicas
 /// (as River runs its scheduler on one leader), so [`claim_due`] can read
@@ -520,7 +523,7 @@ pub struct ClaimedJob {
 /// # Errors
 /// Database errors only.
 pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('offpeak/release', 0))").execute(conn).await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({RELEASE_LOCK_KEY})")).execute(conn).await?;
     Ok(())
 }
 
@@ -717,11 +720,13 @@ pub struct StartedJob {
 ///
 /// The release publishes a batch *before* it commits, so a worker fast
 /// enough may read the jobs before they have this batch id. Then nothing
-/// starts, and the worker waits on the jobs' row locks (`FOR UPDATE`,
-/// released at once: it only has to wait for the release to commit or roll
-/// back), holding no lock of the batch, and tries again, which then sees
-/// the committed release. If the release rolled back, the message was an
-/// orphan and nothing starts.
+/// starts, and the worker waits for the release round in progress to end:
+/// it takes the release lock ([`lock_release`]) shared and lets it go at
+/// once, holding no lock of the batch, and tries again, which then sees
+/// the committed round. If the round rolled back, the message was an
+/// orphan and nothing starts. (It waited on the jobs' row locks before,
+/// `FOR UPDATE`, which wrote a lock into every job row: 8% of the batches
+/// of a 1,000,000-job burst came this way; BENCHMARKS.md step 11.)
 ///
 /// # Errors
 /// Database errors only.
@@ -731,7 +736,7 @@ pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now:
         return Ok(started);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE").bind(job_ids).execute(&mut *tx).await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RELEASE_LOCK_KEY})")).execute(&mut *tx).await?;
     tx.commit().await?;
     try_start(pool, batch_id, job_ids, now).await
 }
@@ -813,19 +818,30 @@ pub struct StaleBatch {
 /// Locks up to `limit` stale batches for the caller's transaction (`SKIP
 /// LOCKED`: scheduler replicas rescue disjoint batches) and returns them with
 /// their unfinished jobs.
+///
+/// Candidates are the batches not `finished` (migration 20261201000012)
+/// touched before `cutoff`, oldest first; those of them with no open job
+/// left (their last jobs were cancelled) are marked `finished` on the way,
+/// so no pass looks at them again.
 pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<StaleBatch>, sqlx::Error> {
     sqlx::query_as::<_, StaleBatch>(
-        "WITH stale AS (
-             SELECT b.id, b.model FROM batches b
-             WHERE b.touched_at < $1
-               AND b.id IN (SELECT batch_id FROM jobs WHERE state IN ('queued', 'running') AND batch_id IS NOT NULL)
+        "WITH candidates AS MATERIALIZED (
+             SELECT b.id, b.model, b.touched_at FROM batches b
+             WHERE NOT b.finished AND b.touched_at < $1
              ORDER BY b.touched_at
              LIMIT $2
              FOR UPDATE OF b SKIP LOCKED
+         ),
+         stale AS MATERIALIZED (
+             SELECT c.id, c.model, c.touched_at, array_agg(j.id ORDER BY j.id) AS job_ids
+             FROM candidates c JOIN jobs j ON j.batch_id = c.id AND j.state IN ('queued', 'running')
+             GROUP BY c.id, c.model, c.touched_at
+         ),
+         closed AS (
+             UPDATE batches SET finished = true
+             WHERE id IN (SELECT id FROM candidates) AND id NOT IN (SELECT id FROM stale)
          )
-         SELECT s.id, s.model, array_agg(j.id ORDER BY j.id) AS job_ids
-         FROM stale s JOIN jobs j ON j.batch_id = s.id AND j.state IN ('queued', 'running')
-         GROUP BY s.id, s.model",
+         SELECT id, model, job_ids FROM stale ORDER BY touched_at",
     )
     .bind(cutoff)
     .bind(limit)
@@ -887,7 +903,8 @@ pub struct Finished {
 /// its jobs (see [`super::cache`]), and the usage ledger rows of the jobs
 /// that succeeded, in one statement. Only jobs still running in this
 /// batch (`queued` in it, once it has started) are written, each with the
-/// batch's `started_at` and `attempts`, and only the jobs written get a ledger row, so a
+/// batch's `started_at` and `attempts`; the batch is marked `finished` when
+/// none of its jobs is left open, and only the jobs written get a ledger row, so a
 /// second delivery of the same batch writes nothing and counts no credits
 /// twice, and the ledger always agrees with the jobs table.
 /// `list_price` is the model's list price, recorded as what the cache saved
@@ -949,6 +966,11 @@ pub async fn finish(
              FROM done d
              WHERE f.cache_source = d.id AND f.state = 'queued'
              RETURNING f.id, f.tenant_id, f.user_id, f.model, f.use_case, f.priority, f.state, f.finished_at
+         ),
+         closed AS (
+             UPDATE batches SET finished = true
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
+               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2))
          ),
          ledger AS (
              INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
