@@ -184,9 +184,11 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
     let key = env.tenant("acme", "UTC").await;
     let ids = bulk(&env, &key, 5, "flux-dev").await;
 
-    // The release loop's steps by hand, pausing between publish and commit.
+    // The release loop's steps by hand (its lock, claim, queue), pausing
+    // between publish and commit.
     let now = env.clock.now();
     let mut tx = env.pool.begin().await.unwrap();
+    offpeak_shared::db::jobs::lock_release(&mut tx).await.unwrap();
     let claimed = offpeak_shared::db::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
     assert_eq!(claimed.len(), 5);
     let batch_id = Uuid::now_v7();
@@ -199,7 +201,7 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
         async move { offpeak_worker::process::process_batch(&ctx, &msg).await.unwrap() }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!worker.is_finished(), "the worker waits on the release's row locks");
+    assert!(!worker.is_finished(), "the worker waits for the round to end");
     tx.commit().await.unwrap();
     let report = worker.await.unwrap();
     assert_eq!((report.started, report.succeeded), (5, 5));
@@ -207,6 +209,7 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
     // And a release that rolls back leaves the waiting worker nothing to do.
     let more = bulk(&env, &key, 2, "flux-dev").await;
     let mut tx = env.pool.begin().await.unwrap();
+    offpeak_shared::db::jobs::lock_release(&mut tx).await.unwrap();
     offpeak_shared::db::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
     let orphan = Uuid::now_v7();
     offpeak_shared::db::jobs::mark_queued(&mut tx, orphan, "flux-dev", &more, now).await.unwrap();
