@@ -508,8 +508,10 @@ pub struct ClaimedJob {
     pub cache_key: Option<Vec<u8>>,
 }
 
-/// The key of the release lock ([`lock_release`]), as SQL.
-const RELEASE_LOCK_KEY: &str = "hashtextextended('offpeak/release', 0)";
+/// The name the release lock ([`lock_release`]) is keyed by
+/// (`hashtextextended(name, 0)`), bound as a parameter by every statement
+/// that takes it.
+const RELEASE_LOCK_NAME: &str = "offpeak/release";
 
 /// Takes the release lock for the caller's transaction, waiting for another
 /// replica's round to end: release rounds run one at a time across replicas
@@ -523,7 +525,7 @@ const RELEASE_LOCK_KEY: &str = "hashtextextended('offpeak/release', 0)";
 /// # Errors
 /// Database errors only.
 pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("SELECT pg_advisory_xact_lock({RELEASE_LOCK_KEY})")).execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(conn).await?;
     Ok(())
 }
 
@@ -736,7 +738,10 @@ pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now:
         return Ok(started);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RELEASE_LOCK_KEY})")).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+        .bind(RELEASE_LOCK_NAME)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     try_start(pool, batch_id, job_ids, now).await
 }
@@ -791,19 +796,19 @@ pub(crate) fn batch_lock_key(batch_id: Uuid) -> i64 {
 
 /// Counts one more provider attempt for the batch (the same for all its
 /// jobs, which are sent together) and marks it as making progress, under
-/// the batch's lock. Returns whether the batch still has jobs to do.
+/// the batch's lock.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn begin_attempt(pool: &PgPool, batch_id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    let res = sqlx::query("UPDATE batches SET attempts = attempts + 1, touched_at = $2 WHERE id = $1")
+    sqlx::query("UPDATE batches SET attempts = attempts + 1, touched_at = $2 WHERE id = $1")
         .bind(batch_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(res.rows_affected() == 1)
+    Ok(())
 }
 
 /// A batch with unfinished jobs that nobody has touched since `cutoff`.
