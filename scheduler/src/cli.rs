@@ -74,7 +74,8 @@ pub struct ServeArgs {
     /// Most jobs per batch message.
     #[arg(long, env = "OFFPEAK_BATCH_MAX", default_value_t = release::BATCH_MAX_DEFAULT)]
     pub batch_max: usize,
-    /// Most jobs one tenant gets released per round (fairness).
+    /// Most jobs one tenant gets released per round (fairness); a round is
+    /// split evenly between the tenants with due jobs, up to this many each.
     #[arg(long, env = "OFFPEAK_RELEASE_PER_TENANT", default_value_t = release::PER_TENANT_DEFAULT)]
     pub release_per_tenant: i64,
     /// Most jobs released per round.

@@ -9,8 +9,8 @@
 //!    flooding the broker would only move the backlog from PostgreSQL (where
 //!    it is cheap and queryable) into RabbitMQ memory.
 //! 3. **Claim.** In one transaction, under the release lock (one round at a
-//!    time across replicas), read due jobs, a bounded number per tenant
-//!    (fairness). They are not row-locked: each write below re-checks that
+//!    time across replicas), read due jobs, the round split evenly between
+//!    the tenants with due work, at most `per_tenant` each (fairness). They are not row-locked: each write below re-checks that
 //!    a job is still `held`, so one cancelled meanwhile is left out.
 //! 4. **Cache.** Claimed jobs identical to one that succeeded within the
 //!    cache TTL are answered with its result; identical jobs already on
@@ -55,7 +55,8 @@ use crate::rounds::{self, Next};
 pub const RELEASE_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
 /// Default most jobs per batch message (per model).
 pub const BATCH_MAX_DEFAULT: usize = 100;
-/// Default most jobs one tenant gets per round.
+/// Default most jobs one tenant gets per round; a round is split evenly
+/// between the tenants with due jobs, up to this many each.
 pub const PER_TENANT_DEFAULT: i64 = 1_000;
 /// Default most jobs per round across tenants.
 pub const ROUND_MAX_DEFAULT: i64 = 5_000;
@@ -103,7 +104,8 @@ pub struct ReleaseReport {
     pub coalesced: u64,
     /// The queue was at its depth limit; nothing was claimed.
     pub throttled: bool,
-    /// The round was cut short by `round_max` or the depth limit: more may be due.
+    /// The round was cut short by `round_max`, the depth limit or a
+    /// tenant's share: more may be due.
     pub more: bool,
 }
 
@@ -177,12 +179,12 @@ impl Releaser {
 
         let mut tx = self.pool.begin().await?;
         db::lock_release(&mut tx).await?;
-        let claimed = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
-        if claimed.is_empty() {
+        let claim = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
+        if claim.jobs.is_empty() {
             return Ok(report);
         }
-        report.more = claimed.len() as i64 >= limit;
-        let step = coalesce::run(&mut tx, claimed, self.config.cache, &self.config.prices, now).await?;
+        report.more = claim.may_have_more(limit);
+        let step = coalesce::run(&mut tx, claim.jobs, self.config.cache, &self.config.prices, now).await?;
         report.answered = step.answered;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();

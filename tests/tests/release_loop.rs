@@ -106,6 +106,33 @@ async fn a_tenants_ten_jobs_are_not_starved_by_anothers_backlog() {
     }
 }
 
+/// A round is split evenly between the tenants with due jobs; one whose
+/// share is cut by a tenant's share, not by the round's size, says there
+/// is more, and the next round gives the tenant left the whole round.
+#[tokio::test]
+async fn a_round_is_split_evenly_between_the_tenants_with_due_jobs() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
+    let big = env.tenant("big", "UTC").await;
+    bulk(&env, &big, 50, "flux-schnell").await;
+    let mut small = Vec::new();
+    for t in 0..9 {
+        let key = env.tenant(&format!("small{t}"), "UTC").await;
+        small.extend(bulk(&env, &key, 1, "flux-schnell").await);
+    }
+    env.tenant("idle", "UTC").await;
+    let cfg = ReleaseConfig { per_tenant: 1_000, round_max: 100, ..Default::default() };
+    let r = env.releaser_with(cfg);
+
+    let first = r.run_once().await.unwrap();
+    assert_eq!(first.released, 9 + 10, "10 tenants with due jobs share the round of 100: 10 each at most");
+    assert!(first.more, "the big tenant got its whole share: more is due");
+    for id in small {
+        assert_eq!(env.job(id).await.state, "queued");
+    }
+    let second = r.run_once().await.unwrap();
+    assert_eq!((second.released, second.more), (40, false), "the one tenant left gets the whole round");
+}
+
 #[tokio::test]
 async fn release_stops_while_the_queue_is_deeper_than_its_limit() {
     let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
@@ -190,7 +217,7 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
     let mut tx = env.pool.begin().await.unwrap();
     offpeak_shared::db::jobs::lock_release(&mut tx).await.unwrap();
     let claimed = offpeak_shared::db::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
-    assert_eq!(claimed.len(), 5);
+    assert_eq!(claimed.jobs.len(), 5);
     let batch_id = Uuid::now_v7();
     offpeak_shared::db::jobs::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap();
     let msg = BatchMessage::new(batch_id, "flux-dev".into(), ids.clone(), now);
@@ -253,13 +280,13 @@ async fn a_job_cancelled_after_the_round_read_it_is_left_out_and_its_followers_w
     let mut tx = env.pool.begin().await.unwrap();
     jobs::lock_release(&mut tx).await.unwrap();
     let claimed = jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
-    assert_eq!(claimed.len(), 4);
+    assert_eq!(claimed.jobs.len(), 4);
     for id in [gone, leader] {
         let path = format!("/v1/jobs/{id}");
         let (status, body) = tokio::time::timeout(Duration::from_secs(10), env.delete(&key, &path)).await.expect("a cancel does not wait for the round");
         assert_eq!(status, 200, "{body}");
     }
-    let step = coalesce::run(&mut tx, claimed, CacheConfig::default(), &Default::default(), now).await.unwrap();
+    let step = coalesce::run(&mut tx, claimed.jobs, CacheConfig::default(), &Default::default(), now).await.unwrap();
     assert_eq!(step.follow.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(), vec![(follower, leader)]);
     let batches: Vec<NewBatch> = step
         .send

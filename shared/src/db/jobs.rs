@@ -529,29 +529,81 @@ pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Reads up to `per_tenant` due jobs of each tenant, `total` in all. The
-/// caller holds the release lock ([`lock_release`]), so no other round reads
+/// What one round's claim read ([`claim_due`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub jobs: Vec<ClaimedJob>,
+    /// The most jobs each tenant could get this round: `total` split evenly
+    /// between the tenants with due jobs, at least 1 and at most
+    /// `per_tenant`.
+    pub share: i64,
+}
+
+impl Claim {
+    /// Whether more may be due: the round reached `total`, or some tenant
+    /// got its whole share (it may have more).
+    pub fn may_have_more(&self, total: i64) -> bool {
+        if self.jobs.len() as i64 >= total {
+            return true;
+        }
+        let mut per_tenant: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        for j in &self.jobs {
+            *per_tenant.entry(j.tenant_id).or_default() += 1;
+        }
+        per_tenant.values().any(|&n| n >= self.share)
+    }
+}
+
+#[derive(FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    job: ClaimedJob,
+    share: i64,
+}
+
+/// Reads each tenant's share of the due jobs, `total` in all. The caller
+/// holds the release lock ([`lock_release`]), so no other round reads
 /// them; they are not locked, so every write that follows re-checks that a
 /// job is still `held` (a job cancelled since this read is skipped).
 ///
-/// Fairness: tenants are visited in random order and each gives at most
-/// `per_tenant` jobs per round, so one tenant's million-job backlog cannot
-/// starve another's ten jobs.
-pub async fn claim_due(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    per_tenant: i64,
-    total: i64,
-) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    sqlx::query_as::<_, ClaimedJob>(
-        "SELECT j.id, t.id AS tenant_id, j.model, j.cache_key
-         FROM (SELECT id FROM tenants ORDER BY random()) t
+/// Fairness: `total` is split evenly between the tenants that have due
+/// jobs (at most `per_tenant` each), each tenant's oldest first, so one
+/// tenant's million-job backlog cannot starve another's ten jobs, and
+/// tenants are visited in random order for the few jobs the rounding
+/// leaves over.
+///
+/// An even split is also what keeps a round's writes together on disk.
+/// Work arrives from many tenants at once, so a tenant's jobs lie far
+/// apart in the table and the oldest due jobs of all tenants lie together.
+/// With 1,000 tenants, a round that took 1,000 jobs of each of 5 of them
+/// wrote 5,000 rows on as many pages, and so did each finish of its
+/// batches; 5 jobs of each of the 1,000 writes a few hundred pages
+/// (BENCHMARKS.md step 12).
+///
+/// # Errors
+/// Database errors only.
+pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: i64, total: i64) -> Result<Claim, sqlx::Error> {
+    let rows = sqlx::query_as::<_, ClaimRow>(
+        "WITH due AS MATERIALIZED (
+             SELECT t.id FROM tenants t
+             WHERE EXISTS (
+                 SELECT 1 FROM jobs
+                 WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
+                   AND (window_closes_at IS NULL OR window_closes_at > $1)
+             )
+             ORDER BY random()
+         ),
+         share AS (
+             SELECT LEAST($2, GREATEST(1, ceil($3::float8 / GREATEST(count(*), 1))))::bigint AS n FROM due
+         )
+         SELECT j.id, d.id AS tenant_id, j.model, j.cache_key, s.n AS share
+         FROM due d CROSS JOIN share s
          CROSS JOIN LATERAL (
              SELECT id, model, cache_key FROM jobs
-             WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
+             WHERE tenant_id = d.id AND state = 'held' AND release_at <= $1
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id
-             LIMIT $2
+             LIMIT s.n
          ) j
          LIMIT $3",
     )
@@ -559,7 +611,9 @@ pub async fn claim_due(
     .bind(per_tenant)
     .bind(total)
     .fetch_all(conn)
-    .await
+    .await?;
+    let share = rows.first().map_or(per_tenant, |r| r.share);
+    Ok(Claim { jobs: rows.into_iter().map(|r| r.job).collect(), share })
 }
 
 /// A batch the release loop is about to publish.
