@@ -986,16 +986,20 @@ pub async fn finish(
     // waits for the round to commit, and the statement below, with a new
     // snapshot, finds those followers (see `cache::lock_leaders`).
     let mut tx = lock_batch(pool, batch_id).await?;
-    // Planned for the arrays it is given, every time. sqlx prepares the
-    // statement, and after five runs PostgreSQL keeps its generic plan,
-    // which knows neither the arrays' length nor that a batch has many
-    // jobs: it joined the batch's jobs to `unnest(...)` by a nested loop
-    // that unnested all six arrays, results included, once per job, 100 ×
-    // 100 rows, 37 of the 42 ms a finish took in the 02:00 burst (a
-    // materialized CTE in its place still cost 35 ms; auto_explain,
-    // BENCHMARKS.md step 10). Planned with the values: a hash join, under
-    // 3 ms for the whole statement, about 1 ms of it planning.
-    sqlx::query("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)").execute(&mut *tx).await?;
+    // The batch's jobs are reached only through the primary key, from the
+    // ids given: `j.batch_id IS NOT DISTINCT FROM $1` (the same as `=`, as
+    // $1 is never NULL) is a filter no index can serve. With `=`,
+    // PostgreSQL's generic plan for the prepared statement (used after
+    // five runs) read the batch's jobs through `jobs_open_batch`, which
+    // statistics can say holds one row (when taken while every job was
+    // held, as before a burst), and joined them to `unnest(...)` by a nested loop that unnested all
+    // six arrays, results included, once per job: 100 × 100 rows, 37 of
+    // the 42 ms a finish took in the 02:00 burst (auto_explain,
+    // BENCHMARKS.md step 10). Forcing a custom plan per call fixed that
+    // but planned every finish again, about 1 ms of CPU for 100 jobs;
+    // with the primary key as the only path the generic plan is the good
+    // one, and is kept (step 13).
+    //
     // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
@@ -1008,7 +1012,7 @@ pub async fn finish(
                   AS u(id, state, result, error, credits, list_credits),
                   batches b
              WHERE b.id = $1 AND b.started_at IS NOT NULL
-               AND j.id = u.id AND j.batch_id = $1 AND j.state = 'queued'
+               AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
              RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, j.state,
                        j.credits, u.list_credits, j.cache_hit, j.finished_at, j.result, j.error
          ),
