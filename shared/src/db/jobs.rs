@@ -699,19 +699,29 @@ pub struct ExpiredGroup {
 /// pair's next window once.
 ///
 /// Runs every release round, so the usual answer (nothing expired) must be
-/// cheap whatever the backlog: first the earliest closing among held jobs,
-/// read from the end of the partial index `jobs_held_window` and with no
-/// parameter, so no generic plan can turn it into a scan. Only when that is
-/// past does the `DISTINCT` run. (As one prepared statement, the `DISTINCT`
-/// got a generic plan after five runs that scanned the whole table: 3 to 6 s
-/// per round with a million held jobs, in every round.)
+/// cheap whatever the backlog: first whether any held job's window closed
+/// by `now`, a range scan of the partial index `jobs_held_window` that stops
+/// at its first entry closing later. Only when one has does the `DISTINCT`
+/// run.
+///
+/// The check is sent unprepared (`persistent(false)`), so PostgreSQL plans
+/// it with `now`'s value every time. As one prepared statement, the
+/// `DISTINCT` got a generic plan after five runs that scanned the whole
+/// table: 3 to 6 s per round with a million held jobs. The check used to
+/// avoid a parameter instead, reading the earliest closing from the start
+/// of the index and comparing it here; but that walks every entry of the
+/// jobs released since the last vacuum, which the release leaves at the
+/// start of the index: 13 ms a round at the end of a 1,000,000-job burst,
+/// in the release's one connection (BENCHMARKS.md step 14).
 pub async fn expired_held_groups(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<ExpiredGroup>, sqlx::Error> {
-    let earliest: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
-        "SELECT window_closes_at FROM jobs WHERE state = 'held' AND window_closes_at IS NOT NULL ORDER BY window_closes_at LIMIT 1",
+    let expired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'held' AND window_closes_at <= $1)",
     )
-    .fetch_optional(pool)
+    .bind(now)
+    .persistent(false)
+    .fetch_one(pool)
     .await?;
-    if !earliest.flatten().is_some_and(|t| t <= now) {
+    if !expired {
         return Ok(Vec::new());
     }
     sqlx::query_as(
