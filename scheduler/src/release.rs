@@ -10,8 +10,9 @@
 //!    it is cheap and queryable) into RabbitMQ memory.
 //! 3. **Claim.** In one transaction, under the release lock (one round at a
 //!    time across replicas), read due jobs, the round split evenly between
-//!    the tenants with due work, at most `per_tenant` each (fairness). They are not row-locked: each write below re-checks that
-//!    a job is still `held`, so one cancelled meanwhile is left out.
+//!    the tenants with due work, at most `per_tenant` each (fairness). They
+//!    are not row-locked: each write below re-checks that a job is still
+//!    `held`, so one cancelled meanwhile is left out.
 //! 4. **Cache.** Claimed jobs identical to one that succeeded within the
 //!    cache TTL are answered with its result; identical jobs already on
 //!    their way to the provider, or claimed together, are coalesced so only

@@ -1002,13 +1002,13 @@ pub async fn finish(
     // PostgreSQL's generic plan for the prepared statement (used after
     // five runs) read the batch's jobs through `jobs_open_batch`, which
     // statistics can say holds one row (when taken while every job was
-    // held, as before a burst), and joined them to `unnest(...)` by a nested loop that unnested all
-    // six arrays, results included, once per job: 100 × 100 rows, 37 of
-    // the 42 ms a finish took in the 02:00 burst (auto_explain,
-    // BENCHMARKS.md step 10). Forcing a custom plan per call fixed that
-    // but planned every finish again, about 1 ms of CPU for 100 jobs;
-    // with the primary key as the only path the generic plan is the good
-    // one, and is kept (step 13).
+    // held, as before a burst), and joined them to `unnest(...)` by a
+    // nested loop that unnested all six arrays, results included, once per
+    // job: 100 × 100 rows, 37 of the 42 ms a finish took in the 02:00 burst
+    // (auto_explain, BENCHMARKS.md step 10). Forcing a custom plan per call
+    // fixed that but planned every finish again, about 1 ms of CPU for 100
+    // jobs; with the primary key as the only path the generic plan is the
+    // good one, and is kept (step 13).
     //
     // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
     // exactly the jobs this statement moved to a terminal state. A job never
