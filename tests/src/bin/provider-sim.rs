@@ -8,6 +8,10 @@ use clap::Parser;
 use offpeak_tests::sim::{self, SimConfig, Simulator};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc (BENCHMARKS.md step 15).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Simulated provider batch API with configurable latency and failure rates.
 #[derive(Debug, Parser)]
 #[command(name = "provider-sim", version)]
