@@ -207,34 +207,63 @@ pub fn input_hash(model: &str, input: &Value) -> String {
 }
 
 fn input_digest(model: &str, input: &Value) -> [u8; 32] {
+    let mut buf = Vec::new();
+    canonical_json(input, &mut buf);
+    digest_of(model, &buf)
+}
+
+fn digest_of(model: &str, canonical: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(model.as_bytes());
     hasher.update([0u8]);
-    hasher.update(canonical_json(input).as_bytes());
+    hasher.update(canonical);
     hasher.finalize().into()
 }
 
-/// JSON with object keys sorted at every level, so that two inputs equal as
-/// JSON hash the same whatever order their keys were sent in. Rebuilding the
-/// maps in sorted order (rather than relying on `serde_json::Map` being a
-/// `BTreeMap`) keeps this true if some crate turns on `preserve_order`.
-fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| (k.clone(), sorted(&map[k])))
-                        .collect(),
-                )
+/// Appends `value` as JSON with object keys sorted at every level, so that
+/// two inputs equal as JSON hash the same whatever order their keys were
+/// sent in. The keys are sorted here (rather than relying on
+/// `serde_json::Map` being a `BTreeMap`), which keeps this true if some
+/// crate turns on `preserve_order`. Written straight into `out`, without
+/// copying the value: the simulator does this for every input it receives
+/// (BENCHMARKS.md step 15).
+fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push(b']');
         }
+        // Scalars as `Value`'s compact `Display` writes them.
+        other => scalar_json(other, out),
     }
-    sorted(value).to_string()
+}
+
+fn canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        scalar_json(key, out);
+        out.push(b':');
+        canonical_json(value, out);
+    }
+    out.push(b'}');
+}
+
+fn scalar_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing JSON into a Vec cannot fail for strings, numbers, booleans
+    // and null.
+    serde_json::to_writer(&mut *out, value).expect("a JSON scalar serializes");
 }
 
 /// The simulated provider: shared state behind an `Arc`, cheap to clone.
@@ -468,8 +497,9 @@ impl Simulator {
                     results: request
                         .inputs
                         .iter()
+                        .zip(&request.input_digests)
                         .zip(&rejected)
-                        .map(|(input, &rejected)| {
+                        .map(|((input, digest), &rejected)| {
                             if rejected {
                                 BatchItem::Error(ItemError {
                                     code: CONTENT_REJECTED.into(),
@@ -478,7 +508,7 @@ impl Simulator {
                                             .into(),
                                 })
                             } else {
-                                BatchItem::Output(render_output(&request.model, input))
+                                BatchItem::Output(render_output(&request.model, input, digest))
                             }
                         })
                         .collect(),
@@ -636,7 +666,8 @@ fn garbage_response(kind: GarbageKind, request: &BatchRequest) -> Response {
         request
             .inputs
             .iter()
-            .map(|input| json!({ "output": render_output(&request.model, input) }))
+            .zip(&request.input_digests)
+            .map(|(input, digest)| json!({ "output": render_output(&request.model, input, digest) }))
             .collect()
     };
     let body = match kind {
@@ -683,8 +714,7 @@ fn garbage_response(kind: GarbageKind, request: &BatchRequest) -> Response {
 
 /// What a successful item returns: shaped like a real image/video/audio
 /// API's answer and a pure function of `(model, input)`.
-fn render_output(model: &str, input: &Map<String, Value>) -> Map<String, Value> {
-    let digest = input_digest(model, &Value::Object(input.clone()));
+fn render_output(model: &str, input: &Map<String, Value>, digest: &[u8; 32]) -> Map<String, Value> {
     let id = hex::encode(&digest[..16]);
     // Image APIs take 32-bit seeds; echo the caller's if it gave one.
     let derived_seed = digest
@@ -756,6 +786,8 @@ struct BatchRequest {
     model: String,
     inputs: Vec<Map<String, Value>>,
     input_hashes: Vec<String>,
+    /// The digests behind `input_hashes`, which also seed each output.
+    input_digests: Vec<[u8; 32]>,
     /// Hash of the canonical body, compared on replay.
     body_hash: [u8; 32],
     idempotency_key: Option<String>,
@@ -770,8 +802,9 @@ impl BatchRequest {
         let Value::Object(mut body) = value else {
             return Err(invalid("body must be a JSON object".into()));
         };
-        let body_hash: [u8; 32] =
-            Sha256::digest(canonical_json(&Value::Object(body.clone())).as_bytes()).into();
+        let mut canonical = Vec::new();
+        canonical_object(&body, &mut canonical);
+        let body_hash: [u8; 32] = Sha256::digest(&canonical).into();
         let model = match body.remove("model") {
             Some(Value::String(model)) if !model.is_empty() => model,
             Some(_) => return Err(invalid("'model' must be a non-empty string".into())),
@@ -791,14 +824,20 @@ impl BatchRequest {
                 _ => Err(invalid(format!("inputs[{i}] must be an object"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let input_hashes = inputs
+        let input_digests: Vec<[u8; 32]> = inputs
             .iter()
-            .map(|input| input_hash(&model, &Value::Object(input.clone())))
+            .map(|input| {
+                canonical.clear();
+                canonical_object(input, &mut canonical);
+                digest_of(&model, &canonical)
+            })
             .collect();
+        let input_hashes = input_digests.iter().map(hex::encode).collect();
         Ok(Self {
             model,
             inputs,
             input_hashes,
+            input_digests,
             body_hash,
             idempotency_key,
         })
