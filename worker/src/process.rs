@@ -120,7 +120,7 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
             }
         }
         first = false;
-        let inputs: Vec<Value> = jobs.iter().map(|j| j.input.clone()).collect();
+        let inputs: Vec<&serde_json::value::RawValue> = jobs.iter().map(|j| &*j.input.0).collect();
         report.provider_calls += 1;
         let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
         let outcome = ctx

@@ -15,21 +15,24 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::metrics;
 
 /// One item of a successful call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum ItemResult {
-    Output(Value),
+    /// The output as the JSON text the provider sent: it is stored as it
+    /// is, so the worker does not build a tree of it.
+    Output(Box<RawValue>),
     /// A permanent per-item error (e.g. a rejected prompt).
     Error(Value),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum CallOutcome {
     Results(Vec<ItemResult>),
     Transient { error: Value, retry_after: Option<Duration> },
@@ -49,16 +52,34 @@ impl std::fmt::Debug for ProviderClient {
     }
 }
 
+#[derive(Serialize)]
+struct BatchRequest<'a> {
+    model: &'a str,
+    inputs: &'a [&'a RawValue],
+}
+
 #[derive(Deserialize)]
 struct BatchResponse {
     results: Vec<RawItem>,
 }
 
+/// One result as sent: an item with an `output` (of any JSON value, `null`
+/// included) is an output, else one with an `error` is an error, else the
+/// response is malformed. (An untagged enum said the same, but serde
+/// buffers every item of one into a tree of its own before trying each
+/// variant.)
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RawItem {
-    Output { output: Value },
-    Error { error: Value },
+struct RawItem {
+    #[serde(default, deserialize_with = "present")]
+    output: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+}
+
+/// A field that is there, whatever its value: `Some` even for `null`,
+/// which `Option`'s own `Deserialize` would turn into `None`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl ProviderClient {
@@ -74,14 +95,14 @@ impl ProviderClient {
     }
 
     /// Calls the batch API once. Never fails: every failure is an outcome.
-    pub async fn call(&self, batch_id: Uuid, model: &str, inputs: &[Value]) -> CallOutcome {
+    pub async fn call(&self, batch_id: Uuid, model: &str, inputs: &[&RawValue]) -> CallOutcome {
         let started = Instant::now();
         let sent = self
             .http
             .post(&self.url)
             .bearer_auth(&self.api_key)
             .header("Idempotency-Key", batch_id.to_string())
-            .json(&json!({"model": model, "inputs": inputs}))
+            .json(&BatchRequest { model, inputs })
             .send()
             .await;
         let outcome = match sent {
@@ -117,25 +138,7 @@ async fn classify(resp: reqwest::Response, expected: usize) -> CallOutcome {
         Err(e) => return CallOutcome::Transient { error: error_json("transport", &e.without_url().to_string()), retry_after: None },
     };
     if status.is_success() {
-        return match serde_json::from_slice::<BatchResponse>(&body) {
-            Ok(r) if r.results.len() == expected => CallOutcome::Results(
-                r.results
-                    .into_iter()
-                    .map(|i| match i {
-                        RawItem::Output { output } => ItemResult::Output(output),
-                        RawItem::Error { error } => ItemResult::Error(error),
-                    })
-                    .collect(),
-            ),
-            Ok(r) => CallOutcome::Transient {
-                error: error_json("malformed_response", &format!("provider returned {} results for {expected} inputs", r.results.len())),
-                retry_after: None,
-            },
-            Err(e) => CallOutcome::Transient {
-                error: error_json("malformed_response", &format!("provider response does not parse: {e}")),
-                retry_after: None,
-            },
-        };
+        return results_of(&body, expected);
     }
     let detail = provider_message(&body).unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
     if status.as_u16() == 429 {
@@ -144,6 +147,38 @@ async fn classify(resp: reqwest::Response, expected: usize) -> CallOutcome {
         CallOutcome::Transient { error: error_json(&format!("http_{}", status.as_u16()), &detail), retry_after }
     } else {
         CallOutcome::Permanent { error: error_json(&format!("http_{}", status.as_u16()), &detail) }
+    }
+}
+
+/// Sorts the body of a 200 into per-item results, or a transient
+/// `malformed_response` when it does not parse or does not answer every
+/// input.
+fn results_of(body: &[u8], expected: usize) -> CallOutcome {
+    match serde_json::from_slice::<BatchResponse>(body) {
+        Ok(r) if r.results.len() == expected => {
+            let mut items = Vec::with_capacity(expected);
+            for (n, item) in r.results.into_iter().enumerate() {
+                items.push(match item {
+                    RawItem { output: Some(output), .. } => ItemResult::Output(output),
+                    RawItem { error: Some(error), .. } => ItemResult::Error(error),
+                    RawItem { output: None, error: None } => {
+                        return CallOutcome::Transient {
+                            error: error_json("malformed_response", &format!("provider result {n} has neither output nor error")),
+                            retry_after: None,
+                        }
+                    }
+                });
+            }
+            CallOutcome::Results(items)
+        }
+        Ok(r) => CallOutcome::Transient {
+            error: error_json("malformed_response", &format!("provider returned {} results for {expected} inputs", r.results.len())),
+            retry_after: None,
+        },
+        Err(e) => CallOutcome::Transient {
+            error: error_json("malformed_response", &format!("provider response does not parse: {e}")),
+            retry_after: None,
+        },
     }
 }
 
@@ -157,4 +192,59 @@ fn provider_message(body: &[u8]) -> Option<String> {
 
 fn error_json(code: &str, message: &str) -> Value {
     json!({"code": code, "message": message})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(body: &str, expected: usize) -> Vec<String> {
+        match results_of(body.as_bytes(), expected) {
+            CallOutcome::Results(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    ItemResult::Output(o) => format!("output {}", o.get()),
+                    ItemResult::Error(e) => format!("error {e}"),
+                })
+                .collect(),
+            CallOutcome::Transient { error, .. } => vec![format!("transient {}", error["code"].as_str().unwrap_or(""))],
+            CallOutcome::Permanent { .. } => vec!["permanent".into()],
+        }
+    }
+
+    #[test]
+    fn an_item_is_an_output_if_it_has_one_of_any_value_else_an_error() {
+        let body = r#"{"results": [{"output": {"url": "x"}}, {"output": null}, {"error": {"code": "nsfw"}}, {"output": 1, "error": 2}, {"error": null}]}"#;
+        assert_eq!(
+            kinds(body, 5),
+            ["output {\"url\": \"x\"}", "output null", "error {\"code\":\"nsfw\"}", "output 1", "error null"]
+        );
+    }
+
+    #[test]
+    fn outputs_are_kept_as_the_provider_sent_them() {
+        let body = r#"{"results": [{"output": {"b": 1, "a": [1, 2.50]}}]}"#;
+        assert_eq!(kinds(body, 1), ["output {\"b\": 1, \"a\": [1, 2.50]}"]);
+    }
+
+    #[test]
+    fn a_body_without_an_answer_for_every_input_is_malformed() {
+        for (body, n) in [
+            (r#"{"results": [{"output": 1}, {"neither": true}]}"#, 2),
+            (r#"{"results": [{"output": 1}]}"#, 2),
+            (r#"{"results": [{"output": 1}, 7]}"#, 2),
+            (r#"{"results": "#, 1),
+            (r#"not json"#, 1),
+        ] {
+            assert_eq!(kinds(body, n), ["transient malformed_response"], "{body}");
+        }
+    }
+
+    #[test]
+    fn inputs_are_sent_as_they_are_stored() {
+        let a = RawValue::from_string(r#"{"prompt": "a cat", "seed": 7}"#.into()).unwrap();
+        let b = RawValue::from_string("{}".into()).unwrap();
+        let body = serde_json::to_string(&BatchRequest { model: "flux-dev", inputs: &[&a, &b] }).unwrap();
+        assert_eq!(body, r#"{"model":"flux-dev","inputs":[{"prompt": "a cat", "seed": 7},{}]}"#);
+    }
 }

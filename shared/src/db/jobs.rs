@@ -8,7 +8,9 @@
 //! row.
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -764,7 +766,12 @@ pub async fn roll_over<'e>(
 #[derive(Debug, Clone, FromRow)]
 pub struct StartedJob {
     pub id: Uuid,
-    pub input: Value,
+    /// The job's input as the JSON text PostgreSQL returns, passed to the
+    /// provider as it is. The worker never looks inside an input, and
+    /// parsing each one into a `serde_json::Value` tree (and cloning it for
+    /// every attempt) was most of the worker's allocations in the 02:00
+    /// burst (BENCHMARKS.md step 16).
+    pub input: Json<Box<RawValue>>,
     pub attempts: i32,
     pub max_attempts: i32,
     /// `low` or `normal`: whether the off-peak multiplier applies.
@@ -946,7 +953,9 @@ pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value
 pub struct Outcome {
     pub id: Uuid,
     pub state: JobState,
-    pub result: Option<Value>,
+    /// The provider's output, as the JSON text it sent (PostgreSQL parses
+    /// it into `jsonb`; the worker does not need it as a tree).
+    pub result: Option<Box<RawValue>>,
     pub error: Option<Value>,
     /// Credits charged.
     pub credits: i64,
@@ -987,7 +996,7 @@ pub async fn finish(
 ) -> Result<Finished, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
-    let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
+    let results: Vec<Option<Json<&RawValue>>> = outcomes.iter().map(|o| o.result.as_deref().map(Json)).collect();
     let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let credits: Vec<i64> = outcomes.iter().map(|o| o.credits).collect();
     let list_credits: Vec<i64> = outcomes.iter().map(|o| o.list_credits).collect();
