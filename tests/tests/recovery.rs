@@ -67,10 +67,10 @@ async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twi
     // A worker started the batch and the provider answered, then the worker
     // died before writing: the jobs are `running`, the provider has billed.
     let ctx = env.batch_context();
-    offpeak_shared::db::jobs::start_attempt(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
-    let mut sorted = ids.clone();
-    sorted.sort();
-    let inputs: Vec<_> = futures_util::future::join_all(sorted.iter().map(|id| env.job(*id))).await.into_iter().map(|r| r.input).collect();
+    // The same call the worker makes: the started jobs' inputs, as stored, in id order.
+    let mut started = offpeak_shared::db::jobs::start_attempt(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
+    started.sort_by_key(|j| j.id);
+    let inputs: Vec<&serde_json::value::RawValue> = started.iter().map(|j| &*j.input.0).collect();
     ctx.provider.call(batch_id, "flux-dev", &inputs).await;
     assert_eq!(env.sim.sim.stats().items, 8);
 

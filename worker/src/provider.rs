@@ -7,7 +7,7 @@
 //! | answer | outcome |
 //! |---|---|
 //! | 200 with one result per input | [`CallOutcome::Results`] |
-//! | 429 (with `Retry-After`), 5xx, timeout, refused connection, a 200 whose body does not parse or has the wrong number of results | [`CallOutcome::Transient`] |
+//! | 429 (with `Retry-After`), 5xx, timeout, refused connection, a 200 whose body does not parse, has the wrong number of results or an item with neither `output` nor `error` | [`CallOutcome::Transient`] |
 //! | any other 4xx | [`CallOutcome::Permanent`] |
 //!
 //! The API key is never logged and never part of an error: [`ProviderClient`]'s
