@@ -73,7 +73,7 @@ struct RawItem {
     #[serde(default, deserialize_with = "present")]
     output: Option<Box<RawValue>>,
     #[serde(default, deserialize_with = "present")]
-    error: Option<Value>,
+    error: Option<Box<RawValue>>,
 }
 
 /// A field that is there, whatever its value: `Some` even for `null`,
@@ -159,8 +159,15 @@ fn results_of(body: &[u8], expected: usize) -> CallOutcome {
             let mut items = Vec::with_capacity(expected);
             for (n, item) in r.results.into_iter().enumerate() {
                 items.push(match item {
-                    RawItem { output: Some(output), .. } => ItemResult::Output(output),
-                    RawItem { error: Some(error), .. } => ItemResult::Error(error),
+                    RawItem { output: Some(output), .. } if storable(&output) => ItemResult::Output(output),
+                    RawItem { error: Some(error), .. } if storable(&error) => {
+                        // Valid JSON, just parsed: it parses again.
+                        ItemResult::Error(serde_json::from_str(error.get()).unwrap_or(Value::Null))
+                    }
+                    RawItem { output: Some(_), .. } | RawItem { error: Some(_), .. } => ItemResult::Error(error_json(
+                        "invalid_output",
+                        "the provider's answer for this item holds \\u0000 or an unpaired surrogate, which cannot be stored",
+                    )),
                     RawItem { output: None, error: None } => {
                         return CallOutcome::Transient {
                             error: error_json("malformed_response", &format!("provider result {n} has neither output nor error")),
@@ -182,6 +189,42 @@ fn results_of(body: &[u8], expected: usize) -> CallOutcome {
     }
 }
 
+/// Whether PostgreSQL's `jsonb` takes this JSON text. It refuses two things
+/// that are valid JSON: the escape `\u0000`, and a `\uD800`–`\uDFFF` escape
+/// that is not half of a surrogate pair. A result it refused would make the
+/// batch's finish fail on every delivery (the provider answers a replay
+/// with the same result), so such an item fails on its own instead.
+fn storable(raw: &RawValue) -> bool {
+    let b = raw.get().as_bytes();
+    let hex = |at: usize| b.get(at..at + 4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u16::from_str_radix(h, 16).ok());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // Valid JSON: a backslash always starts an escape, inside a string.
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let Some(unit) = hex(i + 2) else { return false };
+        match unit {
+            0 => return false,
+            0xD800..=0xDBFF => {
+                let low = if b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u') { hex(i + 8) } else { None };
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return false;
+                }
+                i += 12;
+            }
+            0xDC00..=0xDFFF => return false,
+            _ => i += 6,
+        }
+    }
+    true
+}
+
 /// The provider's own error message, when its body has one.
 fn provider_message(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -190,8 +233,10 @@ fn provider_message(body: &[u8]) -> Option<String> {
     Some(msg.chars().take(500).collect())
 }
 
+/// An error of ours. The message may quote the provider, so it loses any
+/// NUL character, which PostgreSQL cannot store.
 fn error_json(code: &str, message: &str) -> Value {
-    json!({"code": code, "message": message})
+    json!({"code": code, "message": message.replace('\0', "")})
 }
 
 #[cfg(test)]
@@ -246,5 +291,39 @@ mod tests {
         let b = RawValue::from_string("{}".into()).unwrap();
         let body = serde_json::to_string(&BatchRequest { model: "flux-dev", inputs: &[&a, &b] }).unwrap();
         assert_eq!(body, r#"{"model":"flux-dev","inputs":[{"prompt": "a cat", "seed": 7},{}]}"#);
+    }
+}
+
+#[cfg(test)]
+mod storable_tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.into()).unwrap()
+    }
+
+    #[test]
+    fn what_jsonb_refuses_is_not_storable() {
+        for ok in [r#"{"a": "x"}"#, r#""\ud83d\ude00""#, r#""\\u0000""#, r#""\u00e9\n\"""#, "1", r#""\uFFFF""#] {
+            assert!(storable(&raw(ok)), "{ok}");
+        }
+        for bad in [r#""\u0000""#, r#"{"a": ["\ud800"]}"#, r#""\udc00""#, r#""\ud800\u0041""#, r#""x\ud800""#] {
+            assert!(!storable(&raw(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_item_jsonb_would_refuse_fails_alone() {
+        let body = r#"{"results": [{"output": "fine"}, {"output": {"t": "\u0000"}}, {"error": {"m": "\udfff"}}]}"#;
+        let CallOutcome::Results(items) = results_of(body.as_bytes(), 3) else { panic!("not results") };
+        assert!(matches!(&items[0], ItemResult::Output(o) if o.get() == r#""fine""#));
+        for item in &items[1..] {
+            assert!(matches!(item, ItemResult::Error(e) if e["code"] == "invalid_output"), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn our_errors_drop_nul_characters() {
+        assert_eq!(error_json("http_500", "bad\0 thing")["message"], "bad thing");
     }
 }
