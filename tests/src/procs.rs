@@ -29,7 +29,29 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A TCP port on 127.0.0.1 that is free now, for a child process to listen on.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default), from which
+/// the kernel picks the local port of every outgoing connection: a port
+/// found free there (`bind` to port 0, as this did before) could become a
+/// client connection's local port before the child bound it, and the child
+/// failed with "Address already in use" (seen once in CI, a scheduler of the
+/// fault tests). Ports are handed out in turn from a start that depends on
+/// the process id, so one test process never hands out the same port twice
+/// and two processes rarely start at the same place.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 32_768 - LOW;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 

@@ -878,7 +878,13 @@ async fn window_previews_at_the_extremes_of_time_answer_without_a_5xx() {
                 let body: Value = resp.json().await.map_err(|e| TestCaseError::fail(format!("GET {path}: {status}, not JSON: {e}")))?;
                 let valid_instant = chrono::DateTime::parse_from_rfc3339(&at).is_ok();
                 let at_end_of_time = chrono::DateTime::parse_from_rfc3339(&at).is_ok_and(|t| t.year() == 9999 && t.ordinal() >= 363);
-                if valid_instant && status == 422 && at_end_of_time {
+                // Year 0000 with a positive offset is year -1 in UTC.
+                let before_time = chrono::DateTime::parse_from_rfc3339(&at).is_ok_and(|t| t.with_timezone(&chrono::Utc).year() < 0);
+                if valid_instant && before_time {
+                    prop_assert_eq!(status, 422, "GET {}: {}", path, body);
+                    prop_assert_eq!(body["error"]["code"].as_str(), Some("out_of_range"), "GET {}: {}", path, body);
+                    prop_assert!(error_shape(&body).is_ok(), "{}", body);
+                } else if valid_instant && status == 422 && at_end_of_time {
                     // The window would close after year 9999, which RFC 3339 cannot write.
                     prop_assert_eq!(body["error"]["code"].as_str(), Some("out_of_range"), "GET {}: {}", path, body);
                     prop_assert!(error_shape(&body).is_ok(), "{}", body);
@@ -926,6 +932,32 @@ async fn a_window_that_would_open_after_year_9999_is_a_422_not_an_unwritable_ins
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["opens_at"], "9999-12-31T02:00:00Z", "{body}");
     assert_eq!(body["closes_at"], "9999-12-31T06:00:00Z", "{body}");
+}
+
+/// The generated case that once answered `"at": "-0001-12-31T23:59:00Z"`:
+/// year 0000 with a positive offset is year -1 in UTC, which the answer
+/// cannot write. The first instant it can is answered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_before_year_0000_in_utc_is_a_422_not_an_unwritable_instant() {
+    let env = TestEnv::new().await;
+    let key = env.tenant("acme", "UTC").await;
+    let get = |q: &'static str| {
+        let (env, key) = (&env, &key);
+        async move {
+            let resp = env.http.get(env.url(&format!("/v1/windows/next?{q}"))).bearer_auth(key).send().await.expect("answer");
+            (resp.status().as_u16(), resp.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = get("timezone=Africa%2FAbidjan&at=0000-01-01T00%3A00%3A00%2B00%3A01").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "out_of_range", "{body}");
+    assert_eq!(body["error"]["field"], "at", "{body}");
+    error_shape(&body).expect("error shape");
+
+    let (status, body) = get("timezone=UTC&at=0000-01-01T00%3A00%3A00Z").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["at"], "0000-01-01T00:00:00Z", "{body}");
+    assert_eq!(body["opens_at"], "0000-01-01T02:00:00Z", "{body}");
 }
 
 // ---------------------------------------------------------------- paths

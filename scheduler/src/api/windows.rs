@@ -49,7 +49,7 @@ pub struct NextWindow {
         (status = 200, description = "The next off-peak window, or the current one if `at` is inside it", body = NextWindow),
         (status = 400, description = "A bad `at` or an unknown query parameter (`invalid_query`)", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`), or an `at` so late that its window would close after 9999-12-31T23:59:59Z, which RFC 3339 cannot write (`out_of_range`)", body = super::openapi::ErrorBody),
+        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`), an `at` so late that its window would close after 9999-12-31T23:59:59Z, or so early that it falls before 0000-01-01T00:00:00Z in UTC (`0000-01-01T00:00:00+00:01`), which RFC 3339 cannot write (`out_of_range`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -70,6 +70,15 @@ pub async fn next(
             .with_timezone(&Utc),
         None => state.clock.now(),
     };
+    // The answer echoes `at` in UTC: an offset can move year 0000 back to
+    // year -1, which RFC 3339 cannot write.
+    if at < first_rfc3339_instant() {
+        return Err(ApiError::invalid(
+            "out_of_range",
+            "at",
+            "'at' falls before 0000-01-01T00:00:00Z in UTC, the first instant RFC 3339 can write; give a later 'at'",
+        ));
+    }
     let spec = tenant.window(&state.config.window);
     let w = window::next_window(tz, at, &spec);
     if w.closes_at > last_rfc3339_instant() {
@@ -92,6 +101,14 @@ pub async fn next(
         duration_seconds: (w.closes_at - w.opens_at).num_seconds(),
         open_now: w.opens_at == at,
     }))
+}
+
+/// The first instant RFC 3339's four-digit years can write in UTC.
+fn first_rfc3339_instant() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(0, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC) // unreachable: the date is valid
 }
 
 /// RFC 3339 writes four-digit years: an instant after this one would be

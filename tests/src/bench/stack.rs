@@ -89,9 +89,7 @@ pub fn target_dir() -> PathBuf {
     bin.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+pub use crate::procs::free_port;
 
 /// One running offpeak.
 pub struct Stack {
