@@ -908,27 +908,30 @@ async fn window_previews_at_the_extremes_of_time_answer_without_a_5xx() {
     }
 }
 
+/// `GET /v1/windows/next?{q}`: its status and JSON body.
+async fn preview(env: &TestEnv, key: &str, q: &str) -> (u16, Value) {
+    let resp = env.http.get(env.url(&format!("/v1/windows/next?{q}"))).bearer_auth(key).send().await.expect("answer");
+    (resp.status().as_u16(), resp.json::<Value>().await.expect("JSON"))
+}
+
+/// A 422 `out_of_range` naming `at`, in the error shape.
+fn assert_out_of_range((status, body): (u16, Value)) {
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "out_of_range", "{body}");
+    assert_eq!(body["error"]["field"], "at", "{body}");
+    error_shape(&body).expect("error shape");
+}
+
 /// The generated case that once answered `+10000-01-01T05:00:00Z`: past
 /// 06:00 on 31 December 9999 the next window opens in year 10000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_would_open_after_year_9999_is_a_422_not_an_unwritable_instant() {
     let env = TestEnv::new().await;
     let key = env.tenant("acme", "UTC").await;
-    let get = |q: &'static str| {
-        let (env, key) = (&env, &key);
-        async move {
-            let resp = env.http.get(env.url(&format!("/v1/windows/next?{q}"))).bearer_auth(key).send().await.expect("answer");
-            (resp.status().as_u16(), resp.json::<Value>().await.expect("JSON"))
-        }
-    };
-    let (status, body) = get("timezone=America%2FRosario&at=9999-12-31T09%3A00%3A00Z").await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["code"], "out_of_range", "{body}");
-    assert_eq!(body["error"]["field"], "at", "{body}");
-    error_shape(&body).expect("error shape");
+    assert_out_of_range(preview(&env, &key, "timezone=America%2FRosario&at=9999-12-31T09%3A00%3A00Z").await);
 
     // The last window that can be written is answered as usual.
-    let (status, body) = get("timezone=UTC&at=9999-12-31T01%3A00%3A00Z").await;
+    let (status, body) = preview(&env, &key, "timezone=UTC&at=9999-12-31T01%3A00%3A00Z").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["opens_at"], "9999-12-31T02:00:00Z", "{body}");
     assert_eq!(body["closes_at"], "9999-12-31T06:00:00Z", "{body}");
@@ -941,20 +944,9 @@ async fn a_window_that_would_open_after_year_9999_is_a_422_not_an_unwritable_ins
 async fn an_at_before_year_0000_in_utc_is_a_422_not_an_unwritable_instant() {
     let env = TestEnv::new().await;
     let key = env.tenant("acme", "UTC").await;
-    let get = |q: &'static str| {
-        let (env, key) = (&env, &key);
-        async move {
-            let resp = env.http.get(env.url(&format!("/v1/windows/next?{q}"))).bearer_auth(key).send().await.expect("answer");
-            (resp.status().as_u16(), resp.json::<Value>().await.expect("JSON"))
-        }
-    };
-    let (status, body) = get("timezone=Africa%2FAbidjan&at=0000-01-01T00%3A00%3A00%2B00%3A01").await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["code"], "out_of_range", "{body}");
-    assert_eq!(body["error"]["field"], "at", "{body}");
-    error_shape(&body).expect("error shape");
+    assert_out_of_range(preview(&env, &key, "timezone=Africa%2FAbidjan&at=0000-01-01T00%3A00%3A00%2B00%3A01").await);
 
-    let (status, body) = get("timezone=UTC&at=0000-01-01T00%3A00%3A00Z").await;
+    let (status, body) = preview(&env, &key, "timezone=UTC&at=0000-01-01T00%3A00%3A00Z").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["at"], "0000-01-01T00:00:00Z", "{body}");
     assert_eq!(body["opens_at"], "0000-01-01T02:00:00Z", "{body}");
