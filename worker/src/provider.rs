@@ -158,22 +158,24 @@ fn results_of(body: &[u8], expected: usize) -> CallOutcome {
         Ok(r) if r.results.len() == expected => {
             let mut items = Vec::with_capacity(expected);
             for (n, item) in r.results.into_iter().enumerate() {
-                items.push(match item {
-                    RawItem { output: Some(output), .. } if storable(&output) => ItemResult::Output(output),
-                    RawItem { error: Some(error), .. } if storable(&error) => {
+                // An output wins over an error; whichever of them the item is
+                // answered by must be storable, or the item fails alone.
+                items.push(match (item.output, item.error) {
+                    (Some(output), _) if storable(&output) => ItemResult::Output(output),
+                    (None, Some(error)) if storable(&error) => {
                         // Valid JSON, just parsed: it parses again.
                         ItemResult::Error(serde_json::from_str(error.get()).unwrap_or(Value::Null))
                     }
-                    RawItem { output: Some(_), .. } | RawItem { error: Some(_), .. } => ItemResult::Error(error_json(
-                        "invalid_output",
-                        "the provider's answer for this item holds \\u0000 or an unpaired surrogate, which cannot be stored",
-                    )),
-                    RawItem { output: None, error: None } => {
+                    (None, None) => {
                         return CallOutcome::Transient {
                             error: error_json("malformed_response", &format!("provider result {n} has neither output nor error")),
                             retry_after: None,
                         }
                     }
+                    _ => ItemResult::Error(error_json(
+                        "invalid_output",
+                        "the provider's answer for this item holds \\u0000 or an unpaired surrogate, which cannot be stored",
+                    )),
                 });
             }
             CallOutcome::Results(items)
@@ -314,8 +316,10 @@ mod storable_tests {
 
     #[test]
     fn an_item_jsonb_would_refuse_fails_alone() {
-        let body = r#"{"results": [{"output": "fine"}, {"output": {"t": "\u0000"}}, {"error": {"m": "\udfff"}}]}"#;
-        let CallOutcome::Results(items) = results_of(body.as_bytes(), 3) else { panic!("not results") };
+        // The third has a storable error beside its unstorable output: the
+        // output is its answer, as it would be if it were storable.
+        let body = r#"{"results": [{"output": "fine"}, {"output": {"t": "\u0000"}}, {"output": "\ud800", "error": {"code": "x"}}, {"error": {"m": "\udfff"}}]}"#;
+        let CallOutcome::Results(items) = results_of(body.as_bytes(), 4) else { panic!("not results") };
         assert!(matches!(&items[0], ItemResult::Output(o) if o.get() == r#""fine""#));
         for item in &items[1..] {
             assert!(matches!(item, ItemResult::Error(e) if e["code"] == "invalid_output"), "{item:?}");
