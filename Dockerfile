@@ -25,18 +25,21 @@ ENV CARGO_TERM_COLOR=never \
 #    not change: the real manifests with stub sources (every lib and [[bin]]
 #    target of every workspace member gets an empty file).
 COPY Cargo.toml Cargo.lock ./
-COPY shared/Cargo.toml shared/Cargo.toml
+COPY core/Cargo.toml core/Cargo.toml
+COPY store/Cargo.toml store/Cargo.toml
+COPY runtime/Cargo.toml runtime/Cargo.toml
 COPY scheduler/Cargo.toml scheduler/Cargo.toml
 COPY worker/Cargo.toml worker/Cargo.toml
+COPY provider-sim/Cargo.toml provider-sim/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
 RUN set -eux; \
-    for crate in shared scheduler worker tests; do \
+    for crate in core store runtime scheduler worker provider-sim tests; do \
         mkdir -p "$crate/src"; : > "$crate/src/lib.rs"; \
     done; \
     mkdir -p tests/src/bin; \
     echo 'fn main() {}' > scheduler/src/main.rs; \
     echo 'fn main() {}' > worker/src/main.rs; \
-    echo 'fn main() {}' > tests/src/bin/provider-sim.rs; \
+    echo 'fn main() {}' > provider-sim/src/main.rs; \
     echo 'fn main() {}' > tests/src/bin/offpeak-bench.rs; \
     cargo build --release --locked --workspace --bins; \
     # Forget the stub builds of our own crates so the real sources are
@@ -47,12 +50,15 @@ RUN set -eux; \
 
 # 2. The real sources (migrations are embedded by `sqlx::migrate!`).
 COPY migrations migrations
-COPY shared shared
+COPY core core
+COPY store store
+COPY runtime runtime
 COPY scheduler scheduler
 COPY worker worker
+COPY provider-sim provider-sim
 COPY tests tests
 RUN set -eux; \
-    find shared scheduler worker tests -name '*.rs' -exec touch {} +; \
+    find core store runtime scheduler worker provider-sim tests -name '*.rs' -exec touch {} +; \
     cargo build --release --locked --workspace --bins; \
     mkdir -p /out; \
     cp target/release/offpeak-scheduler target/release/offpeak-worker target/release/provider-sim \

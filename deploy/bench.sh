@@ -23,6 +23,6 @@ ensure_build_tools
 ensure_postgres
 ensure_rabbitmq
 echo "== building the release binaries" >&2
-cargo build --release -p offpeak-scheduler -p offpeak-worker -p offpeak-tests --bins
+cargo build --release -p offpeak-scheduler -p offpeak-worker -p offpeak-provider-sim -p offpeak-tests --bins
 export OFFPEAK_BENCH_COMMAND="deploy/bench.sh${*:+ $*}"
 exec target/release/offpeak-bench "$@"

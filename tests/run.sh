@@ -3,7 +3,7 @@
 #
 #     tests/run.sh                      # everything
 #     tests/run.sh -- --nocapture       # extra arguments go to `cargo test`
-#     tests/run.sh -p offpeak-shared    # one crate
+#     tests/run.sh -p offpeak-core      # one crate
 #
 # Finds or starts PostgreSQL and RabbitMQ (installing them from Debian
 # packages if missing; see deploy/local-services.sh), installs what the

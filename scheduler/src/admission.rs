@@ -6,10 +6,10 @@
 //!
 //! 1. **Cache.** Each input's cache key is looked up; an input whose key
 //!    has a result within the TTL is stored `succeeded` at once, a cache
-//!    hit, for 0 credits (see `offpeak_shared::db::cache`).
+//!    hit, for 0 credits (see `offpeak_store::cache`).
 //! 2. **Quota.** The other inputs' price is reserved against the tenant's
 //!    (and the user's) daily limit, under a lock on the tenant's day, or the
-//!    whole submission is refused (see `offpeak_shared::db::quota`).
+//!    whole submission is refused (see `offpeak_store::quota`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,12 +19,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use offpeak_shared::db::cache::{self, CacheHit};
-use offpeak_shared::db::jobs::{Admission, Admitted, NewInput, NewJob};
-use offpeak_shared::db::quota::{self, Exceeded};
-use offpeak_shared::db::tenants::{self as tenants_db, Tenant};
-use offpeak_shared::job::PriceTable;
-use offpeak_shared::window::parse_timezone;
+use offpeak_store::cache::{self, CacheHit};
+use offpeak_store::jobs::{Admission, Admitted, NewInput, NewJob};
+use offpeak_store::quota::{self, Exceeded};
+use offpeak_store::tenants::{self as tenants_db, Tenant};
+use offpeak_core::prices::PriceTable;
+use offpeak_core::tz::parse as parse_timezone;
 
 /// Default time a provider result answers identical jobs.
 pub const CACHE_TTL_DEFAULT: Duration = Duration::from_secs(24 * 3600);
@@ -51,7 +51,7 @@ impl CacheConfig {
     /// The cache key of an input, or `None` when the cache is off or the
     /// submitter opted out (`use_cache` false).
     pub fn key(&self, use_cache: bool, tenant_id: Uuid, model: &str, input: &Value) -> Option<Vec<u8>> {
-        (use_cache && self.enabled()).then(|| offpeak_shared::cache_key(tenant_id, model, input))
+        (use_cache && self.enabled()).then(|| offpeak_core::hash::cache_key(tenant_id, model, input))
     }
 
     /// The oldest finish time of a result that still answers at `now`.
@@ -77,7 +77,7 @@ pub fn tenant_day(tenant: &Tenant, now: DateTime<Utc>) -> (NaiveDate, DateTime<c
     // The first instant of the next day: midnight, or the end of the gap
     // when midnight does not exist that day.
     let next = day.succ_opt().unwrap_or(day);
-    (day, crate::api::usage::day_start(tz, next).with_timezone(&tz))
+    (day, offpeak_core::tz::day_start(tz, next).with_timezone(&tz))
 }
 
 /// Decides what becomes of each input of a submission of `template`'s

@@ -6,15 +6,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sqlx::migrate::MigrateDatabase;
 
-use offpeak_shared::broker::{self, Topology};
-use offpeak_shared::clock::{SharedClock, SystemClock};
-use offpeak_shared::config::{BrokerArgs, DatabaseArgs, PriceArgs};
-use offpeak_shared::db;
-use offpeak_shared::shutdown::{self, Shutdown};
-use offpeak_shared::window::{parse_timezone, WindowSpec};
+use offpeak_runtime::broker::{self, Topology};
+use offpeak_core::clock::{SharedClock, SystemClock};
+use offpeak_runtime::config::{BrokerArgs, DatabaseArgs, PriceArgs};
+use offpeak_store as db;
+use offpeak_runtime::shutdown::{self, Shutdown};
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window::WindowSpec;
 
 use crate::api::{ApiConfig, Limits};
-use offpeak_shared::job::JobState;
+use offpeak_core::job::JobState;
 use crate::firing::{self, FiringConfig};
 use crate::prune::{self, PruneConfig};
 use crate::release::{self, ReleaseConfig};
@@ -322,7 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(JobsCommand::Cancel(a)) => {
             let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
             let state = a.state.as_deref().map(str::parse::<JobState>).transpose()?;
-            let filter = offpeak_shared::db::ops::CancelFilter {
+            let filter = offpeak_store::ops::CancelFilter {
                 state,
                 tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
                 model: a.filter.model,
@@ -512,7 +513,7 @@ async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
 
 async fn jobs_retry(a: JobsRetryArgs) -> anyhow::Result<()> {
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let filter = offpeak_shared::db::jobs::RetryFilter {
+    let filter = offpeak_store::jobs::RetryFilter {
         state: a.state.parse()?,
         tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
         model: a.filter.model,
@@ -558,7 +559,7 @@ pub struct ScheduleIdArgs {
 }
 
 async fn schedules_command(c: SchedulesCommand) -> anyhow::Result<()> {
-    use offpeak_shared::db::schedules as sched_db;
+    use offpeak_store::schedules as sched_db;
     match c {
         SchedulesCommand::List(a) => {
             let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
@@ -598,8 +599,8 @@ async fn schedules_command(c: SchedulesCommand) -> anyhow::Result<()> {
 
 /// Pauses or resumes one schedule; resuming restarts it from now.
 async fn set_paused(a: ScheduleIdArgs, paused: bool) -> anyhow::Result<()> {
-    use offpeak_shared::db::schedules as sched_db;
-    use offpeak_shared::schedule::CronSchedule;
+    use offpeak_store::schedules as sched_db;
+    use offpeak_core::schedule::CronSchedule;
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
     let mut tx = pool.begin().await?;
     let mut row = sched_db::lock(&mut tx, None, a.id).await?.ok_or_else(|| anyhow::anyhow!("no schedule with id {}", a.id))?;

@@ -1,6 +1,6 @@
 //! The release round's cache step: before due jobs are batched, identical
 //! ones are answered from the cache or coalesced, so each distinct request
-//! reaches the provider once (see `offpeak_shared::db::cache` for the
+//! reaches the provider once (see `offpeak_store::cache` for the
 //! states and locks).
 //!
 //! For the claimed jobs that have a cache key, in the round's transaction:
@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use offpeak_shared::db::cache::{self, Answer, CacheHit};
-use offpeak_shared::db::jobs::ClaimedJob;
-use offpeak_shared::job::PriceTable;
+use offpeak_store::cache::{self, Answer, CacheHit};
+use offpeak_store::jobs::ClaimedJob;
+use offpeak_core::prices::PriceTable;
 
 use crate::admission::CacheConfig;
 use crate::metrics;

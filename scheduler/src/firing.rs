@@ -8,7 +8,7 @@
 //! 2. **Plan.** For each, the firings in `[next_fire_at, now]`: those at most
 //!    `misfire_grace` old are on time and fire; older ones were missed (the
 //!    scheduler was down) and follow the schedule's `catch_up` policy
-//!    (`offpeak_shared::schedule::plan_due`).
+//!    (`offpeak_core::schedule::plan_due`).
 //! 3. **Record, then create.** Insert one `schedule_firings` row per firing
 //!    with `ON CONFLICT (schedule_id, fire_at) DO NOTHING`; only the rows
 //!    actually inserted get their job, inserted by the same function as a
@@ -26,7 +26,7 @@
 //! ```rust,no_run
 //! use std::sync::Arc;
 //! use offpeak_scheduler::firing::{Firer, FiringConfig};
-//! use offpeak_shared::clock::SystemClock;
+//! use offpeak_core::clock::SystemClock;
 //!
 //! # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
 //! let firer = Firer::new(pool, Arc::new(SystemClock), FiringConfig::default());
@@ -45,15 +45,16 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob};
-use offpeak_shared::db::quota::Scope;
-use offpeak_shared::db::schedules::{self as db, Advance, NewFiring, ScheduleRow};
-use offpeak_shared::db::tenants::{self as tenants_db, Tenant};
-use offpeak_shared::job::{PriceTable, Priority};
-use offpeak_shared::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
-use offpeak_shared::shutdown::ShutdownSignal;
-use offpeak_shared::window::{self, WindowSpec};
+use offpeak_core::clock::SharedClock;
+use offpeak_store::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob};
+use offpeak_store::quota::Scope;
+use offpeak_store::schedules::{self as db, Advance, NewFiring, ScheduleRow};
+use offpeak_store::tenants::{self as tenants_db, Tenant};
+use offpeak_core::job::Priority;
+use offpeak_core::prices::PriceTable;
+use offpeak_core::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
+use offpeak_runtime::shutdown::ShutdownSignal;
+use offpeak_core::window::{self, WindowSpec};
 
 use crate::admission::{self, CacheConfig, Refused};
 use crate::metrics;
@@ -267,7 +268,7 @@ impl Firer {
     /// timezone, `metadata` telling which schedule and fire time made it.
     fn job_for(&self, row: &ScheduleRow, tenant: &Tenant, firing: &NewFiring, now: DateTime<Utc>) -> NewJob {
         let priority: Priority = row.priority.parse().unwrap_or_default();
-        let (release_at, window_closes_at) = match (priority, window::parse_timezone(&row.timezone)) {
+        let (release_at, window_closes_at) = match (priority, offpeak_core::tz::parse(&row.timezone)) {
             (Priority::Low, Ok(tz)) => {
                 let w = window::next_window(tz, now, &tenant.window(&self.config.window));
                 (w.opens_at, Some(w.closes_at))
@@ -322,7 +323,7 @@ impl Firer {
 
 /// A stored schedule's expression and policy.
 fn parse_row(row: &ScheduleRow) -> Result<(CronSchedule, CatchUp), String> {
-    let tz = window::parse_timezone(&row.timezone).map_err(|e| e.to_string())?;
+    let tz = offpeak_core::tz::parse(&row.timezone).map_err(|e| e.to_string())?;
     let schedule = CronSchedule::parse(&row.cron, tz).map_err(|e| e.to_string())?;
     let policy = row.catch_up.parse::<CatchUp>().map_err(|e| e.to_string())?;
     Ok((schedule, policy))

@@ -42,8 +42,8 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::Instrument;
 
-use offpeak_shared::db::jobs::{self as db, JobRow};
-use offpeak_shared::job::PriceTable;
+use offpeak_store::jobs::{self as db, JobRow};
+use offpeak_core::prices::PriceTable;
 
 use crate::admission::{self, CacheConfig, Refused, Single};
 use crate::metrics;

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async {
-        offpeak_shared::telemetry::init(offpeak_shared::telemetry::json_requested());
+        offpeak_runtime::telemetry::init(offpeak_runtime::telemetry::json_requested());
         let cli = offpeak_scheduler::cli::Cli::parse();
         match offpeak_scheduler::cli::run(cli).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -133,7 +133,7 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-pub use offpeak_shared::metrics::{CACHE_HITS, CREDITS_SAVED};
+pub use offpeak_runtime::metrics::{CACHE_HITS, CREDITS_SAVED};
 pub static JOBS_COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "offpeak_jobs_coalesced_total",

@@ -8,10 +8,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use offpeak_shared::db::jobs::{self as jobs_db, RetryFilter};
-use offpeak_shared::db::{ops, tenants};
-use offpeak_shared::job::JobState;
-use offpeak_shared::window::{next_window, parse_timezone, WindowSpec};
+use offpeak_store::jobs::{self as jobs_db, RetryFilter};
+use offpeak_store::{ops, tenants};
+use offpeak_core::job::JobState;
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window::{next_window, WindowSpec};
 
 /// A tenant's id from its name.
 ///

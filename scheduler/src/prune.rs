@@ -17,7 +17,7 @@
 //! with pruning the table's size follows the retention window.
 //!
 //! ```rust,no_run
-//! # async fn example(pool: sqlx::PgPool, clock: offpeak_shared::clock::SharedClock) -> Result<(), sqlx::Error> {
+//! # async fn example(pool: sqlx::PgPool, clock: offpeak_core::clock::SharedClock) -> Result<(), sqlx::Error> {
 //! use offpeak_scheduler::prune::{PruneConfig, Pruner};
 //! let report = Pruner::new(pool, clock, PruneConfig::default()).run_once().await?;
 //! println!("{} finished jobs deleted", report.jobs);
@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::ops;
-use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_core::clock::SharedClock;
+use offpeak_store::ops;
+use offpeak_runtime::shutdown::ShutdownSignal;
 
 use crate::rounds::{self, Next};
 

@@ -38,14 +38,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use offpeak_shared::broker::{PublishError, Publisher};
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::jobs as db;
-use offpeak_shared::message::BatchMessage;
-use offpeak_shared::shutdown::ShutdownSignal;
-use offpeak_shared::window::{self, WindowSpec};
+use offpeak_runtime::broker::{PublishError, Publisher};
+use offpeak_core::clock::SharedClock;
+use offpeak_store::jobs as db;
+use offpeak_core::message::BatchMessage;
+use offpeak_runtime::shutdown::ShutdownSignal;
+use offpeak_core::window::{self, WindowSpec};
 
-use offpeak_shared::job::PriceTable;
+use offpeak_core::prices::PriceTable;
 
 use crate::admission::CacheConfig;
 use crate::coalesce;
@@ -225,7 +225,7 @@ impl Releaser {
     async fn roll_over(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         let mut moved = 0;
         for group in db::expired_held_groups(&self.pool, now).await? {
-            let tz = match window::parse_timezone(&group.timezone) {
+            let tz = match offpeak_core::tz::parse(&group.timezone) {
                 Ok(tz) => tz,
                 Err(e) => {
                     // Only validated zones are stored; a zone that vanished

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use offpeak_shared::broker::Publisher;
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::jobs as db;
-use offpeak_shared::message::BatchMessage;
-use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_runtime::broker::Publisher;
+use offpeak_core::clock::SharedClock;
+use offpeak_store::jobs as db;
+use offpeak_core::message::BatchMessage;
+use offpeak_runtime::shutdown::ShutdownSignal;
 
 use crate::metrics;
 use crate::release::ReleaseError;

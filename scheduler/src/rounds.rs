@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_runtime::shutdown::ShutdownSignal;
 
 /// Longest pause after failed rounds.
 pub const MAX_ERROR_PAUSE: Duration = Duration::from_secs(10);

@@ -8,9 +8,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use offpeak_shared::broker::Publisher;
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_runtime::broker::Publisher;
+use offpeak_core::clock::SharedClock;
+use offpeak_runtime::shutdown::ShutdownSignal;
 
 use crate::api::{self, ApiConfig, AppState};
 use crate::firing::{Firer, FiringConfig};
@@ -101,12 +101,12 @@ pub async fn serve(
 /// by state and model (one scan), and the pause keeps the counting under a
 /// tenth of one connection's time however big the table grows.
 async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
-    use offpeak_shared::db::stats;
+    use offpeak_store::stats;
     while !shutdown.is_triggered() {
         let started = std::time::Instant::now();
         match stats::by_state_and_model(&pool).await {
             Ok(rows) => {
-                for st in offpeak_shared::job::JobState::ALL {
+                for st in offpeak_core::job::JobState::ALL {
                     let n: i64 = rows.iter().filter(|(s, _, _)| s == st.as_str()).map(|(_, _, n)| n).sum();
                     metrics::JOBS_BY_STATE.with_label_values(&[st.as_str()]).set(n);
                 }

@@ -26,11 +26,11 @@ use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::release::{ReleaseConfig, ReleaseReport, Releaser};
-use offpeak_shared::broker::{self, Publisher, Topology};
-use offpeak_shared::clock::{ManualClock, SharedClock};
-use offpeak_shared::db::{self, jobs::JobRow};
-use offpeak_shared::job::PriceTable;
-use offpeak_shared::shutdown::{Shutdown, ShutdownSignal};
+use offpeak_runtime::broker::{self, Publisher, Topology};
+use offpeak_core::clock::{ManualClock, SharedClock};
+use offpeak_store::{self as db, jobs::JobRow};
+use offpeak_core::prices::PriceTable;
+use offpeak_runtime::shutdown::{Shutdown, ShutdownSignal};
 use offpeak_worker::consumer::{self, ConsumerConfig};
 use offpeak_worker::process::{Backoff, BatchContext};
 use offpeak_worker::provider::ProviderClient;

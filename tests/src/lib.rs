@@ -1,4 +1,4 @@
-//! offpeak's test support: the provider simulator ([`sim`]) and the harness
+//! offpeak's test support: the harness
 //! ([`harness`]) that gives each end-to-end test its own database, its own
 //! queues, its own simulator and its own clock.
 
@@ -6,4 +6,7 @@ pub mod bench;
 pub mod harness;
 pub mod procs;
 pub mod services;
-pub mod sim;
+
+/// The provider simulator, its own crate (`provider-sim/`); re-exported so
+/// tests name it `offpeak_tests::sim`.
+pub use offpeak_provider_sim as sim;

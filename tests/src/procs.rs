@@ -405,9 +405,9 @@ impl Drop for System {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 let cleanup = async {
-                    if let Ok(conn) = offpeak_shared::broker::connect(&amqp, "cleanup", Duration::ZERO).await {
+                    if let Ok(conn) = offpeak_runtime::broker::connect(&amqp, "cleanup", Duration::ZERO).await {
                         if let Ok(ch) = conn.create_channel().await {
-                            let _ = offpeak_shared::broker::Topology::new(queue).delete(&ch).await;
+                            let _ = offpeak_runtime::broker::Topology::new(queue).delete(&ch).await;
                         }
                         let _ = conn.close(200, "cleanup").await;
                     }

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::firing::{FiringConfig, Firer};
-use offpeak_shared::clock::Clock;
-use offpeak_shared::db::cache;
-use offpeak_shared::db::tenants::{self, TenantUpdate};
-use offpeak_shared::message::BatchMessage;
+use offpeak_core::clock::Clock;
+use offpeak_store::cache;
+use offpeak_store::tenants::{self, TenantUpdate};
+use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::{process_batch, BatchContext};
@@ -129,7 +129,7 @@ async fn ten_identical_concurrent_jobs_cost_one_provider_item() {
     assert!(rows.iter().all(|r| r.state == "succeeded"), "{:?}", rows.iter().map(|r| &r.state).collect::<Vec<_>>());
     let stats = env.sim.sim.stats();
     assert_eq!(stats.items, 1, "{stats:?}");
-    let charged: Vec<&offpeak_shared::db::jobs::JobRow> = rows.iter().filter(|r| !r.cache_hit).collect();
+    let charged: Vec<&offpeak_store::jobs::JobRow> = rows.iter().filter(|r| !r.cache_hit).collect();
     assert_eq!(charged.len(), 1);
     assert_eq!(charged[0].credits, Some(5));
     for r in rows.iter().filter(|r| r.cache_hit) {

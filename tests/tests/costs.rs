@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
-use offpeak_shared::clock::Clock;
-use offpeak_shared::job::{PriceTable, RouteTable};
-use offpeak_shared::message::BatchMessage;
+use offpeak_core::clock::Clock;
+use offpeak_core::prices::{PriceTable, RouteTable};
+use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::{process_batch, BatchContext};

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::group_commit::GroupCommitConfig;
-use offpeak_shared::db::{quota, tenants::{self, TenantUpdate}};
+use offpeak_store::{quota, tenants::{self, TenantUpdate}};
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {

@@ -772,7 +772,7 @@ fn query(bad: impl Strategy<Value = String>, noise: impl Strategy<Value = String
 fn bad_list_query() -> impl Strategy<Value = String> {
     let bad = prop_oneof![
         "\\PC{0,20}"
-            .prop_filter("not a state", |s| s.parse::<offpeak_shared::job::JobState>().is_err())
+            .prop_filter("not a state", |s| s.parse::<offpeak_core::job::JobState>().is_err())
             .prop_map(|s| format!("state={}", enc(&s))),
         prop_oneof![
             Just(String::new()),
@@ -1110,7 +1110,7 @@ fn bad_cron() -> impl Strategy<Value = String> {
     // (`0 0 30 2 *`) is refused on create, yet accepted by a PATCH that also
     // pauses the schedule.
     .prop_filter("not a cron expression", |c| {
-        c.len() > 256 || offpeak_shared::schedule::CronSchedule::parse(c, chrono_tz::UTC).is_err()
+        c.len() > 256 || offpeak_core::schedule::CronSchedule::parse(c, chrono_tz::UTC).is_err()
     })
 }
 

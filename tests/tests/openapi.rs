@@ -608,8 +608,8 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
     // A tenant whose daily credit limit is spent: 429s.
     let limited = env.tenant("limited", "UTC").await;
-    let spent = offpeak_shared::db::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
-    offpeak_shared::db::tenants::update(&env.pool, "limited", &spent).await.expect("set a limit");
+    let spent = offpeak_store::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
+    offpeak_store::tenants::update(&env.pool, "limited", &spent).await.expect("set a limit");
     let samples = vec![
         sample("POST", "/v1/jobs", "/v1/jobs", &limited, 429).json(job.clone()),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &limited, 429).json(json!({"model": "flux-schnell", "inputs": [{"p": 1}]})),

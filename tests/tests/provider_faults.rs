@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use offpeak_shared::clock::Clock;
-use offpeak_shared::message::BatchMessage;
+use offpeak_core::clock::Clock;
+use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::process_batch;

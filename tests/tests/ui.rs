@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::ui::auth::OperatorToken;
-use offpeak_shared::clock::Clock;
-use offpeak_shared::job::PriceTable;
-use offpeak_shared::message::BatchMessage;
+use offpeak_core::clock::Clock;
+use offpeak_core::prices::PriceTable;
+use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::{process_batch, BatchContext};

@@ -29,7 +29,8 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-use offpeak_shared::window::{next_window, parse_timezone, WindowSpec};
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window::{next_window, WindowSpec};
 use offpeak_tests::procs::{binary, Proc, System, SystemOptions};
 
 const TOKEN: &str = "browser-test-operator-token-42";
@@ -151,8 +152,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_says_and_retries_a_dead_jo
     .await;
     let acme = sys.key.clone();
     let globex = {
-        let pool = offpeak_shared::db::connect(&sys.database_url, 1, Duration::from_secs(10)).await.expect("database");
-        let (_, key) = offpeak_shared::db::tenants::create(&pool, "globex", "Asia/Tokyo", None).await.expect("tenant");
+        let pool = offpeak_store::connect(&sys.database_url, 1, Duration::from_secs(10)).await.expect("database");
+        let (_, key) = offpeak_store::tenants::create(&pool, "globex", "Asia/Tokyo", None).await.expect("tenant");
         pool.close().await;
         key
     };

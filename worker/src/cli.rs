@@ -7,11 +7,11 @@ use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 
-use offpeak_shared::broker::Topology;
-use offpeak_shared::clock::{SharedClock, SystemClock};
-use offpeak_shared::config::{BrokerArgs, DatabaseArgs, PriceArgs};
-use offpeak_shared::db;
-use offpeak_shared::shutdown::{self, Shutdown};
+use offpeak_runtime::broker::Topology;
+use offpeak_core::clock::{SharedClock, SystemClock};
+use offpeak_runtime::config::{BrokerArgs, DatabaseArgs, PriceArgs};
+use offpeak_store as db;
+use offpeak_runtime::shutdown::{self, Shutdown};
 
 use crate::consumer::{self, ConsumerConfig};
 use crate::process::{Backoff, BatchContext};

@@ -17,9 +17,9 @@ use lapin::types::FieldTable;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use offpeak_shared::broker::{self, Topology};
-use offpeak_shared::message::BatchMessage;
-use offpeak_shared::shutdown::ShutdownSignal;
+use offpeak_runtime::broker::{self, Topology};
+use offpeak_core::message::BatchMessage;
+use offpeak_runtime::shutdown::ShutdownSignal;
 
 use crate::metrics;
 use crate::process::{process_batch, BatchContext};

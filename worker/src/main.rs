@@ -2,7 +2,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    offpeak_shared::telemetry::init(offpeak_shared::telemetry::json_requested());
+    offpeak_runtime::telemetry::init(offpeak_runtime::telemetry::json_requested());
     match offpeak_worker::cli::run(offpeak_worker::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

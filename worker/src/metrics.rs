@@ -36,7 +36,7 @@ pub static CREDITS_SPENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_credits_spent_total", "Credits charged for succeeded jobs", &["model"])
         .expect("metric registers once")
 });
-pub use offpeak_shared::metrics::{CACHE_HITS, CREDITS_SAVED};
+pub use offpeak_runtime::metrics::{CACHE_HITS, CREDITS_SAVED};
 pub static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_provider_retries_total", "Provider calls retried after a transient error", &["model"])
         .expect("metric registers once")

@@ -25,10 +25,11 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::db::jobs::{self as db, Outcome, StartedJob};
-use offpeak_shared::job::{Charge, JobState, PriceTable, Priority};
-use offpeak_shared::message::BatchMessage;
+use offpeak_core::clock::SharedClock;
+use offpeak_store::jobs::{self as db, Outcome, StartedJob};
+use offpeak_core::job::{JobState, Priority};
+use offpeak_core::prices::{Charge, PriceTable};
+use offpeak_core::message::BatchMessage;
 
 use crate::metrics;
 use crate::provider::{CallOutcome, ItemResult, ProviderClient};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use offpeak_shared::db::tenants::{self, Tenant};
+use offpeak_store::tenants::{self, Tenant};
 
 /// Default time a replica trusts a key it looked up.
 pub const AUTH_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use offpeak_shared::db::tenants::Tenant;
+use offpeak_store::tenants::Tenant;
 
 use super::error::ApiError;
 use super::AppState;

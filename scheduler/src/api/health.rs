@@ -32,7 +32,7 @@ pub async fn healthz() -> impl IntoResponse {
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let postgres = offpeak_shared::db::ping(&state.pool).await;
+    let postgres = offpeak_store::ping(&state.pool).await;
     let rabbitmq = state.publisher.as_ref().is_some_and(|p| p.is_connected());
     let status = if postgres && rabbitmq { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (

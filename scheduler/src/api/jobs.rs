@@ -15,11 +15,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use offpeak_shared::db::jobs::{self as db, Admission, CancelOutcome, InsertOutcome, JobRow, ListFilter, NewInput, NewJob};
-use offpeak_shared::db::quota::Scope;
-use offpeak_shared::db::tenants::Tenant;
-use offpeak_shared::job::{JobState, Priority};
-use offpeak_shared::window::{self, parse_timezone};
+use offpeak_store::jobs::{self as db, Admission, CancelOutcome, InsertOutcome, JobRow, ListFilter, NewInput, NewJob};
+use offpeak_store::quota::Scope;
+use offpeak_store::tenants::Tenant;
+use offpeak_core::job::{JobState, Priority};
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window;
 
 use super::error::{ApiError, ApiResult};
 use super::page::Page;
@@ -407,7 +408,7 @@ pub async fn submit(
     // Idempotency-Key, so only then is the body parsed a second time, as
     // plain JSON (it already parsed as a request above).
     let request_hash = match &idempotency_key {
-        Some(_) => offpeak_shared::canonical_hash(&parse_json::<Value>(&body)?),
+        Some(_) => offpeak_core::hash::canonical_hash(&parse_json::<Value>(&body)?),
         None => Vec::new(),
     };
     let idempotency = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));

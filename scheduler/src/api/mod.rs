@@ -20,10 +20,10 @@ use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 
-use offpeak_shared::broker::Publisher;
-use offpeak_shared::clock::SharedClock;
-use offpeak_shared::job::{PriceTable, RouteTable};
-use offpeak_shared::window::WindowSpec;
+use offpeak_runtime::broker::Publisher;
+use offpeak_core::clock::SharedClock;
+use offpeak_core::prices::{PriceTable, RouteTable};
+use offpeak_core::window::WindowSpec;
 
 use error::ApiError;
 

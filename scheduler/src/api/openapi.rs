@@ -255,8 +255,8 @@ mod tests {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
 
-    use offpeak_shared::job::{JobState, Priority};
-    use offpeak_shared::schedule::CatchUp;
+    use offpeak_core::job::{JobState, Priority};
+    use offpeak_core::schedule::CatchUp;
 
     use super::super::error::ApiError;
     use super::*;

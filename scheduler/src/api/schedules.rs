@@ -21,11 +21,11 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use offpeak_shared::db::schedules::{self as db, FiringRow, InsertOutcome, ScheduleRow};
-use offpeak_shared::db::tenants::Tenant;
-use offpeak_shared::job::Priority;
-use offpeak_shared::schedule::{CatchUp, CronSchedule};
-use offpeak_shared::window::parse_timezone;
+use offpeak_store::schedules::{self as db, FiringRow, InsertOutcome, ScheduleRow};
+use offpeak_store::tenants::Tenant;
+use offpeak_core::job::Priority;
+use offpeak_core::schedule::{CatchUp, CronSchedule};
+use offpeak_core::tz::parse as parse_timezone;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{object_only, object_only_opt, AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
@@ -263,7 +263,7 @@ impl Definition {
         if let (false, Some(job)) = (t.cache, job.as_object_mut()) {
             job.insert("cache".into(), false.into());
         }
-        offpeak_shared::canonical_hash(&json!({
+        offpeak_core::hash::canonical_hash(&json!({
             "cron": self.schedule.expression(),
             "timezone": self.timezone,
             "catch_up": self.catch_up.as_str(),

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use offpeak_shared::db::usage::{self as db, DayRange, KeyColumn, UsageSums};
-use offpeak_shared::window::parse_timezone;
+use offpeak_store::usage::{self as db, DayRange, KeyColumn, UsageSums};
+use offpeak_core::tz::{day_start, next_day, parse as parse_timezone};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthTenant, QueryParams};
@@ -250,7 +250,7 @@ pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
     let today = state.clock.now().with_timezone(&tz).date_naive();
     let (start, end) = (day_start(tz, today), day_start(tz, next_day(today)));
     let sums = db::totals(&state.pool, tenant.id, start, end).await?;
-    let used = offpeak_shared::db::quota::used(&state.pool, tenant.id, today, None).await?.tenant;
+    let used = offpeak_store::quota::used(&state.pool, tenant.id, today, None).await?.tenant;
     let window = tenant.window(&state.config.window).to_string();
     Ok(Json(TenantView {
         id: tenant.id,
@@ -289,28 +289,6 @@ fn parse_bound(s: &str, tz: Tz, field: &str, is_end: bool) -> ApiResult<DateTime
     }
 }
 
-/// The day after `d`; the last representable date stays itself (a range
-/// ending there is empty and refused).
-fn next_day(d: NaiveDate) -> NaiveDate {
-    d.succ_opt().unwrap_or(d)
-}
-
-/// The first instant of local date `date` in `tz`: its midnight, the first
-/// of two on a fall-back midnight, or the end of the gap when the clocks
-/// jump over midnight (some zones change at 00:00).
-pub fn day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    let mut local = date.and_time(NaiveTime::MIN);
-    // Gaps are at most a few hours and end on a quarter hour.
-    for _ in 0..(4 * 24) {
-        match tz.from_local_datetime(&local) {
-            LocalResult::Single(t) => return t.with_timezone(&Utc),
-            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
-            LocalResult::None => local += TimeDelta::minutes(15),
-        }
-    }
-    Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
-}
-
 /// The local days `[start, end)` touches, each clipped to the range.
 fn day_ranges(tz: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> ApiResult<Vec<DayRange>> {
     let mut days = Vec::new();
@@ -336,17 +314,6 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn days_start_at_local_midnight_through_daylight_saving() {
-        let ny: Tz = "America/New_York".parse().unwrap();
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        assert_eq!(day_start(ny, d("2027-03-14")), at("2027-03-14T05:00:00Z"));
-        assert_eq!(day_start(ny, d("2027-03-15")), at("2027-03-15T04:00:00Z"), "a 23-hour day before");
-        // Santiago moves its clocks at midnight: 2027-09-05 00:00 does not exist.
-        let scl: Tz = "America/Santiago".parse().unwrap();
-        assert_eq!(day_start(scl, d("2027-09-05")), at("2027-09-05T04:00:00Z"));
     }
 
     #[test]

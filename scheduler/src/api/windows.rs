@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use offpeak_shared::window::{self, parse_timezone};
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthTenant, QueryParams};

@@ -7,10 +7,11 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use offpeak_shared::db::dashboard as db;
-use offpeak_shared::db::jobs::{self as jobs_db, CancelOutcome};
-use offpeak_shared::job::JobState;
-use offpeak_shared::window::{next_window, parse_timezone};
+use offpeak_store::dashboard as db;
+use offpeak_store::jobs::{self as jobs_db, CancelOutcome};
+use offpeak_core::job::JobState;
+use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::window::next_window;
 
 use super::auth::{Operator, UiHeader};
 use crate::api::error::{ApiError, ApiResult};

@@ -11,11 +11,11 @@ use chrono::{DateTime, DurationRound, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use offpeak_shared::broker::QueueStats;
-use offpeak_shared::db::dashboard::{self as db, BatchRow, JobListRow, JobSearch};
-use offpeak_shared::db::usage::UsageSums;
-use offpeak_shared::db::{jobs as jobs_db, tenants};
-use offpeak_shared::job::JobState;
+use offpeak_runtime::broker::QueueStats;
+use offpeak_store::dashboard::{self as db, BatchRow, JobListRow, JobSearch};
+use offpeak_store::usage::UsageSums;
+use offpeak_store::{jobs as jobs_db, tenants};
+use offpeak_core::job::JobState;
 
 use super::auth::Operator;
 use super::POLL_INTERVAL_MS;

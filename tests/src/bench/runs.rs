@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use offpeak_shared::window::{self, WindowSpec};
+use offpeak_core::window::{self, WindowSpec};
 
 use super::stack::{Rss, Stack, StackConfig};
 use super::Options;
@@ -91,7 +91,7 @@ pub async fn bulk(opts: &Options) -> anyhow::Result<BulkResult> {
     // key), with as many concurrent COPY streams as there were API clients.
     sqlx::query("CREATE TABLE jobs_copy (LIKE jobs INCLUDING ALL)").execute(&stack.pool).await?;
     let now = Utc::now();
-    let w = window::next_window(window::parse_timezone(&tz)?, now, &WindowSpec::default());
+    let w = window::next_window(offpeak_core::tz::parse(&tz)?, now, &WindowSpec::default());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let per_stream = (total as usize).div_ceil(clients);
@@ -111,7 +111,7 @@ pub async fn bulk(opts: &Options) -> anyhow::Result<BulkResult> {
                     ts(w.opens_at),
                     ts(w.closes_at),
                     ts(now),
-                    hex::encode(offpeak_shared::cache_key(tenant, "flux-schnell", &input)),
+                    hex::encode(offpeak_core::hash::cache_key(tenant, "flux-schnell", &input)),
                     now.date_naive(),
                 )
             });
@@ -211,7 +211,7 @@ pub async fn single(opts: &Options) -> anyhow::Result<SingleResult> {
     // submission cost before group commit, with no HTTP, JSON or admission.
     sqlx::query("CREATE TABLE jobs_single (LIKE jobs INCLUDING ALL)").execute(&stack.pool).await?;
     let now = Utc::now();
-    let w = window::next_window(window::parse_timezone(&tz)?, now, &WindowSpec::default());
+    let w = window::next_window(offpeak_core::tz::parse(&tz)?, now, &WindowSpec::default());
     let t0 = Instant::now();
     let (measure_from, until) = (t0 + warmup, t0 + warmup + Duration::from_secs_f64(secs));
     let mut tasks = tokio::task::JoinSet::new();
@@ -327,7 +327,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
             // Without, the rows of the runs in the table above.
             let input = json!({"prompt": format!("burst {i}")});
             let (key, day, reserved) = if cache_keys {
-                let key = format!("\\\\x{}", hex::encode(offpeak_shared::cache_key(*t, m, &input)));
+                let key = format!("\\\\x{}", hex::encode(offpeak_core::hash::cache_key(*t, m, &input)));
                 (key, created.date_naive().to_string(), 1)
             } else {
                 ("\\N".to_owned(), "\\N".to_owned(), 0)
@@ -592,7 +592,7 @@ fn ts(t: DateTime<Utc>) -> String {
 fn quiet_timezone() -> String {
     let now = Utc::now();
     for name in ["UTC", "Asia/Tokyo", "America/New_York", "Australia/Sydney", "Asia/Kolkata"] {
-        let tz = window::parse_timezone(name).expect("known zone");
+        let tz = offpeak_core::tz::parse(name).expect("known zone");
         if window::next_window(tz, now, &WindowSpec::default()).opens_at > now + chrono::Duration::hours(2) {
             return name.to_owned();
         }

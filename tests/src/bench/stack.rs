@@ -16,8 +16,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::process::{Child, Command};
 
-use offpeak_shared::broker::{self, Topology};
-use offpeak_shared::db;
+use offpeak_runtime::broker::{self, Topology};
+use offpeak_store as db;
 
 /// Where a run's processes come from and where they may reach the services.
 #[derive(Debug, Clone)]

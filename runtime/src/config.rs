@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::job::{PriceTable, RouteTable};
+use offpeak_core::prices::{PriceTable, RouteTable};
 
 /// Where PostgreSQL is.
 #[derive(Debug, Clone, Args)]
@@ -64,11 +64,11 @@ pub struct PriceArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum PriceConfigError {
     #[error(transparent)]
-    Price(#[from] crate::job::InvalidPrice),
+    Price(#[from] offpeak_core::prices::InvalidPrice),
     #[error(transparent)]
-    Multiplier(#[from] crate::job::InvalidMultiplier),
+    Multiplier(#[from] offpeak_core::prices::InvalidMultiplier),
     #[error(transparent)]
-    Route(#[from] crate::job::InvalidRoute),
+    Route(#[from] offpeak_core::prices::InvalidRoute),
 }
 
 impl PriceArgs {

@@ -6,7 +6,7 @@
 //! a daylight-saving change, without waiting.
 //!
 //! ```
-//! use offpeak_shared::clock::{Clock, ManualClock};
+//! use offpeak_core::clock::{Clock, ManualClock};
 //! use chrono::{TimeZone, Utc};
 //!
 //! let clock = ManualClock::new(Utc.with_ymd_and_hms(2027, 3, 14, 6, 0, 0).unwrap());

@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::job::{JobState, Priority};
+use offpeak_core::job::{JobState, Priority};
 
 /// A job as stored.
 #[derive(Debug, Clone, FromRow)]

@@ -25,12 +25,12 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn limits(&self) -> crate::db::quota::Limits {
-        crate::db::quota::Limits { tenant: self.daily_credits, per_user: self.user_daily_credits }
+    pub fn limits(&self) -> crate::quota::Limits {
+        crate::quota::Limits { tenant: self.daily_credits, per_user: self.user_daily_credits }
     }
 
     /// The tenant's window, or `default` when it has none of its own.
-    pub fn window(&self, default: &crate::window::WindowSpec) -> crate::window::WindowSpec {
+    pub fn window(&self, default: &offpeak_core::window::WindowSpec) -> offpeak_core::window::WindowSpec {
         match (&self.window_start, &self.window_end) {
             (Some(s), Some(e)) => format!("{s}-{e}").parse().unwrap_or(*default),
             _ => *default,

@@ -24,7 +24,7 @@
 //!
 //! ```rust,no_run
 //! # async fn example(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
-//! use offpeak_shared::db::dashboard;
+//! use offpeak_store::dashboard;
 //! let now = chrono::Utc::now();
 //! let mut tx = dashboard::begin_read(&pool).await?;
 //! let due = dashboard::held_due_by_hour(&mut tx, now, now + chrono::Duration::hours(24)).await?;
@@ -37,7 +37,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::usage::UsageSums;
-use crate::job::JobState;
+use offpeak_core::job::JobState;
 
 /// How long one dashboard statement may run before PostgreSQL cancels it.
 pub const STATEMENT_TIMEOUT_MS: u32 = 5_000;

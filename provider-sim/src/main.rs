@@ -1,11 +1,11 @@
 //! `provider-sim`: the provider simulator as a standalone server, for local
-//! runs, compose and the demo. See `offpeak_tests::sim` for what it does.
+//! runs, compose and the demo. See `offpeak_provider_sim` for what it does.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use offpeak_tests::sim::{self, SimConfig, Simulator};
+use offpeak_provider_sim::{self as sim, SimConfig, Simulator};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc (BENCHMARKS.md step 15).

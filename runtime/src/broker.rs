@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::message::BatchMessage;
+use offpeak_core::message::BatchMessage;
 
 /// Deliveries of one batch message before the broker dead-letters it.
 pub const DELIVERY_LIMIT: i64 = 20;

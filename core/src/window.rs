@@ -31,9 +31,9 @@
 //!
 //! ```
 //! use chrono::{DateTime, Utc};
-//! use offpeak_shared::window::{next_window, parse_timezone, WindowSpec};
+//! use offpeak_core::{tz, window::{next_window, WindowSpec}};
 //!
-//! let tz = parse_timezone("America/New_York")?;
+//! let tz = tz::parse("America/New_York")?;
 //! let at: DateTime<Utc> = "2027-03-13T17:00:00Z".parse()?;
 //! let window = next_window(tz, at, &WindowSpec::default());
 //!
@@ -49,8 +49,10 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
+
+use crate::tz::{next_offset_change, utc_offset};
 use serde::{Deserialize, Serialize};
 
 /// Start of the default off-peak window, 02:00 local time.
@@ -58,14 +60,6 @@ pub const DEFAULT_WINDOW_START: NaiveTime = hour_minute(2, 0);
 
 /// End (exclusive) of the default off-peak window, 06:00 local time.
 pub const DEFAULT_WINDOW_END: NaiveTime = hour_minute(6, 0);
-
-/// How far apart [`next_offset_change`] probes the zone's UTC offset.
-///
-/// Two offset changes closer together than this that cancel out (A → B → A)
-/// would go unseen. In the tz data bundled with chrono-tz 0.10 no two offset
-/// changes of one zone are less than a week apart, so an hour leaves a wide
-/// margin while keeping a full day's probe to 24 table look-ups.
-const OFFSET_PROBE_STEP: TimeDelta = TimeDelta::hours(1);
 
 /// Upper bound on the boundaries [`first_instant_with`] walks past.
 ///
@@ -86,12 +80,9 @@ const fn hour_minute(hour: u32, minute: u32) -> NaiveTime {
     }
 }
 
-/// Everything that can be wrong with a window or timezone given by a user.
+/// Everything that can be wrong with a window given by a user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
-    /// The name is not an IANA timezone known to the bundled tz data.
-    #[error("unknown IANA timezone '{0}'")]
-    InvalidTimezone(String),
     /// Start and end are the same time, so the window would be empty.
     #[error("window start and end are the same time, so the window would be empty")]
     EmptyWindow,
@@ -262,19 +253,6 @@ impl Window {
     }
 }
 
-/// Parses an IANA timezone name such as `Europe/Berlin`.
-///
-/// Names are case-sensitive, as in the tz database.
-///
-/// # Errors
-///
-/// [`WindowError::InvalidTimezone`] carrying the name, whose message reads
-/// `unknown IANA timezone 'Mars/Olympus'`.
-pub fn parse_timezone(name: &str) -> Result<Tz, WindowError> {
-    name.parse::<Tz>()
-        .map_err(|_| WindowError::InvalidTimezone(name.to_owned()))
-}
-
 /// Whether the local wall-clock time of `instant` in `tz` lies in the window.
 ///
 /// At the instant of a daylight-saving change the new offset already
@@ -317,15 +295,6 @@ pub fn next_window(tz: Tz, at: DateTime<Utc>, spec: &WindowSpec) -> Window {
         opens_at,
         closes_at,
     }
-}
-
-/// The zone's offset east of UTC at `instant`.
-fn utc_offset(tz: Tz, instant: DateTime<Utc>) -> TimeDelta {
-    let seconds = tz
-        .offset_from_utc_datetime(&instant.naive_utc())
-        .fix()
-        .local_minus_utc();
-    TimeDelta::seconds(i64::from(seconds))
 }
 
 /// The local wall-clock time of `instant` in `tz`. Same as
@@ -385,60 +354,10 @@ fn time_until(from: NaiveTime, to: NaiveTime) -> TimeDelta {
     }
 }
 
-/// The first instant in `(after, until]` whose UTC offset in `tz` differs
-/// from the offset at `after`, if any.
-///
-/// chrono-tz does not expose its transition table, so probe the offset every
-/// [`OFFSET_PROBE_STEP`] and bisect the first probe that differs down to the
-/// second (tz transitions fall on whole seconds).
-fn next_offset_change(tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let offset = utc_offset(tz, after);
-    let mut previous = after;
-    while previous < until {
-        let probe = previous
-            .checked_add_signed(OFFSET_PROBE_STEP)
-            .map_or(until, |next| next.min(until));
-        if utc_offset(tz, probe) != offset {
-            return Some(bisect_offset_change(tz, offset, previous, probe));
-        }
-        previous = probe;
-    }
-    None
-}
-
-/// The first whole second in `(before, changed]` whose offset is not
-/// `offset`, given `before` has that offset and `changed` does not.
-fn bisect_offset_change(
-    tz: Tz,
-    offset: TimeDelta,
-    before: DateTime<Utc>,
-    changed: DateTime<Utc>,
-) -> DateTime<Utc> {
-    // Offsets only change on whole seconds, so flooring either end keeps its
-    // offset: no change can lie between a floored second and the instant.
-    let mut low = before.timestamp();
-    let mut high = changed.timestamp();
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        // `middle` lies between two representable instants, so it is one too;
-        // the fallback is never taken.
-        let Some(instant) = DateTime::from_timestamp(middle, 0) else {
-            break;
-        };
-        if utc_offset(tz, instant) == offset {
-            low = middle;
-        } else {
-            high = middle;
-        }
-    }
-    // As above, `high` is representable; `changed` would still be a boundary
-    // inside the searched range if it were not.
-    DateTime::from_timestamp(high, 0).unwrap_or(changed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Offset;
     use proptest::prelude::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
@@ -892,18 +811,6 @@ mod tests {
             json,
             serde_json::json!({"opens_at": "2027-03-14T07:00:00Z", "closes_at": "2027-03-14T10:00:00Z"})
         );
-    }
-
-    #[test]
-    fn parse_timezone_accepts_iana_names_and_names_the_bad_one() {
-        assert_eq!(
-            parse_timezone("Pacific/Chatham").unwrap(),
-            chrono_tz::Pacific::Chatham
-        );
-        assert_eq!(parse_timezone("UTC").unwrap(), chrono_tz::UTC);
-        let err = parse_timezone("Mars/Olympus").unwrap_err();
-        assert_eq!(err, WindowError::InvalidTimezone("Mars/Olympus".into()));
-        assert_eq!(err.to_string(), "unknown IANA timezone 'Mars/Olympus'");
     }
 
     // ----- Property tests -----------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The exact cache and in-flight coalescing, in the `jobs` table itself.
 //!
-//! A job's `cache_key` ([`crate::cache_key`]) names its (tenant, model,
+//! A job's `cache_key` ([`offpeak_core::hash::cache_key`]) names its (tenant, model,
 //! canonical input). The cache is the set of jobs that *succeeded from a
 //! provider call* with that key within the TTL; there is no separate cache
 //! store to keep in step, expire or lose.

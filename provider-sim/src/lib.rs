@@ -47,7 +47,7 @@
 //! # Example
 //!
 //! ```rust,no_run
-//! use offpeak_tests::sim::{self, SimConfig};
+//! use offpeak_provider_sim::{self as sim, SimConfig};
 //!
 //! # async fn example() -> anyhow::Result<()> {
 //! let provider = sim::spawn(SimConfig { error_rate: 0.2, ..SimConfig::default() }).await?;

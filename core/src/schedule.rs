@@ -39,10 +39,10 @@
 //!
 //! ```
 //! use chrono::{DateTime, Utc};
-//! use offpeak_shared::schedule::CronSchedule;
-//! use offpeak_shared::window::parse_timezone;
+//! use offpeak_core::schedule::CronSchedule;
+//! use offpeak_core::tz;
 //!
-//! let nightly = CronSchedule::parse("30 2 * * *", parse_timezone("America/New_York")?)?;
+//! let nightly = CronSchedule::parse("30 2 * * *", tz::parse("America/New_York")?)?;
 //! let after: DateTime<Utc> = "2027-03-13T12:00:00Z".parse()?;
 //! let times: Vec<_> = nightly.upcoming(after).take(2).collect();
 //! // 02:30 does not exist on the 14th: it fires when the gap ends, 03:00 EDT.
@@ -61,19 +61,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::job::UnknownValue;
+use crate::tz::{next_offset_change, utc_offset};
 
-/// How far apart [`first_offset_change`] probes a zone's UTC offset.
-///
-/// Two offset changes closer together than this that cancel out (A → B → A)
-/// would go unseen; in the bundled tz data no two changes of one zone are
-/// less than a week apart (see `window.rs`), and six hours keeps a search
-/// over years to a few thousand table look-ups.
-const OFFSET_PROBE_STEP: i64 = 6 * 3600;
 
 /// Upper bound on the offset changes and repeated hours one search walks
 /// past. The `cron` crate's years end in 2099, so a schedule that still
@@ -264,16 +258,16 @@ impl CronSchedule {
         // A gap that ends exactly at `from` is not seen by the walk below,
         // which starts with the offset after it.
         let before = from - ONE_SECOND;
-        let (o_before, o_from) = (offset(self.tz, before), offset(self.tz, from));
+        let (o_before, o_from) = (utc_offset(self.tz, before), utc_offset(self.tz, from));
         if o_before < o_from && self.matches_in(from.naive_utc() + o_before, from.naive_utc() + o_from) {
             return Some(from);
         }
         let mut cursor = from;
         for _ in 0..MAX_SEARCH_STEPS {
-            let o = offset(self.tz, cursor);
+            let o = utc_offset(self.tz, cursor);
             let local = self.next_local_at_or_after(cursor.naive_utc() + o)?;
             let candidate = instant(local - o);
-            match first_offset_change(self.tz, cursor, candidate) {
+            match next_offset_change(self.tz, cursor, candidate) {
                 None => {
                     if !self.recurring_hour {
                         if let Some(resume) = self.repeated_run_end(local, candidate) {
@@ -284,7 +278,7 @@ impl CronSchedule {
                     return Some(candidate);
                 }
                 Some(change) => {
-                    let o_after = offset(self.tz, change);
+                    let o_after = utc_offset(self.tz, change);
                     // `local` is the first match at or after the clock's
                     // reading just before the change; if the clock jumps
                     // past it, it lies in the gap.
@@ -323,9 +317,9 @@ impl CronSchedule {
         // The clock fell back between the two passes; the run of repeated
         // local times ends where the clock again reads what it read just
         // before falling back.
-        let o_first = offset(self.tz, earliest);
-        let o_now = offset(self.tz, candidate);
-        let change = first_offset_change(self.tz, earliest, candidate).unwrap_or(candidate);
+        let o_first = utc_offset(self.tz, earliest);
+        let o_now = utc_offset(self.tz, candidate);
+        let change = next_offset_change(self.tz, earliest, candidate).unwrap_or(candidate);
         Some((change + (o_first - o_now)).max(candidate + ONE_SECOND))
     }
 }
@@ -352,38 +346,6 @@ fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
 
 fn instant(naive_utc: NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&naive_utc)
-}
-
-/// The zone's offset east of UTC at `t`.
-fn offset(tz: Tz, t: DateTime<Utc>) -> TimeDelta {
-    TimeDelta::seconds(i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc()))
-}
-
-/// The first whole-second instant in `(from, until]` whose offset differs
-/// from the offset at `from`: probed every [`OFFSET_PROBE_STEP`], then
-/// narrowed by bisection (offsets change on whole seconds).
-fn first_offset_change(tz: Tz, from: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let o = offset(tz, from);
-    let end = until.timestamp();
-    let mut lo = from.timestamp();
-    while lo < end {
-        let hi = (lo + OFFSET_PROBE_STEP).min(end);
-        let at = |s: i64| DateTime::from_timestamp(s, 0);
-        if offset(tz, at(hi)?) != o {
-            let (mut a, mut b) = (lo, hi);
-            while b - a > 1 {
-                let mid = a + (b - a) / 2;
-                if offset(tz, at(mid)?) == o {
-                    a = mid;
-                } else {
-                    b = mid;
-                }
-            }
-            return at(b);
-        }
-        lo = hi;
-    }
-    None
 }
 
 /// What a firing loop does with one schedule's due firings.
@@ -744,7 +706,7 @@ mod tests {
     /// change after `minute` (or `minute` itself for zones without one).
     fn near_offset_change(tz: Tz, minute: i64, lead: i64) -> DateTime<Utc> {
         let from = minute_instant(minute);
-        match first_offset_change(tz, from, from + TimeDelta::days(366)) {
+        match next_offset_change(tz, from, from + TimeDelta::days(366)) {
             Some(change) => change - TimeDelta::minutes(lead),
             None => from,
         }

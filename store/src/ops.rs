@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
-use crate::job::JobState;
+use offpeak_core::job::JobState;
 
 /// Jobs per (state, model, tenant).
 #[derive(Debug, Clone, FromRow, serde::Serialize)]

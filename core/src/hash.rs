@@ -1,18 +1,5 @@
-//! offpeak's shared library: the domain (jobs, their states, prices), the
-//! off-peak window calculation, the message schema between scheduler and
-//! worker, configuration, and the PostgreSQL and RabbitMQ code both binaries
-//! use.
-
-pub mod broker;
-pub mod clock;
-pub mod config;
-pub mod db;
-pub mod job;
-pub mod message;
-pub mod metrics;
-pub mod schedule;
-pub mod telemetry;
-pub mod window;
+//! Canonical hashes of JSON values: the idempotency check's request hash and
+//! the exact cache's key.
 
 /// SHA-256 of the canonical JSON of a value: object keys sorted, no
 /// whitespace. Two requests that differ only in key order or spacing hash
@@ -40,8 +27,6 @@ pub fn cache_key(tenant_id: uuid::Uuid, model: &str, input: &serde_json::Value) 
     h.update(input.to_string().as_bytes());
     h.finalize().to_vec()
 }
-
-pub mod shutdown;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,20 @@
+//! offpeak's domain, with no I/O: what a job is and the states it moves
+//! through ([`job`]), what it costs and which model a use case gets
+//! ([`prices`]), the off-peak window ([`window`]) and the one search for a
+//! timezone's offset changes it rests on ([`tz`]), recurring schedules
+//! ([`schedule`]), the batch message between scheduler and worker
+//! ([`message`]), the injected clock ([`clock`]) and the canonical hashes of
+//! JSON values ([`hash`]).
+//!
+//! Nothing here talks to PostgreSQL, RabbitMQ or the network: `offpeak-store`
+//! converts rows into these types at its edge, and the binaries wire them to
+//! the outside world.
+
+pub mod clock;
+pub mod hash;
+pub mod job;
+pub mod message;
+pub mod prices;
+pub mod schedule;
+pub mod tz;
+pub mod window;
