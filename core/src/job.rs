@@ -95,6 +95,21 @@ impl FromStr for JobState {
     }
 }
 
+/// A state equals its name: `state == "held"`.
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Rows store states as text; the store converts them here, once.
+impl TryFrom<String> for JobState {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// How urgent a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,6 +142,27 @@ impl FromStr for Priority {
                 expected: "low, normal".into(),
             }),
         }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A priority equals its name: `priority == "low"`.
+impl PartialEq<&str> for Priority {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Rows store priorities as text; the store converts them here, once.
+impl TryFrom<String> for Priority {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 

@@ -2,7 +2,8 @@
 //! through ([`job`]), what it costs and which model a use case gets
 //! ([`prices`]), the off-peak window ([`window`]) and the one search for a
 //! timezone's offset changes it rests on ([`tz`]), recurring schedules
-//! ([`schedule`]), the batch message between scheduler and worker
+//! ([`schedule`]), tenants and the one rule for their window ([`tenant`]),
+//! daily quotas ([`quota`]), the batch message between scheduler and worker
 //! ([`message`]), the injected clock ([`clock`]) and the canonical hashes of
 //! JSON values ([`hash`]).
 //!
@@ -15,6 +16,8 @@ pub mod hash;
 pub mod job;
 pub mod message;
 pub mod prices;
+pub mod quota;
 pub mod schedule;
+pub mod tenant;
 pub mod tz;
 pub mod window;

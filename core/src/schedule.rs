@@ -128,6 +128,14 @@ impl FromStr for CatchUp {
     }
 }
 
+/// Rows store the policy as text; the store converts it here, once.
+impl TryFrom<String> for CatchUp {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// A cron expression that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CronError {

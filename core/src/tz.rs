@@ -48,6 +48,15 @@ pub fn parse(name: &str) -> Result<Tz, UnknownTimezone> {
     name.parse::<Tz>().map_err(|_| UnknownTimezone(name.to_owned()))
 }
 
+/// Writes a [`Tz`] as its IANA name, for `#[serde(serialize_with = ...)]`
+/// (chrono-tz's own serde support is not enabled).
+///
+/// # Errors
+/// The serializer's.
+pub fn serialize_name<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
 /// The zone's offset east of UTC at `instant`.
 #[must_use]
 pub fn utc_offset(tz: Tz, instant: DateTime<Utc>) -> TimeDelta {

@@ -173,6 +173,19 @@ impl WindowSpec {
         }
     }
 
+    /// Start and end as the text stored for a tenant's own window
+    /// (`HH:MM`, or `HH:MM:SS` when there are seconds); they parse back with
+    /// [`WindowSpec::parse`].
+    #[must_use]
+    pub fn bounds_text(&self) -> (String, String) {
+        let text = self.to_string();
+        // Display writes START-END, and a time of day has no '-'.
+        match text.split_once('-') {
+            Some((start, end)) => (start.to_owned(), end.to_owned()),
+            None => (text, String::new()),
+        }
+    }
+
     /// Whether the window runs past midnight (`start > end`).
     #[must_use]
     pub fn wraps_midnight(&self) -> bool {

@@ -22,9 +22,8 @@ use uuid::Uuid;
 use offpeak_store::cache::{self, CacheHit};
 use offpeak_store::jobs::{Admission, Admitted, NewInput, NewJob};
 use offpeak_store::quota::{self, Exceeded};
-use offpeak_store::tenants::{self as tenants_db, Tenant};
+use offpeak_store::tenants::{self as tenants_db, QuotaSettings, Tenant};
 use offpeak_core::prices::PriceTable;
-use offpeak_core::tz::parse as parse_timezone;
 
 /// Default time a provider result answers identical jobs.
 pub const CACHE_TTL_DEFAULT: Duration = Duration::from_secs(24 * 3600);
@@ -70,14 +69,8 @@ pub struct Refused {
 
 /// The tenant's day (in its timezone) at `now`, and when it ends.
 pub fn tenant_day(tenant: &Tenant, now: DateTime<Utc>) -> (NaiveDate, DateTime<chrono_tz::Tz>) {
-    // Only valid zones are stored (the CLI checks them); UTC is the safe fallback.
-    let tz = parse_timezone(&tenant.timezone).unwrap_or(chrono_tz::UTC);
-    let local = now.with_timezone(&tz);
-    let day = local.date_naive();
-    // The first instant of the next day: midnight, or the end of the gap
-    // when midnight does not exist that day.
-    let next = day.succ_opt().unwrap_or(day);
-    (day, offpeak_core::tz::day_start(tz, next).with_timezone(&tz))
+    let (day, next) = tenant.day(now);
+    (day, next.with_timezone(&tenant.tz))
 }
 
 /// Decides what becomes of each input of a submission of `template`'s
@@ -157,10 +150,10 @@ async fn lookup_hits(
 
 /// The tenant with its timezone and limits as stored now (`settings`, from
 /// `tenants::quota_settings`), not as the API's key cache has them.
-fn as_stored(tenant: &Tenant, settings: Option<(String, Option<i64>, Option<i64>)>) -> Tenant {
+fn as_stored(tenant: &Tenant, settings: Option<QuotaSettings>) -> Tenant {
     let mut current = tenant.clone();
-    if let Some((timezone, daily, per_user)) = settings {
-        (current.timezone, current.daily_credits, current.user_daily_credits) = (timezone, daily, per_user);
+    if let Some(QuotaSettings { tz, limits }) = settings {
+        (current.tz, current.daily_credits, current.user_daily_credits) = (tz, limits.tenant, limits.per_user);
     }
     current
 }
@@ -291,7 +284,7 @@ pub fn refusal_message(tenant: &Tenant, r: &Refused) -> String {
         r.exceeded.limit,
         r.exceeded.used,
         r.day,
-        tenant.timezone,
+        tenant.tz.name(),
         r.exceeded.requested,
         r.resets_at.to_rfc3339()
     )

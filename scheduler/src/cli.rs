@@ -4,18 +4,16 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sqlx::migrate::MigrateDatabase;
 
 use offpeak_runtime::broker::{self, Topology};
 use offpeak_core::clock::{SharedClock, SystemClock};
 use offpeak_runtime::config::{BrokerArgs, DatabaseArgs, PriceArgs};
 use offpeak_store as db;
 use offpeak_runtime::shutdown::{self, Shutdown};
-use offpeak_core::tz::parse as parse_timezone;
 use offpeak_core::window::WindowSpec;
 
 use crate::api::{ApiConfig, Limits};
-use offpeak_core::job::JobState;
+use crate::ops;
 use crate::firing::{self, FiringConfig};
 use crate::prune::{self, PruneConfig};
 use crate::release::{self, ReleaseConfig};
@@ -281,7 +279,7 @@ pub struct TenantUpdateArgs {
 
 /// A limit flag's value: credits, or `none`.
 #[derive(Debug, Clone, Copy)]
-pub struct Limit(Option<i64>);
+pub struct Limit(pub Option<i64>);
 
 fn parse_limit(s: &str) -> Result<Limit, String> {
     if s.eq_ignore_ascii_case("none") {
@@ -295,7 +293,7 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
 
 /// A window flag's value: a window, or `default`.
 #[derive(Debug, Clone, Copy)]
-pub struct TenantWindow(Option<WindowSpec>);
+pub struct TenantWindow(pub Option<WindowSpec>);
 
 fn parse_window(s: &str) -> Result<TenantWindow, String> {
     if s.eq_ignore_ascii_case("default") {
@@ -308,56 +306,23 @@ fn parse_window(s: &str) -> Result<TenantWindow, String> {
 ///
 /// # Errors
 /// Whatever stops the command; `main` prints it and exits non-zero.
+/// Runs the command the flags name.
+///
+/// # Errors
+/// Whatever the command fails with; `main` prints it and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Migrate(a) => migrate(&a.db).await,
+        Command::Migrate(a) => ops::migrate(&a.db).await,
         Command::Serve(a) => serve(*a).await,
-        Command::Tenant(TenantCommand::Create(a)) => tenant_create(a).await,
-        Command::Tenant(TenantCommand::List(a)) => tenant_list(a).await,
-        Command::Tenant(TenantCommand::Update(a)) => tenant_update(a).await,
-        Command::Jobs(JobsCommand::Stats(a)) => {
-            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-            crate::ops::stats(&pool, a.json).await
-        }
-        Command::Jobs(JobsCommand::Retry(a)) => jobs_retry(a).await,
-        Command::Jobs(JobsCommand::Cancel(a)) => {
-            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-            let state = a.state.as_deref().map(str::parse::<JobState>).transpose()?;
-            let filter = offpeak_store::ops::CancelFilter {
-                state,
-                tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
-                model: a.filter.model,
-                limit: a.filter.limit,
-            };
-            crate::ops::cancel(&pool, filter, a.json).await
-        }
-        Command::Schedules(c) => schedules_command(c).await,
-        Command::Prune(a) => {
-            if a.older_than_days < 0 || a.chunk < 1 {
-                anyhow::bail!("--older-than-days must be >= 0 and --chunk >= 1");
-            }
-            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-            crate::ops::prune(&pool, a.older_than_days, a.chunk, a.json).await
-        }
+        Command::Tenant(TenantCommand::Create(a)) => ops::tenants::create(a).await,
+        Command::Tenant(TenantCommand::List(a)) => ops::tenants::list(a).await,
+        Command::Tenant(TenantCommand::Update(a)) => ops::tenants::update(a).await,
+        Command::Jobs(JobsCommand::Stats(a)) => ops::jobs::run_stats(a).await,
+        Command::Jobs(JobsCommand::Retry(a)) => ops::jobs::run_retry(a).await,
+        Command::Jobs(JobsCommand::Cancel(a)) => ops::jobs::run_cancel(a).await,
+        Command::Schedules(c) => ops::schedules::run(c).await,
+        Command::Prune(a) => ops::prune::run(a).await,
     }
-}
-
-async fn migrate(db_args: &DatabaseArgs) -> anyhow::Result<()> {
-    // A migration step usually starts beside its database (compose, a
-    // Kubernetes Job): wait for the server as `db::connect` does, rather
-    // than take "unreachable" for "no such database".
-    let exists = db::retry_unreachable(db_args.connect_timeout(), || {
-        sqlx::Postgres::database_exists(&db_args.database_url)
-    })
-    .await?;
-    if !exists {
-        sqlx::Postgres::create_database(&db_args.database_url).await?;
-        tracing::info!("created the database");
-    }
-    let pool = db::connect(&db_args.database_url, 2, db_args.connect_timeout()).await?;
-    db::migrate(&pool).await?;
-    tracing::info!("migrations applied");
-    Ok(())
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -430,98 +395,6 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tenant_create(a: TenantCreateArgs) -> anyhow::Result<()> {
-    parse_timezone(&a.timezone)?;
-    if a.daily_credits.is_some_and(|c| c < 0) {
-        anyhow::bail!("--daily-credits must not be negative");
-    }
-    if a.user_daily_credits.is_some_and(|c| c < 0) {
-        anyhow::bail!("--user-daily-credits must not be negative");
-    }
-    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let (mut tenant, key) = db::tenants::create(&pool, &a.name, &a.timezone, a.daily_credits).await?;
-    if a.user_daily_credits.is_some() || a.window.is_some() {
-        let update = db::tenants::TenantUpdate {
-            user_daily_credits: a.user_daily_credits.map(Some),
-            window: a.window.map(|w| Some(window_parts(&w))),
-            ..Default::default()
-        };
-        tenant = db::tenants::update(&pool, &tenant.name, &update).await?.unwrap_or(tenant);
-    }
-    println!("created tenant '{}' ({}) in {}", tenant.name, tenant.id, tenant.timezone);
-    println!("its API key follows; it is shown only now, store it:");
-    println!("{key}");
-    Ok(())
-}
-
-/// `HH:MM` start and end of a window, as stored.
-fn window_parts(w: &WindowSpec) -> (String, String) {
-    (w.start.format("%H:%M").to_string(), w.end.format("%H:%M").to_string())
-}
-
-async fn tenant_update(a: TenantUpdateArgs) -> anyhow::Result<()> {
-    if let Some(tz) = &a.timezone {
-        parse_timezone(tz)?;
-    }
-    let update = db::tenants::TenantUpdate {
-        timezone: a.timezone,
-        daily_credits: a.daily_credits.map(|l| l.0),
-        user_daily_credits: a.user_daily_credits.map(|l| l.0),
-        window: a.window.map(|w| w.0.as_ref().map(window_parts)),
-    };
-    if update.timezone.is_none() && update.daily_credits.is_none() && update.user_daily_credits.is_none() && update.window.is_none() {
-        anyhow::bail!("nothing to change: give --timezone, --daily-credits, --user-daily-credits or --window");
-    }
-    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let t = db::tenants::update(&pool, &a.name, &update).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{}'", a.name))?;
-    let window = match (&t.window_start, &t.window_end) {
-        (Some(s), Some(e)) => format!("{s}-{e}"),
-        _ => "default".to_owned(),
-    };
-    if a.json {
-        println!("{}", serde_json::json!({
-            "id": t.id, "name": t.name, "timezone": t.timezone, "daily_credits": t.daily_credits,
-            "user_daily_credits": t.user_daily_credits, "window": window,
-        }));
-    } else {
-        let limit = |c: Option<i64>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
-        println!(
-            "tenant '{}': timezone {}, daily credits {}, per-user daily credits {}, window {window}",
-            t.name, t.timezone, limit(t.daily_credits), limit(t.user_daily_credits)
-        );
-    }
-    Ok(())
-}
-
-async fn tenant_list(a: MigrateArgs) -> anyhow::Result<()> {
-    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let tenants = db::tenants::list(&pool).await?;
-    println!("{:<36}  {:<24}  {:<24}  {:>13}  {:>18}  WINDOW", "ID", "NAME", "TIMEZONE", "DAILY_CREDITS", "USER_DAILY_CREDITS");
-    for t in tenants {
-        let limit = |c: Option<i64>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
-        let window = match (&t.window_start, &t.window_end) {
-            (Some(s), Some(e)) => format!("{s}-{e}"),
-            _ => "default".to_owned(),
-        };
-        println!(
-            "{:<36}  {:<24}  {:<24}  {:>13}  {:>18}  {window}",
-            t.id, t.name, t.timezone, limit(t.daily_credits), limit(t.user_daily_credits)
-        );
-    }
-    Ok(())
-}
-
-async fn jobs_retry(a: JobsRetryArgs) -> anyhow::Result<()> {
-    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let filter = offpeak_store::jobs::RetryFilter {
-        state: a.state.parse()?,
-        tenant_id: crate::ops::tenant_id(&pool, a.filter.tenant.as_deref()).await?,
-        model: a.filter.model,
-        limit: a.filter.limit,
-    };
-    crate::ops::retry(&pool, filter, a.now, &a.window, a.json).await
-}
-
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCommand {
     /// List recurring schedules (every tenant's, or one's).
@@ -558,70 +431,3 @@ pub struct ScheduleIdArgs {
     pub json: bool,
 }
 
-async fn schedules_command(c: SchedulesCommand) -> anyhow::Result<()> {
-    use offpeak_store::schedules as sched_db;
-    match c {
-        SchedulesCommand::List(a) => {
-            let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-            let tenant_id = match &a.tenant {
-                Some(name) => Some(db::tenants::by_name(&pool, name).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{name}'"))?.id),
-                None => None,
-            };
-            let rows = sched_db::list_all(&pool, tenant_id, a.limit).await?;
-            if a.json {
-                let out: Vec<_> = rows
-                    .into_iter()
-                    .map(|r| {
-                        let mut v = serde_json::to_value(crate::api::schedules::ScheduleView::from(r.schedule)).unwrap_or_default();
-                        v["tenant"] = serde_json::json!(r.tenant_name);
-                        v
-                    })
-                    .collect();
-                println!("{}", serde_json::json!({"schedules": out}));
-            } else {
-                println!("{:<36}  {:<16}  {:<24}  {:<18}  {:<20}  {:<8}  {:<6}  NEXT_FIRE_AT", "ID", "TENANT", "NAME", "CRON", "TIMEZONE", "CATCH_UP", "STATE");
-                for r in rows {
-                    let s = r.schedule;
-                    let next = s.next_fire_at.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                    let state = if s.paused { "paused" } else { "active" };
-                    println!(
-                        "{:<36}  {:<16}  {:<24}  {:<18}  {:<20}  {:<8}  {:<6}  {next}",
-                        s.id, r.tenant_name, s.name, s.cron, s.timezone, s.catch_up, state
-                    );
-                }
-            }
-            Ok(())
-        }
-        SchedulesCommand::Pause(a) => set_paused(a, true).await,
-        SchedulesCommand::Resume(a) => set_paused(a, false).await,
-    }
-}
-
-/// Pauses or resumes one schedule; resuming restarts it from now.
-async fn set_paused(a: ScheduleIdArgs, paused: bool) -> anyhow::Result<()> {
-    use offpeak_store::schedules as sched_db;
-    use offpeak_core::schedule::CronSchedule;
-    let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
-    let mut tx = pool.begin().await?;
-    let mut row = sched_db::lock(&mut tx, None, a.id).await?.ok_or_else(|| anyhow::anyhow!("no schedule with id {}", a.id))?;
-    let now = chrono::Utc::now();
-    row.next_fire_at = if paused {
-        None
-    } else if row.paused || row.next_fire_at.is_none() {
-        let schedule = CronSchedule::parse(&row.cron, parse_timezone(&row.timezone)?)?;
-        Some(schedule.next_after(now).ok_or_else(|| anyhow::anyhow!("'{}' never fires again", row.cron))?)
-    } else {
-        row.next_fire_at
-    };
-    row.paused = paused;
-    row.updated_at = now;
-    let row = sched_db::update(&mut *tx, &row).await?;
-    tx.commit().await?;
-    let next = row.next_fire_at.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    if a.json {
-        println!("{}", serde_json::json!({"id": row.id, "name": row.name, "paused": row.paused, "next_fire_at": row.next_fire_at}));
-    } else {
-        println!("schedule {} ('{}') {}; next firing: {next}", row.id, row.name, if paused { "paused" } else { "resumed" });
-    }
-    Ok(())
-}

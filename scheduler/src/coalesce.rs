@@ -22,7 +22,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use offpeak_store::cache::{self, Answer, CacheHit};
-use offpeak_store::jobs::ClaimedJob;
+use offpeak_store::release::ClaimedJob;
 use offpeak_core::prices::PriceTable;
 
 use crate::admission::CacheConfig;

@@ -50,11 +50,11 @@ use offpeak_store::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob
 use offpeak_store::quota::Scope;
 use offpeak_store::schedules::{self as db, Advance, NewFiring, ScheduleRow};
 use offpeak_store::tenants::{self as tenants_db, Tenant};
-use offpeak_core::job::Priority;
 use offpeak_core::prices::PriceTable;
 use offpeak_core::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
 use offpeak_runtime::shutdown::ShutdownSignal;
-use offpeak_core::window::{self, WindowSpec};
+use offpeak_core::tenant::release_times;
+use offpeak_core::window::WindowSpec;
 
 use crate::admission::{self, CacheConfig, Refused};
 use crate::metrics;
@@ -267,21 +267,15 @@ impl Firer {
     /// The job a firing creates: the schedule's template in the schedule's
     /// timezone, `metadata` telling which schedule and fire time made it.
     fn job_for(&self, row: &ScheduleRow, tenant: &Tenant, firing: &NewFiring, now: DateTime<Utc>) -> NewJob {
-        let priority: Priority = row.priority.parse().unwrap_or_default();
-        let (release_at, window_closes_at) = match (priority, offpeak_core::tz::parse(&row.timezone)) {
-            (Priority::Low, Ok(tz)) => {
-                let w = window::next_window(tz, now, &tenant.window(&self.config.window));
-                (w.opens_at, Some(w.closes_at))
-            }
-            _ => (now, None),
-        };
+        let priority = row.priority;
+        let (release_at, window_closes_at) = release_times(priority, row.timezone, now, &tenant.window(&self.config.window));
         NewJob {
             id: firing.job_id,
             tenant_id: row.tenant_id,
             model: row.model.clone(),
             input: Value::Null,
             priority,
-            timezone: row.timezone.clone(),
+            timezone: row.timezone,
             user_id: row.user_id.clone(),
             metadata: Some(firing_metadata(row, firing.fire_at)),
             release_at,
@@ -323,10 +317,8 @@ impl Firer {
 
 /// A stored schedule's expression and policy.
 fn parse_row(row: &ScheduleRow) -> Result<(CronSchedule, CatchUp), String> {
-    let tz = offpeak_core::tz::parse(&row.timezone).map_err(|e| e.to_string())?;
-    let schedule = CronSchedule::parse(&row.cron, tz).map_err(|e| e.to_string())?;
-    let policy = row.catch_up.parse::<CatchUp>().map_err(|e| e.to_string())?;
-    Ok((schedule, policy))
+    let schedule = CronSchedule::parse(&row.cron, row.timezone).map_err(|e| e.to_string())?;
+    Ok((schedule, row.catch_up))
 }
 
 /// The template's metadata object with `schedule_id`, `schedule_name` and

@@ -30,7 +30,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use offpeak_core::clock::SharedClock;
-use offpeak_store::ops;
+use offpeak_store::operator as ops;
 use offpeak_runtime::shutdown::ShutdownSignal;
 
 use crate::rounds::{self, Next};

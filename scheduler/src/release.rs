@@ -28,7 +28,7 @@
 //! it without effect. A crash before publishing loses nothing either. So a
 //! batch is never lost and a job is never worked twice. A worker that gets a
 //! message before its round has committed waits for the round's lock (see
-//! `db::jobs::start_attempt`), so it never mistakes a batch in the middle of
+//! `store::batches::start_attempt`), so it never mistakes a batch in the middle of
 //! being committed for an orphan.
 
 use std::collections::BTreeMap;
@@ -40,10 +40,10 @@ use uuid::Uuid;
 
 use offpeak_runtime::broker::{PublishError, Publisher};
 use offpeak_core::clock::SharedClock;
-use offpeak_store::jobs as db;
+use offpeak_store::release as db;
 use offpeak_core::message::BatchMessage;
 use offpeak_runtime::shutdown::ShutdownSignal;
-use offpeak_core::window::{self, WindowSpec};
+use offpeak_core::window::WindowSpec;
 
 use offpeak_core::prices::PriceTable;
 
@@ -225,24 +225,12 @@ impl Releaser {
     async fn roll_over(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         let mut moved = 0;
         for group in db::expired_held_groups(&self.pool, now).await? {
-            let tz = match offpeak_core::tz::parse(&group.timezone) {
-                Ok(tz) => tz,
-                Err(e) => {
-                    // Only validated zones are stored; a zone that vanished
-                    // from a newer tz database would land here.
-                    tracing::error!(timezone = %group.timezone, error = %e, "held jobs have an unknown timezone; not rolling them over");
-                    continue;
-                }
-            };
-            // The tenant's own window, if it has one (stored valid by `tenant update`).
-            let spec = match (&group.window_start, &group.window_end) {
-                (Some(s), Some(e)) => format!("{s}-{e}").parse().unwrap_or(self.config.window),
-                _ => self.config.window,
-            };
-            let w = window::next_window(tz, now, &spec);
+            // The tenant's own window, if it has one, else the deployment's.
+            let w = group.next_window(now, &self.config.window);
             let n = db::roll_over(&self.pool, now, &group, w.opens_at, w.closes_at).await?;
             if n > 0 {
-                tracing::info!(timezone = %group.timezone, window = %spec, jobs = n, opens_at = %w.opens_at, "window closed before release; rolled over");
+                let spec = offpeak_core::tenant::effective_window(group.window, &self.config.window);
+                tracing::info!(timezone = %group.timezone.name(), window = %spec, jobs = n, opens_at = %w.opens_at, "window closed before release; rolled over");
             }
             moved += n;
         }

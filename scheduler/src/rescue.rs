@@ -21,7 +21,7 @@ use sqlx::PgPool;
 
 use offpeak_runtime::broker::Publisher;
 use offpeak_core::clock::SharedClock;
-use offpeak_store::jobs as db;
+use offpeak_store::batches as db;
 use offpeak_core::message::BatchMessage;
 use offpeak_runtime::shutdown::ShutdownSignal;
 

@@ -101,7 +101,7 @@ pub async fn serve(
 /// by state and model (one scan), and the pause keeps the counting under a
 /// tenth of one connection's time however big the table grows.
 async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
-    use offpeak_store::stats;
+    use offpeak_store::operator::gauges as stats;
     while !shutdown.is_triggered() {
         let started = std::time::Instant::now();
         match stats::by_state_and_model(&pool).await {

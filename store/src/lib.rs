@@ -1,19 +1,27 @@
-//! PostgreSQL: the system of record.
+//! PostgreSQL, the system of record: all of offpeak's SQL, with typed rows.
 //!
-//! All SQL lives below this module, one file per table group
-//! ([`tenants`], [`jobs`], [`cache`], [`quota`], [`usage`]); the binaries call typed functions and never build
-//! SQL themselves. Functions that change many rows do it in one set-based
+//! The modules follow the steps of a job's flow: [`tenants`] (who submits),
+//! [`jobs`] (submit, read, list, cancel), [`cache`] and [`quota`] (what
+//! admission checks), [`release`] (the release loop's lock, fair claim,
+//! marking and roll-over), [`batches`] (a worker's start, attempts and
+//! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
+//! [`schedules`] (recurring schedules and their firings) and [`operator`]
+//! (retry, cancel, prune, counts, the dashboard's panels and the metrics
+//! gauges). Rows become `offpeak-core` types once, at the edge ([`edge`]):
+//! no caller parses a state, priority or timezone again. The binaries call
+//! typed functions and never build SQL themselves. Functions that change many rows do it in one set-based
 //! statement (arrays of ids and values through `unnest`), not in a loop.
 //! Functions take an executor where the caller may want to choose the
 //! transaction.
 
+pub mod batches;
 pub mod cache;
-pub mod dashboard;
+pub mod edge;
 pub mod jobs;
-pub mod schedules;
-pub mod stats;
-pub mod ops;
+pub mod operator;
 pub mod quota;
+pub mod release;
+pub mod schedules;
 pub mod tenants;
 pub mod usage;
 

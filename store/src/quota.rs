@@ -22,44 +22,7 @@ use chrono::NaiveDate;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// A tenant's daily limits, in credits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// For the whole tenant.
-    pub tenant: Option<i64>,
-    /// For each `user_id` of the tenant.
-    pub per_user: Option<i64>,
-}
-
-impl Limits {
-    pub fn any(&self) -> bool {
-        self.tenant.is_some() || self.per_user.is_some()
-    }
-}
-
-/// Which limit a submission would exceed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    Tenant,
-    User(String),
-}
-
-/// A refused reservation: the limit, what the day has used, and what the
-/// submission asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exceeded {
-    pub scope: Scope,
-    pub limit: i64,
-    pub used: i64,
-    pub requested: i64,
-}
-
-/// What a day has used, for the tenant and for one user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Used {
-    pub tenant: i64,
-    pub user: i64,
-}
+pub use offpeak_core::quota::{check, Exceeded, Limits, Scope, Used};
 
 /// Credits a day has used (finished jobs' credits plus unfinished jobs'
 /// reservations), for the tenant and for `user_id`.
@@ -115,24 +78,5 @@ pub async fn lock_day(conn: &mut PgConnection, tenant_id: Uuid, day: NaiveDate) 
         .bind(day)
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-/// Whether `requested` more credits fit `limits` on top of `used` (read
-/// under [`lock_day`]): the tenant's limit first, then the user's.
-///
-/// # Errors
-/// The limit that would be exceeded.
-pub fn check(limits: Limits, used: Used, user_id: Option<&str>, requested: i64) -> Result<(), Exceeded> {
-    if let Some(limit) = limits.tenant {
-        if used.tenant.saturating_add(requested) > limit {
-            return Err(Exceeded { scope: Scope::Tenant, limit, used: used.tenant, requested });
-        }
-    }
-    if let (Some(limit), Some(user)) = (limits.per_user, user_id) {
-        if used.user.saturating_add(requested) > limit {
-            return Err(Exceeded { scope: Scope::User(user.to_owned()), limit, used: used.user, requested });
-        }
-    }
     Ok(())
 }

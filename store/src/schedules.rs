@@ -10,6 +10,9 @@
 //! and restart) is never recorded, or its job created, twice.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use offpeak_core::job::Priority;
+use offpeak_core::schedule::CatchUp;
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -21,12 +24,15 @@ pub struct ScheduleRow {
     pub tenant_id: Uuid,
     pub name: String,
     pub cron: String,
-    pub timezone: String,
-    pub catch_up: String,
+    #[sqlx(try_from = "crate::edge::TzName")]
+    pub timezone: Tz,
+    #[sqlx(try_from = "String")]
+    pub catch_up: CatchUp,
     pub paused: bool,
     pub model: String,
     pub input: Value,
-    pub priority: String,
+    #[sqlx(try_from = "String")]
+    pub priority: Priority,
     pub user_id: Option<String>,
     pub metadata: Option<Value>,
     pub definition_hash: Vec<u8>,
@@ -71,12 +77,12 @@ pub async fn insert(conn: &mut PgConnection, s: &ScheduleRow) -> Result<InsertOu
         .bind(s.tenant_id)
         .bind(&s.name)
         .bind(&s.cron)
-        .bind(&s.timezone)
-        .bind(&s.catch_up)
+        .bind(s.timezone.name())
+        .bind(s.catch_up.as_str())
         .bind(s.paused)
         .bind(&s.model)
         .bind(&s.input)
-        .bind(&s.priority)
+        .bind(s.priority.as_str())
         .bind(&s.user_id)
         .bind(&s.metadata)
         .bind(&s.definition_hash)
@@ -133,12 +139,12 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, s: &ScheduleRow) -> Result<Sche
     sqlx::query_as::<_, ScheduleRow>(&sql)
         .bind(s.id)
         .bind(&s.cron)
-        .bind(&s.timezone)
-        .bind(&s.catch_up)
+        .bind(s.timezone.name())
+        .bind(s.catch_up.as_str())
         .bind(s.paused)
         .bind(&s.model)
         .bind(&s.input)
-        .bind(&s.priority)
+        .bind(s.priority.as_str())
         .bind(&s.user_id)
         .bind(&s.metadata)
         .bind(&s.definition_hash)

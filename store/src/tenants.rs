@@ -3,41 +3,18 @@
 //! A key is `op_` followed by 64 hex characters (256 random bits). It is shown once, at creation; only its SHA-256 is stored, and a
 //! request is authenticated by looking that hash up.
 
-use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, PgExecutor, PgPool};
+use chrono_tz::Tz;
+use offpeak_core::window::WindowSpec;
+use sqlx::{PgExecutor, PgPool};
+
+use crate::edge;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
-pub struct Tenant {
-    pub id: Uuid,
-    pub name: String,
-    pub timezone: String,
-    /// Daily credit limit of the whole tenant.
-    pub daily_credits: Option<i64>,
-    /// Daily credit limit of each `user_id` of the tenant.
-    pub user_daily_credits: Option<i64>,
-    /// The tenant's own off-peak window (`HH:MM`), if not the deployment's.
-    pub window_start: Option<String>,
-    pub window_end: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
+pub use offpeak_core::tenant::Tenant;
 
-impl Tenant {
-    pub fn limits(&self) -> crate::quota::Limits {
-        crate::quota::Limits { tenant: self.daily_credits, per_user: self.user_daily_credits }
-    }
-
-    /// The tenant's window, or `default` when it has none of its own.
-    pub fn window(&self, default: &offpeak_core::window::WindowSpec) -> offpeak_core::window::WindowSpec {
-        match (&self.window_start, &self.window_end) {
-            (Some(s), Some(e)) => format!("{s}-{e}").parse().unwrap_or(*default),
-            _ => *default,
-        }
-    }
-}
-
+/// The columns [`crate::edge::tenant`] reads.
 const TENANT_COLUMNS: &str = "t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at";
 
 /// SHA-256 of an API key, as stored.
@@ -68,19 +45,20 @@ pub enum TenantError {
 pub async fn create(
     pool: &PgPool,
     name: &str,
-    timezone: &str,
+    tz: Tz,
     daily_credits: Option<i64>,
 ) -> Result<(Tenant, String), TenantError> {
     let mut tx = pool.begin().await?;
-    let tenant = sqlx::query_as::<_, Tenant>(
+    let tenant = sqlx::query(
         "INSERT INTO tenants (id, name, timezone, daily_credits) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name) DO NOTHING
          RETURNING id, name, timezone, daily_credits, user_daily_credits, window_start, window_end, created_at",
     )
     .bind(Uuid::now_v7())
     .bind(name)
-    .bind(timezone)
+    .bind(tz.name())
     .bind(daily_credits)
+    .try_map(edge::tenant)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| TenantError::NameTaken(name.to_owned()))?;
@@ -97,34 +75,38 @@ pub async fn create(
 
 /// The tenant owning a (non-revoked) key, if any.
 pub async fn by_api_key<'e>(db: impl PgExecutor<'e>, key: &str) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(&format!(
+    sqlx::query(&format!(
         "SELECT {TENANT_COLUMNS}
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
     ))
     .bind(hash_api_key(key))
+    .try_map(edge::tenant)
     .fetch_optional(db)
     .await
 }
 
 pub async fn list<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY name"))
+    sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY name"))
+        .try_map(edge::tenant)
         .fetch_all(db)
         .await
 }
 
 /// A tenant by its unique name.
 pub async fn by_name<'e>(db: impl PgExecutor<'e>, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE name = $1"))
+    sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE name = $1"))
         .bind(name)
+        .try_map(edge::tenant)
         .fetch_optional(db)
         .await
 }
 
 /// A tenant by id.
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE id = $1"))
+    sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE id = $1"))
         .bind(id)
+        .try_map(edge::tenant)
         .fetch_optional(db)
         .await
 }
@@ -133,11 +115,10 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Tenant>
 /// `Some(None)` clears a limit or the tenant's own window.
 #[derive(Debug, Clone, Default)]
 pub struct TenantUpdate {
-    pub timezone: Option<String>,
+    pub tz: Option<Tz>,
     pub daily_credits: Option<Option<i64>>,
     pub user_daily_credits: Option<Option<i64>>,
-    /// `(start, end)` as `HH:MM`.
-    pub window: Option<Option<(String, String)>>,
+    pub window: Option<Option<WindowSpec>>,
 }
 
 /// Changes a tenant's settings; returns the tenant as it now is, or `None`
@@ -147,9 +128,9 @@ pub struct TenantUpdate {
 pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -> Result<Option<Tenant>, sqlx::Error> {
     let (window_set, window) = match &u.window {
         None => (false, None),
-        Some(w) => (true, w.clone()),
+        Some(w) => (true, w.map(|w| w.bounds_text())),
     };
-    sqlx::query_as::<_, Tenant>(
+    sqlx::query(
         "UPDATE tenants t SET
              timezone = COALESCE($2, timezone),
              daily_credits = CASE WHEN $3 THEN $4 ELSE daily_credits END,
@@ -160,7 +141,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
          RETURNING t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at",
     )
     .bind(name)
-    .bind(&u.timezone)
+    .bind(u.tz.map(|tz| tz.name()))
     .bind(u.daily_credits.is_some())
     .bind(u.daily_credits.flatten())
     .bind(u.user_daily_credits.is_some())
@@ -168,6 +149,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
     .bind(window_set)
     .bind(window.as_ref().map(|w| w.0.clone()))
     .bind(window.as_ref().map(|w| w.1.clone()))
+    .try_map(edge::tenant)
     .fetch_optional(db)
     .await
 }
@@ -175,26 +157,49 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
 /// A tenant's quota settings as stored now: timezone and limits. Read in
 /// the submission's transaction, so a limit changed by `tenant update`
 /// applies to the next submission, whatever the API's key cache holds.
-pub async fn quota_settings<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<(String, Option<i64>, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as("SELECT timezone, daily_credits, user_daily_credits FROM tenants WHERE id = $1")
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaSettings {
+    pub tz: Tz,
+    pub limits: offpeak_core::quota::Limits,
+}
+
+fn quota_settings_row(row: sqlx::postgres::PgRow) -> Result<(uuid::Uuid, QuotaSettings), sqlx::Error> {
+    use sqlx::Row;
+    Ok((
+        row.try_get("id")?,
+        QuotaSettings {
+            tz: edge::tz_column(&row, "timezone")?,
+            limits: offpeak_core::quota::Limits { tenant: row.try_get("daily_credits")?, per_user: row.try_get("user_daily_credits")? },
+        },
+    ))
+}
+
+/// [`QuotaSettings`] of one tenant.
+///
+/// # Errors
+/// Database errors, or a stored timezone that does not parse.
+pub async fn quota_settings<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<QuotaSettings>, sqlx::Error> {
+    Ok(sqlx::query("SELECT id, timezone, daily_credits, user_daily_credits FROM tenants WHERE id = $1")
         .bind(id)
+        .try_map(quota_settings_row)
         .fetch_optional(db)
-        .await
+        .await?
+        .map(|(_, q)| q))
 }
 
 /// [`quota_settings`] of many tenants in one query, by id; unknown ids are
 /// left out.
 ///
 /// # Errors
-/// Database errors only.
+/// Database errors, or a stored timezone that does not parse.
 pub async fn quota_settings_many<'e>(
     db: impl PgExecutor<'e>,
     ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, (String, Option<i64>, Option<i64>)>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT id, timezone, daily_credits, user_daily_credits FROM tenants WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(db)
-            .await?;
-    Ok(rows.into_iter().map(|(id, tz, daily, user)| (id, (tz, daily, user))).collect())
+) -> Result<std::collections::HashMap<Uuid, QuotaSettings>, sqlx::Error> {
+    sqlx::query("SELECT id, timezone, daily_credits, user_daily_credits FROM tenants WHERE id = ANY($1)")
+        .bind(ids)
+        .try_map(quota_settings_row)
+        .fetch_all(db)
+        .await
+        .map(|rows| rows.into_iter().collect())
 }

@@ -215,7 +215,7 @@ impl TestEnv {
 
     /// Creates a tenant and returns its API key.
     pub async fn tenant(&self, name: &str, timezone: &str) -> String {
-        let (_, key) = db::tenants::create(&self.pool, name, timezone, None).await.expect("create tenant");
+        let (_, key) = db::tenants::create(&self.pool, name, offpeak_core::tz::parse(timezone).expect("a known timezone"), None).await.expect("create tenant");
         key
     }
 

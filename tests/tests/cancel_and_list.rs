@@ -177,7 +177,7 @@ async fn a_running_job_cannot_be_cancelled() {
     env.release_once().await;
     // What a worker does first with a batch: mark its jobs running.
     let batch = env.job(id(&job)).await.batch_id.expect("released into a batch");
-    let started = offpeak_store::jobs::start_attempt(&env.pool, batch, &[id(&job)], env.clock.now()).await.unwrap();
+    let started = offpeak_store::batches::start_attempt(&env.pool, batch, &[id(&job)], env.clock.now()).await.unwrap();
     assert_eq!(started.len(), 1);
 
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
@@ -196,7 +196,7 @@ async fn a_queued_job_is_not_cancelled_while_a_worker_is_starting_its_batch() {
     let batch = env.job(id(&job)).await.batch_id.expect("released into a batch");
     // A worker's start holds the batch's lock while it reads which jobs are
     // still queued: a cancel then must not slip in behind its back.
-    let start = offpeak_store::jobs::lock_batch(&env.pool, batch).await.unwrap();
+    let start = offpeak_store::batches::lock_batch(&env.pool, batch).await.unwrap();
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "not_cancellable");
@@ -219,7 +219,7 @@ async fn a_start_after_a_cancel_leaves_the_cancelled_job_out_and_runs_the_rest()
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&a))).await;
     assert_eq!(status, 200, "{body}");
 
-    let started = offpeak_store::jobs::start_attempt(&env.pool, batch, &[id(&a), id(&b)], env.clock.now()).await.unwrap();
+    let started = offpeak_store::batches::start_attempt(&env.pool, batch, &[id(&a), id(&b)], env.clock.now()).await.unwrap();
     assert_eq!(started.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id(&b)]);
     assert_eq!(started[0].attempts, 1);
     let (ra, rb) = (env.job(id(&a)).await, env.job(id(&b)).await);

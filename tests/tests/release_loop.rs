@@ -215,11 +215,11 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
     // between publish and commit.
     let now = env.clock.now();
     let mut tx = env.pool.begin().await.unwrap();
-    offpeak_store::jobs::lock_release(&mut tx).await.unwrap();
-    let claimed = offpeak_store::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
+    offpeak_store::release::lock_release(&mut tx).await.unwrap();
+    let claimed = offpeak_store::release::claim_due(&mut tx, now, 100, 100).await.unwrap();
     assert_eq!(claimed.jobs.len(), 5);
     let batch_id = Uuid::now_v7();
-    offpeak_store::jobs::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap();
+    offpeak_store::release::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap();
     let msg = BatchMessage::new(batch_id, "flux-dev".into(), ids.clone(), now);
 
     let ctx = env.batch_context();
@@ -236,10 +236,10 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
     // And a release that rolls back leaves the waiting worker nothing to do.
     let more = bulk(&env, &key, 2, "flux-dev").await;
     let mut tx = env.pool.begin().await.unwrap();
-    offpeak_store::jobs::lock_release(&mut tx).await.unwrap();
-    offpeak_store::jobs::claim_due(&mut tx, now, 100, 100).await.unwrap();
+    offpeak_store::release::lock_release(&mut tx).await.unwrap();
+    offpeak_store::release::claim_due(&mut tx, now, 100, 100).await.unwrap();
     let orphan = Uuid::now_v7();
-    offpeak_store::jobs::mark_queued(&mut tx, orphan, "flux-dev", &more, now).await.unwrap();
+    offpeak_store::release::mark_queued(&mut tx, orphan, "flux-dev", &more, now).await.unwrap();
     let ctx = env.batch_context();
     let msg = BatchMessage::new(orphan, "flux-dev".into(), more.clone(), now);
     let worker = tokio::spawn(async move { offpeak_worker::process::process_batch(&ctx, &msg).await.unwrap() });
@@ -258,7 +258,7 @@ async fn a_worker_that_gets_a_batch_before_its_release_commits_waits_for_it() {
 #[tokio::test]
 async fn a_job_cancelled_after_the_round_read_it_is_left_out_and_its_followers_wait() {
     use offpeak_scheduler::{admission::CacheConfig, coalesce};
-    use offpeak_store::jobs::{self, NewBatch};
+    use offpeak_store::release::{self as jobs, NewBatch};
 
     let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
     let key = env.tenant("acme", "UTC").await;

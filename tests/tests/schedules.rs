@@ -89,7 +89,7 @@ async fn two_firing_loops_create_exactly_one_job_per_minute() {
     assert_eq!(job.state, "held");
     assert_eq!(job.model, "flux-schnell");
     assert_eq!(job.input, json!({"prompt": "tick"}));
-    assert_eq!(job.timezone, "UTC");
+    assert_eq!(job.timezone.name(), "UTC");
     assert_eq!(job.release_at, at("2027-06-02T02:00:00Z"));
     let meta = job.metadata.unwrap();
     assert_eq!(meta["sku"], 7);

@@ -153,7 +153,7 @@ async fn the_dashboard_in_chromium_shows_what_the_api_says_and_retries_a_dead_jo
     let acme = sys.key.clone();
     let globex = {
         let pool = offpeak_store::connect(&sys.database_url, 1, Duration::from_secs(10)).await.expect("database");
-        let (_, key) = offpeak_store::tenants::create(&pool, "globex", "Asia/Tokyo", None).await.expect("tenant");
+        let (_, key) = offpeak_store::tenants::create(&pool, "globex", chrono_tz::Asia::Tokyo, None).await.expect("tenant");
         pool.close().await;
         key
     };

@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use offpeak_core::clock::SharedClock;
-use offpeak_store::jobs::{self as db, Outcome, StartedJob};
+use offpeak_store::batches::{self as db, Outcome, StartedJob};
 use offpeak_core::job::{JobState, Priority};
 use offpeak_core::prices::{Charge, PriceTable};
 use offpeak_core::message::BatchMessage;
@@ -197,7 +197,7 @@ fn failed(job: &StartedJob, error: Value) -> Outcome {
 /// price table does not know (the API refuses them; only a table changed
 /// between submission and run) costs 0.
 fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
-    let priority: Priority = job.priority.parse().unwrap_or_default();
+    let priority: Priority = job.priority;
     ctx.prices.charge(model, priority).unwrap_or(Charge { list: 0, charged: 0 })
 }
 

@@ -20,7 +20,7 @@ use offpeak_store::quota::Scope;
 use offpeak_store::tenants::Tenant;
 use offpeak_core::job::{JobState, Priority};
 use offpeak_core::tz::parse as parse_timezone;
-use offpeak_core::window;
+use offpeak_core::tenant::release_times;
 
 use super::error::{ApiError, ApiResult};
 use super::page::Page;
@@ -155,11 +155,11 @@ impl From<JobRow> for JobView {
     fn from(r: JobRow) -> Self {
         Self {
             id: r.id,
-            state: r.state,
+            state: r.state.as_str().to_owned(),
             model: r.model,
             input: r.input,
-            priority: r.priority,
-            timezone: r.timezone,
+            priority: r.priority.as_str().to_owned(),
+            timezone: r.timezone.name().to_owned(),
             user_id: r.user_id,
             metadata: r.metadata,
             release_at: r.release_at,
@@ -186,7 +186,7 @@ struct Common {
     model: String,
     use_case: Option<String>,
     priority: Priority,
-    timezone: String,
+    timezone: chrono_tz::Tz,
     release_at: DateTime<Utc>,
     window_closes_at: Option<DateTime<Utc>>,
     user_id: Option<String>,
@@ -209,17 +209,13 @@ fn validate_common(
 ) -> ApiResult<Common> {
     let (model, use_case) = route_model(state, model, use_case)?;
     check_model(state, &model)?;
-    let timezone = timezone.unwrap_or_else(|| tenant.timezone.clone());
-    let tz = parse_timezone(&timezone).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?;
+    let timezone = match timezone {
+        Some(name) => parse_timezone(&name).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?,
+        None => tenant.tz,
+    };
     check_user_and_metadata(state, user_id.as_deref(), metadata.as_ref())?;
     let now = state.clock.now();
-    let (release_at, window_closes_at) = match priority {
-        Priority::Normal => (now, None),
-        Priority::Low => {
-            let w = window::next_window(tz, now, &tenant.window(&state.config.window));
-            (w.opens_at, Some(w.closes_at))
-        }
-    };
+    let (release_at, window_closes_at) = release_times(priority, timezone, now, &tenant.window(&state.config.window));
     Ok(Common { model, use_case, priority, timezone, release_at, window_closes_at, user_id, metadata, now })
 }
 
@@ -334,7 +330,7 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
         model: c.model.clone(),
         input,
         priority: c.priority,
-        timezone: c.timezone.clone(),
+        timezone: c.timezone,
         user_id: c.user_id.clone(),
         metadata: c.metadata.clone(),
         release_at: c.release_at,
@@ -452,7 +448,7 @@ pub async fn submit(
 fn created(tenant: &Tenant, row: JobRow, list_price: i64) -> Response {
     tracing::debug!(job_id = %row.id, tenant_id = %tenant.id, model = %row.model, state = %row.state,
         release_at = %row.release_at, cache_hit = row.cache_hit, "job submitted");
-    metrics::JOBS_SUBMITTED.with_label_values(&[&row.model, &row.priority]).inc();
+    metrics::JOBS_SUBMITTED.with_label_values(&[row.model.as_str(), row.priority.as_str()]).inc();
     if row.cache_hit {
         count_cache_hits(&row.model, "submit", 1, list_price);
     }

@@ -193,13 +193,13 @@ impl From<ScheduleRow> for ScheduleView {
             id: r.id,
             name: r.name,
             cron: r.cron,
-            timezone: r.timezone,
-            catch_up: r.catch_up,
+            timezone: r.timezone.name().to_owned(),
+            catch_up: r.catch_up.as_str().to_owned(),
             paused: r.paused,
             job: TemplateView {
                 model: r.model,
                 input: r.input,
-                priority: r.priority,
+                priority: r.priority.as_str().to_owned(),
                 user_id: r.user_id,
                 metadata: r.metadata,
                 use_case: r.use_case,
@@ -220,7 +220,7 @@ impl From<ScheduleRow> for ScheduleView {
 /// `next_fire_at` on (none while paused).
 #[must_use]
 pub fn next_fire_times(row: &ScheduleRow) -> Vec<FireTime> {
-    let (Some(first), Ok(tz)) = (row.next_fire_at, parse_timezone(&row.timezone)) else { return Vec::new() };
+    let (Some(first), tz) = (row.next_fire_at, row.timezone) else { return Vec::new() };
     let Ok(schedule) = CronSchedule::parse(&row.cron, tz) else { return Vec::new() };
     std::iter::once(first)
         .chain(schedule.upcoming(first))
@@ -242,7 +242,7 @@ async fn detail(state: &AppState, row: ScheduleRow) -> ApiResult<ScheduleView> {
 /// A validated definition: what a create or a change stores.
 struct Definition {
     schedule: CronSchedule,
-    timezone: String,
+    timezone: Tz,
     catch_up: CatchUp,
     template: TemplateRequest,
     /// The model the jobs get: the template's, or the one its use case is routed to.
@@ -265,7 +265,7 @@ impl Definition {
         }
         offpeak_core::hash::canonical_hash(&json!({
             "cron": self.schedule.expression(),
-            "timezone": self.timezone,
+            "timezone": self.timezone.name(),
             "catch_up": self.catch_up.as_str(),
             "job": job,
         }))
@@ -364,14 +364,14 @@ pub async fn create(
         tenant_id: tenant.id,
         name: req.name.clone(),
         cron: def.schedule.expression().to_owned(),
-        timezone: def.timezone.clone(),
-        catch_up: def.catch_up.as_str().to_owned(),
+        timezone: def.timezone,
+        catch_up: def.catch_up,
         paused: req.paused,
         model: def.model.clone(),
         use_case: def.template.use_case.clone(),
         cache: def.template.cache,
         input: def.template.input.clone(),
-        priority: def.template.priority.as_str().to_owned(),
+        priority: def.template.priority,
         user_id: def.template.user_id.clone(),
         metadata: def.template.metadata.clone(),
         definition_hash: def.hash(),
@@ -399,9 +399,11 @@ pub async fn create(
 }
 
 fn validate_new(state: &AppState, tenant: &Tenant, req: &CreateRequest) -> ApiResult<Definition> {
-    let timezone = req.timezone.clone().unwrap_or_else(|| tenant.timezone.clone());
-    let tz = parse_tz(&timezone)?;
-    let schedule = parse_cron(&req.cron, tz)?;
+    let timezone = match &req.timezone {
+        Some(name) => parse_tz(name)?,
+        None => tenant.tz,
+    };
+    let schedule = parse_cron(&req.cron, timezone)?;
     let model = check_template(state, &req.job)?;
     Ok(Definition { schedule, timezone, catch_up: req.catch_up, template: req.job.clone(), model })
 }
@@ -530,10 +532,12 @@ pub async fn patch(
 }
 
 fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: DateTime<Utc>) -> ApiResult<ScheduleRow> {
-    let timezone = req.timezone.unwrap_or_else(|| row.timezone.clone());
-    let tz = parse_tz(&timezone)?;
+    let timezone = match &req.timezone {
+        Some(name) => parse_tz(name)?,
+        None => row.timezone,
+    };
     let cron = req.cron.unwrap_or_else(|| row.cron.clone());
-    let schedule = parse_cron(&cron, tz)?;
+    let schedule = parse_cron(&cron, timezone)?;
     let timing_changed = schedule.expression() != row.cron || timezone != row.timezone;
     let (template, model) = match req.job {
         Some(t) => {
@@ -546,7 +550,7 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
             TemplateRequest {
                 model: if row.use_case.is_some() { AUTO_MODEL.to_owned() } else { row.model.clone() },
                 input: row.input.clone(),
-                priority: row.priority.parse().unwrap_or_default(),
+                priority: row.priority,
                 user_id: row.user_id.clone(),
                 metadata: row.metadata.clone(),
                 use_case: row.use_case.clone(),
@@ -557,7 +561,7 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     };
     let catch_up = match req.catch_up {
         Some(c) => c,
-        None => row.catch_up.parse().unwrap_or_default(),
+        None => row.catch_up,
     };
     let def = Definition { schedule, timezone, catch_up, template, model };
     let paused = req.paused.unwrap_or(row.paused);
@@ -572,12 +576,12 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     row.definition_hash = def.hash();
     row.cron = def.schedule.expression().to_owned();
     row.timezone = def.timezone;
-    row.catch_up = def.catch_up.as_str().to_owned();
+    row.catch_up = def.catch_up;
     row.model = def.model;
     row.use_case = def.template.use_case;
     row.cache = def.template.cache;
     row.input = def.template.input;
-    row.priority = def.template.priority.as_str().to_owned();
+    row.priority = def.template.priority;
     row.user_id = def.template.user_id;
     row.metadata = def.template.metadata;
     row.updated_at = now;

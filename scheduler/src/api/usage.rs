@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use offpeak_store::usage::{self as db, DayRange, KeyColumn, UsageSums};
-use offpeak_core::tz::{day_start, next_day, parse as parse_timezone};
+use offpeak_core::tz::{day_start, next_day};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthTenant, QueryParams};
@@ -127,7 +127,7 @@ pub async fn usage(
     AuthTenant(tenant): AuthTenant,
     QueryParams(p): QueryParams<UsageParams>,
 ) -> ApiResult<Json<UsageResponse>> {
-    let tz = tenant_tz(&tenant.timezone)?;
+    let tz = tenant.tz;
     let group_by = match p.group_by.as_deref() {
         None | Some("model") => GroupBy::Model,
         Some("day") => GroupBy::Day,
@@ -172,7 +172,7 @@ pub async fn usage(
     }
     Ok(Json(UsageResponse {
         group_by: group_by.as_str().to_owned(),
-        timezone: tenant.timezone,
+        timezone: tenant.tz.name().to_owned(),
         start,
         end,
         groups: groups.iter().map(|(k, s)| (k.clone(), UsageGroup::from(s))).collect(),
@@ -246,16 +246,16 @@ pub struct QuotaView {
     ),
 )]
 pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenant) -> ApiResult<Json<TenantView>> {
-    let tz = tenant_tz(&tenant.timezone)?;
-    let today = state.clock.now().with_timezone(&tz).date_naive();
-    let (start, end) = (day_start(tz, today), day_start(tz, next_day(today)));
+    let tz = tenant.tz;
+    let (today, end) = tenant.day(state.clock.now());
+    let start = day_start(tz, today);
     let sums = db::totals(&state.pool, tenant.id, start, end).await?;
     let used = offpeak_store::quota::used(&state.pool, tenant.id, today, None).await?.tenant;
     let window = tenant.window(&state.config.window).to_string();
     Ok(Json(TenantView {
         id: tenant.id,
         name: tenant.name,
-        timezone: tenant.timezone,
+        timezone: tenant.tz.name().to_owned(),
         daily_credits: tenant.daily_credits,
         user_daily_credits: tenant.user_daily_credits,
         window,
@@ -264,12 +264,6 @@ pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
         created_at: tenant.created_at,
         today: TodayUsage { date: today, start, end, usage: UsageGroup::from(&sums) },
     }))
-}
-
-/// The tenant's stored timezone; `tenant create` validates it, so a bad
-/// one is a server-side fault.
-fn tenant_tz(name: &str) -> ApiResult<Tz> {
-    parse_timezone(name).map_err(ApiError::internal)
 }
 
 /// An RFC 3339 instant, or a `YYYY-MM-DD` local date: its midnight for a

@@ -60,8 +60,11 @@ pub async fn next(
     AuthTenant(tenant): AuthTenant,
     QueryParams(p): QueryParams<NextParams>,
 ) -> ApiResult<Json<NextWindow>> {
-    let tz_name = p.timezone.unwrap_or_else(|| tenant.timezone.clone());
-    let tz = parse_timezone(&tz_name).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?;
+    let tz = match &p.timezone {
+        Some(name) => parse_timezone(name).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?,
+        None => tenant.tz,
+    };
+    let tz_name = tz.name();
     let at = match p.at {
         Some(s) => DateTime::parse_from_rfc3339(&s)
             .map_err(|e| {
@@ -94,7 +97,7 @@ pub async fn next(
         ));
     }
     Ok(Json(NextWindow {
-        timezone: tz_name,
+        timezone: tz_name.to_owned(),
         at,
         window: spec.to_string(),
         opens_at: w.opens_at,

@@ -7,11 +7,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use offpeak_store::dashboard as db;
-use offpeak_store::jobs::{self as jobs_db, CancelOutcome};
 use offpeak_core::job::JobState;
-use offpeak_core::tz::parse as parse_timezone;
-use offpeak_core::window::next_window;
+use offpeak_store::jobs::{self as jobs_db, CancelOutcome};
+use offpeak_store::operator::RetryFilter;
 
 use super::auth::{Operator, UiHeader};
 use crate::api::error::{ApiError, ApiResult};
@@ -36,7 +34,7 @@ pub struct ActionResponse {
     pub job: JobView,
 }
 
-fn not_retryable(state: &str) -> ApiError {
+fn not_retryable(state: JobState) -> ApiError {
     ApiError::conflict("not_retryable", format!("job is {state}; only dead or failed jobs can be retried"))
 }
 
@@ -58,22 +56,15 @@ pub async fn retry(
         parse_json(&body)?
     };
     let job = jobs_db::get_any(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
-    if !matches!(job.state.parse::<JobState>(), Ok(JobState::Dead | JobState::Failed)) {
-        return Err(not_retryable(&job.state));
+    if !matches!(job.state, JobState::Dead | JobState::Failed) {
+        return Err(not_retryable(job.state));
     }
-    let now = state.clock.now();
-    let (release_at, closes_at) = if req.now {
-        (now, None)
-    } else {
-        // The timezone was validated when the job was submitted.
-        let tz = parse_timezone(&job.timezone).map_err(ApiError::internal)?;
-        let w = next_window(tz, now, &state.config.window);
-        (w.opens_at, Some(w.closes_at))
-    };
-    if !db::retry_one(&state.pool, id, release_at, closes_at, now).await? {
+    let filter = RetryFilter { states: vec![JobState::Dead, JobState::Failed], job_id: Some(id), tenant_id: None, model: None, limit: 1 };
+    let moved = crate::ops::retry_jobs(&state.pool, &filter, req.now, &state.config.window, state.clock.now()).await?;
+    if moved.is_empty() {
         // Another operator got there first.
         let current = jobs_db::get_any(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
-        return Err(not_retryable(&current.state));
+        return Err(not_retryable(current.state));
     }
     tracing::info!(job_id = %id, tenant_id = %job.tenant_id, release_now = req.now, "operator retried a job from the dashboard");
     let row = jobs_db::get_any(&state.pool, id).await?.ok_or_else(|| ApiError::not_found("job"))?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use offpeak_runtime::broker::QueueStats;
-use offpeak_store::dashboard::{self as db, BatchRow, JobListRow, JobSearch};
+use offpeak_store::operator::dashboard::{self as db, BatchRow, JobListRow, JobSearch};
 use offpeak_store::usage::UsageSums;
 use offpeak_store::{jobs as jobs_db, tenants};
 use offpeak_core::job::JobState;
@@ -81,7 +81,7 @@ pub async fn meta(State(state): State<AppState>, _: Operator) -> ApiResult<Json<
         window: state.config.window.to_string(),
         models: state.config.prices.models().map(str::to_owned).collect(),
         states: JobState::ALL.map(JobState::as_str).to_vec(),
-        tenants: tenants.into_iter().map(|t| TenantItem { id: t.id, name: t.name, timezone: t.timezone }).collect(),
+        tenants: tenants.into_iter().map(|t| TenantItem { id: t.id, name: t.name, timezone: t.tz.name().to_owned() }).collect(),
         error_rate_definition: ERROR_RATE_DEFINITION,
     }))
 }
@@ -465,7 +465,7 @@ pub async fn job(State(state): State<AppState>, _: Operator, PathId(id, _): Path
         Some(b) => db::batch(&state.pool, b).await?,
         None => None,
     };
-    let job_state = row.state.parse::<JobState>().ok();
+    let job_state = Some(row.state);
     let mut timeline = vec![Event { event: "created".into(), at: row.created_at }, Event { event: "due".into(), at: row.release_at }];
     for (event, at) in [("queued", row.queued_at), ("started", row.started_at), ("finished", row.finished_at)] {
         if let Some(at) = at {

@@ -141,7 +141,7 @@ impl Stack {
         let database_url = url.to_string();
         let pool = db::connect_with(server_options.clone().database(&db_name), 8).await?;
         db::migrate(&pool).await?;
-        let (tenant, key) = db::tenants::create(&pool, "bench", "UTC", None).await?;
+        let (tenant, key) = db::tenants::create(&pool, "bench", chrono_tz::UTC, None).await?;
 
         let queue = format!("offpeak.bench.{id}");
         let logs = target_dir().join("bench").join("logs").join(format!("{run}-{id}"));

@@ -1,6 +1,7 @@
 //! The operator dashboard's queries (`/ui` in the scheduler): what becomes
 //! due tonight, what the system is doing now, what was spent and saved, and
-//! the jobs of every tenant, with retry and cancel of one job.
+//! the jobs of every tenant. Retry and cancel of one job are the operator's
+//! statements of [`super`], shared with the command line.
 //!
 //! These ignore tenant scoping on purpose: only the operator token reaches
 //! them. Every query is bounded, by a time range on an indexed column, by a
@@ -24,7 +25,7 @@
 //!
 //! ```rust,no_run
 //! # async fn example(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
-//! use offpeak_store::dashboard;
+//! use offpeak_store::operator::dashboard;
 //! let now = chrono::Utc::now();
 //! let mut tx = dashboard::begin_read(&pool).await?;
 //! let due = dashboard::held_due_by_hour(&mut tx, now, now + chrono::Duration::hours(24)).await?;
@@ -36,8 +37,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::usage::UsageSums;
-use offpeak_core::job::JobState;
+use crate::usage::UsageSums;
+use offpeak_core::job::{JobState, Priority};
 
 /// How long one dashboard statement may run before PostgreSQL cancels it.
 pub const STATEMENT_TIMEOUT_MS: u32 = 5_000;
@@ -249,9 +250,13 @@ pub struct JobListRow {
     pub tenant_id: Uuid,
     pub tenant: String,
     pub model: String,
-    pub state: String,
-    pub priority: String,
-    pub timezone: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    #[sqlx(try_from = "String")]
+    pub priority: Priority,
+    #[sqlx(try_from = "crate::edge::TzName")]
+    #[serde(serialize_with = "offpeak_core::tz::serialize_name")]
+    pub timezone: chrono_tz::Tz,
     pub user_id: Option<String>,
     pub release_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -326,36 +331,4 @@ pub async fn batch<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Batch
         .bind(id)
         .fetch_optional(db)
         .await
-}
-
-/// Puts one dead or failed job back to `held` with fresh attempts, as
-/// `offpeak-scheduler jobs retry` does for many (`db::jobs::retry`; keep the
-/// two in step): a low-priority job due at `release_at` (rolling over at
-/// `window_closes_at`), a normal-priority one at `now`. Its last error is
-/// kept until it runs again. Returns `false` if the job is not (or no
-/// longer) dead or failed.
-///
-/// # Errors
-/// Database errors.
-pub async fn retry_one<'e>(
-    db: impl PgExecutor<'e>,
-    id: Uuid,
-    release_at: DateTime<Utc>,
-    window_closes_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let moved = sqlx::query(
-        "UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
-                batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
-                release_at = CASE WHEN priority = 'normal' THEN $4 ELSE $2 END,
-                window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $3 END
-         WHERE id = $1 AND state IN ('dead', 'failed')",
-    )
-    .bind(id)
-    .bind(release_at)
-    .bind(window_closes_at)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(moved.rows_affected() == 1)
 }

@@ -1,0 +1,205 @@
+//! The operator's statements, one copy of each, shared by the command line
+//! (`offpeak-scheduler jobs ...`, `prune`) and the dashboard (`/ui`):
+//! counts across tenants, retry of dead or failed jobs, cancellation of
+//! unstarted ones, pruning. [`dashboard`] holds the dashboard's read-only
+//! panels, [`gauges`] the `/metrics` gauges of the jobs table.
+//!
+//! These ignore tenant scoping on purpose: only the operator (its CLI, or the
+//! dashboard behind the operator token) reaches them.
+
+pub mod dashboard;
+pub mod gauges;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use offpeak_core::job::JobState;
+
+use crate::release::WindowGroup;
+
+/// Jobs per (state, model, tenant).
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct CountRow {
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    pub model: String,
+    pub tenant: String,
+    pub jobs: i64,
+}
+
+pub async fn counts<'e>(db: impl PgExecutor<'e>) -> Result<Vec<CountRow>, sqlx::Error> {
+    sqlx::query_as::<_, CountRow>(
+        "SELECT j.state, j.model, t.name AS tenant, count(*) AS jobs
+         FROM job_view j JOIN tenants t ON t.id = j.tenant_id
+         GROUP BY j.state, j.model, t.name
+         ORDER BY t.name, j.model, j.state",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Which unstarted jobs an operator cancels.
+#[derive(Debug, Clone)]
+pub struct CancelFilter {
+    /// `held` or `queued`; `None` for both.
+    pub state: Option<JobState>,
+    pub tenant_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub limit: i64,
+}
+
+/// Cancels matching jobs that no worker has started; returns their ids.
+/// The followers of a cancelled leader (see `db::cache`) go back to `held`.
+pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Lock first, then update in a new statement, so followers a release
+    // round was attaching to these jobs are committed and seen (see
+    // `db::cache::lock_leaders`). `job_view`: a queued job of a started
+    // batch is running, not cancellable.
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT j.id, CASE WHEN j.state = 'queued' THEN j.batch_id END FROM jobs j
+         WHERE j.id IN (
+             SELECT id FROM job_view
+             WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
+               AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::text IS NULL OR model = $3)
+             ORDER BY id LIMIT $4)
+         FOR UPDATE OF j SKIP LOCKED",
+    )
+    .bind(f.state.map(JobState::as_str))
+    .bind(f.tenant_id)
+    .bind(&f.model)
+    .bind(f.limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    // Queued jobs only of batches still unstarted, held so until commit.
+    let batches: Vec<Uuid> = rows.iter().filter_map(|r| r.1).collect();
+    let unstarted: std::collections::HashSet<Uuid> =
+        crate::jobs::hold_unstarted_batches(&mut tx, &batches).await?.into_iter().collect();
+    let ids: Vec<Uuid> = rows.iter().filter(|r| r.1.is_none_or(|b| unstarted.contains(&b))).map(|r| r.0).collect();
+    let sql = format!(
+        "WITH c AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $2
+             WHERE id = ANY($1) AND state IN ('held', 'queued')
+             RETURNING id
+         ),
+         freed AS ({})
+         SELECT id FROM c",
+        crate::jobs::FREE_FOLLOWERS_OF_C
+    );
+    let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(cancelled)
+}
+
+/// Deletes up to `chunk` finished jobs that finished before `before`, and
+/// then the batches published before `before` that have no unfinished job
+/// left (found through `jobs_open_batch`; a finished job kept longer than
+/// its batch shows no batch on its dashboard page). Returns the jobs deleted; call again
+/// until it returns 0 (small chunks keep locks and WAL bursts short).
+pub async fn prune_chunk<'e, E>(db: E, before: DateTime<Utc>, chunk: i64) -> Result<u64, sqlx::Error>
+where
+    E: PgExecutor<'e> + Copy,
+{
+    let res = sqlx::query(
+        "DELETE FROM jobs WHERE id IN (
+             SELECT id FROM jobs
+             WHERE state IN ('succeeded', 'failed', 'dead', 'cancelled') AND finished_at < $1
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(before)
+    .bind(chunk)
+    .execute(db)
+    .await?;
+    sqlx::query("DELETE FROM batches b WHERE b.published_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Which finished jobs an operator gives another chance.
+#[derive(Debug, Clone)]
+pub struct RetryFilter {
+    /// `dead`, `failed`, or both (the dashboard's retry of one job).
+    pub states: Vec<JobState>,
+    /// One job only (the dashboard).
+    pub job_id: Option<Uuid>,
+    pub tenant_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub limit: i64,
+}
+
+/// The filter's `WHERE` over `jobs j JOIN tenants t`, parameters `$1` to `$5`.
+const RETRY_MATCH: &str = "j.state = ANY($1) AND ($2::uuid IS NULL OR j.id = $2)
+    AND ($3::uuid IS NULL OR j.tenant_id = $3) AND ($4::text IS NULL OR j.model = $4)";
+
+/// The (timezone, tenant window) groups of the jobs a retry would move: the
+/// caller computes each group's next window once, with the tenant's own
+/// window where it has one ([`offpeak_core::tenant::effective_window`]),
+/// then calls [`retry`] per group.
+///
+/// # Errors
+/// Database errors, or a stored timezone or window that does not parse.
+pub async fn retry_groups<'e>(db: impl PgExecutor<'e>, f: &RetryFilter) -> Result<Vec<WindowGroup>, sqlx::Error> {
+    let sql = format!(
+        "SELECT DISTINCT j.timezone, t.window_start, t.window_end
+         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+         WHERE {RETRY_MATCH}"
+    );
+    sqlx::query(&sql)
+        .bind(f.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        .bind(f.job_id)
+        .bind(f.tenant_id)
+        .bind(&f.model)
+        .try_map(crate::release::window_group)
+        .fetch_all(db)
+        .await
+}
+
+/// Puts the filter's jobs of one group back to `held` with fresh attempts:
+/// low-priority ones due at `release_at` (rolling over at
+/// `window_closes_at`), normal-priority ones at `now`. Their last error is
+/// kept until they run again. At most `f.limit` jobs, oldest first; jobs
+/// locked by another writer are skipped. Returns the ids moved.
+///
+/// # Errors
+/// Database errors.
+pub async fn retry<'e>(
+    db: impl PgExecutor<'e>,
+    f: &RetryFilter,
+    group: &WindowGroup,
+    release_at: DateTime<Utc>,
+    window_closes_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
+                batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
+                release_at = CASE WHEN priority = 'normal' THEN $11 ELSE $9 END,
+                window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $10 END
+         WHERE id IN (
+             SELECT j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+             WHERE {RETRY_MATCH}
+               AND j.timezone = $6 AND t.window_start IS NOT DISTINCT FROM $7 AND t.window_end IS NOT DISTINCT FROM $8
+             ORDER BY j.id LIMIT $5
+             FOR UPDATE OF j SKIP LOCKED)
+         RETURNING id"
+    );
+    let (timezone, window_start, window_end) = group.stored();
+    sqlx::query_scalar(&sql)
+        .bind(f.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        .bind(f.job_id)
+        .bind(f.tenant_id)
+        .bind(&f.model)
+        .bind(f.limit)
+        .bind(timezone)
+        .bind(window_start)
+        .bind(window_end)
+        .bind(release_at)
+        .bind(window_closes_at)
+        .bind(now)
+        .fetch_all(db)
+        .await
+}

@@ -1,0 +1,317 @@
+//! The release loop's statements: the release lock, the fair claim of due
+//! jobs, marking a round's batches queued, and the roll-over of held jobs
+//! whose window closed.
+//!
+//! A round runs in one transaction under the release lock, so rounds run one
+//! at a time across replicas; every write re-checks that a job is still
+//! `held`, so a job cancelled since the claim is skipped.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use offpeak_core::window::WindowSpec;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// A job claimed for release.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub model: String,
+    /// For the cache and coalescing step of the release.
+    pub cache_key: Option<Vec<u8>>,
+}
+
+/// The name the release lock ([`lock_release`]) is keyed by
+/// (`hashtextextended(name, 0)`), bound as a parameter by every statement
+/// that takes it.
+pub(crate) const RELEASE_LOCK_NAME: &str = "offpeak/release";
+
+/// Takes the release lock for the caller's transaction, waiting for another
+/// replica's round to end: release rounds run one at a time across replicas
+/// (as River runs its scheduler on one leader), so [`claim_due`] can read
+/// due jobs without locking them. A round is bound by PostgreSQL's writes,
+/// so a second one in parallel on the same server would not add throughput;
+/// row locks on 5,000 claimed jobs did cost a tuple write and a WAL record
+/// each (claim 61–91 ms with them, 19–28 ms without, per round of 5,000 on
+/// 300,000 held jobs; BENCHMARKS.md).
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(conn).await?;
+    Ok(())
+}
+
+/// What one round's claim read ([`claim_due`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub jobs: Vec<ClaimedJob>,
+    /// The most jobs each tenant could get this round: `total` split evenly
+    /// between the tenants with due jobs, at least 1 and at most
+    /// `per_tenant`.
+    pub share: i64,
+}
+
+impl Claim {
+    /// Whether more may be due: the round reached `total`, or some tenant
+    /// got its whole share (it may have more).
+    pub fn may_have_more(&self, total: i64) -> bool {
+        if self.jobs.len() as i64 >= total {
+            return true;
+        }
+        let mut per_tenant: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        for j in &self.jobs {
+            *per_tenant.entry(j.tenant_id).or_default() += 1;
+        }
+        per_tenant.values().any(|&n| n >= self.share)
+    }
+}
+
+#[derive(FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    job: ClaimedJob,
+    share: i64,
+}
+
+/// Reads each tenant's share of the due jobs, `total` in all. The caller
+/// holds the release lock ([`lock_release`]), so no other round reads
+/// them; they are not locked, so every write that follows re-checks that a
+/// job is still `held` (a job cancelled since this read is skipped).
+///
+/// Fairness: `total` is split evenly between the tenants that have due
+/// jobs (at most `per_tenant` each), each tenant's oldest first, so one
+/// tenant's million-job backlog cannot starve another's ten jobs, and
+/// tenants are visited in random order for the few jobs the rounding
+/// leaves over.
+///
+/// An even split is also what keeps a round's writes together on disk.
+/// Work arrives from many tenants at once, so a tenant's jobs lie far
+/// apart in the table and the oldest due jobs of all tenants lie together.
+/// With 1,000 tenants, a round that took 1,000 jobs of each of 5 of them
+/// wrote 5,000 rows on as many pages, and so did each finish of its
+/// batches; 5 jobs of each of the 1,000 writes a few hundred pages
+/// (BENCHMARKS.md step 12).
+///
+/// # Errors
+/// Database errors only.
+pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: i64, total: i64) -> Result<Claim, sqlx::Error> {
+    let rows = sqlx::query_as::<_, ClaimRow>(
+        "WITH due AS MATERIALIZED (
+             SELECT t.id FROM tenants t
+             WHERE EXISTS (
+                 SELECT 1 FROM jobs
+                 WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
+                   AND (window_closes_at IS NULL OR window_closes_at > $1)
+             )
+             ORDER BY random()
+         ),
+         share AS (
+             SELECT LEAST($2, GREATEST(1, ceil($3::float8 / GREATEST(count(*), 1))))::bigint AS n FROM due
+         )
+         SELECT j.id, d.id AS tenant_id, j.model, j.cache_key, s.n AS share
+         FROM due d CROSS JOIN share s
+         CROSS JOIN LATERAL (
+             SELECT id, model, cache_key FROM jobs
+             WHERE tenant_id = d.id AND state = 'held' AND release_at <= $1
+               AND (window_closes_at IS NULL OR window_closes_at > $1)
+             ORDER BY release_at, id
+             LIMIT s.n
+         ) j
+         LIMIT $3",
+    )
+    .bind(now)
+    .bind(per_tenant)
+    .bind(total)
+    .fetch_all(conn)
+    .await?;
+    let share = rows.first().map_or(per_tenant, |r| r.share);
+    Ok(Claim { jobs: rows.into_iter().map(|r| r.job).collect(), share })
+}
+
+/// A batch the release loop is about to publish.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: Uuid,
+    pub model: String,
+    pub job_ids: Vec<Uuid>,
+}
+
+/// Moves a batch's jobs that are still `held` to `queued` and records the
+/// batch, in the caller's transaction. Returns the jobs moved.
+pub async fn mark_queued(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    model: &str,
+    job_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let batch = NewBatch { id: batch_id, model: model.to_owned(), job_ids: job_ids.to_vec() };
+    let queued = mark_queued_many(conn, std::slice::from_ref(&batch), now).await?;
+    Ok(queued.iter().map(|b| b.job_ids.len() as u64).sum())
+}
+
+/// Moves the jobs of every batch of a release round that are still `held`
+/// to `queued`, and records the batches that got jobs, in the caller's
+/// transaction: two set-based statements per round, whatever the number of
+/// batches. Returns those batches with the jobs actually moved, in their
+/// order: a job cancelled since the claim is left out of its batch's
+/// message and count.
+pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now: DateTime<Utc>) -> Result<Vec<NewBatch>, sqlx::Error> {
+    let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
+    let batch_of: Vec<Uuid> = batches.iter().flat_map(|b| std::iter::repeat_n(b.id, b.job_ids.len())).collect();
+    // `j.id = ANY($1)` repeats the join condition on purpose: it gives the
+    // planner an index condition on jobs. Without it, knowing the array
+    // holds 5,000 ids, PostgreSQL chose a merge join that read the whole
+    // primary key in order (169 ms of a 5,000-job round at 100,000 jobs,
+    // growing with the table); with it, 5,000 index probes (33 ms).
+    let moved: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE jobs j SET state = 'queued', batch_id = u.batch_id, queued_at = $3
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id)
+         WHERE j.id = u.id AND j.id = ANY($1) AND j.state = 'held'
+         RETURNING j.id",
+    )
+    .bind(&job_ids)
+    .bind(&batch_of)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let moved: std::collections::HashSet<Uuid> = moved.into_iter().collect();
+    let queued: Vec<NewBatch> = batches
+        .iter()
+        .map(|b| NewBatch { id: b.id, model: b.model.clone(), job_ids: b.job_ids.iter().copied().filter(|id| moved.contains(id)).collect() })
+        .filter(|b| !b.job_ids.is_empty())
+        .collect();
+    let ids: Vec<Uuid> = queued.iter().map(|b| b.id).collect();
+    let models: Vec<&str> = queued.iter().map(|b| b.model.as_str()).collect();
+    let counts: Vec<i32> = queued.iter().map(|b| b.job_ids.len() as i32).collect();
+    sqlx::query(
+        "INSERT INTO batches (id, model, job_count, published_at, touched_at)
+         SELECT id, model, job_count, $4, $4 FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, model, job_count)",
+    )
+    .bind(&ids)
+    .bind(&models)
+    .bind(&counts)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(queued)
+}
+
+/// Jobs of one timezone and one tenant window (`None`: the deployment's),
+/// whose next window is computed once for the whole group: the held jobs
+/// whose window closed ([`expired_held_groups`], [`roll_over`]) and the
+/// jobs an operator retries (`operator::retry_groups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowGroup {
+    pub timezone: Tz,
+    /// The tenant's own window; `None`: the deployment's
+    /// ([`offpeak_core::tenant::effective_window`]).
+    pub window: Option<WindowSpec>,
+    /// The group's columns as stored, which [`roll_over`] matches exactly.
+    stored: (String, Option<String>, Option<String>),
+}
+
+impl WindowGroup {
+    /// The timezone, window start and window end as stored.
+    pub(crate) fn stored(&self) -> (&str, Option<&str>, Option<&str>) {
+        (&self.stored.0, self.stored.1.as_deref(), self.stored.2.as_deref())
+    }
+
+    /// The group's next window at `now`: in its timezone, with the tenant's
+    /// own window or else `default`, the deployment's.
+    #[must_use]
+    pub fn next_window(&self, now: DateTime<Utc>, default: &WindowSpec) -> offpeak_core::window::Window {
+        offpeak_core::window::next_window(self.timezone, now, &offpeak_core::tenant::effective_window(self.window, default))
+    }
+}
+
+/// A [`WindowGroup`] from a row of `(timezone, window_start, window_end)`.
+pub(crate) fn window_group(row: sqlx::postgres::PgRow) -> Result<WindowGroup, sqlx::Error> {
+    use sqlx::Row;
+    Ok(WindowGroup {
+        timezone: crate::edge::tz_column(&row, "timezone")?,
+        window: crate::edge::window_columns(&row, "window_start", "window_end")?,
+        stored: (row.try_get("timezone")?, row.try_get("window_start")?, row.try_get("window_end")?),
+    })
+}
+
+/// The distinct (timezone, tenant window) pairs of held jobs whose window
+/// closed before they were released; the release loop computes each
+/// pair's next window once.
+///
+/// Runs every release round, so the usual answer (nothing expired) must be
+/// cheap whatever the backlog: first whether any held job's window closed
+/// by `now`, a range scan of the partial index `jobs_held_window` that stops
+/// at its first entry closing later. Only when one has does the `DISTINCT`
+/// run.
+///
+/// The check is sent unprepared (`persistent(false)`), so PostgreSQL plans
+/// it with `now`'s value every time. As one prepared statement, the
+/// `DISTINCT` got a generic plan after five runs that scanned the whole
+/// table: 3 to 6 s per round with a million held jobs. The check used to
+/// avoid a parameter instead, reading the earliest closing from the start
+/// of the index and comparing it here; but that walks every entry of the
+/// jobs released since the last vacuum, which the release leaves at the
+/// start of the index: 13 ms a round at the end of a 1,000,000-job burst,
+/// in the release's one connection (BENCHMARKS.md step 14).
+pub async fn expired_held_groups(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<WindowGroup>, sqlx::Error> {
+    let expired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'held' AND window_closes_at <= $1)",
+    )
+    .bind(now)
+    .persistent(false)
+    .fetch_one(pool)
+    .await?;
+    if !expired {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT DISTINCT j.timezone, t.window_start, t.window_end
+         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+         WHERE j.state = 'held' AND j.window_closes_at <= $1",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    // One group whose stored zone or window no longer parses (a zone removed
+    // from a newer tz database) must not stop every other group's roll-over,
+    // nor the release round: it is left held, with an error each round.
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match window_group(row) {
+            Ok(group) => Some(group),
+            Err(e) => {
+                tracing::error!(error = %e, "held jobs have a timezone or tenant window that does not parse; not rolling them over");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Moves the held jobs of one (timezone, tenant window) group whose window
+/// has closed to the next window.
+pub async fn roll_over<'e>(
+    db: impl PgExecutor<'e>,
+    now: DateTime<Utc>,
+    group: &WindowGroup,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE jobs j SET release_at = $3, window_closes_at = $4
+         FROM tenants t
+         WHERE t.id = j.tenant_id AND j.state = 'held' AND j.window_closes_at <= $1 AND j.timezone = $2
+           AND t.window_start IS NOT DISTINCT FROM $5 AND t.window_end IS NOT DISTINCT FROM $6",
+    )
+    .bind(now)
+    .bind(group.stored().0)
+    .bind(opens_at)
+    .bind(closes_at)
+    .bind(group.stored().1)
+    .bind(group.stored().2)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
