@@ -88,7 +88,7 @@ ENV OFFPEAK_LISTEN=0.0.0.0:8080 \
     OFFPEAK_LOG_FORMAT=json
 
 # 8080: scheduler API, /healthz, /readyz, /metrics
-# 9091: worker /healthz, /metrics
+# 9091: worker /healthz, /readyz, /metrics (exactly: a container has its own IP)
 # 8090: provider-sim
 EXPOSE 8080 9091 8090
 

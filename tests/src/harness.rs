@@ -208,6 +208,7 @@ impl TestEnv {
             topology: self.topology.clone(),
             prefetch: 4,
             shutdown_grace: Duration::from_secs(5),
+            consumer_tag: consumer::new_consumer_tag(),
         };
         let ctx = Arc::new(self.batch_context());
         self.tasks.push(tokio::spawn(consumer::run(ctx, config, self.signal.clone())));

@@ -263,21 +263,58 @@ impl System {
         std::fs::read_to_string(log_dir(&self.id).join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    /// Starts one more worker.
+    /// Starts one more worker, on a port of its own.
     pub fn add_worker(&mut self) {
         let port = free_port();
+        self.spawn_worker(Some(port));
+    }
+
+    /// Starts one more worker the README's way: no `OFFPEAK_WORKER_LISTEN`,
+    /// so it takes the first free port of its default range. Its `url` is
+    /// `None` until [`System::wait_worker_url`] reads it from its log.
+    /// Returns its index in `workers`.
+    pub fn add_worker_with_default_listen(&mut self) -> usize {
+        self.spawn_worker(None);
+        self.workers.len() - 1
+    }
+
+    fn spawn_worker(&mut self, port: Option<u16>) {
         let name = format!("worker-{}", self.workers.len());
         let (out, err) = log_to(&log_dir(&self.id), &name);
-        let child = Command::new(binary("offpeak-worker"))
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start worker");
-        let url = Some(format!("http://127.0.0.1:{port}"));
+        let mut cmd = Command::new(binary("offpeak-worker"));
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        match port {
+            Some(port) => cmd.env("OFFPEAK_WORKER_LISTEN", format!("127.0.0.1:{port}")),
+            // Not inherited from the test's environment either.
+            None => cmd.env_remove("OFFPEAK_WORKER_LISTEN"),
+        };
+        let child = cmd.stdout(out).stderr(err).kill_on_drop(true).spawn().expect("start worker");
+        let url = port.map(|port| format!("http://127.0.0.1:{port}"));
         self.workers.push(Proc { child, name, url });
+    }
+
+    /// Waits until worker `index` logs the address it listens on
+    /// (`worker listening on http://ADDR`), records it as the worker's
+    /// `url` and returns it.
+    ///
+    /// # Panics
+    /// If the worker exits first, or says nothing within `within`.
+    pub async fn wait_worker_url(&mut self, index: usize, within: Duration) -> String {
+        const SAYS: &str = "worker listening on http://";
+        let deadline = tokio::time::Instant::now() + within;
+        let name = self.workers[index].name.clone();
+        loop {
+            let log = self.log(&name);
+            if let Some(rest) = log.lines().find_map(|l| l.split_once(SAYS).map(|(_, rest)| rest)) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let url = format!("http://{addr}");
+                self.workers[index].url = Some(url.clone());
+                return url;
+            }
+            assert!(self.workers[index].is_running(), "{name} exited before listening:\n{log}");
+            assert!(tokio::time::Instant::now() < deadline, "{name} did not say where it listens within {within:?}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn wait_ready(&self, within: Duration) {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
@@ -14,6 +15,7 @@ use offpeak_store as db;
 use offpeak_runtime::shutdown::{self, Shutdown};
 
 use crate::consumer::{self, ConsumerConfig};
+use crate::listen::{self, Listen};
 use crate::process::{Backoff, BatchContext};
 use crate::provider::ProviderClient;
 
@@ -47,9 +49,11 @@ pub struct Cli {
     /// Seconds batches in hand get to finish after SIGTERM.
     #[arg(long, env = "OFFPEAK_SHUTDOWN_GRACE_SECS", default_value_t = consumer::SHUTDOWN_GRACE_DEFAULT.as_secs())]
     pub shutdown_grace_secs: u64,
-    /// Address of the worker's /healthz and /metrics.
-    #[arg(long, env = "OFFPEAK_WORKER_LISTEN", default_value = "127.0.0.1:9091")]
-    pub listen: String,
+    /// Address of the worker's /healthz, /readyz and /metrics. HOST:PORT is taken exactly (in use: the
+    /// worker exits with an error); HOST:FIRST-LAST takes the first free port of the range, so each of
+    /// several workers on one host gets its own. The log and /readyz say which was taken.
+    #[arg(long, env = "OFFPEAK_WORKER_LISTEN", default_value = listen::DEFAULT)]
+    pub listen: Listen,
 }
 
 /// Runs a worker until SIGTERM.
@@ -60,6 +64,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.prefetch == 0 {
         anyhow::bail!("--prefetch must be at least 1");
     }
+    // Listen first: an address in use is a configuration error to report
+    // at once, not after waiting up to the connect timeout for PostgreSQL.
+    let bound = cli.listen.bind().await?;
+    tracing::info!(
+        addr = %bound.addr, requested = %cli.listen, ports_in_use_before = bound.skipped, provider = %cli.provider_url,
+        "worker listening on http://{} (/healthz, /readyz, /metrics)", bound.addr
+    );
     let prices = cli.prices.table()?;
     let provider = ProviderClient::new(&cli.provider_url, cli.provider_api_key.clone(), Duration::from_secs(cli.provider_timeout_secs))?;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
@@ -76,16 +87,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         topology: Topology::new(&cli.broker.queue),
         prefetch: cli.prefetch,
         shutdown_grace: Duration::from_secs(cli.shutdown_grace_secs),
+        consumer_tag: consumer::new_consumer_tag(),
     };
+    let identity = Arc::new(Identity {
+        listen: bound.addr.to_string(),
+        queue: config.topology.queue.clone(),
+        consumer_tag: config.consumer_tag.clone(),
+    });
 
     let (trigger, signal) = Shutdown::new();
-    let listener = tokio::net::TcpListener::bind(&cli.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, provider = %cli.provider_url, "worker metrics listening");
     let app = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { crate::metrics::render() }));
+        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .with_state(identity);
     let mut http_stop = signal.clone();
+    let listener = bound.listener;
     let http = tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { http_stop.wait().await }).await;
     });
@@ -99,9 +116,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which worker answers: on `/healthz` and `/readyz`, so that of several
+/// workers on one host (each on a port of the listen range) an operator can
+/// tell which is which, and find each among the queue's consumers in
+/// RabbitMQ by its tag.
+#[derive(Debug)]
+struct Identity {
+    /// The address actually taken (not the range asked for).
+    listen: String,
+    queue: String,
+    consumer_tag: String,
+}
+
+impl Identity {
+    fn json(&self, mut body: serde_json::Value) -> axum::Json<serde_json::Value> {
+        body["listen"] = self.listen.clone().into();
+        body["queue"] = self.queue.clone().into();
+        body["consumer_tag"] = self.consumer_tag.clone().into();
+        axum::Json(body)
+    }
+}
+
+/// Alive: the process serves HTTP.
+async fn healthz(State(me): State<Arc<Identity>>) -> axum::Json<serde_json::Value> {
+    me.json(serde_json::json!({"status": "ok"}))
+}
+
 /// Ready while the worker is consuming from RabbitMQ; 503 during an outage.
-async fn readyz() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+async fn readyz(State(me): State<Arc<Identity>>) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     let consuming = crate::metrics::CONNECTED.get() == 1;
     let status = if consuming { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(serde_json::json!({"status": if consuming { "ready" } else { "not_ready" }, "checks": {"rabbitmq": consuming}})))
+    (status, me.json(serde_json::json!({"status": if consuming { "ready" } else { "not_ready" }, "checks": {"rabbitmq": consuming}})))
 }

@@ -35,6 +35,14 @@ pub struct ConsumerConfig {
     pub topology: Topology,
     pub prefetch: u16,
     pub shutdown_grace: Duration,
+    /// This worker's consumer tag, kept across reconnections so RabbitMQ's
+    /// list of consumers names the same worker as its `/readyz` does.
+    pub consumer_tag: String,
+}
+
+/// A consumer tag no other worker has: `offpeak-worker-<uuid>`.
+pub fn new_consumer_tag() -> String {
+    format!("offpeak-worker-{}", uuid::Uuid::new_v4())
 }
 
 /// Consumes until shutdown, reconnecting whenever the broker goes away.
@@ -73,12 +81,12 @@ pub async fn run(ctx: Arc<BatchContext>, config: ConsumerConfig, mut shutdown: S
 async fn consume(ctx: &Arc<BatchContext>, config: &ConsumerConfig, mut shutdown: ShutdownSignal) -> Result<(), lapin::Error> {
     let conn = broker::connect(&config.amqp_url, "offpeak-worker", Duration::ZERO).await?;
     let channel = broker::consumer_channel(&conn, &config.topology, config.prefetch).await?;
-    let tag = format!("offpeak-worker-{}", uuid::Uuid::new_v4());
+    let tag = &config.consumer_tag;
     let mut consumer = channel
-        .basic_consume(&config.topology.queue, &tag, BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(&config.topology.queue, tag, BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     metrics::CONNECTED.set(1);
-    tracing::info!(queue = %config.topology.queue, prefetch = config.prefetch, "consuming");
+    tracing::info!(queue = %config.topology.queue, prefetch = config.prefetch, consumer_tag = %tag, "consuming");
 
     let mut tasks = JoinSet::new();
     loop {
@@ -101,7 +109,7 @@ async fn consume(ctx: &Arc<BatchContext>, config: &ConsumerConfig, mut shutdown:
 
     if shutdown.is_triggered() {
         // Stop new deliveries, then give batches in hand their grace period.
-        let _ = channel.basic_cancel(&tag, BasicCancelOptions::default()).await;
+        let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
         let in_hand = tasks.len();
         if in_hand > 0 {
             tracing::info!(batches = in_hand, grace_s = config.shutdown_grace.as_secs(), "finishing batches in hand");

@@ -5,10 +5,13 @@
 //! - [`consumer`]: the consume loop, acks, reconnection, graceful shutdown;
 //! - [`process`]: one batch from start to written outcome, with retries;
 //! - [`provider`]: the HTTP client of the provider's batch API;
+//! - [`listen`]: the address of `/healthz`, `/readyz` and `/metrics` (one
+//!   exact address, or the first free port of a range: the default);
 //! - [`cli`]: configuration and wiring.
 
 pub mod cli;
 pub mod consumer;
+pub mod listen;
 pub mod metrics;
 pub mod process;
 pub mod provider;
