@@ -220,6 +220,32 @@ async fn usage_is_scoped_to_the_tenant_and_bad_parameters_are_400s_naming_the_fi
 }
 
 #[tokio::test]
+async fn a_usage_bound_outside_years_0000_to_9999_in_utc_is_a_400_not_an_unwritable_instant() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let east = env.tenant("east", "Asia/Tokyo").await;
+    let west = env.tenant("west", "America/New_York").await;
+    // Tokyo's midnight of 0000-01-01 is 0000-12-31 of year -1 in UTC, and New
+    // York's midnight after 9999-12-31 is in year 10000: RFC 3339 writes neither.
+    for (key, query, field) in [(&east, "?start=0000-01-01", "start"), (&west, "?end=9999-12-31", "end")] {
+        let (status, body) = env.get(key, &format!("/v1/usage{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!((body["error"]["code"].as_str(), body["error"]["field"].as_str()), (Some("invalid_query"), Some(field)), "{query}");
+    }
+    // The same dates where their midnights are writable, and the extreme instants themselves.
+    for (key, query) in [
+        (&west, "?start=0000-01-01"),
+        (&east, "?end=9999-12-31"),
+        (&east, "?start=0000-01-01T00:00:00Z&end=9999-12-31T23:59:59Z"),
+    ] {
+        let body = usage(&env, key, query).await;
+        for bound in ["start", "end"] {
+            let text = body[bound].as_str().unwrap_or_default();
+            assert!(DateTime::parse_from_rfc3339(text).is_ok(), "{query}: {bound} {text} is RFC 3339");
+        }
+    }
+}
+
+#[tokio::test]
 async fn model_auto_routes_by_use_case_and_records_both() {
     let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
     let key = env.tenant("acme", "UTC").await;

@@ -116,7 +116,7 @@ impl GroupBy {
     params(UsageParams),
     responses(
         (status = 200, description = "The tenant's usage in the range", body = UsageResponse),
-        (status = 400, description = "A bad `start`, `end` or `group_by`, an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad `start`, `end` or `group_by`, a bound outside the years 0000 to 9999 in UTC (a date is the tenant's local midnight), an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
@@ -138,11 +138,11 @@ pub async fn usage(
     };
     let today = state.clock.now().with_timezone(&tz).date_naive();
     let start = match p.start.as_deref() {
-        Some(s) => parse_bound(s, tz, "start", false)?,
+        Some(s) => writable(parse_bound(s, tz, "start", false)?, "start")?,
         None => day_start(tz, today),
     };
     let end = match p.end.as_deref() {
-        Some(s) => parse_bound(s, tz, "end", true)?,
+        Some(s) => writable(parse_bound(s, tz, "end", true)?, "end")?,
         None => day_start(tz, next_day(today)),
     };
     if end <= start {
@@ -287,6 +287,23 @@ fn parse_bound(s: &str, tz: Tz, field: &str, is_end: bool) -> ApiResult<DateTime
         )
         .with_field(field)),
     }
+}
+
+/// `t`, if RFC 3339 can write it: the answer gives `start` and `end` back as
+/// date-times, and RFC 3339 has years 0000 to 9999 only. A date bound is a
+/// local midnight, so `0000-01-01` east of UTC (or `9999-12-31` as `end`,
+/// the midnight after it, west of UTC) lands outside: a 400 naming the field,
+/// not an answer with `-0001-12-31T…` or `+10000-01-01T…` in it.
+fn writable(t: DateTime<Utc>, field: &str) -> ApiResult<DateTime<Utc>> {
+    use chrono::Datelike;
+    if (0..=9999).contains(&t.year()) {
+        return Ok(t);
+    }
+    Err(ApiError::bad_request(
+        "invalid_query",
+        format!("{field} is {t:?} in UTC, outside the years 0000 to 9999 an RFC 3339 instant can have"),
+    )
+    .with_field(field))
 }
 
 /// The local days `[start, end)` touches, each clipped to the range.
