@@ -641,7 +641,9 @@ fn bad_bodies(bulk: bool) -> impl Strategy<Value = Req> {
     (valid_job(bulk), poison(bulk)).prop_map(move |(job, p)| {
         let body = apply(job, &p, bulk);
         let expect = match p {
-            Poison::BigInput(_) | Poison::BigMetadata(_) | Poison::TooManyInputs(_) => Expect::Status(413),
+            Poison::BigInput(_) | Poison::BigMetadata(_) => Expect::Status(413),
+            // The document's `maxItems`: a validation error like the others.
+            Poison::TooManyInputs(_) => Expect::Status(422),
             _ => Expect::ClientError,
         };
         Req { expect, ..post(path, body) }

@@ -40,7 +40,7 @@ pub struct UsageParams {
     end: Option<String>,
     /// `model` (the default), `day` (in the tenant's timezone) or `user` (`user_id`; jobs without one are
     /// under the key `""`).
-    #[param(value_type = Option<String>, example = "model")]
+    #[param(value_type = Option<GroupBy>, example = "model")]
     group_by: Option<String>,
 }
 
@@ -88,8 +88,10 @@ pub struct UsageResponse {
     pub totals: UsageGroup,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GroupBy {
+/// What usage is grouped by: `model` (the default), `day` or `user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = UsageGroupBy, rename_all = "lowercase")]
+pub enum GroupBy {
     Model,
     Day,
     User,
