@@ -206,6 +206,9 @@ async fn usage_is_scoped_to_the_tenant_and_bad_parameters_are_400s_naming_the_fi
         ("?group_by=week", "group_by"),
         ("?start=yesterday", "start"),
         ("?end=2027-13-01", "end"),
+        // RFC 3339 full-dates only, as the document's `format: date`.
+        ("?start=2027-6-1", "start"),
+        ("?start=%2B2027-06-01", "start"),
         ("?start=2027-06-02&end=2027-06-01", "end"),
         ("?group_by=day&start=2020-01-01&end=2027-01-01", "end"),
     ] {

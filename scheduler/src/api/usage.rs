@@ -280,10 +280,14 @@ fn parse_bound(s: &str, tz: Tz, field: &str, is_end: bool) -> ApiResult<DateTime
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        Ok(d) if is_end => Ok(day_start(tz, next_day(d))),
-        Ok(d) => Ok(day_start(tz, d)),
-        Err(_) => Err(ApiError::bad_request(
+    // RFC 3339's full-date exactly, as the document's `format: date` says:
+    // chrono's `%Y-%m-%d` also reads `2027-6-1` and `+2027-06-01`.
+    let full_date = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().filter(|_| full_date) {
+        Some(d) if is_end => Ok(day_start(tz, next_day(d))),
+        Some(d) => Ok(day_start(tz, d)),
+        None => Err(ApiError::bad_request(
             "invalid_query",
             format!("{field} must be an RFC 3339 instant like 2027-06-01T00:00:00Z or a date like 2027-06-01"),
         )
