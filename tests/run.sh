@@ -8,7 +8,9 @@
 # Finds or starts PostgreSQL and RabbitMQ (installing them from Debian
 # packages if missing; see deploy/local-services.sh), installs what the
 # dashboard's browser test needs (Debian's chromium, Node.js and npm, and
-# `npm ci` in tests/ui), builds the binaries the
+# `npm ci` in tests/ui) and the API fuzzer (schemathesis, pinned in
+# tests/schemathesis/requirements.txt, into a virtualenv at
+# target/schemathesis; see ensure_schemathesis), builds the binaries the
 # end-to-end tests spawn from target/debug, then runs `cargo test --workspace`
 # with DATABASE_URL and AMQP_URL exported. Tests create and drop their own
 # databases (offpeak_test_*) and queues beside those URLs, so the URL's user
@@ -22,11 +24,42 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=deploy/local-services.sh
 source deploy/local-services.sh
 
+# ensure_schemathesis: schemathesis, as tests/schemathesis/requirements.txt
+# pins it, in a virtualenv at $target/schemathesis (with Debian's python3 and
+# python3-venv if they are missing), for tests/tests/schemathesis.rs, which
+# runs its `st` (exported as SCHEMATHESIS). Installs only when the
+# requirements changed since the last install (the virtualenv keeps a copy of
+# those it holds); pip's output is shown only if it fails.
+ensure_schemathesis() {
+    local venv="${CARGO_TARGET_DIR:-target}/schemathesis" requirements=tests/schemathesis/requirements.txt log
+    if cmp -s "$requirements" "$venv/installed-requirements.txt" && [[ -x "$venv/bin/st" ]]; then
+        :
+    else
+        ensure_commands python3 || return 1
+        python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
+        echo "   installing schemathesis ($requirements) into $venv" >&2
+        rm -rf "$venv"
+        log=$(mktemp)
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            echo "   installing schemathesis failed" >&2
+            return 1
+        fi
+        rm -f "$log"
+        cp "$requirements" "$venv/installed-requirements.txt"
+    fi
+    SCHEMATHESIS="$(cd "$venv/bin" && pwd)/st"
+    export SCHEMATHESIS
+    echo "   SCHEMATHESIS=$SCHEMATHESIS ($("$SCHEMATHESIS" --version))" >&2
+}
+
 echo "== offpeak tests: checking PostgreSQL and RabbitMQ" >&2
 ensure_build_tools
 ensure_postgres
 ensure_rabbitmq
 ensure_browser tests/ui   # the dashboard's browser test: node, npm, chromium, playwright-core
+ensure_schemathesis       # the API fuzzer of tests/tests/schemathesis.rs
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
 deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline

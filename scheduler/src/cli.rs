@@ -61,6 +61,8 @@ pub struct ServeArgs {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub prices: PriceArgs,
+    #[command(flatten)]
+    pub limits: crate::api::LimitArgs,
     /// Address the HTTP API listens on.
     #[arg(long, env = "OFFPEAK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -347,7 +349,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         prices: prices.clone(),
         routes,
         max_attempts: a.max_attempts,
-        limits: Limits::default(),
+        limits: Limits::from(&a.limits),
         cache,
         operator_token,
         auth_cache_ttl: Duration::from_secs(a.auth_cache_secs),

@@ -404,12 +404,12 @@ async fn metadata_over_16_kib_is_a_413_naming_metadata() {
 }
 
 #[tokio::test]
-async fn a_bulk_request_with_10_001_inputs_is_a_413_too_many_inputs() {
+async fn a_bulk_request_with_10_001_inputs_is_a_422_too_many_inputs() {
     let env = TestEnv::new().await;
     let key = env.tenant("acme", "UTC").await;
     let inputs: Vec<Value> = (0..10_001).map(|i| json!({"i": i})).collect();
     let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs})).await;
-    let msg = assert_error(status, &body, 413, "too_many_inputs", Some("inputs"));
+    let msg = assert_error(status, &body, 422, "too_many_inputs", Some("inputs"));
     assert!(msg.contains("10001") && msg.contains("10000"), "the message gives count and limit: {msg}");
     assert_nothing_stored(&env).await;
 }

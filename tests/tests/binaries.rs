@@ -94,3 +94,56 @@ async fn the_binaries_run_the_pipeline_end_to_end() {
         assert!(status.success(), "{name}: graceful exit, got {status}");
     }
 }
+
+/// The request limits an operator sets (README's configuration table) are
+/// the ones `serve` enforces and its OpenAPI document states; a limit of 0
+/// is refused at start.
+#[tokio::test]
+async fn the_request_limits_set_in_the_environment_are_enforced_and_documented() {
+    let limits = [
+        ("OFFPEAK_MAX_BULK_INPUTS", "3"),
+        ("OFFPEAK_MAX_INPUT_BYTES", "100"),
+        ("OFFPEAK_MAX_METADATA_BYTES", "50"),
+        ("OFFPEAK_MAX_BODY_BYTES", "4000"),
+    ];
+    let env = limits.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sys = System::start(SystemOptions { workers: 0, env, ..SystemOptions::default() }).await;
+    let post = |path: &str, body: Vec<u8>| {
+        let req = sys.http.post(format!("{}{path}", sys.api)).bearer_auth(&sys.key).header("content-type", "application/json");
+        async move {
+            let resp = req.body(body).send().await.expect("the API answers");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+    let json = |v: Value| serde_json::to_vec(&v).expect("serialise");
+    let error = |(status, body): (u16, Value)| (status, body["error"]["code"].as_str().map(str::to_owned), body["error"]["field"].as_str().map(str::to_owned));
+
+    let doc: Value = sys.http.get(format!("{}/openapi.json", sys.api)).send().await.expect("answers").json().await.expect("JSON");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["BulkRequest"]["properties"]["inputs"]["maxItems"], 3);
+    let described = |s: &Value| s["description"].as_str().unwrap_or_default().to_owned();
+    assert!(described(&schemas["SubmitRequest"]["properties"]["input"]).contains("at most 100 bytes"));
+    assert!(described(&schemas["SubmitRequest"]["properties"]["metadata"]).contains("at most 50 bytes"));
+    assert!(described(&doc["info"]).contains("limited to 4000 bytes"));
+
+    let inputs = |n: usize| json(json!({"model": "flux-schnell", "inputs": vec![json!({"p": 1}); n]}));
+    assert_eq!(post("/v1/jobs/bulk", inputs(3)).await.0, 201);
+    assert_eq!(error(post("/v1/jobs/bulk", inputs(4)).await), (422, Some("too_many_inputs".into()), Some("inputs".into())));
+    let job = |input: Value, metadata: Value| json(json!({"model": "flux-schnell", "input": input, "metadata": metadata}));
+    assert_eq!(post("/v1/jobs", job(json!({"p": "x".repeat(80)}), json!({"m": "y".repeat(40)}))).await.0, 201);
+    assert_eq!(error(post("/v1/jobs", job(json!({"p": "x".repeat(100)}), Value::Null)).await), (413, Some("payload_too_large".into()), Some("input".into())));
+    assert_eq!(error(post("/v1/jobs", job(json!({}), json!({"m": "y".repeat(50)}))).await), (413, Some("payload_too_large".into()), Some("metadata".into())));
+    let mut padded = job(json!({}), Value::Null);
+    padded.extend(std::iter::repeat_n(b' ', 4000));
+    assert_eq!(error(post("/v1/jobs", padded).await).0, 413);
+
+    let out = tokio::process::Command::new(offpeak_tests::procs::binary("offpeak-scheduler"))
+        .arg("serve")
+        .env("OFFPEAK_MAX_BULK_INPUTS", "0")
+        .output()
+        .await
+        .expect("run serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("max-bulk-inputs"), "a limit of 0 is refused: {stderr}");
+}

@@ -206,6 +206,9 @@ async fn usage_is_scoped_to_the_tenant_and_bad_parameters_are_400s_naming_the_fi
         ("?group_by=week", "group_by"),
         ("?start=yesterday", "start"),
         ("?end=2027-13-01", "end"),
+        // RFC 3339 full-dates only, as the document's `format: date`.
+        ("?start=2027-6-1", "start"),
+        ("?start=%2B2027-06-01", "start"),
         ("?start=2027-06-02&end=2027-06-01", "end"),
         ("?group_by=day&start=2020-01-01&end=2027-01-01", "end"),
     ] {
@@ -217,6 +220,32 @@ async fn usage_is_scoped_to_the_tenant_and_bad_parameters_are_400s_naming_the_fi
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")));
     let resp = env.http.get(env.url("/v1/usage")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn a_usage_bound_outside_years_0000_to_9999_in_utc_is_a_400_not_an_unwritable_instant() {
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let east = env.tenant("east", "Asia/Tokyo").await;
+    let west = env.tenant("west", "America/New_York").await;
+    // Tokyo's midnight of 0000-01-01 is 0000-12-31 of year -1 in UTC, and New
+    // York's midnight after 9999-12-31 is in year 10000: RFC 3339 writes neither.
+    for (key, query, field) in [(&east, "?start=0000-01-01", "start"), (&west, "?end=9999-12-31", "end")] {
+        let (status, body) = env.get(key, &format!("/v1/usage{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!((body["error"]["code"].as_str(), body["error"]["field"].as_str()), (Some("invalid_query"), Some(field)), "{query}");
+    }
+    // The same dates where their midnights are writable, and the extreme instants themselves.
+    for (key, query) in [
+        (&west, "?start=0000-01-01"),
+        (&east, "?end=9999-12-31"),
+        (&east, "?start=0000-01-01T00:00:00Z&end=9999-12-31T23:59:59Z"),
+    ] {
+        let body = usage(&env, key, query).await;
+        for bound in ["start", "end"] {
+            let text = body[bound].as_str().unwrap_or_default();
+            assert!(DateTime::parse_from_rfc3339(text).is_ok(), "{query}: {bound} {text} is RFC 3339");
+        }
+    }
 }
 
 #[tokio::test]

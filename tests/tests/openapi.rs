@@ -19,11 +19,14 @@
 //!   documented request schema; a body the schema refuses, the API refuses
 //!   with a 4xx.
 //!
-//! The validator below covers the part of JSON Schema utoipa emits (`$ref`,
-//! `type`, `oneOf`/`anyOf`/`allOf`, `enum`, `properties`, `required`,
-//! `additionalProperties`, `items`, lengths, bounds, `uuid` and `date-time`
-//! formats) and fails on any keyword it does not know, so it cannot pass a
-//! response by ignoring part of a schema.
+//! The validator below covers the part of JSON Schema the document uses
+//! (`$ref`, `type`, `oneOf`/`anyOf`/`allOf`, `enum`, `const`, `properties`,
+//! `required`, `additionalProperties`, `propertyNames`, `items`, lengths,
+//! `pattern`, bounds, `uuid`, `date-time` and `date` formats) and fails on any
+//! keyword it does not know, so it cannot pass a response by ignoring part of
+//! a schema. Schemathesis checks the same document far more widely
+//! (tests/tests/schemathesis.rs); this file keeps the exact route list, the
+//! sample statuses and a validator of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -194,7 +197,7 @@ fn resolve<'a>(doc: &'a Value, mut schema: &'a Value) -> &'a Value {
 const KNOWN_KEYWORDS: &[&str] = &[
     "$ref", "type", "oneOf", "anyOf", "allOf", "enum", "properties", "required", "additionalProperties", "items",
     "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "format", "description", "example",
-    "examples", "default", "title", "propertyNames", "contentMediaType",
+    "examples", "default", "title", "propertyNames", "contentMediaType", "pattern", "const",
 ];
 
 fn json_type(v: &Value) -> &'static str {
@@ -240,6 +243,11 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
             errors.push(format!("{at}: {v} is not one of {variants:?}"));
         }
     }
+    if let Some(constant) = s.get("const") {
+        if constant != v {
+            errors.push(format!("{at}: {v} is not {constant}"));
+        }
+    }
     for (key, exactly_one) in [("oneOf", true), ("anyOf", false)] {
         if let Some(options) = s.get(key).and_then(Value::as_array) {
             let matching = options
@@ -267,6 +275,11 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
                 let r = r.as_str().expect("required names");
                 if !obj.contains_key(r) {
                     errors.push(format!("{at}: required property `{r}` is missing"));
+                }
+            }
+            if let Some(names) = s.get("propertyNames") {
+                for k in obj.keys() {
+                    validate(doc, names, &Value::String(k.clone()), &format!("{at} (a key)"), errors);
                 }
             }
             for (k, value) in obj {
@@ -305,10 +318,22 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
             if s.get("maxLength").and_then(Value::as_u64).is_some_and(|max| chars > max) {
                 errors.push(format!("{at}: longer than maxLength"));
             }
+            if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
+                // JSON Schema's patterns are ECMA-262 regular expressions, not
+                // anchored; those of the document are in the subset the regex
+                // crate reads the same way (classes, `\uXXXX`, `\xXX`).
+                let re = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{at}: pattern {pattern} does not compile: {e}"));
+                if !re.is_match(text) {
+                    errors.push(format!("{at}: {text:?} does not match {pattern}"));
+                }
+            }
             match s.get("format").and_then(Value::as_str) {
                 Some("uuid") if Uuid::parse_str(text).is_err() => errors.push(format!("{at}: {text} is not a uuid")),
                 Some("date-time") if chrono::DateTime::parse_from_rfc3339(text).is_err() => {
                     errors.push(format!("{at}: {text} is not an RFC 3339 date-time"))
+                }
+                Some("date") if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err() => {
+                    errors.push(format!("{at}: {text} is not an RFC 3339 full-date"))
                 }
                 _ => {}
             }
@@ -347,6 +372,19 @@ fn the_validator_catches_what_it_should() {
     for bad in [json!({}), json!({"a": 0}), json!({"a": "1"}), json!({"a": 1, "c": 2}), json!({"a": 1, "b": "x"}), json!([])] {
         assert!(!errors_of(&doc, &s, &bad).is_empty(), "{bad} is refused");
     }
+    // `pattern`, `const` and `propertyNames`, as the document uses them.
+    let doc = json!({"components": {"schemas": {"J": {
+        "pattern": "^[^\\u0000]*$", "propertyNames": {"pattern": "^[^\\u0000]*$"},
+        "items": {"$ref": "#/components/schemas/J"}, "additionalProperties": {"$ref": "#/components/schemas/J"}
+    }, "K": {"const": "auto"}}}});
+    let j = json!({"$ref": "#/components/schemas/J"});
+    assert!(errors_of(&doc, &j, &json!({"a": ["b", 1, null, {"c": "d"}]})).is_empty());
+    for bad in [json!("a\u{0}"), json!({"a": ["b\u{0}"]}), json!({"a\u{0}": 1}), json!([{"x": {"y\u{0}": 1}}])] {
+        assert!(!errors_of(&doc, &j, &bad).is_empty(), "{bad} is refused");
+    }
+    let k = json!({"$ref": "#/components/schemas/K"});
+    assert!(errors_of(&doc, &k, &json!("auto")).is_empty());
+    assert!(!errors_of(&doc, &k, &json!("flux-dev")).is_empty());
 }
 
 // ---------------------------------------------------------------- routes
@@ -606,6 +644,7 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let unknown_schedule = format!("/v1/schedules/{}", Uuid::now_v7());
     let big_template = json!({"name": "big", "cron": "@daily", "job": {"model": "flux-schnell", "input": {"p": "x".repeat(65 * 1024)}}});
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+    let big_input = json!({"model": "flux-schnell", "inputs": [{}, {"p": "x".repeat(65 * 1024)}]});
     // A tenant whose daily credit limit is spent: 429s.
     let limited = env.tenant("limited", "UTC").await;
     let spent = offpeak_store::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
@@ -634,12 +673,26 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
         sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!([job.clone()])),
         // serde's positional form of the request struct is not the documented object.
         sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!(["flux-schnell", {"p": 1}, "low", null, null, null])),
+        // Model routing as the document's `oneOf` states it: `auto` with a known use case, any
+        // other model without one.
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 201).json(json!({"model": "auto", "use_case": "thumbnail", "input": {}})),
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "auto", "input": {}})),
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "auto", "use_case": "mural", "input": {}})),
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "flux-dev", "use_case": "thumbnail", "input": {}})),
+        // Lengths are characters, as `maxLength` counts them: 200 of three bytes each.
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 201).json(json!({"model": "flux-dev", "input": {}, "user_id": "€".repeat(200)})),
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "flux-dev", "input": {}, "user_id": "€".repeat(201)})),
+        // NUL, which the document's patterns exclude, in a nested key and in metadata.
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "flux-dev", "input": {"a": [{"b\u{0}": 1}]}})),
+        sample("POST", "/v1/jobs", "/v1/jobs", &key, 422).json(json!({"model": "flux-dev", "input": {}, "metadata": ["x\u{0}"]})),
         // POST /v1/jobs/bulk
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 201).json(json!({"model": "flux-schnell", "inputs": [{"p": 1}, {"p": 2}], "metadata": null, "timezone": null})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 201).json(json!({"model": "flux-schnell", "inputs": [{}], "priority": "normal"})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 400).raw(b"\xff\xfe"),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 401).json(json!({"model": "flux-schnell", "inputs": [{}]})).no_key(),
-        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 413).json(json!({"model": "flux-schnell", "inputs": too_many})),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 413).json(big_input),
+        // More inputs than the document's `maxItems`: a 422, as every constraint it states.
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 422).json(json!({"model": "flux-schnell", "inputs": too_many})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 422).json(json!({"model": "flux-schnell", "inputs": []})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 422).json(json!({"model": "flux-schnell", "inputs": [{}, 3]})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 422).json(json!({"model": "flux-schnell", "input": {}})),

@@ -28,7 +28,7 @@ use super::extract::{parse_json, AuthTenant, JobId, JsonBody, PathId, QueryParam
 use super::AppState;
 use crate::metrics;
 
-const MAX_MODEL_LEN: usize = 100;
+pub(crate) const MAX_MODEL_LEN: usize = 100;
 const MAX_USER_ID_LEN: usize = 200;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
@@ -48,8 +48,8 @@ pub struct SubmitRequest {
     /// IANA timezone whose off-peak window the job waits for; defaults to the tenant's.
     #[schema(example = "America/New_York")]
     timezone: Option<String>,
-    /// The submitter's own user, for usage per user: 1 to 200 bytes, no NUL characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// The submitter's own user, for usage per user: 1 to 200 characters, no NUL characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     user_id: Option<String>,
     metadata: Option<Value>,
     /// With `"model": "auto"` only (model routing): what the output is for, e.g. `thumbnail`; the model is
@@ -83,8 +83,8 @@ pub struct BulkRequest {
     /// IANA timezone whose off-peak window the jobs wait for; defaults to the tenant's.
     #[schema(example = "America/New_York")]
     timezone: Option<String>,
-    /// The submitter's own user, for usage per user: 1 to 200 bytes, no NUL characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// The submitter's own user, for usage per user: 1 to 200 characters, no NUL characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     user_id: Option<String>,
     metadata: Option<Value>,
     /// With `"model": "auto"` only (model routing): what the output is for, e.g. `thumbnail`; the model is
@@ -268,11 +268,12 @@ pub(crate) fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
 /// Shared with schedule templates.
 pub(crate) fn check_user_and_metadata(state: &AppState, user_id: Option<&str>, metadata: Option<&Value>) -> ApiResult<()> {
     if let Some(u) = user_id {
-        if u.is_empty() || u.len() > MAX_USER_ID_LEN || u.contains('\0') {
+        // Characters, not bytes: what the document's `maxLength` counts.
+        if u.is_empty() || u.chars().count() > MAX_USER_ID_LEN || u.contains('\0') {
             return Err(ApiError::invalid(
                 "invalid_field",
                 "user_id",
-                format!("user_id must be 1 to {MAX_USER_ID_LEN} bytes without NUL characters"),
+                format!("user_id must be 1 to {MAX_USER_ID_LEN} characters without NUL characters"),
             ));
         }
     }
@@ -352,8 +353,9 @@ fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJ
     summary = "Submit one job",
     security(("api_key" = [])),
     params(
-        ("Idempotency-Key" = Option<String>, Header, max_length = 255, min_length = 1,
-         description = "1 to 255 visible ASCII characters. A replay with the same body (compared as JSON, key order \
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, min_length = 1, nullable = false,
+         pattern = "^[\\x21-\\x7E]([\\t\\x20-\\x7E]*[\\x21-\\x7E])?$",
+         description = "1 to 255 visible ASCII characters (spaces and tabs inside). A replay with the same body (compared as JSON, key order \
                         and whitespace aside) returns the original job with 200; another body under the same key is a 409."),
     ),
     request_body(content = SubmitRequest, content_type = "application/json"),
@@ -544,10 +546,10 @@ pub struct BulkResponse {
         (status = 201, description = "Every job, stored", body = BulkResponse),
         (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`), or there are more inputs than one request takes (`too_many_inputs`)", body = super::openapi::ErrorBody),
+        (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
         (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::openapi::ErrorBody,
          headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
-        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), more inputs than one request takes (`too_many_inputs`, the `maxItems` of `inputs`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
     ),
@@ -561,13 +563,14 @@ pub async fn submit_bulk(
     if req.inputs.is_empty() {
         return Err(ApiError::invalid("invalid_field", "inputs", "inputs must hold at least one input"));
     }
+    // A 422 like every other constraint the document states (`maxItems`),
+    // not a 413: the body was within its size limit and was read whole.
     if req.inputs.len() > limits.max_bulk_inputs {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(ApiError::invalid(
             "too_many_inputs",
+            "inputs",
             format!("{} inputs; one bulk request takes at most {}", req.inputs.len(), limits.max_bulk_inputs),
-        )
-        .with_field("inputs"));
+        ));
     }
     for (i, input) in req.inputs.iter().enumerate() {
         check_json(&format!("inputs[{i}]"), input, limits.max_input_bytes, true)?;
@@ -637,7 +640,8 @@ pub struct ListParams {
     /// Only jobs in this state.
     #[param(value_type = Option<super::openapi::JobStateName>)]
     state: Option<String>,
-    /// Only jobs of this model.
+    /// Only jobs of this model: at most 100 characters, no NUL characters.
+    #[param(max_length = 100, pattern = "^[^\\u0000]*$")]
     model: Option<String>,
     /// Jobs per page, 1 to 1000; 50 by default.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
@@ -685,8 +689,8 @@ pub async fn list(
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).with_field("state"))?;
     let page = Page::parse(p.limit.as_deref(), p.cursor.as_deref())?;
-    if p.model.as_deref().is_some_and(|m| m.len() > MAX_MODEL_LEN || m.contains('\0')) {
-        return Err(ApiError::bad_request("invalid_query", format!("model must be at most {MAX_MODEL_LEN} bytes without NUL characters"))
+    if p.model.as_deref().is_some_and(|m| m.chars().count() > MAX_MODEL_LEN || m.contains('\0')) {
+        return Err(ApiError::bad_request("invalid_query", format!("model must be at most {MAX_MODEL_LEN} characters without NUL characters"))
             .with_field("model"));
     }
     let filter = ListFilter { state: job_state, model: p.model, before: page.before, limit: page.fetch() };

@@ -15,6 +15,7 @@ pub mod windows;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use clap::builder::TypedValueParser as _;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -27,7 +28,21 @@ use offpeak_core::window::WindowSpec;
 
 use error::ApiError;
 
-/// Limits on what a request may carry.
+/// Default of [`Limits::max_body_bytes`]: 32 MiB, room for a full bulk
+/// request of small inputs.
+pub const MAX_BODY_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
+/// Default of [`Limits::max_bulk_inputs`].
+pub const MAX_BULK_INPUTS_DEFAULT: usize = 10_000;
+/// Default of [`Limits::max_input_bytes`].
+pub const MAX_INPUT_BYTES_DEFAULT: usize = 64 * 1024;
+/// Default of [`Limits::max_metadata_bytes`].
+pub const MAX_METADATA_BYTES_DEFAULT: usize = 16 * 1024;
+/// Default of [`Limits::max_bulk_in_flight`].
+pub const MAX_BULK_IN_FLIGHT_DEFAULT: usize = 2;
+
+/// Limits on what a request may carry. The OpenAPI document states the
+/// running values (see [`openapi::document`]), so a client reads the limits
+/// of the deployment it talks to.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body, in bytes.
@@ -48,11 +63,51 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 32 * 1024 * 1024,
-            max_bulk_inputs: 10_000,
-            max_input_bytes: 64 * 1024,
-            max_metadata_bytes: 16 * 1024,
-            max_bulk_in_flight: 2,
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            max_bulk_inputs: MAX_BULK_INPUTS_DEFAULT,
+            max_input_bytes: MAX_INPUT_BYTES_DEFAULT,
+            max_metadata_bytes: MAX_METADATA_BYTES_DEFAULT,
+            max_bulk_in_flight: MAX_BULK_IN_FLIGHT_DEFAULT,
+        }
+    }
+}
+
+/// The [`Limits`] as `serve` flags and environment variables. Each is at
+/// least 1: a limit of 0 would refuse every request of its kind, which no
+/// operator means.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Largest request body, in bytes, on every route; a larger one is a 413.
+    /// Keep it above what a full bulk request needs (inputs × their size).
+    #[arg(long, env = "OFFPEAK_MAX_BODY_BYTES", default_value_t = MAX_BODY_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_body_bytes: usize,
+    /// Most inputs in one `POST /v1/jobs/bulk`; more is a 422 `too_many_inputs`.
+    #[arg(long, env = "OFFPEAK_MAX_BULK_INPUTS", default_value_t = MAX_BULK_INPUTS_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_bulk_inputs: usize,
+    /// Largest `input` of one job (and of a schedule's template), serialised, in bytes; larger is a 413.
+    #[arg(long, env = "OFFPEAK_MAX_INPUT_BYTES", default_value_t = MAX_INPUT_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_input_bytes: usize,
+    /// Largest `metadata`, serialised, in bytes; larger is a 413.
+    #[arg(long, env = "OFFPEAK_MAX_METADATA_BYTES", default_value_t = MAX_METADATA_BYTES_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_metadata_bytes: usize,
+    /// Bulk submissions a replica reads, parses and inserts at once (bounds its memory); more wait.
+    #[arg(long, env = "OFFPEAK_MAX_BULK_IN_FLIGHT", default_value_t = MAX_BULK_IN_FLIGHT_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_bulk_in_flight: usize,
+}
+
+impl From<&LimitArgs> for Limits {
+    fn from(a: &LimitArgs) -> Self {
+        Self {
+            max_body_bytes: a.max_body_bytes,
+            max_bulk_inputs: a.max_bulk_inputs,
+            max_input_bytes: a.max_input_bytes,
+            max_metadata_bytes: a.max_metadata_bytes,
+            max_bulk_in_flight: a.max_bulk_in_flight,
         }
     }
 }

@@ -16,7 +16,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -60,6 +60,7 @@ use super::{health, jobs, schedules, usage, windows, AppState};
         JobStateName,
         PriorityName,
         CatchUpName,
+        usage::GroupBy,
         Health,
         HealthStatus,
         Readiness,
@@ -91,42 +92,120 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document with this deployment's limits filled in, as JSON.
-pub fn document(limits: &super::Limits) -> Value {
+/// `pattern` of a string that holds no NUL (`\u0000`), which PostgreSQL's
+/// TEXT and JSONB cannot store.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// The document with this deployment's configuration filled in, as JSON.
+///
+/// What a request may hold depends on the running configuration, and the
+/// document says it exactly, so that a client (or a fuzzer) that keeps to
+/// the schemas is accepted and one that does not is refused:
+///
+/// - the limits: `maxItems` of a bulk request's `inputs`, and the byte
+///   limits of bodies, inputs and metadata in the descriptions (JSON Schema
+///   cannot count a value's serialised bytes; past them is a 413);
+/// - `model`: an enum of the price table's models, and `auto` with
+///   `use_case` an enum of the routing table's use cases. A `oneOf` ties
+///   them: `auto` needs a `use_case`, any other model takes none;
+/// - `timezone`: an enum of the IANA names the API parses (`Timezone`);
+/// - JSON values (`input`, `metadata`): any JSON without a NUL in a string
+///   or key (`Json`, `JsonObject`), inputs and template metadata objects.
+pub fn document(config: &super::ApiConfig) -> Value {
+    let limits = &config.limits;
     // Serialising utoipa's plain data types (strings, maps, numbers) into a
     // `Value` cannot fail; the fallback only keeps this panic-free.
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "the OpenAPI document does not serialise");
         Value::Object(Default::default())
     });
+    let models = submittable_models(config);
+    let use_cases: Vec<&str> = config.routes.use_cases().collect();
     let schemas = &mut doc["components"]["schemas"];
-    if let Some(inputs) = schemas.pointer_mut("/BulkRequest/properties/inputs").and_then(Value::as_object_mut) {
-        inputs.insert("maxItems".into(), limits.max_bulk_inputs.into());
-    }
-    if let Some(input) = schemas.pointer_mut("/SubmitRequest/properties/input").and_then(Value::as_object_mut) {
-        let text = format!(
-            "The job's input, passed to the provider as it is: a JSON object, at most {} bytes serialised, \
-             without NUL (`\\u0000`) characters in any string or key.",
-            limits.max_input_bytes
+    if let Some(schemas) = schemas.as_object_mut() {
+        schemas.insert("Json".into(), json_schema());
+        schemas.insert("JsonObject".into(), json_object_schema());
+        schemas.insert("Timezone".into(), timezone_schema());
+        schemas.insert(
+            "Model".into(),
+            json!({"type": "string", "enum": models,
+                   "description": "A model of this deployment's price table (`OFFPEAK_PRICES`)."}),
         );
-        input.insert("description".into(), text.into());
-    }
-    if let Some(inputs) = schemas.pointer_mut("/BulkRequest/properties/inputs").and_then(Value::as_object_mut) {
-        let text = format!(
-            "One input per job, each a JSON object of at most {} bytes serialised, without NUL characters; \
-             at least 1 and at most {} inputs.",
-            limits.max_input_bytes, limits.max_bulk_inputs
-        );
-        inputs.insert("description".into(), text.into());
-    }
-    for name in ["SubmitRequest", "BulkRequest"] {
-        if let Some(m) = schemas.pointer_mut(&format!("/{name}/properties/metadata")).and_then(Value::as_object_mut) {
-            let text = format!(
-                "Free-form JSON kept with the job and returned with it: at most {} bytes serialised, without NUL \
-                 characters.",
-                limits.max_metadata_bytes
+        if !use_cases.is_empty() {
+            schemas.insert(
+                "UseCase".into(),
+                json!({"type": "string", "enum": use_cases,
+                       "description": "A use case of this deployment's routing table (`OFFPEAK_ROUTES`): \
+                                       `\"model\": \"auto\"` gets the model routed to it."}),
             );
-            m.insert("description".into(), text.into());
+        }
+    }
+    for name in ["SubmitRequest", "BulkRequest", "JobTemplateRequest"] {
+        if let Some(request) = schemas.get_mut(name) {
+            tie_model_to_use_case(request, !use_cases.is_empty());
+        }
+    }
+    for (name, field) in [
+        ("SubmitRequest", "timezone"),
+        ("BulkRequest", "timezone"),
+        ("CreateScheduleRequest", "timezone"),
+        ("PatchScheduleRequest", "timezone"),
+    ] {
+        if let Some(p) = schemas.pointer_mut(&format!("/{name}/properties/{field}")) {
+            *p = with_description(json!({"anyOf": [{"type": "null"}, reference("Timezone")]}), p);
+        }
+    }
+
+    let input = format!(
+        "The job's input, passed to the provider as it is: a JSON object of at most {} bytes serialised \
+         (more is a 413), without NUL (`\\u0000`) characters in any string or key.",
+        limits.max_input_bytes
+    );
+    let metadata = format!(
+        "Free-form JSON kept with the job and returned with it: at most {} bytes serialised (more is a 413), \
+         without NUL characters in any string or key.",
+        limits.max_metadata_bytes
+    );
+    set(schemas, "/SubmitRequest/properties/input", json!({"$ref": JSON_OBJECT_REF, "description": input}));
+    for name in ["SubmitRequest", "BulkRequest"] {
+        set(schemas, &format!("/{name}/properties/metadata"), json!({"$ref": JSON_REF, "description": metadata}));
+    }
+    let inputs = format!(
+        "One input per job, each a JSON object of at most {} bytes serialised (more is a 413), without NUL \
+         characters; at least 1 and at most {} inputs (more is a 422 `too_many_inputs`).",
+        limits.max_input_bytes, limits.max_bulk_inputs
+    );
+    set(
+        schemas,
+        "/BulkRequest/properties/inputs",
+        json!({"type": "array", "items": reference("JsonObject"), "minItems": 1,
+               "maxItems": limits.max_bulk_inputs, "description": inputs}),
+    );
+    let template_input = format!(
+        "A JSON object, as a job's `input`: at most {} bytes serialised, without NUL characters.",
+        limits.max_input_bytes
+    );
+    set(schemas, "/JobTemplateRequest/properties/input", json!({"$ref": JSON_OBJECT_REF, "description": template_input}));
+    let template_metadata = format!(
+        "A JSON object of at most {} bytes serialised, without NUL characters; each job's gets `schedule_id`, \
+         `schedule_name` and `fire_at` added.",
+        limits.max_metadata_bytes
+    );
+    set(
+        schemas,
+        "/JobTemplateRequest/properties/metadata",
+        json!({"anyOf": [{"type": "null"}, reference("JsonObject")], "description": template_metadata}),
+    );
+
+    // Query parameters: a timezone, and the bounds of a usage range.
+    if let Some(params) = doc.pointer_mut("/paths/~1v1~1windows~1next/get/parameters").and_then(Value::as_array_mut) {
+        for p in params.iter_mut().filter(|p| p["name"] == "timezone") {
+            p["schema"] = reference("Timezone");
+        }
+    }
+    if let Some(params) = doc.pointer_mut("/paths/~1v1~1usage/get/parameters").and_then(Value::as_array_mut) {
+        for p in params.iter_mut().filter(|p| p["name"] == "start" || p["name"] == "end") {
+            p["schema"] = json!({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]});
         }
     }
     if let Some(info) = doc.get_mut("info").and_then(Value::as_object_mut) {
@@ -135,6 +214,92 @@ pub fn document(limits: &super::Limits) -> Value {
         info.insert("description".into(), text.into());
     }
     doc
+}
+
+const JSON_REF: &str = "#/components/schemas/Json";
+const JSON_OBJECT_REF: &str = "#/components/schemas/JsonObject";
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// Replaces the schema at `pointer` (under `components/schemas`), if there.
+fn set(schemas: &mut Value, pointer: &str, schema: Value) {
+    if let Some(at) = schemas.pointer_mut(pointer) {
+        *at = schema;
+    }
+}
+
+/// `schema` with the description of `old`, if it had one.
+fn with_description(mut schema: Value, old: &Value) -> Value {
+    if let (Some(d), Some(o)) = (old.get("description"), schema.as_object_mut()) {
+        o.insert("description".into(), d.clone());
+    }
+    schema
+}
+
+/// The models a request may name: the price table's, but not `auto`
+/// (which routes) or a name longer than the API's limit on `model`.
+fn submittable_models(config: &super::ApiConfig) -> Vec<&str> {
+    config.prices.models().filter(|m| *m != super::jobs::AUTO_MODEL && m.len() <= super::jobs::MAX_MODEL_LEN).collect()
+}
+
+/// Any JSON value without a NUL in a string or key. JSON Schema applies
+/// `pattern` to strings only, `items` to arrays only, `propertyNames` and
+/// `additionalProperties` to objects only, so one schema covers every type.
+fn json_schema() -> Value {
+    json!({
+        "description": "Any JSON value without NUL (`\\u0000`) characters in a string or key.",
+        "pattern": NO_NUL,
+        "items": {"$ref": JSON_REF},
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": JSON_REF},
+    })
+}
+
+/// A JSON object without a NUL in a string or key, at any depth.
+fn json_object_schema() -> Value {
+    json!({
+        "description": "A JSON object without NUL (`\\u0000`) characters in a string or key, at any depth.",
+        "type": "object",
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": JSON_REF},
+    })
+}
+
+/// Every IANA timezone name the API accepts: exactly the names
+/// [`offpeak_core::tz::parse`] parses (chrono-tz's database, case as
+/// written there).
+fn timezone_schema() -> Value {
+    let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    json!({"type": "string", "enum": names, "example": "America/New_York",
+           "description": "An IANA timezone name, e.g. `America/New_York`, `Asia/Tokyo` or `UTC`."})
+}
+
+/// `model` as an enum of the models, and `use_case` tied to it: with
+/// `"model": "auto"` a known use case is required, with any other model
+/// there is none (absent or null). Without use cases (an empty routing
+/// table), `auto` is not offered.
+fn tie_model_to_use_case(request: &mut Value, routing: bool) {
+    let Some(properties) = request.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    let model_description = properties.get("model").cloned().unwrap_or(Value::Null);
+    let use_case_description = properties.get("use_case").cloned().unwrap_or(Value::Null);
+    let mut model = json!({"type": "string"});
+    if routing {
+        model["anyOf"] = json!([reference("Model"), {"const": super::jobs::AUTO_MODEL}]);
+    } else {
+        model = reference("Model");
+    }
+    properties.insert("model".into(), with_description(model, &model_description));
+    let use_case = if routing { json!({"anyOf": [{"type": "null"}, reference("UseCase")]}) } else { json!({"type": "null"}) };
+    properties.insert("use_case".into(), with_description(use_case, &use_case_description));
+    if routing {
+        request["oneOf"] = json!([
+            {"properties": {"model": {"const": super::jobs::AUTO_MODEL}, "use_case": reference("UseCase")},
+             "required": ["use_case"]},
+            {"properties": {"model": reference("Model"), "use_case": {"type": "null"}}},
+        ]);
+    }
 }
 
 /// `GET /openapi.json`: this document.
@@ -146,7 +311,7 @@ pub fn document(limits: &super::Limits) -> Value {
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object, content_type = "application/json")),
 )]
 pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
-    Json(document(&state.config.limits))
+    Json(document(&state.config))
 }
 
 /// Every error: `{"error": {"code", "message", "field"?}}`.
@@ -321,10 +486,68 @@ mod tests {
 
     #[test]
     fn the_running_limits_are_written_into_the_document() {
-        let limits = super::super::Limits { max_bulk_inputs: 7, ..Default::default() };
-        let doc = document(&limits);
+        let limits = super::super::Limits { max_bulk_inputs: 7, max_input_bytes: 1234, ..Default::default() };
+        let doc = document(&super::super::ApiConfig { limits, ..Default::default() });
         assert_eq!(doc.pointer("/components/schemas/BulkRequest/properties/inputs/maxItems"), Some(&Value::from(7)));
+        let input = doc.pointer("/components/schemas/SubmitRequest/properties/input/description").and_then(Value::as_str);
+        assert!(input.is_some_and(|d| d.contains("1234 bytes")), "{input:?}");
         let security = &doc["components"]["securitySchemes"][SECURITY_SCHEME];
         assert_eq!((security["type"].as_str(), security["scheme"].as_str()), (Some("http"), Some("bearer")));
+    }
+
+    #[test]
+    fn the_models_and_use_cases_are_the_running_tables() {
+        let prices = offpeak_core::prices::PriceTable::with_overrides("house-model=9").expect("an override");
+        let config = super::super::ApiConfig { prices: prices.clone(), ..Default::default() };
+        let doc = document(&config);
+        let models = enum_of(&doc, "Model");
+        let mut real: Vec<String> = prices.models().map(str::to_owned).collect();
+        real.sort();
+        let mut documented = models.clone();
+        documented.sort();
+        assert_eq!(documented, real);
+        assert!(models.contains(&"house-model".to_owned()));
+        let use_cases = enum_of(&doc, "UseCase");
+        let real: Vec<String> = config.routes.use_cases().map(str::to_owned).collect();
+        assert_eq!(use_cases, real);
+        // `auto` needs a use case; any other model takes none.
+        let branches = doc["components"]["schemas"]["SubmitRequest"]["oneOf"].as_array().expect("oneOf");
+        assert_eq!(branches[0]["properties"]["model"]["const"], AUTO);
+        assert_eq!(branches[0]["required"], serde_json::json!(["use_case"]));
+        assert_eq!(branches[1]["properties"]["use_case"]["type"], "null");
+    }
+
+    const AUTO: &str = super::super::jobs::AUTO_MODEL;
+
+    fn enum_of(doc: &Value, name: &str) -> Vec<String> {
+        let values = doc["components"]["schemas"][name]["enum"].as_array().unwrap_or_else(|| panic!("{name} is an enum"));
+        values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    #[test]
+    fn the_timezone_enum_is_exactly_what_the_api_parses() {
+        let doc = document(&Default::default());
+        let names = enum_of(&doc, "Timezone");
+        assert!(names.len() > 400, "the IANA database: {}", names.len());
+        for name in &names {
+            assert!(offpeak_core::tz::parse(name).is_ok(), "{name} is documented, so it parses");
+        }
+        // Names outside the enum do not parse: other cases, abbreviations, blanks.
+        for name in ["utc", "america/new_york", "EDT", "", " UTC", "Mars/Olympus"] {
+            assert!(!names.contains(&name.to_owned()) && offpeak_core::tz::parse(name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn json_values_exclude_nul_at_any_depth() {
+        let doc = document(&Default::default());
+        let json = &doc["components"]["schemas"]["Json"];
+        assert_eq!(json["pattern"], NO_NUL);
+        assert_eq!(json["propertyNames"]["pattern"], NO_NUL);
+        assert_eq!(json["items"]["$ref"], JSON_REF);
+        assert_eq!(json["additionalProperties"]["$ref"], JSON_REF);
+        let object = &doc["components"]["schemas"]["JsonObject"];
+        assert_eq!((object["type"].as_str(), &object["additionalProperties"]["$ref"]), (Some("object"), &Value::from(JSON_REF)));
+        assert_eq!(doc.pointer("/components/schemas/BulkRequest/properties/inputs/items/$ref"), Some(&Value::from(JSON_OBJECT_REF)));
     }
 }

@@ -45,11 +45,13 @@ pub const RECENT_FIRINGS: i64 = 10;
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateScheduleRequest)]
 pub struct CreateRequest {
-    /// Unique per tenant: 1 to 200 bytes without control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Unique per tenant: 1 to 200 characters without control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     name: String,
-    /// 5, 6 or 7 fields, or an `@` shorthand, in `timezone`.
-    #[schema(max_length = 256, example = "0 3 * * *")]
+    /// 5, 6 or 7 fields, or an `@` shorthand, in `timezone`; one that does not parse or never fires
+    /// again is a 422 `invalid_cron` naming the field at fault. Format `cron`: JSON Schema cannot
+    /// state the grammar.
+    #[schema(max_length = 256, format = "cron", example = "0 3 * * *")]
     cron: String,
     /// Defaults to the tenant's timezone.
     timezone: Option<String>,
@@ -77,7 +79,8 @@ pub struct TemplateRequest {
     #[serde(default)]
     #[schema(value_type = super::openapi::PriorityName)]
     priority: Priority,
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1 to 200 characters, no NUL characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     user_id: Option<String>,
     /// A JSON object; each job's gets `schedule_id`, `schedule_name` and `fire_at` added.
     #[schema(value_type = Option<Object>)]
@@ -101,13 +104,16 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 #[schema(as = PatchScheduleRequest)]
 pub struct PatchRequest {
-    #[schema(max_length = 256)]
+    /// A new expression, as at creation (format `cron`).
+    #[schema(max_length = 256, format = "cron", example = "0 4 * * *")]
     cron: Option<String>,
     timezone: Option<String>,
     #[schema(value_type = Option<super::openapi::CatchUpName>)]
     catch_up: Option<CatchUp>,
     paused: Option<bool>,
+    /// The new template; absent keeps the current one (null is refused).
     #[serde(default, deserialize_with = "object_only_opt")]
+    #[schema(nullable = false)]
     job: Option<TemplateRequest>,
 }
 
@@ -316,11 +322,12 @@ fn check_template(state: &AppState, t: &TemplateRequest) -> ApiResult<String> {
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    // Characters, not bytes: what the document's `maxLength` counts.
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "invalid_field",
             "name",
-            format!("name must be 1 to {MAX_NAME_LEN} bytes without control characters"),
+            format!("name must be 1 to {MAX_NAME_LEN} characters without control characters"),
         ));
     }
     Ok(())

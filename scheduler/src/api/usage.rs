@@ -40,7 +40,7 @@ pub struct UsageParams {
     end: Option<String>,
     /// `model` (the default), `day` (in the tenant's timezone) or `user` (`user_id`; jobs without one are
     /// under the key `""`).
-    #[param(value_type = Option<String>, example = "model")]
+    #[param(value_type = Option<GroupBy>, example = "model")]
     group_by: Option<String>,
 }
 
@@ -88,8 +88,10 @@ pub struct UsageResponse {
     pub totals: UsageGroup,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GroupBy {
+/// What usage is grouped by: `model` (the default), `day` or `user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = UsageGroupBy, rename_all = "lowercase")]
+pub enum GroupBy {
     Model,
     Day,
     User,
@@ -116,7 +118,7 @@ impl GroupBy {
     params(UsageParams),
     responses(
         (status = 200, description = "The tenant's usage in the range", body = UsageResponse),
-        (status = 400, description = "A bad `start`, `end` or `group_by`, an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad `start`, `end` or `group_by`, a bound outside the years 0000 to 9999 in UTC (a date is the tenant's local midnight), an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
         (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
@@ -138,11 +140,11 @@ pub async fn usage(
     };
     let today = state.clock.now().with_timezone(&tz).date_naive();
     let start = match p.start.as_deref() {
-        Some(s) => parse_bound(s, tz, "start", false)?,
+        Some(s) => writable(parse_bound(s, tz, "start", false)?, "start")?,
         None => day_start(tz, today),
     };
     let end = match p.end.as_deref() {
-        Some(s) => parse_bound(s, tz, "end", true)?,
+        Some(s) => writable(parse_bound(s, tz, "end", true)?, "end")?,
         None => day_start(tz, next_day(today)),
     };
     if end <= start {
@@ -272,15 +274,36 @@ fn parse_bound(s: &str, tz: Tz, field: &str, is_end: bool) -> ApiResult<DateTime
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        Ok(d) if is_end => Ok(day_start(tz, next_day(d))),
-        Ok(d) => Ok(day_start(tz, d)),
-        Err(_) => Err(ApiError::bad_request(
+    // RFC 3339's full-date exactly, as the document's `format: date` says:
+    // chrono's `%Y-%m-%d` also reads `2027-6-1` and `+2027-06-01`.
+    let full_date = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().filter(|_| full_date) {
+        Some(d) if is_end => Ok(day_start(tz, next_day(d))),
+        Some(d) => Ok(day_start(tz, d)),
+        None => Err(ApiError::bad_request(
             "invalid_query",
             format!("{field} must be an RFC 3339 instant like 2027-06-01T00:00:00Z or a date like 2027-06-01"),
         )
         .with_field(field)),
     }
+}
+
+/// `t`, if RFC 3339 can write it: the answer gives `start` and `end` back as
+/// date-times, and RFC 3339 has years 0000 to 9999 only. A date bound is a
+/// local midnight, so `0000-01-01` east of UTC (or `9999-12-31` as `end`,
+/// the midnight after it, west of UTC) lands outside: a 400 naming the field,
+/// not an answer with `-0001-12-31T…` or `+10000-01-01T…` in it.
+fn writable(t: DateTime<Utc>, field: &str) -> ApiResult<DateTime<Utc>> {
+    use chrono::Datelike;
+    if (0..=9999).contains(&t.year()) {
+        return Ok(t);
+    }
+    Err(ApiError::bad_request(
+        "invalid_query",
+        format!("{field} is {t:?} in UTC, outside the years 0000 to 9999 an RFC 3339 instant can have"),
+    )
+    .with_field(field))
 }
 
 /// The local days `[start, end)` touches, each clipped to the range.
