@@ -4,8 +4,10 @@
 //! timezone's offset changes it rests on ([`tz`]), recurring schedules
 //! ([`schedule`]), tenants and the one rule for their window ([`tenant`]),
 //! daily quotas ([`quota`]), the batch message between scheduler and worker
-//! ([`message`]), the injected clock ([`clock`]) and the canonical hashes of
-//! JSON values ([`hash`]).
+//! ([`message`]), the injected clock ([`clock`]), the canonical hashes of
+//! JSON values ([`hash`]), the one parse of a job submission
+//! ([`submission`]) and what PostgreSQL's `jsonb` keeps of a JSON value
+//! ([`jsonb`]).
 //!
 //! Nothing here talks to PostgreSQL, RabbitMQ or the network: `offpeak-store`
 //! converts rows into these types at its edge, and the binaries wire them to
@@ -14,10 +16,12 @@
 pub mod clock;
 pub mod hash;
 pub mod job;
+pub mod jsonb;
 pub mod message;
 pub mod prices;
 pub mod quota;
 pub mod schedule;
+pub mod submission;
 pub mod tenant;
 pub mod tz;
 pub mod window;

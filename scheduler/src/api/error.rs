@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use offpeak_core::submission::{ErrorCode, SubmissionError};
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -85,6 +87,25 @@ impl From<sqlx::Error> for ApiError {
             }
             _ => Self::internal(e),
         }
+    }
+}
+
+/// A refused submission: 413 for a value over its size limit, 422 for the
+/// rest, with the code, field and message as the parse gave them. Too many
+/// inputs is a 422 like every other constraint the document states
+/// (`maxItems`): the body was within its size limit and was read whole.
+impl From<SubmissionError> for ApiError {
+    fn from(e: SubmissionError) -> Self {
+        let status = match e.code {
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooManyInputs
+            | ErrorCode::InvalidField
+            | ErrorCode::InvalidInput
+            | ErrorCode::InvalidTimezone
+            | ErrorCode::UnknownModel
+            | ErrorCode::UnknownUseCase => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, e.code.as_str(), e.message).with_field(e.field)
     }
 }
 

@@ -1,9 +1,10 @@
 //! `/v1/jobs`: submit one or many, read, list, cancel.
 //!
-//! A request becomes a [`Submission`] once, here at the edge: model known,
-//! timezone parsed, input an object within limits, no NUL characters
-//! (PostgreSQL's JSONB and TEXT cannot store them). Nothing is written
-//! until all of that holds, so bad input stores nothing.
+//! A request becomes a [`Submission`] once, here at the edge
+//! ([`Submission::parse`]: model routed and known, timezone parsed, inputs
+//! objects within limits that PostgreSQL stores and that read back as
+//! sent). Nothing is written until all of that holds, so bad input stores
+//! nothing.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +20,7 @@ use offpeak_store::jobs::{self as db, Admission, CancelOutcome, InsertOutcome, J
 use offpeak_store::quota::Scope;
 use offpeak_store::tenants::Tenant;
 use offpeak_core::job::{JobState, Priority};
-use offpeak_core::tz::parse as parse_timezone;
+use offpeak_core::submission::{Input, Inputs, Request, Rules, Submission, MAX_MODEL_LEN};
 use offpeak_core::tenant::release_times;
 
 use super::error::{ApiError, ApiResult};
@@ -28,8 +29,6 @@ use super::extract::{parse_json, AuthTenant, JobId, JsonBody, PathId, QueryParam
 use super::AppState;
 use crate::metrics;
 
-pub(crate) const MAX_MODEL_LEN: usize = 100;
-const MAX_USER_ID_LEN: usize = 200;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// `POST /v1/jobs`.
@@ -181,164 +180,67 @@ impl From<JobRow> for JobView {
     }
 }
 
-/// The fields every submission shares, validated.
-struct Common {
-    model: String,
-    use_case: Option<String>,
-    priority: Priority,
-    timezone: chrono_tz::Tz,
-    release_at: DateTime<Utc>,
-    window_closes_at: Option<DateTime<Utc>>,
-    user_id: Option<String>,
-    metadata: Option<Value>,
-    now: DateTime<Utc>,
+/// The rules submissions are parsed by: the API's prices, routes and limits.
+pub(crate) fn rules(state: &AppState) -> Rules<'_> {
+    let config = &state.config;
+    Rules { prices: &config.prices, routes: &config.routes, limits: config.limits.submission() }
 }
 
-// One argument per request field the submissions share; a struct would only
-// repeat `SubmitRequest`'s fields.
-#[allow(clippy::too_many_arguments)]
-fn validate_common(
-    state: &AppState,
-    tenant: &Tenant,
-    model: String,
-    use_case: Option<String>,
-    priority: Priority,
-    timezone: Option<String>,
-    user_id: Option<String>,
-    metadata: Option<Value>,
-) -> ApiResult<Common> {
-    let (model, use_case) = route_model(state, model, use_case)?;
-    check_model(state, &model)?;
-    let timezone = match timezone {
-        Some(name) => parse_timezone(&name).map_err(|e| ApiError::invalid("invalid_timezone", "timezone", e.to_string()))?,
-        None => tenant.tz,
-    };
-    check_user_and_metadata(state, user_id.as_deref(), metadata.as_ref())?;
-    let now = state.clock.now();
-    let (release_at, window_closes_at) = release_times(priority, timezone, now, &tenant.window(&state.config.window));
-    Ok(Common { model, use_case, priority, timezone, release_at, window_closes_at, user_id, metadata, now })
+/// Parses a job submission by the API's rules, with the tenant's timezone
+/// as the default.
+fn parse_submission(state: &AppState, tenant: &Tenant, request: Request) -> ApiResult<Submission> {
+    Ok(Submission::parse(request, tenant.tz, &rules(state))?)
 }
 
-/// The `model` of a submission that asks for model routing.
-pub(crate) const AUTO_MODEL: &str = "auto";
-
-/// Model routing: `"model": "auto"` with a `use_case` gets the model the
-/// routing table names for it; returns the model to store and the use case
-/// to record. A `use_case` without `auto`, or `auto` without a known
-/// `use_case`, is a 422 naming `use_case`.
-pub(crate) fn route_model(state: &AppState, model: String, use_case: Option<String>) -> ApiResult<(String, Option<String>)> {
-    let known = || state.config.routes.use_cases().collect::<Vec<_>>().join(", ");
-    match (model == AUTO_MODEL, use_case) {
-        (false, None) => Ok((model, None)),
-        (false, Some(_)) => Err(ApiError::invalid(
-            "invalid_field",
-            "use_case",
-            "use_case is only for \"model\": \"auto\" (model routing); drop it or set model to \"auto\"",
-        )),
-        (true, None) => Err(ApiError::invalid(
-            "invalid_field",
-            "use_case",
-            format!("\"model\": \"auto\" needs a use_case to route by; known use cases: {}", known()),
-        )),
-        (true, Some(u)) => match state.config.routes.model_for(&u) {
-            Some(m) => Ok((m.to_owned(), Some(u))),
-            None => Err(ApiError::invalid(
-                "unknown_use_case",
-                "use_case",
-                format!("unknown use_case '{}'; known use cases: {}", truncate(&u, MAX_MODEL_LEN), known()),
-            )),
-        },
-    }
-}
-
-/// The model is one the price table knows. Shared with schedule templates.
-pub(crate) fn check_model(state: &AppState, model: &str) -> ApiResult<()> {
-    if model.len() > MAX_MODEL_LEN || state.config.prices.price(model).is_none() {
-        let known: Vec<&str> = state.config.prices.models().collect();
-        return Err(ApiError::invalid(
-            "unknown_model",
-            "model",
-            format!("unknown model '{}'; known models: {}", truncate(model, MAX_MODEL_LEN), known.join(", ")),
-        ));
-    }
-    Ok(())
-}
-
-/// `user_id` and `metadata`, if given, are storable and within limits.
-/// Shared with schedule templates.
-pub(crate) fn check_user_and_metadata(state: &AppState, user_id: Option<&str>, metadata: Option<&Value>) -> ApiResult<()> {
-    if let Some(u) = user_id {
-        // Characters, not bytes: what the document's `maxLength` counts.
-        if u.is_empty() || u.chars().count() > MAX_USER_ID_LEN || u.contains('\0') {
-            return Err(ApiError::invalid(
-                "invalid_field",
-                "user_id",
-                format!("user_id must be 1 to {MAX_USER_ID_LEN} characters without NUL characters"),
-            ));
+impl From<SubmitRequest> for Request {
+    fn from(r: SubmitRequest) -> Self {
+        Self {
+            model: r.model,
+            use_case: r.use_case,
+            priority: r.priority,
+            timezone: r.timezone,
+            user_id: r.user_id,
+            metadata: r.metadata,
+            inputs: Inputs::One(r.input),
+            cache: r.cache,
         }
     }
-    if let Some(m) = metadata {
-        check_json("metadata", m, state.config.limits.max_metadata_bytes, false)?;
-    }
-    Ok(())
 }
 
-/// An input or metadata value: an object (for inputs), within the size
-/// limit, with no NUL in any string or key.
-pub(crate) fn check_json(field: &str, v: &Value, max_bytes: usize, must_be_object: bool) -> ApiResult<()> {
-    if must_be_object && !v.is_object() {
-        return Err(ApiError::invalid("invalid_input", field, format!("{field} must be a JSON object")));
-    }
-    let size = v.to_string().len();
-    if size > max_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("{field} is {size} bytes; the limit is {max_bytes}"),
-        )
-        .with_field(field));
-    }
-    if has_nul(v) {
-        return Err(ApiError::invalid("invalid_input", field, format!("{field} contains a NUL (\\u0000) character, which cannot be stored")));
-    }
-    Ok(())
-}
-
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(has_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+impl From<BulkRequest> for Request {
+    fn from(r: BulkRequest) -> Self {
+        Self {
+            model: r.model,
+            use_case: r.use_case,
+            priority: r.priority,
+            timezone: r.timezone,
+            user_id: r.user_id,
+            metadata: r.metadata,
+            inputs: Inputs::Many(r.inputs),
+            cache: r.cache,
+        }
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn new_job(tenant: &Tenant, c: &Common, input: Value, max_attempts: i32) -> NewJob {
+/// The job every input of a submission becomes (its `input` aside),
+/// released at `now` (`normal`) or when the window opens in the
+/// submission's timezone (`low`).
+fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>) -> NewJob {
+    let (release_at, window_closes_at) = release_times(s.priority(), s.tz(), now, &tenant.window(&state.config.window));
     NewJob {
         id: Uuid::now_v7(),
         tenant_id: tenant.id,
-        model: c.model.clone(),
-        input,
-        priority: c.priority,
-        timezone: c.timezone,
-        user_id: c.user_id.clone(),
-        metadata: c.metadata.clone(),
-        release_at: c.release_at,
-        window_closes_at: c.window_closes_at,
-        max_attempts,
-        created_at: c.now,
-        use_case: c.use_case.clone(),
+        model: s.model().to_owned(),
+        input: Value::Null,
+        priority: s.priority(),
+        timezone: s.tz(),
+        user_id: s.user_id().map(str::to_owned),
+        metadata: s.metadata().cloned(),
+        release_at,
+        window_closes_at,
+        max_attempts: state.config.max_attempts,
+        created_at: now,
+        use_case: s.use_case().map(str::to_owned),
     }
 }
 
@@ -398,10 +300,14 @@ pub async fn submit(
     };
     super::extract::require_object(&body)?;
     let req: SubmitRequest = parse_json(&body)?;
-    check_json("input", &req.input, state.config.limits.max_input_bytes, true)?;
-    let common =
-        validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
-    let job = new_job(&tenant, &common, Value::Null, state.config.max_attempts);
+    let submission = parse_submission(&state, &tenant, req.into())?;
+    let job = new_job(&state, &tenant, &submission, state.clock.now());
+    let use_cache = submission.cache();
+    let input = submission
+        .into_inputs()
+        .pop()
+        .map(Input::into_value)
+        .ok_or_else(|| ApiError::internal("a single job's submission parsed into no input"))?;
     // The body's canonical hash is stored and compared only under an
     // Idempotency-Key, so only then is the body parsed a second time, as
     // plain JSON (it already parsed as a request above).
@@ -423,15 +329,14 @@ pub async fn submit(
         // Without a key, the submission is committed together with others
         // waiting at the same moment (see `crate::group_commit`).
         let created_at = job.created_at;
-        let single = crate::admission::Single { tenant: tenant.clone(), job, input: req.input, use_cache: req.cache };
+        let single = crate::admission::Single { tenant: tenant.clone(), job, input, use_cache };
         return match state.groups.submit(single).await.map_err(ApiError::internal)?? {
             Ok(row) => Ok(created(&tenant, row, list_price)),
             Err(refused) => Err(refusal(&tenant, created_at, &refused)),
         };
     }
     let mut tx = state.pool.begin().await?;
-    let (inputs, admission) =
-        admit(&mut tx, &state, &tenant, &job, vec![(job.id, req.input)], req.cache).await?;
+    let (inputs, admission) = admit(&mut tx, &state, &tenant, &job, vec![(job.id, input)], use_cache).await?;
     let outcome = db::insert_one(&mut tx, &job, &inputs[0], &admission, idempotency).await?;
     match outcome {
         InsertOutcome::Inserted(row) => {
@@ -559,29 +464,14 @@ pub async fn submit_bulk(
     AuthTenant(tenant): AuthTenant,
     JsonBody(req): JsonBody<BulkRequest>,
 ) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
-    let limits = &state.config.limits;
-    if req.inputs.is_empty() {
-        return Err(ApiError::invalid("invalid_field", "inputs", "inputs must hold at least one input"));
-    }
-    // A 422 like every other constraint the document states (`maxItems`),
-    // not a 413: the body was within its size limit and was read whole.
-    if req.inputs.len() > limits.max_bulk_inputs {
-        return Err(ApiError::invalid(
-            "too_many_inputs",
-            "inputs",
-            format!("{} inputs; one bulk request takes at most {}", req.inputs.len(), limits.max_bulk_inputs),
-        ));
-    }
-    for (i, input) in req.inputs.iter().enumerate() {
-        check_json(&format!("inputs[{i}]"), input, limits.max_input_bytes, true)?;
-    }
-    let common =
-        validate_common(&state, &tenant, req.model, req.use_case, req.priority, req.timezone, req.user_id, req.metadata)?;
-    let template = new_job(&tenant, &common, Value::Null, state.config.max_attempts);
-    let inputs: Vec<(Uuid, Value)> = req.inputs.into_iter().map(|i| (Uuid::now_v7(), i)).collect();
+    let submission = parse_submission(&state, &tenant, req.into())?;
+    let template = new_job(&state, &tenant, &submission, state.clock.now());
+    let use_cache = submission.cache();
+    let inputs: Vec<(Uuid, Value)> =
+        submission.into_inputs().into_iter().map(|i| (Uuid::now_v7(), i.into_value())).collect();
     let ids: Vec<Uuid> = inputs.iter().map(|i| i.0).collect();
     let mut tx = state.pool.begin().await?;
-    let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, req.cache).await?;
+    let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
     tx.commit().await?;
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
@@ -599,8 +489,8 @@ pub async fn submit_bulk(
             ids,
             state: JobState::Held.as_str(),
             cache_hits,
-            release_at: common.release_at,
-            window_closes_at: common.window_closes_at,
+            release_at: template.release_at,
+            window_closes_at: template.window_closes_at,
         }),
     ))
 }

@@ -112,6 +112,18 @@ impl From<&LimitArgs> for Limits {
     }
 }
 
+impl Limits {
+    /// The limits a submission is parsed by ([`offpeak_core::submission`]).
+    #[must_use]
+    pub fn submission(&self) -> offpeak_core::submission::Limits {
+        offpeak_core::submission::Limits {
+            max_input_bytes: self.max_input_bytes,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_bulk_inputs: self.max_bulk_inputs,
+        }
+    }
+}
+
 /// What the API needs to answer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {

@@ -241,7 +241,7 @@ fn with_description(mut schema: Value, old: &Value) -> Value {
 /// The models a request may name: the price table's, but not `auto`
 /// (which routes) or a name longer than the API's limit on `model`.
 fn submittable_models(config: &super::ApiConfig) -> Vec<&str> {
-    config.prices.models().filter(|m| *m != super::jobs::AUTO_MODEL && m.len() <= super::jobs::MAX_MODEL_LEN).collect()
+    config.prices.models().filter(|m| *m != offpeak_core::submission::AUTO_MODEL && m.len() <= offpeak_core::submission::MAX_MODEL_LEN).collect()
 }
 
 /// Any JSON value without a NUL in a string or key. JSON Schema applies
@@ -286,7 +286,7 @@ fn tie_model_to_use_case(request: &mut Value, routing: bool) {
     let use_case_description = properties.get("use_case").cloned().unwrap_or(Value::Null);
     let mut model = json!({"type": "string"});
     if routing {
-        model["anyOf"] = json!([reference("Model"), {"const": super::jobs::AUTO_MODEL}]);
+        model["anyOf"] = json!([reference("Model"), {"const": offpeak_core::submission::AUTO_MODEL}]);
     } else {
         model = reference("Model");
     }
@@ -295,7 +295,7 @@ fn tie_model_to_use_case(request: &mut Value, routing: bool) {
     properties.insert("use_case".into(), with_description(use_case, &use_case_description));
     if routing {
         request["oneOf"] = json!([
-            {"properties": {"model": {"const": super::jobs::AUTO_MODEL}, "use_case": reference("UseCase")},
+            {"properties": {"model": {"const": offpeak_core::submission::AUTO_MODEL}, "use_case": reference("UseCase")},
              "required": ["use_case"]},
             {"properties": {"model": reference("Model"), "use_case": {"type": "null"}}},
         ]);
@@ -517,7 +517,7 @@ mod tests {
         assert_eq!(branches[1]["properties"]["use_case"]["type"], "null");
     }
 
-    const AUTO: &str = super::super::jobs::AUTO_MODEL;
+    const AUTO: &str = offpeak_core::submission::AUTO_MODEL;
 
     fn enum_of(doc: &Value, name: &str) -> Vec<String> {
         let values = doc["components"]["schemas"][name]["enum"].as_array().unwrap_or_else(|| panic!("{name} is an enum"));

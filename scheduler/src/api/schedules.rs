@@ -7,8 +7,8 @@
 //! same definition again returns the existing schedule (200), another
 //! definition under the same name is a 409. The definition is everything but
 //! `paused`, so re-sending a schedule's create request after an operator
-//! paused it still succeeds. The template is validated like a job submission
-//! (the same functions), field names prefixed with `job.`.
+//! paused it still succeeds. The template is parsed as the job submission
+//! it makes (`Submission::parse_template`), field names prefixed with `job.`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,12 +25,12 @@ use offpeak_store::schedules::{self as db, FiringRow, InsertOutcome, ScheduleRow
 use offpeak_store::tenants::Tenant;
 use offpeak_core::job::Priority;
 use offpeak_core::schedule::{CatchUp, CronSchedule};
+use offpeak_core::submission::{Inputs, Request, Submission, AUTO_MODEL};
 use offpeak_core::tz::parse as parse_timezone;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{object_only, object_only_opt, AuthTenant, JsonBody, PathId, QueryParams, ScheduleId};
 use super::page::Page;
-use super::jobs::{check_json, check_model, check_user_and_metadata, route_model, AUTO_MODEL};
 use super::AppState;
 
 const MAX_NAME_LEN: usize = 200;
@@ -300,25 +300,21 @@ fn first_firing(schedule: &CronSchedule, now: DateTime<Utc>) -> ApiResult<DateTi
     })
 }
 
-/// Validates a template with the job submission's own checks; returns the
-/// model its jobs get (`auto` routed by `use_case`).
-fn check_template(state: &AppState, t: &TemplateRequest) -> ApiResult<String> {
-    let in_job = |e: ApiError| match e.field.clone() {
-        Some(f) => e.with_field(format!("job.{f}")),
-        None => e,
+/// Parses a template as the job submission it makes
+/// ([`Submission::parse_template`]) in the schedule's timezone `tz`; its
+/// model is the one the jobs get (`auto` routed by `use_case`).
+fn parse_template(state: &AppState, t: &TemplateRequest, tz: Tz) -> ApiResult<Submission> {
+    let request = Request {
+        model: t.model.clone(),
+        use_case: t.use_case.clone(),
+        priority: t.priority,
+        timezone: None,
+        user_id: t.user_id.clone(),
+        metadata: t.metadata.clone(),
+        inputs: Inputs::One(t.input.clone()),
+        cache: t.cache,
     };
-    let (model, _) = route_model(state, t.model.clone(), t.use_case.clone()).map_err(in_job)?;
-    check_model(state, &model).map_err(in_job)?;
-    check_json("input", &t.input, state.config.limits.max_input_bytes, true).map_err(in_job)?;
-    check_user_and_metadata(state, t.user_id.as_deref(), t.metadata.as_ref()).map_err(in_job)?;
-    if t.metadata.as_ref().is_some_and(|m| !m.is_object()) {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            "job.metadata",
-            "a schedule's job metadata must be a JSON object (each job's gets schedule_id, schedule_name and fire_at added)",
-        ));
-    }
-    Ok(model)
+    Ok(Submission::parse_template(request, tz, &super::jobs::rules(state))?)
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
@@ -411,7 +407,7 @@ fn validate_new(state: &AppState, tenant: &Tenant, req: &CreateRequest) -> ApiRe
         None => tenant.tz,
     };
     let schedule = parse_cron(&req.cron, timezone)?;
-    let model = check_template(state, &req.job)?;
+    let model = parse_template(state, &req.job, timezone)?.model().to_owned();
     Ok(Definition { schedule, timezone, catch_up: req.catch_up, template: req.job.clone(), model })
 }
 
@@ -522,9 +518,11 @@ pub async fn patch(
     PathId(id, _): PathId<ScheduleId>,
     JsonBody(req): JsonBody<PatchRequest>,
 ) -> ApiResult<Json<ScheduleView>> {
-    // Validate what can be validated before taking the row lock.
+    // Validate what can be validated before taking the row lock. The
+    // template's checks do not depend on the schedule's timezone, which
+    // is only known with the row.
     if let Some(t) = &req.job {
-        check_template(&state, t)?;
+        parse_template(&state, t, Tz::UTC)?;
     }
     if let Some(tz) = &req.timezone {
         parse_tz(tz)?;
@@ -548,7 +546,7 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     let timing_changed = schedule.expression() != row.cron || timezone != row.timezone;
     let (template, model) = match req.job {
         Some(t) => {
-            let model = check_template(state, &t)?;
+            let model = parse_template(state, &t, timezone)?.model().to_owned();
             (t, model)
         }
         // The stored template as it was given: `auto` if it was routed, so
