@@ -1,0 +1,56 @@
+//! offpeak's end-to-end tests, one module per capability, built as **one
+//! test binary** (issue #16, the layout of zero2prod's `tests/api/`).
+//!
+//! Each `tests/*.rs` file used to be a test binary of its own. Every one of
+//! them linked the whole workspace (scheduler, worker, store, sqlx, lapin,
+//! axum, ...) with full debug info, so a change to the harness relinked
+//! about twenty large executables, and cargo ran the binaries one after
+//! another, each starting its own thread pool. Here the modules are linked
+//! once and libtest schedules all their tests on one pool
+//! (`RUST_TEST_THREADS`, one thread per core by default).
+//!
+//! Run one capability or one test with a filter on the module path:
+//!
+//! ```text
+//! cargo build --workspace --bins                      # the tests spawn them
+//! cargo test -p offpeak-tests --test api              # every module
+//! cargo test -p offpeak-tests --test api faults::     # one module
+//! cargo test -p offpeak-tests --test api -- --exact pipeline::a_job_outside_its_window_is_held_until_the_clock_reaches_it
+//! ```
+//!
+//! Sharing a process means a test must not rely on being alone in it. Each
+//! test builds its own [`offpeak_tests::harness::TestEnv`] (database,
+//! vhost and queues, simulator, clock) or its own processes
+//! ([`offpeak_tests::procs::System`]); it never calls `std::env::set_var`
+//! (children get their environment through `Command::env`), takes ports
+//! from [`offpeak_tests::procs::free_port`] rather than fixed numbers or
+//! ephemeral probes, and never asserts on the in-process Prometheus
+//! registry, which every test's scheduler shares (the metrics test scrapes
+//! the real binaries instead). A lock a module needs for its own tests
+//! stays in that module (`faults::SERIAL`).
+//!
+//! To add a capability: put the file in this folder (`tests/tests/api/`),
+//! add its `mod` line below, in alphabetical order, and keep its `//!`
+//! module doc; helper functions may repeat another module's names, since
+//! each module is its own namespace.
+
+mod api_errors;
+mod bench_smoke;
+mod binaries;
+mod cache_and_quotas;
+mod cancel_and_list;
+mod costs;
+mod faults;
+mod group_commit;
+mod hostile_input;
+mod openapi;
+mod operator_cli;
+mod pipeline;
+mod provider_faults;
+mod prune;
+mod recovery;
+mod release_loop;
+mod schedules;
+mod ui;
+mod ui_browser;
+mod windows_api;
