@@ -9,13 +9,16 @@
 //! once and libtest schedules all their tests on one pool
 //! (`RUST_TEST_THREADS`, one thread per core by default).
 //!
-//! Run one capability or one test with a filter on the module path:
+//! Run one capability or one test with a filter on the module path. The
+//! filter is a substring of `module::test_name`, so `faults::` also matches
+//! `provider_faults::`; `--skip` or `--exact` narrows it:
 //!
 //! ```text
-//! cargo build --workspace --bins                      # the tests spawn them
-//! cargo test -p offpeak-tests --test api              # every module
-//! cargo test -p offpeak-tests --test api faults::     # one module
-//! cargo test -p offpeak-tests --test api -- --exact pipeline::a_job_outside_its_window_is_held_until_the_clock_reaches_it
+//! cargo build --workspace --bins                  # the tests spawn them
+//! cargo test -p offpeak-tests --test api          # every module
+//! cargo test -p offpeak-tests --test api hostile_input::
+//! cargo test -p offpeak-tests --test api faults:: -- --skip provider_faults
+//! cargo test -p offpeak-tests --test api -- --exact prune::<test name>
 //! ```
 //!
 //! Sharing a process means a test must not rely on being alone in it. Each
