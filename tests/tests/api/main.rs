@@ -9,6 +9,14 @@
 //! once and libtest schedules all their tests on one pool
 //! (`RUST_TEST_THREADS`, one thread per core by default).
 //!
+//! Measured on the 2-core machine (2026-12-04), after touching
+//! `src/harness.rs`: `cargo test -p offpeak-tests --no-run` took 13-14 s
+//! (about 9 s of CPU) instead of 50-56 s (about 48 s of CPU) for the twenty
+//! binaries. The whole run was not measurably slower: 9m, 5m10, 4m02 against
+//! 10m55, 6m56, 3m45, interleaved, on a machine whose load swung from 3 to 11.
+//! A long single-test module (the benchmark's smoke test, the browser test)
+//! now overlaps other tests instead of leaving a thread idle.
+//!
 //! Run one capability or one test with a filter on the module path. The
 //! filter is a substring of `module::test_name`, so `faults::` also matches
 //! `provider_faults::`; `--skip` or `--exact` narrows it:
