@@ -139,7 +139,7 @@ ensure_build_tools() {
 }
 
 # ensure_browser DIR: what the dashboard's browser test
-# (tests/tests/ui_browser.rs) needs: Node.js 18+ and npm, Debian's chromium
+# (tests/tests/api/ui_browser.rs) needs: Node.js 18+ and npm, Debian's chromium
 # (playwright-core drives /usr/bin/chromium, or $CHROMIUM; it never
 # downloads a browser of its own), and the test's npm packages in DIR,
 # installed with `npm ci` from the committed package-lock.json when they are

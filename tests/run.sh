@@ -26,7 +26,7 @@ source deploy/local-services.sh
 
 # ensure_schemathesis: schemathesis, as tests/schemathesis/requirements.txt
 # pins it, in a virtualenv at $target/schemathesis (with Debian's python3 and
-# python3-venv if they are missing), for tests/tests/schemathesis.rs, which
+# python3-venv if they are missing), for tests/tests/api/schemathesis.rs, which
 # runs its `st` (exported as SCHEMATHESIS). Installs only when the
 # requirements changed since the last install (the virtualenv keeps a copy of
 # those it holds); pip's output is shown only if it fails.
@@ -59,7 +59,7 @@ ensure_build_tools
 ensure_postgres
 ensure_rabbitmq
 ensure_browser tests/ui   # the dashboard's browser test: node, npm, chromium, playwright-core
-ensure_schemathesis       # the API fuzzer of tests/tests/schemathesis.rs
+ensure_schemathesis       # the API fuzzer of tests/tests/api/schemathesis.rs
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
 deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline

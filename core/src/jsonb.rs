@@ -17,7 +17,7 @@
 //!   input made every later `GET /v1/jobs` of its tenant a 500). The
 //!   workspace turns on serde_json's `float_roundtrip`, which parses
 //!   exactly, and with it every finite `f64` and every `i64`/`u64` reads
-//!   back: `tests/tests/round_trip.rs` holds the emulation below to the real
+//!   back: `tests/tests/api/round_trip.rs` holds the emulation below to the real
 //!   PostgreSQL and sends generated numbers, extremes included, through the
 //!   API.
 //!

@@ -390,7 +390,7 @@ mod tests {
         }
     }
 
-    // ----- The cases SPEC.md names -------------------------------------------
+    // ----- The cases docs/spec.md names ---------------------------------
 
     #[test]
     fn new_york_spring_forward_opens_at_three_edt_and_lasts_three_hours() {

@@ -7,7 +7,7 @@
 //! test can check offpeak's central promise: every job's effect happens
 //! exactly once, so nobody is billed twice for the same job.
 //!
-//! # The contract (SPEC.md, "Provider batch API")
+//! # The contract (docs/spec.md, "The provider batch API")
 //!
 //! `POST /v1/batch` with `Authorization: Bearer <key>`, an optional
 //! `Idempotency-Key: <batch id>` and the body

@@ -40,7 +40,7 @@ pub struct StartedJob {
 ///
 /// The start is one write of the batch's row (`started_at` the first time,
 /// `attempts + 1` every time), not of its jobs: a `queued` job of a started
-/// batch is `running` (migration 20261201000011, `job_view`). The jobs are
+/// batch is `running` (the schema's `job_view`; BENCHMARKS.md step 9). The jobs are
 /// found by the ids the message carries and this batch id, and only those
 /// still `queued`: jobs finished (a redelivered batch) or cancelled are not
 /// sent again. A batch started before (its worker died, or the rescuer
@@ -152,7 +152,7 @@ pub struct StaleBatch {
 /// LOCKED`: scheduler replicas rescue disjoint batches) and returns them with
 /// their unfinished jobs.
 ///
-/// Candidates are the batches not `finished` (migration 20261201000012)
+/// Candidates are the batches not `finished` (index `batches_unfinished`; BENCHMARKS.md step 11)
 /// touched before `cutoff`, oldest first; those of them with no open job
 /// left (their last jobs were cancelled) are marked `finished` on the way,
 /// so no pass looks at them again.

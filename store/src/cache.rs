@@ -105,9 +105,10 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         return Ok(HashMap::new());
     }
     let rows: Vec<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
-        // Only `jobs_cache_inflight` fits this predicate (migration
-        // 20261125000008 took `jobs_open_batch` out of the way: scanned here
-        // with stale statistics, it cost 458 ms a round; BENCHMARKS.md).
+        // Only `jobs_cache_inflight` fits this predicate (`jobs_open_batch`
+        // requires `batch_id IS NOT NULL`, so the planner cannot pick it:
+        // scanned here with stale statistics, it cost 458 ms a round;
+        // BENCHMARKS.md step 5).
         "SELECT cache_key, id, batch_id FROM jobs
          WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
          FOR KEY SHARE",

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for offpeak's API (loaded by tests/tests/schemathesis.rs).
+"""Schemathesis hooks for offpeak's API (loaded by tests/tests/api/schemathesis.rs).
 
 The document gives a schedule's `cron` the format `cron`: JSON Schema cannot
 state a cron grammar, so without a generator for the format schemathesis

@@ -1,5 +1,5 @@
 // The dashboard in headless Chromium, against a running offpeak with real
-// data (started and seeded by tests/tests/ui_browser.rs, which runs this
+// data (started and seeded by tests/tests/api/ui_browser.rs, which runs this
 // script and fails if it fails).
 //
 // It logs in through the form, loads each panel, checks every number it

@@ -5,7 +5,7 @@
 //! document is generated from the very types the handlers parse and
 //! serialise. Shapes that handlers build by hand (the error body, health and
 //! readiness) are mirrored here; the unit tests below and
-//! `tests/tests/openapi.rs` hold the mirror to the real responses, and the
+//! `tests/tests/api/openapi.rs` hold the mirror to the real responses, and the
 //! latter also checks every route of [`super::router`] is documented and
 //! every documented one is served.
 //!

@@ -10,11 +10,11 @@
 //!
 //! - Queries by time over `jobs` (held ones) and `usage_ledger` visit the
 //!   tenants one by one (`CROSS JOIN LATERAL`), so the per-tenant indexes
-//!   `jobs_held_due (tenant_id, release_at)` and
+//!   `jobs_held_due_order (tenant_id, release_at, id)` and
 //!   `usage_ledger_tenant_time (tenant_id, finished_at)` serve them as range
 //!   scans instead of a scan of the whole table.
 //! - The last hour's finished jobs come from `jobs_finished (finished_at)`
-//!   (migration `..._000006_ui.sql`).
+//!   (the baseline schema says why each index is there).
 //! - Listings page by id (UUIDv7, creation order) with the primary key or
 //!   `jobs_tenant_list (tenant_id, id)`.
 //!

@@ -1,4 +1,4 @@
-//! SPEC.md, "The off-peak window": `GET /v1/windows/next?timezone=&at=`
+//! docs/spec.md, "The off-peak window": `GET /v1/windows/next?timezone=&at=`
 //! answers when a low-priority job submitted at `at` would run, exactly, on
 //! every daylight-saving case the spec names.
 //!

@@ -1,4 +1,4 @@
-//! SPEC.md, "HTTP API": `DELETE /v1/jobs/{id}` cancels a job that has not
+//! docs/spec.md, "HTTP API": `DELETE /v1/jobs/{id}` cancels a job that has not
 //! started (from `held`, or from `queued` before a worker starts it) and is a
 //! 409 otherwise; `GET /v1/jobs` lists the tenant's jobs newest first,
 //! filtered and cursor-paginated.

@@ -1,5 +1,5 @@
 //! Issue 3, "Hostile input": a property-based test that throws generated bad
-//! requests at the running API. SPEC.md, "HTTP API": bad input never stores
+//! requests at the running API. docs/spec.md, "HTTP API": bad input never stores
 //! anything, never crashes a process, and gets its JSON error.
 //!
 //! For every generated request: an answer comes (no dropped connection), its

@@ -1,4 +1,4 @@
-//! SPEC.md, "HTTP API": every error is JSON,
+//! docs/spec.md, "HTTP API": every error is JSON,
 //! `{"error": {"code", "message", "field"?}}`, with the fitting status; bad
 //! input never stores anything, never crashes a process, and never leaks
 //! another tenant's data.
@@ -291,8 +291,8 @@ async fn an_unknown_timezone_is_a_422_invalid_timezone_naming_the_zone() {
     let (status, body) =
         env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {}, "timezone": "Mars/Olympus"})).await;
     let msg = assert_error(status, &body, 422, "invalid_timezone", Some("timezone"));
-    assert_eq!(msg, "unknown IANA timezone 'Mars/Olympus'", "exactly SPEC.md's example");
-    // The exact body of SPEC.md's example.
+    assert_eq!(msg, "unknown IANA timezone 'Mars/Olympus'", "exactly docs/spec.md's example");
+    // The exact body of docs/spec.md's example.
     assert_eq!(
         body,
         json!({"error": {"code": "invalid_timezone", "message": "unknown IANA timezone 'Mars/Olympus'", "field": "timezone"}})

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use offpeak_tests::harness::{EnvOptions, TestEnv};
-use offpeak_tests::procs::binary;
+use offpeak_tests::procs::{binary, free_port};
 
 async fn cli(env: &TestEnv, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new(binary("offpeak-scheduler"))
@@ -144,10 +144,10 @@ async fn migrate_waits_for_a_database_server_that_is_not_up_yet() {
     // container finishing its start would.
     let upstream = url::Url::parse(&offpeak_tests::harness::database_url()).unwrap();
     let upstream_addr = format!("{}:{}", upstream.host_str().unwrap(), upstream.port().unwrap_or(5432));
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // Below the ephemeral range (see `free_port`): a port probed with
+    // `bind(0)` could become an outgoing connection's local port during the
+    // second before the forwarder binds it.
+    let port = free_port();
     let db_name = format!("offpeak_test_{}_{}", Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut url = upstream.clone();
     url.set_port(Some(port)).unwrap();

@@ -59,7 +59,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
-const ROUTER_SOURCE: &str = include_str!("../../scheduler/src/api/mod.rs");
+/// Anchored at the crate's manifest rather than at this file, so that moving
+/// the file (as into `tests/api/`) cannot make it read another path.
+const ROUTER_SOURCE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../scheduler/src/api/mod.rs"));
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
 
