@@ -52,8 +52,8 @@ pub struct JobRow {
     pub cache_source: Option<Uuid>,
 }
 
-/// The columns of [`JobRow`]. Read them `FROM job_view` (migration
-/// 20261201000011), which derives `running` from the job's batch; a
+/// The columns of [`JobRow`]. Read them `FROM job_view` (the schema's view;
+/// BENCHMARKS.md step 9), which derives `running` from the job's batch; a
 /// `RETURNING` of a job just inserted or cancelled, which is never running,
 /// may read them from `jobs` itself.
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
@@ -131,92 +131,90 @@ pub enum InsertOutcome {
     Existing(JobRow),
 }
 
-/// The INSERT every submission path shares (API single and bulk, schedule
-/// firings): per-row id, input, cache key, state and cached result through
-/// `unnest`, the rest from the template, plus the usage ledger rows of the
-/// cache hits, in one statement. `{returning}` is the caller's column list.
+/// One job for the INSERT: its template, its input with what admission
+/// decided, how it counts against quotas, and its `Idempotency-Key` with
+/// the request's hash (single submissions only).
+type InsertRow<'a> = (&'a NewJob, &'a NewInput, &'a Admission, Option<(&'a str, &'a [u8])>);
+
+/// The one INSERT of jobs, shared by every submission path (a single job
+/// with or without `Idempotency-Key`, the group commit of single jobs, bulk,
+/// schedule firings): every column through `unnest`, so one statement takes
+/// one job or ten thousand, of one template or of many, plus the usage
+/// ledger rows of the cache hits. A job whose key is taken is not inserted
+/// (`ON CONFLICT ... DO NOTHING`; keyless jobs never conflict). Adding a
+/// column to `jobs` means adding it here and in [`bind_rows`].
+/// `{returning}` is the caller's column list over the inserted rows.
 fn insert_sql(returning: &str) -> String {
     format!(
-        "WITH ins AS (
-             INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-                 idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
-                 cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
-             SELECT u.id, $6, $7, u.input, $8, $9, $10, $11,
-                 $12, $13, u.state, $14, $15, $16, $17, $18,
-                 u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
-                 CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
-                 CASE WHEN u.state = 'held' THEN NULL ELSE $17 END,
-                 $19, CASE WHEN u.state = 'held' THEN $20 ELSE 0 END
-             FROM unnest($1::uuid[], $2::jsonb[], $3::bytea[], $4::text[], $5::uuid[], $21::jsonb[], $22::jsonb[])
-                  AS u(id, input, cache_key, state, source, result, error)
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING *
-         ),
-         {ledger}
-         SELECT {returning} FROM ins",
-        ledger = ledger_of_cache_hits("$23", "ins")
-    )
-}
-
-/// The CTE that writes the usage ledger rows of the cache hits among the
-/// jobs an `ins` CTE inserted: 0 credits, `list` (an SQL expression over
-/// `from`) as the list price they saved.
-fn ledger_of_cache_hits(list: &str, from: &str) -> String {
-    format!(
-        "ledger AS (
-             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                       credits, list_credits, cache_hit, finished_at)
-             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, {list}, true, ins.finished_at
-             FROM {from} WHERE ins.cache_hit
-         )"
-    )
-}
-
-/// Inserts jobs that share nothing (each its own tenant, model, template
-/// and admission; none under an `Idempotency-Key`) in one statement, every
-/// column through `unnest`: the group commit of single submissions (see the
-/// scheduler's `group_commit`). Returns the rows in the order given.
-///
-/// # Errors
-/// Database errors only; nothing is inserted then.
-pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &Admission)]) -> Result<Vec<JobRow>, sqlx::Error> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
         "WITH u AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[],
                                   $8::jsonb[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::int4[],
                                   $13::timestamptz[], $14::text[], $15::bytea[], $16::uuid[], $17::jsonb[], $18::jsonb[],
-                                  $19::date[], $20::int8[], $21::int8[])
+                                  $19::date[], $20::int8[], $21::int8[], $22::text[], $23::bytea[])
                  AS u(id, tenant_id, model, input, priority, timezone, user_id, metadata, state, release_at,
                       window_closes_at, max_attempts, created_at, use_case, cache_key, source, result, error,
-                      quota_day, reserved, list)
+                      quota_day, reserved, list, idempotency_key, request_hash)
          ),
          ins AS (
              INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
-                 state, release_at, window_closes_at, max_attempts, created_at, use_case,
+                 idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
              SELECT id, tenant_id, model, input, priority, timezone, user_id, metadata,
-                 state, release_at, window_closes_at, max_attempts, created_at, use_case,
+                 idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, source, result, error, state = 'succeeded',
                  CASE WHEN state = 'held' THEN NULL ELSE 0 END,
                  CASE WHEN state = 'held' THEN NULL ELSE created_at END,
                  quota_day, CASE WHEN state = 'held' THEN reserved ELSE 0 END
              FROM u
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ),
-         {ledger}
-         SELECT {JOB_COLUMNS} FROM ins",
-        ledger = ledger_of_cache_hits("u.list", "ins JOIN u USING (id)")
+         ledger AS (
+             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                       credits, list_credits, cache_hit, finished_at)
+             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, u.list, true, ins.finished_at
+             FROM ins JOIN u USING (id) WHERE ins.cache_hit
+         )
+         SELECT {returning} FROM ins"
+    )
+}
+
+/// Binds [`insert_sql`]'s 23 arrays, one element per job.
+fn bind_rows<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    rows: &[InsertRow<'q>],
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let n = rows.len();
+    let (mut ids, mut tenants, mut models, mut inputs, mut priorities, mut timezones, mut users, mut metadata) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
     );
-    let (mut ids, mut tenants, mut models, mut inputs, mut priorities, mut timezones, mut users, mut metadata) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut states, mut release_at, mut closes_at, mut attempts, mut created_at, mut use_cases) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut keys, mut sources, mut results, mut errors, mut days, mut reserved, mut lists) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (t, i, a) in jobs {
+    let (mut states, mut release_at, mut closes_at, mut attempts, mut created_at, mut use_cases) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut keys, mut sources, mut results, mut errors, mut days, mut reserved, mut lists, mut idem_keys, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for &(t, i, a, idempotency) in rows {
         ids.push(i.id);
         tenants.push(t.tenant_id);
         models.push(t.model.as_str());
@@ -238,9 +236,10 @@ pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &
         days.push(a.quota_day);
         reserved.push(a.reserved_per_job);
         lists.push(a.list_price);
+        idem_keys.push(idempotency.map(|(k, _)| k));
+        hashes.push(idempotency.map(|(_, h)| h));
     }
-    let rows = sqlx::query_as::<_, JobRow>(&sql)
-        .bind(&ids)
+    q.bind(ids)
         .bind(tenants)
         .bind(models)
         .bind(inputs)
@@ -261,55 +260,28 @@ pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &
         .bind(days)
         .bind(reserved)
         .bind(lists)
-        .fetch_all(conn)
-        .await?;
-    let mut by_id: std::collections::HashMap<Uuid, JobRow> = rows.into_iter().map(|r| (r.id, r)).collect();
-    ids.iter()
-        .map(|id| by_id.remove(id).ok_or_else(|| sqlx::Error::Protocol(format!("job {id} was not returned by its insert"))))
-        .collect()
+        .bind(idem_keys)
+        .bind(hashes)
 }
 
-fn bind_insert<'q, O>(
-    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    t: &'q NewJob,
-    inputs: &'q [NewInput],
-    a: &Admission,
-    idempotency: Option<(&'q str, &'q [u8])>,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    let ids: Vec<Uuid> = inputs.iter().map(|i| i.id).collect();
-    let values: Vec<&Value> = inputs.iter().map(|i| &i.input).collect();
-    let keys: Vec<Option<&[u8]>> = inputs.iter().map(|i| i.cache_key.as_deref()).collect();
-    let states: Vec<&str> = inputs.iter().map(|i| i.admitted.state()).collect();
-    let sources: Vec<Option<Uuid>> =
-        inputs.iter().map(|i| if let Admitted::CacheHit(h) = &i.admitted { Some(h.source) } else { None }).collect();
-    let results: Vec<Option<&Value>> =
-        inputs.iter().map(|i| if let Admitted::CacheHit(h) = &i.admitted { Some(&h.result) } else { None }).collect();
-    let errors: Vec<Option<&Value>> =
-        inputs.iter().map(|i| if let Admitted::Refused(e) = &i.admitted { Some(e) } else { None }).collect();
-    let (key, hash) = idempotency.map_or((None, None), |(k, h)| (Some(k), Some(h)));
-    q.bind(ids)
-        .bind(values)
-        .bind(keys)
-        .bind(states)
-        .bind(sources)
-        .bind(t.tenant_id)
-        .bind(&t.model)
-        .bind(t.priority.as_str())
-        .bind(t.timezone.name())
-        .bind(&t.user_id)
-        .bind(&t.metadata)
-        .bind(key)
-        .bind(hash)
-        .bind(t.release_at)
-        .bind(t.window_closes_at)
-        .bind(t.max_attempts)
-        .bind(t.created_at)
-        .bind(&t.use_case)
-        .bind(a.quota_day)
-        .bind(a.reserved_per_job)
-        .bind(results)
-        .bind(errors)
-        .bind(a.list_price)
+/// Inserts jobs that share nothing (each its own tenant, model, template
+/// and admission; none under an `Idempotency-Key`) in one statement: the
+/// group commit of single submissions (see the scheduler's
+/// `group_commit`). Returns the rows in the order given.
+///
+/// # Errors
+/// Database errors only; nothing is inserted then.
+pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &Admission)]) -> Result<Vec<JobRow>, sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<InsertRow<'_>> = jobs.iter().map(|&(t, i, a)| (t, i, a, None)).collect();
+    let sql = insert_sql(JOB_COLUMNS);
+    let inserted = bind_rows(sqlx::query_as::<_, JobRow>(&sql), &rows).fetch_all(conn).await?;
+    let mut by_id: std::collections::HashMap<Uuid, JobRow> = inserted.into_iter().map(|r| (r.id, r)).collect();
+    jobs.iter()
+        .map(|(_, i, _)| by_id.remove(&i.id).ok_or_else(|| sqlx::Error::Protocol(format!("job {} was not returned by its insert", i.id))))
+        .collect()
 }
 
 /// Inserts one job, in the caller's transaction, or returns the job that
@@ -325,9 +297,8 @@ pub async fn insert_one(
     idempotency: Option<(&str, &[u8])>,
 ) -> Result<InsertOutcome, sqlx::Error> {
     let sql = insert_sql(JOB_COLUMNS);
-    let inputs = std::slice::from_ref(input);
-    let inserted =
-        bind_insert(sqlx::query_as::<_, JobRow>(&sql), template, inputs, admission, idempotency).fetch_optional(&mut *conn).await?;
+    let rows = [(template, input, admission, idempotency)];
+    let inserted = bind_rows(sqlx::query_as::<_, JobRow>(&sql), &rows).fetch_optional(&mut *conn).await?;
     if let Some(row) = inserted {
         return Ok(InsertOutcome::Inserted(row));
     }
@@ -355,8 +326,8 @@ pub async fn insert_many(
     admission: &Admission,
 ) -> Result<u64, sqlx::Error> {
     let sql = insert_sql("count(*) FILTER (WHERE cache_hit)");
-    let (hits,): (i64,) =
-        bind_insert(sqlx::query_as::<_, (i64,)>(&sql), template, inputs, admission, None).fetch_one(conn).await?;
+    let rows: Vec<InsertRow<'_>> = inputs.iter().map(|i| (template, i, admission, None)).collect();
+    let (hits,): (i64,) = bind_rows(sqlx::query_as::<_, (i64,)>(&sql), &rows).fetch_one(conn).await?;
     Ok(hits as u64)
 }
 
