@@ -14,7 +14,7 @@ use super::AppState;
     path = "/healthz",
     tag = "operations",
     operation_id = "healthz",
-    responses((status = 200, description = "The process is up", body = super::openapi::Health)),
+    responses((status = 200, description = "The process is up", body = super::schema::Health)),
 )]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
@@ -27,8 +27,8 @@ pub async fn healthz() -> impl IntoResponse {
     tag = "operations",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "PostgreSQL and RabbitMQ are reachable", body = super::openapi::Readiness),
-        (status = 503, description = "PostgreSQL or RabbitMQ is not; `checks` says which", body = super::openapi::Readiness),
+        (status = 200, description = "PostgreSQL and RabbitMQ are reachable", body = super::schema::Readiness),
+        (status = 503, description = "PostgreSQL or RabbitMQ is not; `checks` says which", body = super::schema::Readiness),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

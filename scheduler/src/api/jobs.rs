@@ -42,7 +42,7 @@ pub struct SubmitRequest {
     #[schema(value_type = Object)]
     input: Value,
     #[serde(default)]
-    #[schema(value_type = super::openapi::PriorityName)]
+    #[schema(value_type = super::schema::PriorityName)]
     priority: Priority,
     /// IANA timezone whose off-peak window the job waits for; defaults to the tenant's.
     #[schema(example = "America/New_York")]
@@ -77,7 +77,7 @@ pub struct BulkRequest {
     #[schema(value_type = Vec<Object>, min_items = 1)]
     inputs: Vec<Value>,
     #[serde(default)]
-    #[schema(value_type = super::openapi::PriorityName)]
+    #[schema(value_type = super::schema::PriorityName)]
     priority: Priority,
     /// IANA timezone whose off-peak window the jobs wait for; defaults to the tenant's.
     #[schema(example = "America/New_York")]
@@ -102,12 +102,12 @@ pub struct BulkRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: Uuid,
-    #[schema(value_type = super::openapi::JobStateName)]
+    #[schema(value_type = super::schema::JobStateName)]
     pub state: String,
     pub model: String,
     #[schema(value_type = Object)]
     pub input: Value,
-    #[schema(value_type = super::openapi::PriorityName)]
+    #[schema(value_type = super::schema::PriorityName)]
     pub priority: String,
     pub timezone: String,
     #[schema(required = true)]
@@ -265,15 +265,15 @@ fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>
         (status = 201, description = "The job, stored", body = JobView),
         (status = 200, description = "A replay of an earlier request with the same `Idempotency-Key` and body: the original job",
          body = JobView, headers(("Idempotent-Replayed" = String, description = "Always `true`"))),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`), or the `Idempotency-Key` is malformed (`invalid_idempotency_key`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::openapi::ErrorBody),
-        (status = 413, description = "The body, `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
-        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::openapi::ErrorBody,
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`), or the `Idempotency-Key` is malformed (`invalid_idempotency_key`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::schema::ErrorBody),
+        (status = 413, description = "The body, `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::schema::ErrorBody),
+        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::schema::ErrorBody,
          headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
-        (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable job: a missing, unknown or mistyped field (`invalid_field`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn submit(
@@ -428,7 +428,7 @@ pub struct BulkResponse {
     ids: Vec<Uuid>,
     count: usize,
     /// `held`: the state of every job that was not a cache hit.
-    #[schema(value_type = super::openapi::JobStateName)]
+    #[schema(value_type = super::schema::JobStateName)]
     state: &'static str,
     /// Inputs answered at once from an identical job's result (`succeeded`, 0 credits); read them with
     /// `GET /v1/jobs/{id}`.
@@ -449,14 +449,14 @@ pub struct BulkResponse {
     request_body(content = BulkRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Every job, stored", body = BulkResponse),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::openapi::ErrorBody),
-        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::openapi::ErrorBody,
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::schema::ErrorBody),
+        (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::schema::ErrorBody,
          headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
-        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), more inputs than one request takes (`too_many_inputs`, the `maxItems` of `inputs`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not acceptable: a missing, unknown or mistyped field or no inputs (`invalid_field`), more inputs than one request takes (`too_many_inputs`, the `maxItems` of `inputs`), an unknown model (`unknown_model`) or timezone (`invalid_timezone`), an input that is not an object or holds NUL characters (`invalid_input`, `field` e.g. `inputs[3]`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); nothing is stored", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn submit_bulk(
@@ -506,10 +506,10 @@ pub async fn submit_bulk(
     params(("id" = Uuid, Path, description = "The job's id; anything that is not one of the tenant's job ids is a 404")),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn get(
@@ -528,7 +528,7 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only jobs in this state.
-    #[param(value_type = Option<super::openapi::JobStateName>)]
+    #[param(value_type = Option<super::schema::JobStateName>)]
     state: Option<String>,
     /// Only jobs of this model: at most 100 characters, no NUL characters.
     #[param(max_length = 100, pattern = "^[^\\u0000]*$")]
@@ -562,10 +562,10 @@ pub struct ListResponse {
     params(ListParams),
     responses(
         (status = 200, description = "A page of jobs", body = ListResponse),
-        (status = 400, description = "A bad or unknown query parameter (`invalid_query`, `invalid_cursor`); `field` names it when known", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad or unknown query parameter (`invalid_query`, `invalid_cursor`); `field` names it when known", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn list(
@@ -600,11 +600,11 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The job's id; anything that is not one of the tenant's job ids is a 404")),
     responses(
         (status = 200, description = "The job, now `cancelled`", body = JobView),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
-        (status = 409, description = "A worker has started the job, or it has finished (`not_cancellable`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 409, description = "A worker has started the job, or it has finished (`not_cancellable`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn cancel(

@@ -8,6 +8,7 @@ pub mod health;
 pub mod jobs;
 pub mod page;
 pub mod schedules;
+pub mod schema;
 pub mod usage;
 pub mod openapi;
 pub mod windows;

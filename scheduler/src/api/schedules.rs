@@ -56,7 +56,7 @@ pub struct CreateRequest {
     /// Defaults to the tenant's timezone.
     timezone: Option<String>,
     #[serde(default)]
-    #[schema(value_type = super::openapi::CatchUpName)]
+    #[schema(value_type = super::schema::CatchUpName)]
     catch_up: CatchUp,
     #[serde(default)]
     paused: bool,
@@ -77,7 +77,7 @@ pub struct TemplateRequest {
     #[schema(value_type = Object)]
     input: Value,
     #[serde(default)]
-    #[schema(value_type = super::openapi::PriorityName)]
+    #[schema(value_type = super::schema::PriorityName)]
     priority: Priority,
     /// 1 to 200 characters, no NUL characters.
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
@@ -108,7 +108,7 @@ pub struct PatchRequest {
     #[schema(max_length = 256, format = "cron", example = "0 4 * * *")]
     cron: Option<String>,
     timezone: Option<String>,
-    #[schema(value_type = Option<super::openapi::CatchUpName>)]
+    #[schema(value_type = Option<super::schema::CatchUpName>)]
     catch_up: Option<CatchUp>,
     paused: Option<bool>,
     /// The new template; absent keeps the current one (null is refused).
@@ -124,7 +124,7 @@ pub struct TemplateView {
     pub model: String,
     #[schema(value_type = Object)]
     pub input: Value,
-    #[schema(value_type = super::openapi::PriorityName)]
+    #[schema(value_type = super::schema::PriorityName)]
     pub priority: String,
     #[schema(required = true)]
     pub user_id: Option<String>,
@@ -170,7 +170,7 @@ pub struct ScheduleView {
     pub name: String,
     pub cron: String,
     pub timezone: String,
-    #[schema(value_type = super::openapi::CatchUpName)]
+    #[schema(value_type = super::schema::CatchUpName)]
     pub catch_up: String,
     pub paused: bool,
     pub job: TemplateView,
@@ -344,13 +344,13 @@ fn check_name(name: &str) -> ApiResult<()> {
         (status = 201, description = "The schedule, stored, with its next fire times", body = ScheduleView),
         (status = 200, description = "The tenant already has a schedule of this name with the same definition: that one",
          body = ScheduleView, headers(("Idempotent-Replayed" = String, description = "Always `true`"))),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 409, description = "The tenant has a schedule of this name with another definition (`schedule_conflict`, `field` is `name`)", body = super::openapi::ErrorBody),
-        (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 409, description = "The tenant has a schedule of this name with another definition (`schedule_conflict`, `field` is `name`)", body = super::schema::ErrorBody),
+        (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::schema::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn create(
@@ -444,10 +444,10 @@ pub struct ListResponse {
     params(ListParams),
     responses(
         (status = 200, description = "A page of schedules (without next fire times and firings)", body = ListResponse),
-        (status = 400, description = "A bad or unknown query parameter (`invalid_query`, `invalid_cursor`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad or unknown query parameter (`invalid_query`, `invalid_cursor`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn list(
@@ -471,10 +471,10 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The schedule's id; anything that is not one of the tenant's schedule ids is a 404")),
     responses(
         (status = 200, description = "The schedule", body = ScheduleView),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn get(
@@ -503,13 +503,13 @@ pub async fn get(
     request_body(content = PatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The schedule as changed", body = ScheduleView),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
-        (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 413, description = "The body, the template's `input` or `metadata` is over its size limit (`payload_too_large`)", body = super::schema::ErrorBody),
+        (status = 422, description = "Well-formed JSON that is not an acceptable schedule: a missing, unknown or mistyped field, a body that is not an object, a bad name (`invalid_field`), a bad cron expression or one that never fires again (`invalid_cron`), an unknown timezone (`invalid_timezone`) or model (`unknown_model`), an `input` that is not an object or holds NUL characters (`invalid_input`), `model: auto` without a known `use_case` (`unknown_use_case`, `invalid_field`) or a `use_case` without `model: auto` (`invalid_field`); `field` names it (template fields as `job.<field>`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn patch(
@@ -605,10 +605,10 @@ fn apply_patch(state: &AppState, mut row: ScheduleRow, req: PatchRequest, now: D
     params(("id" = Uuid, Path, description = "The schedule's id; anything that is not one of the tenant's schedule ids is a 404")),
     responses(
         (status = 200, description = "The schedule as it was", body = ScheduleView),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No schedule of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn delete(

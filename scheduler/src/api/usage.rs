@@ -118,10 +118,10 @@ impl GroupBy {
     params(UsageParams),
     responses(
         (status = 200, description = "The tenant's usage in the range", body = UsageResponse),
-        (status = 400, description = "A bad `start`, `end` or `group_by`, a bound outside the years 0000 to 9999 in UTC (a date is the tenant's local midnight), an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad `start`, `end` or `group_by`, a bound outside the years 0000 to 9999 in UTC (a date is the tenant's local midnight), an empty range, more than 366 days by day, or an unknown query parameter (`invalid_query`); `field` names it when known", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn usage(
@@ -242,9 +242,9 @@ pub struct QuotaView {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenant) -> ApiResult<Json<TenantView>> {

@@ -48,11 +48,11 @@ pub struct NextWindow {
     params(NextParams),
     responses(
         (status = 200, description = "The next off-peak window, or the current one if `at` is inside it", body = NextWindow),
-        (status = 400, description = "A bad `at` or an unknown query parameter (`invalid_query`)", body = super::openapi::ErrorBody),
-        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::openapi::ErrorBody),
-        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`), an `at` so late that its window would close after 9999-12-31T23:59:59Z, or so early that it falls before 0000-01-01T00:00:00Z in UTC (`0000-01-01T00:00:00+00:01`), which RFC 3339 cannot write (`out_of_range`)", body = super::openapi::ErrorBody),
-        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::openapi::ErrorBody),
+        (status = 400, description = "A bad `at` or an unknown query parameter (`invalid_query`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 422, description = "An unknown IANA timezone (`invalid_timezone`), an `at` so late that its window would close after 9999-12-31T23:59:59Z, or so early that it falls before 0000-01-01T00:00:00Z in UTC (`0000-01-01T00:00:00+00:01`), which RFC 3339 cannot write (`out_of_range`)", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
     ),
 )]
 pub async fn next(
