@@ -184,84 +184,33 @@ fn bind_rows<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     rows: &[InsertRow<'q>],
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    let n = rows.len();
-    let (mut ids, mut tenants, mut models, mut inputs, mut priorities, mut timezones, mut users, mut metadata) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut states, mut release_at, mut closes_at, mut attempts, mut created_at, mut use_cases) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut keys, mut sources, mut results, mut errors, mut days, mut reserved, mut lists, mut idem_keys, mut hashes) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for &(t, i, a, idempotency) in rows {
-        ids.push(i.id);
-        tenants.push(t.tenant_id);
-        models.push(t.model.as_str());
-        inputs.push(&i.input);
-        priorities.push(t.priority.as_str());
-        timezones.push(t.timezone.name());
-        users.push(t.user_id.as_deref());
-        metadata.push(t.metadata.as_ref());
-        states.push(i.admitted.state());
-        release_at.push(t.release_at);
-        closes_at.push(t.window_closes_at);
-        attempts.push(t.max_attempts);
-        created_at.push(t.created_at);
-        use_cases.push(t.use_case.as_deref());
-        keys.push(i.cache_key.as_deref());
-        sources.push(if let Admitted::CacheHit(h) = &i.admitted { Some(h.source) } else { None });
-        results.push(if let Admitted::CacheHit(h) = &i.admitted { Some(&h.result) } else { None });
-        errors.push(if let Admitted::Refused(e) = &i.admitted { Some(e) } else { None });
-        days.push(a.quota_day);
-        reserved.push(a.reserved_per_job);
-        lists.push(a.list_price);
-        idem_keys.push(idempotency.map(|(k, _)| k));
-        hashes.push(idempotency.map(|(_, h)| h));
+    fn column<'q, T>(rows: &[InsertRow<'q>], f: impl Fn(&InsertRow<'q>) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
     }
-    q.bind(ids)
-        .bind(tenants)
-        .bind(models)
-        .bind(inputs)
-        .bind(priorities)
-        .bind(timezones)
-        .bind(users)
-        .bind(metadata)
-        .bind(states)
-        .bind(release_at)
-        .bind(closes_at)
-        .bind(attempts)
-        .bind(created_at)
-        .bind(use_cases)
-        .bind(keys)
-        .bind(sources)
-        .bind(results)
-        .bind(errors)
-        .bind(days)
-        .bind(reserved)
-        .bind(lists)
-        .bind(idem_keys)
-        .bind(hashes)
+    let hit = |i: &'q NewInput| if let Admitted::CacheHit(h) = &i.admitted { Some(h) } else { None };
+    q.bind(column(rows, |r| r.1.id))
+        .bind(column(rows, |r| r.0.tenant_id))
+        .bind(column(rows, |r| r.0.model.as_str()))
+        .bind(column(rows, |r| &r.1.input))
+        .bind(column(rows, |r| r.0.priority.as_str()))
+        .bind(column(rows, |r| r.0.timezone.name()))
+        .bind(column(rows, |r| r.0.user_id.as_deref()))
+        .bind(column(rows, |r| r.0.metadata.as_ref()))
+        .bind(column(rows, |r| r.1.admitted.state()))
+        .bind(column(rows, |r| r.0.release_at))
+        .bind(column(rows, |r| r.0.window_closes_at))
+        .bind(column(rows, |r| r.0.max_attempts))
+        .bind(column(rows, |r| r.0.created_at))
+        .bind(column(rows, |r| r.0.use_case.as_deref()))
+        .bind(column(rows, |r| r.1.cache_key.as_deref()))
+        .bind(column(rows, |r| hit(r.1).map(|h| h.source)))
+        .bind(column(rows, |r| hit(r.1).map(|h| &h.result)))
+        .bind(column(rows, |r| if let Admitted::Refused(e) = &r.1.admitted { Some(e) } else { None }))
+        .bind(column(rows, |r| r.2.quota_day))
+        .bind(column(rows, |r| r.2.reserved_per_job))
+        .bind(column(rows, |r| r.2.list_price))
+        .bind(column(rows, |r| r.3.map(|(k, _)| k)))
+        .bind(column(rows, |r| r.3.map(|(_, h)| h)))
 }
 
 /// Inserts jobs that share nothing (each its own tenant, model, template
