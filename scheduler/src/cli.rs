@@ -19,7 +19,7 @@ use crate::prune::{self, PruneConfig};
 use crate::release::{self, ReleaseConfig};
 use crate::rescue::{self, RescueConfig};
 use crate::startup::Loops;
-use crate::ui::auth::OperatorToken;
+use crate::operator_token::OperatorToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]

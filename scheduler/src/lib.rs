@@ -12,6 +12,7 @@ pub mod coalesce;
 pub mod firing;
 pub mod group_commit;
 pub mod metrics;
+pub mod operator_token;
 pub mod ops;
 pub mod prune;
 pub mod release;

@@ -1,7 +1,7 @@
 //! The `usage_ledger` table: what each finished job cost and saved.
 //!
 //! Rows are written only in the statements that give jobs their terminal
-//! state ([`super::jobs::finish`], and for cache hits
+//! state ([`super::batches::finish`], and for cache hits
 //! [`super::jobs::insert_many`] and [`super::cache::answer`]); this module
 //! reads them. Every query
 //! is scoped by `tenant_id` and a time range `[start, end)` on

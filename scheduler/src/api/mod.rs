@@ -138,7 +138,7 @@ pub struct ApiConfig {
     pub cache: crate::admission::CacheConfig,
     /// The operator token of the dashboard (`/ui`, see [`crate::ui`]);
     /// `None` leaves the dashboard disabled.
-    pub operator_token: Option<crate::ui::auth::OperatorToken>,
+    pub operator_token: Option<crate::operator_token::OperatorToken>,
     /// How long a replica trusts a key it looked up (see [`auth`]); zero looks every request up.
     pub auth_cache_ttl: std::time::Duration,
     /// How single submissions are committed together (see [`crate::group_commit`]).
