@@ -158,6 +158,13 @@ impl Default for RouteTable {
 pub struct InvalidRoute(pub String);
 
 impl RouteTable {
+    /// A table with no routes: every use case is unknown, so a parse given
+    /// it accepts only requests that name their model.
+    #[must_use]
+    pub fn none() -> Self {
+        Self { routes: BTreeMap::new() }
+    }
+
     /// The defaults with `overrides` applied (`use_case=model,...`).
     ///
     /// # Errors

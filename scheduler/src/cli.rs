@@ -379,6 +379,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_attempts: a.max_attempts,
         cache,
         prices,
+        limits: Limits::from(&a.limits).submission(),
     });
     let prune = (!a.no_prune).then(|| PruneConfig {
         interval: Duration::from_secs(a.prune_interval_secs.max(1)),

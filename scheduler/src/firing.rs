@@ -13,7 +13,13 @@
 //!    with `ON CONFLICT (schedule_id, fire_at) DO NOTHING`; only the rows
 //!    actually inserted get their job, inserted by the same function as a
 //!    bulk API submission (`db::jobs::insert_many`), in the same transaction.
-//!    A low-priority job is held until its window like any other.
+//!    The template goes through the same parse as every submission
+//!    (`Submission::parse_template`, with the rules the API runs with): a
+//!    template that no longer passes (its model was taken out of the price
+//!    table, a limit was lowered since it was stored) makes a job stored
+//!    `failed` with the parse's error, for the tenant to see, as a quota
+//!    refusal does. A low-priority job is held until its window like any
+//!    other.
 //! 4. **Advance** every claimed schedule's `next_fire_at` past `now`, and
 //!    commit.
 //!
@@ -50,7 +56,8 @@ use offpeak_store::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob
 use offpeak_store::quota::Scope;
 use offpeak_store::schedules::{self as db, Advance, NewFiring, ScheduleRow};
 use offpeak_store::tenants::{self as tenants_db, Tenant};
-use offpeak_core::prices::PriceTable;
+use offpeak_core::prices::{PriceTable, RouteTable};
+use offpeak_core::submission::{Inputs, Limits, Request, Rules, Submission, SubmissionError};
 use offpeak_core::schedule::{plan_due, CatchUp, CatchUpLimits, CronSchedule};
 use offpeak_runtime::shutdown::ShutdownSignal;
 use offpeak_core::tenant::release_times;
@@ -85,8 +92,11 @@ pub struct FiringConfig {
     pub max_attempts: i32,
     /// The exact cache (as for the API).
     pub cache: CacheConfig,
-    /// Prices, for quota reservations and what cache hits saved.
+    /// Prices, for quota reservations and what cache hits saved, and the
+    /// models a template may name (as for the API).
     pub prices: PriceTable,
+    /// What an input and `metadata` may hold (as for the API).
+    pub limits: Limits,
 }
 
 impl Default for FiringConfig {
@@ -100,6 +110,7 @@ impl Default for FiringConfig {
             max_attempts: 5,
             cache: CacheConfig::default(),
             prices: PriceTable::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -109,6 +120,12 @@ fn quota_scope(r: &Refused) -> &'static str {
         Scope::Tenant => "tenant",
         Scope::User(_) => "user",
     }
+}
+
+/// A firing's job stored `failed` with `error`, counting against no quota.
+fn failed(job: &NewJob, row: &ScheduleRow, error: Value) -> (Vec<NewInput>, Admission) {
+    let input = NewInput { id: job.id, input: row.input.clone(), cache_key: None, admitted: Admitted::Refused(error) };
+    (vec![input], Admission::default())
 }
 
 /// What one round did.
@@ -126,6 +143,9 @@ pub struct FiringReport {
     pub duplicates: u64,
     /// Of `created`, jobs stored `failed` because a daily credit limit was reached.
     pub refused: u64,
+    /// Of `created`, jobs stored `failed` because their schedule's template
+    /// no longer parses under the running rules.
+    pub invalid: u64,
     /// The round claimed `claim_limit` schedules: more may be due.
     pub more: bool,
 }
@@ -227,22 +247,34 @@ impl Firer {
                 }
             };
             let job = self.job_for(row, &tenant, firing, now);
-            // The same admission (cache, quota) and insert as `POST /v1/jobs/bulk`,
-            // one job at a time because each carries its own fire time in `metadata`.
-            let inputs = vec![(job.id, row.input.clone())];
-            let (inputs, admission) =
-                match admission::admit(&mut tx, &tenant, &job, inputs, row.cache, self.config.cache, &self.config.prices).await? {
-                    Ok(admitted) => admitted,
-                    Err(refused) => {
-                        // Nobody waits for an answer to a firing: the job is
-                        // stored `failed` with the refusal, for the tenant to see.
-                        metrics::QUOTA_REFUSALS.with_label_values(&[quota_scope(&refused)]).inc();
-                        report.refused += 1;
-                        let error = json!({"code": "quota_exceeded", "message": admission::refusal_message(&tenant, &refused)});
-                        let input = NewInput { id: job.id, input: row.input.clone(), cache_key: None, admitted: Admitted::Refused(error) };
-                        (vec![input], Admission::default())
+            let (inputs, admission) = match self.parse(row) {
+                Err(e) => {
+                    tracing::warn!(schedule_id = %row.id, job_id = %job.id, code = e.code.as_str(), field = %e.field,
+                        error = %e.message, "schedule template no longer parses; its job is stored failed");
+                    metrics::SCHEDULE_ERRORS.with_label_values(&["invalid_template"]).inc();
+                    report.invalid += 1;
+                    let error = json!({"code": e.code.as_str(), "message": e.message, "field": e.field});
+                    failed(&job, row, error)
+                }
+                Ok(parsed) => {
+                    // The same admission (cache, quota) and insert as `POST /v1/jobs/bulk`,
+                    // one job at a time because each carries its own fire time in `metadata`.
+                    let input = parsed.inputs().first().map_or_else(|| row.input.clone(), |i| i.as_value().clone());
+                    let inputs = vec![(job.id, input)];
+                    match admission::admit(&mut tx, &tenant, &job, inputs, row.cache, self.config.cache, &self.config.prices).await? {
+                        Ok(admitted) => admitted,
+                        Err(refused) => {
+                            // Nobody waits for an answer to a firing: the job is
+                            // stored `failed` with the refusal, for the tenant to see.
+                            metrics::QUOTA_REFUSALS.with_label_values(&[quota_scope(&refused)]).inc();
+                            report.refused += 1;
+                            let error =
+                                json!({"code": "quota_exceeded", "message": admission::refusal_message(&tenant, &refused)});
+                            failed(&job, row, error)
+                        }
                     }
-                };
+                }
+            };
             jobs_db::insert_many(&mut tx, &job, &inputs, &admission).await?;
             let last = last_fired.entry(row.id).or_insert(firing.fire_at);
             *last = (*last).max(firing.fire_at);
@@ -262,6 +294,27 @@ impl Firer {
             tracing::debug!(schedule_id = %firing.schedule_id, fire_at = %firing.fire_at, job_id = %firing.job_id, "schedule fired");
         }
         Ok(report)
+    }
+
+    /// The schedule's template through the one parse of a submission, in
+    /// the schedule's timezone, under the running prices and limits. The
+    /// model is the one stored: a template of `"model": "auto"` was routed
+    /// when the schedule was stored or changed, and keeps that model, as it
+    /// did before firings were parsed (no routes are given: none is used).
+    fn parse(&self, row: &ScheduleRow) -> Result<Submission, SubmissionError> {
+        let request = Request {
+            model: row.model.clone(),
+            use_case: None,
+            priority: row.priority,
+            timezone: None,
+            user_id: row.user_id.clone(),
+            metadata: row.metadata.clone(),
+            inputs: Inputs::One(row.input.clone()),
+            cache: row.cache,
+        };
+        let no_routes = RouteTable::none();
+        let rules = Rules { prices: &self.config.prices, routes: &no_routes, limits: self.config.limits };
+        Submission::parse_template(request, row.timezone, &rules)
     }
 
     /// The job a firing creates: the schedule's template in the schedule's

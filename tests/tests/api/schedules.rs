@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use offpeak_core::submission::Limits;
 use offpeak_scheduler::firing::{Firer, FiringConfig, FiringReport};
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 
@@ -278,6 +279,43 @@ async fn a_schedule_created_paused_does_not_fire() {
     assert_eq!(s["next_fire_at"], Value::Null);
     env.clock.set(at("2027-06-01T10:10:00Z"));
     assert_eq!(fire(&env).await.schedules, 0);
+}
+
+// ----- The one parse ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_template_that_no_longer_parses_fires_a_failed_job_that_says_why() {
+    // Stored under the API's limits, then fired by a scheduler whose limit
+    // on an input was lowered below the template's input.
+    let env = env_at("2027-06-01T10:00:00Z").await;
+    let key = env.tenant("acme", "UTC").await;
+    let s = create(
+        &env,
+        &key,
+        json!({"name": "hourly", "cron": "0 * * * *", "job": {"model": "flux-schnell", "input": {"prompt": "a red fox"}}}),
+    )
+    .await;
+    env.clock.set(at("2027-06-01T11:00:00Z"));
+    let strict = FiringConfig { limits: Limits { max_input_bytes: 8, ..Limits::default() }, ..FiringConfig::default() };
+    let report = Firer::new(env.pool.clone(), env.shared_clock(), strict).run_once().await.expect("firing round");
+    assert_eq!((report.created, report.invalid, report.refused), (1, 1, 0), "{report:?}");
+    let jobs = fired(&env, &id_of(&s)).await;
+    assert_eq!(fire_times(&jobs), [at("2027-06-01T11:00:00Z")]);
+    let (status, job) = env.get(&key, &format!("/v1/jobs/{}", jobs[0].1)).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["credits"], 0, "{job}");
+    assert_eq!(job["error"]["code"], "payload_too_large", "{job}");
+    assert_eq!(job["error"]["field"], "job.input", "{job}");
+    assert_eq!(job["input"], json!({"prompt": "a red fox"}), "the job keeps the template's input: {job}");
+
+    // Under the API's own limits the next firing makes a held job as usual.
+    env.clock.set(at("2027-06-01T12:00:00Z"));
+    let report = fire(&env).await;
+    assert_eq!((report.created, report.invalid), (1, 0), "{report:?}");
+    let jobs = fired(&env, &id_of(&s)).await;
+    let (_, job) = env.get(&key, &format!("/v1/jobs/{}", jobs[1].1)).await;
+    assert_eq!(job["state"], "held", "{job}");
 }
 
 // ----- The API --------------------------------------------------------------------------
