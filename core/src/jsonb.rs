@@ -176,6 +176,33 @@ pub fn number_reads_back(n: &Number) -> Result<(), NotReadBack> {
     }
 }
 
+/// Whether a number as written in JSON text (`token`, e.g. a provider's
+/// `1e400`), stored in `jsonb` and read back with serde_json, is the number
+/// the text says (see the module docs for "same"). Text passed through
+/// without being parsed (the worker's results) is stored as written, so
+/// this checks the token itself, not serde_json's shortest form of it: a
+/// token serde_json cannot read (`1e400`), or whose stored digits read back
+/// as another number, is refused.
+#[must_use]
+pub fn token_reads_back(token: &str) -> bool {
+    // The common case, cheaply: an integer of at most 18 digits is an i64,
+    // printed by PostgreSQL with the same digits (`-0` as `0`, equal).
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let (Ok(sent), Some(stored)) = (serde_json::from_str::<Number>(token), number_text(token)) else {
+        return false;
+    };
+    serde_json::from_str::<Number>(&stored).is_ok_and(|back| {
+        if sent.is_f64() || back.is_f64() {
+            sent.as_f64() == back.as_f64()
+        } else {
+            sent == back
+        }
+    })
+}
+
 /// The first number in `v` (depth first, keys in the value's order) that
 /// would not read back, with its path below `v` (see [`member_path`]; empty
 /// for `v` itself).
@@ -218,6 +245,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn a_token_reads_back_unless_serde_json_cannot_read_it_or_its_stored_digits() {
+        for token in ["0", "-0", "512", "-9223372036854775808", "18446744073709551615", "12345678901234567890123",
+                      "1.5", "-1.5e+2", "1e16", "1.7976931348623157e308", "5e-324", "0.1000000000000000000000001"] {
+            assert!(token_reads_back(token), "{token}");
+        }
+        // Out of f64's range, or past what `numeric` takes at all.
+        for token in ["1e400", "-1e309", "1e131072", "1e-16384", "", "-", "1.5.5"] {
+            assert!(!token_reads_back(token), "{token}");
+        }
+    }
 
     #[test]
     fn numbers_print_in_plain_notation_with_the_scale_numeric_keeps() {

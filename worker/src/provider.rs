@@ -191,37 +191,53 @@ fn results_of(body: &[u8], expected: usize) -> CallOutcome {
     }
 }
 
-/// Whether PostgreSQL's `jsonb` takes this JSON text. It refuses two things
-/// that are valid JSON: the escape `\u0000`, and a `\uD800`–`\uDFFF` escape
-/// that is not half of a surrogate pair. A result it refused would make the
-/// batch's finish fail on every delivery (the provider answers a replay
-/// with the same result), so such an item fails on its own instead.
+/// Whether this JSON text, stored in `jsonb`, reads back as itself.
+/// PostgreSQL refuses two things that are valid JSON: the escape `\u0000`,
+/// and a `\uD800`–`\uDFFF` escape that is not half of a surrogate pair. And
+/// it keeps a number's digits in plain notation, which serde_json may not
+/// read back (`1e400`; see `offpeak_core::jsonb::token_reads_back`): stored,
+/// such a result would make every later read of the job, and of its
+/// tenant's job list, fail. A result it refused would make the batch's
+/// finish fail on every delivery (the provider answers a replay with the
+/// same result), so such an item fails on its own instead.
 fn storable(raw: &RawValue) -> bool {
     let b = raw.get().as_bytes();
     let hex = |at: usize| b.get(at..at + 4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u16::from_str_radix(h, 16).ok());
+    let mut in_string = false;
     let mut i = 0;
     while i < b.len() {
-        if b[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        // Valid JSON: a backslash always starts an escape, inside a string.
-        if b.get(i + 1) != Some(&b'u') {
-            i += 2;
-            continue;
-        }
-        let Some(unit) = hex(i + 2) else { return false };
-        match unit {
-            0 => return false,
-            0xD800..=0xDBFF => {
-                let low = if b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u') { hex(i + 8) } else { None };
-                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+        match b[i] {
+            b'"' => {
+                in_string = !in_string;
+                i += 1;
+            }
+            // Valid JSON: a backslash always starts an escape, inside a string.
+            b'\\' if b.get(i + 1) != Some(&b'u') => i += 2,
+            b'\\' => {
+                let Some(unit) = hex(i + 2) else { return false };
+                match unit {
+                    0 => return false,
+                    0xD800..=0xDBFF => {
+                        let low = if b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u') { hex(i + 8) } else { None };
+                        if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                            return false;
+                        }
+                        i += 12;
+                    }
+                    0xDC00..=0xDFFF => return false,
+                    _ => i += 6,
+                }
+            }
+            b'-' | b'0'..=b'9' if !in_string => {
+                let len = b[i..].iter().position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(b.len() - i);
+                // Valid JSON: a number token is ASCII.
+                let token = std::str::from_utf8(&b[i..i + len]).unwrap_or_default();
+                if !offpeak_core::jsonb::token_reads_back(token) {
                     return false;
                 }
-                i += 12;
+                i += len;
             }
-            0xDC00..=0xDFFF => return false,
-            _ => i += 6,
+            _ => i += 1,
         }
     }
     true
@@ -310,6 +326,16 @@ mod storable_tests {
             assert!(storable(&raw(ok)), "{ok}");
         }
         for bad in [r#""\u0000""#, r#"{"a": ["\ud800"]}"#, r#""\udc00""#, r#""\ud800\u0041""#, r#""x\ud800""#] {
+            assert!(!storable(&raw(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_number_that_would_not_read_back_is_not_storable() {
+        for ok in [r#"{"seed": 3735928559, "w": 1024, "s": -1.5e+2, "x": 1.7976931348623157e308}"#, r#"["1e400", "-"]"#, "0", "-0.0"] {
+            assert!(storable(&raw(ok)), "{ok}");
+        }
+        for bad in [r#"{"x": 1e400}"#, r#"[1, 2, -1e309]"#, r#"{"a\"b": 1e131072}"#, "1e-16384"] {
             assert!(!storable(&raw(bad)), "{bad}");
         }
     }
