@@ -131,86 +131,98 @@ pub enum InsertOutcome {
     Existing(JobRow),
 }
 
-/// One job for the INSERT: its template, its input with what admission
-/// decided, how it counts against quotas, and its `Idempotency-Key` with
-/// the request's hash (single submissions only).
-type InsertRow<'a> = (&'a NewJob, &'a NewInput, &'a Admission, Option<(&'a str, &'a [u8])>);
+/// What jobs of one INSERT may share: the columns of a [`NewJob`], how they
+/// count against quotas, and an `Idempotency-Key` with the request's hash
+/// (single submissions only).
+type Template<'a> = (&'a NewJob, &'a Admission, Option<(&'a str, &'a [u8])>);
 
 /// The one INSERT of jobs, shared by every submission path (a single job
 /// with or without `Idempotency-Key`, the group commit of single jobs, bulk,
-/// schedule firings): every column through `unnest`, so one statement takes
-/// one job or ten thousand, of one template or of many, plus the usage
-/// ledger rows of the cache hits. A job whose key is taken is not inserted
-/// (`ON CONFLICT ... DO NOTHING`; keyless jobs never conflict). Adding a
-/// column to `jobs` means adding it here and in [`bind_rows`].
-/// `{returning}` is the caller's column list over the inserted rows.
+/// schedule firings), plus the usage ledger rows of the cache hits. Each
+/// job's own columns (id, input, cache key, admitted state, cached result
+/// or refusal) come through `unnest`, with the number of its template;
+/// the templates through a second `unnest`, joined on that number. So a
+/// bulk request of 10,000 inputs sends its template once, and the group
+/// commit sends one template per job: one statement for both, without
+/// repeating what 10,000 jobs share (repeating it cost the bulk run 12 to
+/// 18 MiB of the scheduler's peak memory; BENCHMARKS.md). A job whose key is
+/// taken is not inserted (`ON CONFLICT ... DO NOTHING`; keyless jobs never
+/// conflict). Adding a column to `jobs` means adding it here and in
+/// [`bind_insert`]. `{returning}` is the caller's column list over the
+/// inserted rows.
 fn insert_sql(returning: &str) -> String {
     format!(
         "WITH u AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::text[],
-                                  $8::jsonb[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::int4[],
-                                  $13::timestamptz[], $14::text[], $15::bytea[], $16::uuid[], $17::jsonb[], $18::jsonb[],
-                                  $19::date[], $20::int8[], $21::int8[], $22::text[], $23::bytea[])
-                 AS u(id, tenant_id, model, input, priority, timezone, user_id, metadata, state, release_at,
-                      window_closes_at, max_attempts, created_at, use_case, cache_key, source, result, error,
-                      quota_day, reserved, list, idempotency_key, request_hash)
+             SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::bytea[], $4::text[], $5::uuid[], $6::jsonb[], $7::jsonb[],
+                                  $8::int8[])
+                 AS u(id, input, cache_key, state, source, result, error, n)
+         ),
+         t AS (
+             SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
+                                  $15::timestamptz[], $16::timestamptz[], $17::int4[], $18::timestamptz[], $19::text[],
+                                  $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[]) WITH ORDINALITY
+                 AS t(tenant_id, model, priority, timezone, user_id, metadata, release_at, window_closes_at,
+                      max_attempts, created_at, use_case, quota_day, reserved, list, idempotency_key, request_hash, n)
          ),
          ins AS (
              INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
                  idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
-             SELECT id, tenant_id, model, input, priority, timezone, user_id, metadata,
-                 idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
-                 cache_key, source, result, error, state = 'succeeded',
-                 CASE WHEN state = 'held' THEN NULL ELSE 0 END,
-                 CASE WHEN state = 'held' THEN NULL ELSE created_at END,
-                 quota_day, CASE WHEN state = 'held' THEN reserved ELSE 0 END
-             FROM u
+             SELECT u.id, t.tenant_id, t.model, u.input, t.priority, t.timezone, t.user_id, t.metadata,
+                 t.idempotency_key, t.request_hash, u.state, t.release_at, t.window_closes_at, t.max_attempts, t.created_at,
+                 t.use_case, u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
+                 CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
+                 CASE WHEN u.state = 'held' THEN NULL ELSE t.created_at END,
+                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END
+             FROM u JOIN t USING (n)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ),
          ledger AS (
              INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
                                        credits, list_credits, cache_hit, finished_at)
-             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, u.list, true, ins.finished_at
-             FROM ins JOIN u USING (id) WHERE ins.cache_hit
+             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, t.list, true, ins.finished_at
+             FROM ins JOIN u USING (id) JOIN t USING (n) WHERE ins.cache_hit
          )
          SELECT {returning} FROM ins"
     )
 }
 
-/// Binds [`insert_sql`]'s 23 arrays, one element per job.
-fn bind_rows<'q, O>(
+/// Binds [`insert_sql`]'s arrays: each job's own columns with the number
+/// (1-based) of its template in `templates`, then the templates' columns.
+fn bind_insert<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    rows: &[InsertRow<'q>],
+    templates: &[Template<'q>],
+    jobs: &[(&'q NewInput, i64)],
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    fn column<'q, T>(rows: &[InsertRow<'q>], f: impl Fn(&InsertRow<'q>) -> T) -> Vec<T> {
-        rows.iter().map(f).collect()
+    fn column<R, T>(items: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+        items.iter().map(f).collect()
     }
     let hit = |i: &'q NewInput| if let Admitted::CacheHit(h) = &i.admitted { Some(h) } else { None };
-    q.bind(column(rows, |r| r.1.id))
-        .bind(column(rows, |r| r.0.tenant_id))
-        .bind(column(rows, |r| r.0.model.as_str()))
-        .bind(column(rows, |r| &r.1.input))
-        .bind(column(rows, |r| r.0.priority.as_str()))
-        .bind(column(rows, |r| r.0.timezone.name()))
-        .bind(column(rows, |r| r.0.user_id.as_deref()))
-        .bind(column(rows, |r| r.0.metadata.as_ref()))
-        .bind(column(rows, |r| r.1.admitted.state()))
-        .bind(column(rows, |r| r.0.release_at))
-        .bind(column(rows, |r| r.0.window_closes_at))
-        .bind(column(rows, |r| r.0.max_attempts))
-        .bind(column(rows, |r| r.0.created_at))
-        .bind(column(rows, |r| r.0.use_case.as_deref()))
-        .bind(column(rows, |r| r.1.cache_key.as_deref()))
-        .bind(column(rows, |r| hit(r.1).map(|h| h.source)))
-        .bind(column(rows, |r| hit(r.1).map(|h| &h.result)))
-        .bind(column(rows, |r| if let Admitted::Refused(e) = &r.1.admitted { Some(e) } else { None }))
-        .bind(column(rows, |r| r.2.quota_day))
-        .bind(column(rows, |r| r.2.reserved_per_job))
-        .bind(column(rows, |r| r.2.list_price))
-        .bind(column(rows, |r| r.3.map(|(k, _)| k)))
-        .bind(column(rows, |r| r.3.map(|(_, h)| h)))
+    q.bind(column(jobs, |j| j.0.id))
+        .bind(column(jobs, |j| &j.0.input))
+        .bind(column(jobs, |j| j.0.cache_key.as_deref()))
+        .bind(column(jobs, |j| j.0.admitted.state()))
+        .bind(column(jobs, |j| hit(j.0).map(|h| h.source)))
+        .bind(column(jobs, |j| hit(j.0).map(|h| &h.result)))
+        .bind(column(jobs, |j| if let Admitted::Refused(e) = &j.0.admitted { Some(e) } else { None }))
+        .bind(column(jobs, |j| j.1))
+        .bind(column(templates, |t| t.0.tenant_id))
+        .bind(column(templates, |t| t.0.model.as_str()))
+        .bind(column(templates, |t| t.0.priority.as_str()))
+        .bind(column(templates, |t| t.0.timezone.name()))
+        .bind(column(templates, |t| t.0.user_id.as_deref()))
+        .bind(column(templates, |t| t.0.metadata.as_ref()))
+        .bind(column(templates, |t| t.0.release_at))
+        .bind(column(templates, |t| t.0.window_closes_at))
+        .bind(column(templates, |t| t.0.max_attempts))
+        .bind(column(templates, |t| t.0.created_at))
+        .bind(column(templates, |t| t.0.use_case.as_deref()))
+        .bind(column(templates, |t| t.1.quota_day))
+        .bind(column(templates, |t| t.1.reserved_per_job))
+        .bind(column(templates, |t| t.1.list_price))
+        .bind(column(templates, |t| t.2.map(|(k, _)| k)))
+        .bind(column(templates, |t| t.2.map(|(_, h)| h)))
 }
 
 /// Inserts jobs that share nothing (each its own tenant, model, template
@@ -224,9 +236,10 @@ pub async fn insert_each(conn: &mut PgConnection, jobs: &[(&NewJob, &NewInput, &
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<InsertRow<'_>> = jobs.iter().map(|&(t, i, a)| (t, i, a, None)).collect();
+    let templates: Vec<Template<'_>> = jobs.iter().map(|&(t, _, a)| (t, a, None)).collect();
+    let own: Vec<(&NewInput, i64)> = jobs.iter().zip(1..).map(|(&(_, i, _), n)| (i, n)).collect();
     let sql = insert_sql(JOB_COLUMNS);
-    let inserted = bind_rows(sqlx::query_as::<_, JobRow>(&sql), &rows).fetch_all(conn).await?;
+    let inserted = bind_insert(sqlx::query_as::<_, JobRow>(&sql), &templates, &own).fetch_all(conn).await?;
     let mut by_id: std::collections::HashMap<Uuid, JobRow> = inserted.into_iter().map(|r| (r.id, r)).collect();
     jobs.iter()
         .map(|(_, i, _)| by_id.remove(&i.id).ok_or_else(|| sqlx::Error::Protocol(format!("job {} was not returned by its insert", i.id))))
@@ -246,8 +259,9 @@ pub async fn insert_one(
     idempotency: Option<(&str, &[u8])>,
 ) -> Result<InsertOutcome, sqlx::Error> {
     let sql = insert_sql(JOB_COLUMNS);
-    let rows = [(template, input, admission, idempotency)];
-    let inserted = bind_rows(sqlx::query_as::<_, JobRow>(&sql), &rows).fetch_optional(&mut *conn).await?;
+    let inserted = bind_insert(sqlx::query_as::<_, JobRow>(&sql), &[(template, admission, idempotency)], &[(input, 1)])
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some(row) = inserted {
         return Ok(InsertOutcome::Inserted(row));
     }
@@ -275,8 +289,9 @@ pub async fn insert_many(
     admission: &Admission,
 ) -> Result<u64, sqlx::Error> {
     let sql = insert_sql("count(*) FILTER (WHERE cache_hit)");
-    let rows: Vec<InsertRow<'_>> = inputs.iter().map(|i| (template, i, admission, None)).collect();
-    let (hits,): (i64,) = bind_rows(sqlx::query_as::<_, (i64,)>(&sql), &rows).fetch_one(conn).await?;
+    let own: Vec<(&NewInput, i64)> = inputs.iter().map(|i| (i, 1)).collect();
+    let (hits,): (i64,) =
+        bind_insert(sqlx::query_as::<_, (i64,)>(&sql), &[(template, admission, None)], &own).fetch_one(conn).await?;
     Ok(hits as u64)
 }
 
