@@ -186,13 +186,28 @@ impl Firer {
             more: claimed.len() as i64 >= self.config.claim_limit,
             ..Default::default()
         };
+        let mut advances = Vec::with_capacity(claimed.len());
+        let claimed: Vec<ScheduleRow> = claimed
+            .into_iter()
+            .filter_map(|c| match c {
+                Ok(row) => Some(row),
+                Err((schedule_id, e)) => {
+                    // A stored value this build cannot read (a zone gone from
+                    // a newer tz database): stop the schedule, as one whose
+                    // cron cannot be evaluated, rather than fail every round.
+                    tracing::error!(%schedule_id, error = %e, "schedule cannot be read; it will not fire until changed");
+                    metrics::SCHEDULE_ERRORS.with_label_values(&["invalid_schedule"]).inc();
+                    advances.push(Advance { schedule_id, next_fire_at: None, last_fired_at: None, missed: 0 });
+                    None
+                }
+            })
+            .collect();
         let limits = CatchUpLimits {
             grace: TimeDelta::from_std(self.config.misfire_grace).unwrap_or(TimeDelta::MAX),
             max_catch_up: self.config.max_catch_up,
         };
 
         let mut firings = Vec::new();
-        let mut advances = Vec::with_capacity(claimed.len());
         for row in &claimed {
             let (schedule, policy) = match parse_row(row) {
                 Ok(parsed) => parsed,

@@ -228,13 +228,19 @@ pub async fn recent_firings<'e>(db: impl PgExecutor<'e>, schedule_id: Uuid, limi
     .await
 }
 
+/// A schedule [`claim_due`] locked: its row, or, for a row this build
+/// cannot read (a stored timezone gone from its tz database, say), its id
+/// and why, so that the caller can stop that schedule instead of failing
+/// every round on it.
+pub type Claimed = Result<ScheduleRow, (Uuid, sqlx::Error)>;
+
 /// Locks up to `limit` schedules due at `now` (not paused, `next_fire_at <=
 /// now`), oldest due first, for the caller's transaction. `SKIP LOCKED`: a
 /// replica never waits for, or takes, a schedule another replica is firing.
 ///
 /// # Errors
-/// Database errors only.
-pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<ScheduleRow>, sqlx::Error> {
+/// Database errors only; a row that does not decode is an `Err` item.
+pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM schedules
          WHERE NOT paused AND next_fire_at <= $1
@@ -242,7 +248,13 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) 
          LIMIT $2
          FOR UPDATE SKIP LOCKED"
     );
-    sqlx::query_as::<_, ScheduleRow>(&sql).bind(now).bind(limit).fetch_all(conn).await
+    let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| match ScheduleRow::from_row(row) {
+            Ok(schedule) => Ok(Ok(schedule)),
+            Err(e) => Ok(Err((sqlx::Row::try_get::<Uuid, _>(row, "id")?, e))),
+        })
+        .collect()
 }
 
 /// A firing about to be recorded, with the id its job will get.
