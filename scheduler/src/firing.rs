@@ -274,8 +274,8 @@ impl Firer {
                 Ok(parsed) => {
                     // The same admission (cache, quota) and insert as `POST /v1/jobs/bulk`,
                     // one job at a time because each carries its own fire time in `metadata`.
-                    let input = parsed.inputs().first().map_or_else(|| row.input.clone(), |i| i.as_value().clone());
-                    let inputs = vec![(job.id, input)];
+                    // A template is one input (`Inputs::One`), moved out of the parse.
+                    let inputs: Vec<(Uuid, Value)> = parsed.into_inputs().into_iter().map(|i| (job.id, i.into_value())).collect();
                     match admission::admit(&mut tx, &tenant, &job, inputs, row.cache, self.config.cache, &self.config.prices).await? {
                         Ok(admitted) => admitted,
                         Err(refused) => {
