@@ -168,11 +168,29 @@ pub fn number_reads_back(n: &Number) -> Result<(), NotReadBack> {
         return Ok(());
     }
     let token = n.to_string();
-    let stored = number_text(&token);
-    let back = stored.as_deref().and_then(|text| serde_json::from_str::<Number>(text).ok());
+    let (stored, back) = stored_and_read_back(&token);
     match &back {
-        Some(b) if b.as_f64() == n.as_f64() => Ok(()),
+        Some(b) if same(n, b) => Ok(()),
         _ => Err(NotReadBack { number: token, stored, reads_back_as: back }),
+    }
+}
+
+/// What PostgreSQL prints for a number token, and what serde_json reads
+/// from that text (`None` where PostgreSQL refuses the token, or serde_json
+/// the text).
+fn stored_and_read_back(token: &str) -> (Option<String>, Option<Number>) {
+    let stored = number_text(token);
+    let back = stored.as_deref().and_then(|text| serde_json::from_str::<Number>(text).ok());
+    (stored, back)
+}
+
+/// "The same number": integers exactly, and floats (or an integer beside a
+/// float) as `f64`.
+fn same(a: &Number, b: &Number) -> bool {
+    if a.is_f64() || b.is_f64() {
+        a.as_f64() == b.as_f64()
+    } else {
+        a == b
     }
 }
 
@@ -191,16 +209,10 @@ pub fn token_reads_back(token: &str) -> bool {
     if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
         return true;
     }
-    let (Ok(sent), Some(stored)) = (serde_json::from_str::<Number>(token), number_text(token)) else {
+    let Ok(sent) = serde_json::from_str::<Number>(token) else {
         return false;
     };
-    serde_json::from_str::<Number>(&stored).is_ok_and(|back| {
-        if sent.is_f64() || back.is_f64() {
-            sent.as_f64() == back.as_f64()
-        } else {
-            sent == back
-        }
-    })
+    stored_and_read_back(token).1.is_some_and(|back| same(&sent, &back))
 }
 
 /// The first number in `v` (depth first, keys in the value's order) that
