@@ -24,4 +24,5 @@ pub mod schedule;
 pub mod submission;
 pub mod tenant;
 pub mod tz;
+pub mod webhook;
 pub mod window;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use offpeak_runtime::broker::{self, Topology};
@@ -43,6 +44,9 @@ pub enum Command {
     /// Operate on recurring schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Webhook endpoints of every tenant: their health and deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Delete finished jobs older than the retention period.
     Prune(PruneArgs),
 }
@@ -132,6 +136,25 @@ pub struct ServeArgs {
     /// Do not run the firing loop of recurring schedules on this replica.
     #[arg(long, env = "OFFPEAK_NO_FIRING", default_value_t = false)]
     pub no_firing: bool,
+    /// Allow webhook URLs with `http://` and loopback, private and link-local destinations
+    /// (tests, the demo, a private network). Off: only `https://` to public addresses.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// Seconds a webhook receiver has to answer one delivery.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_TIMEOUT_SECS", default_value_t = crate::webhooks::http::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout_secs: u64,
+    /// Hours an endpoint may fail every delivery before it is disabled.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = crate::webhooks::DISABLE_AFTER_DEFAULT.as_secs() / 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_disable_after_hours: u64,
+    /// Most webhook deliveries in flight at once for one endpoint.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_PER_ENDPOINT", default_value_t = crate::webhooks::PER_ENDPOINT_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub webhook_per_endpoint: usize,
+    /// Do not run the webhook delivery loop (and group completion) on this replica.
+    #[arg(long, env = "OFFPEAK_NO_WEBHOOKS", default_value_t = false)]
+    pub no_webhooks: bool,
     /// Seconds a provider result answers identical jobs (same tenant, model and input) for 0 credits;
     /// 0 turns the exact cache and the coalescing of identical jobs off.
     #[arg(long, env = "OFFPEAK_CACHE_TTL_SECS", default_value_t = crate::admission::CACHE_TTL_DEFAULT.as_secs())]
@@ -323,6 +346,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(JobsCommand::Retry(a)) => ops::jobs::run_retry(a).await,
         Command::Jobs(JobsCommand::Cancel(a)) => ops::jobs::run_cancel(a).await,
         Command::Schedules(c) => ops::schedules::run(c).await,
+        Command::Webhooks(c) => ops::webhooks::run(c).await,
         Command::Prune(a) => ops::prune::run(a).await,
     }
 }
@@ -354,6 +378,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         operator_token,
         auth_cache_ttl: Duration::from_secs(a.auth_cache_secs),
         group_commit: crate::group_commit::GroupCommitConfig { lanes: a.submit_lanes, max_group: a.submit_group_max },
+        webhooks_allow_private: a.webhook_allow_private,
     };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
@@ -386,7 +411,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         retention: chrono::Duration::days(a.retention_days),
         ..PruneConfig::default()
     });
-    let loops = Loops { release, rescue, firing, prune };
+    let webhooks = (!a.no_webhooks).then(|| crate::webhooks::DeliveryConfig {
+        sender: crate::webhooks::http::SenderConfig {
+            timeout: Duration::from_secs(a.webhook_timeout_secs),
+            allow_private: a.webhook_allow_private,
+            ..crate::webhooks::http::SenderConfig::default()
+        },
+        per_endpoint: a.webhook_per_endpoint,
+        disable_after: Duration::from_secs(a.webhook_disable_after_hours * 3600),
+        ..crate::webhooks::DeliveryConfig::default()
+    });
+    if a.webhook_allow_private {
+        tracing::warn!("OFFPEAK_WEBHOOK_ALLOW_PRIVATE is set: webhooks may be sent over http:// and to private addresses");
+    }
+    let loops = Loops { release, rescue, firing, prune, webhooks };
     let (trigger, signal) = Shutdown::new();
     tokio::spawn(async move {
         shutdown::os_signal().await;
@@ -434,3 +472,33 @@ pub struct ScheduleIdArgs {
     pub json: bool,
 }
 
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List webhook endpoints (every tenant's, or one's) with their deliveries by state and health.
+    List(WebhooksListArgs),
+    /// Enable a disabled endpoint (it gets new events again, and its failures are forgotten).
+    Enable(WebhookIdArgs),
+    /// Disable an endpoint: it gets no new events until enabled.
+    Disable(WebhookIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhooksListArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Only this tenant's endpoints (by name).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookIdArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The endpoint's id.
+    pub id: uuid::Uuid,
+}

@@ -351,6 +351,7 @@ impl Firer {
             max_attempts: self.config.max_attempts,
             created_at: now,
             use_case: row.use_case.clone(),
+            group_id: None,
         }
     }
 

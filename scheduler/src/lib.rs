@@ -20,3 +20,4 @@ pub mod rescue;
 pub mod rounds;
 pub mod startup;
 pub mod ui;
+pub mod webhooks;

@@ -162,3 +162,46 @@ pub static SCHEDULE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_schedule_errors_total", "Firing rounds that failed, or schedules that could not be evaluated, by cause", &["kind"])
         .expect("metric registers once")
 });
+
+pub static WEBHOOK_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_webhook_deliveries_total",
+        "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, another attempt scheduled), failed (failed, retries used up)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static WEBHOOK_DELIVERY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_webhook_delivery_seconds",
+        "Time from sending a webhook request to its answer (or timeout)",
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric registers once")
+});
+pub static WEBHOOK_OUTBOX_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_webhook_outbox_pending", "Webhook deliveries not yet delivered nor given up").expect("metric registers once")
+});
+pub static WEBHOOK_OUTBOX_OLDEST_SECONDS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_webhook_outbox_oldest_seconds", "Age of the oldest pending webhook delivery (0: none)")
+        .expect("metric registers once")
+});
+pub static WEBHOOK_DELIVERIES_FAILED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_webhook_deliveries_failed", "Webhook deliveries given up (retries used up), kept until pruned")
+        .expect("metric registers once")
+});
+pub static WEBHOOK_ENDPOINTS_DISABLED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_webhook_endpoints_disabled", "Webhook endpoints disabled (by their failures or by their tenant)")
+        .expect("metric registers once")
+});
+pub static WEBHOOK_ENDPOINTS_DISABLED_TOTAL: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_webhook_endpoints_auto_disabled_total", "Webhook endpoints disabled because every delivery failed for too long")
+        .expect("metric registers once")
+});
+pub static WEBHOOK_LOOP_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_webhook_loop_errors_total", "Delivery loop passes or attempt records that failed (database errors); retried")
+        .expect("metric registers once")
+});
+pub static GROUPS_COMPLETED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_groups_completed_total", "Job groups completed (group.completed written)").expect("metric registers once")
+});

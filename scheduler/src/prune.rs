@@ -102,6 +102,10 @@ impl Pruner {
                 break;
             }
         }
+        // Webhook deliveries delivered or given up, and completed groups,
+        // go after the same retention as jobs (one chunk a pass).
+        offpeak_store::webhooks::prune_chunk(&self.pool, before, self.config.chunk).await?;
+        offpeak_store::groups::prune_completed(&self.pool, before, self.config.chunk).await?;
         Ok(report)
     }
 

@@ -27,6 +27,8 @@ pub struct Loops {
     pub rescue: Option<RescueConfig>,
     pub firing: Option<FiringConfig>,
     pub prune: Option<PruneConfig>,
+    /// Webhook deliveries and group completion ([`crate::webhooks`]).
+    pub webhooks: Option<crate::webhooks::DeliveryConfig>,
 }
 
 /// The shortest pause between two refreshes of the counting gauges.
@@ -75,6 +77,16 @@ pub async fn serve(
         let firer = Firer::new(pool.clone(), clock.clone(), cfg);
         tasks.spawn(firer.run(shutdown.clone()));
     }
+    if let Some(cfg) = loops.webhooks {
+        match crate::webhooks::Deliverer::new(pool.clone(), clock.clone(), cfg) {
+            Ok(deliverer) => {
+                tasks.spawn(deliverer.run(shutdown.clone()));
+            }
+            // The client's TLS setup failing is a broken build, not a
+            // passing condition: say so loudly and serve the rest.
+            Err(e) => tracing::error!(error = %e, "webhook delivery loop not started: its HTTP client could not be built"),
+        }
+    }
     tasks.spawn(refresh_state_gauge(pool, clock.clone(), shutdown.clone()));
 
     let addr = listener.local_addr()?;
@@ -117,6 +129,15 @@ async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: Shu
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not refresh the jobs-by-state gauges"),
+        }
+        match offpeak_store::webhooks::outbox_stats(&pool, clock.now()).await {
+            Ok(o) => {
+                metrics::WEBHOOK_OUTBOX_PENDING.set(o.pending);
+                metrics::WEBHOOK_OUTBOX_OLDEST_SECONDS.set(o.oldest_pending_seconds as i64);
+                metrics::WEBHOOK_DELIVERIES_FAILED.set(o.failed);
+                metrics::WEBHOOK_ENDPOINTS_DISABLED.set(o.endpoints_disabled);
+            }
+            Err(e) => tracing::debug!(error = %e, "could not refresh the webhook outbox gauges"),
         }
         if let Ok(rows) = stats::held_by_hours_until_due(&pool, clock.now()).await {
             for bucket in stats::due_buckets() {

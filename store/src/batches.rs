@@ -280,7 +280,7 @@ pub async fn finish(
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
     // that a row left by an operator's manual repair cannot block the write.
-    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+    let sql = format!(
         "WITH done AS (
              UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
                     credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = b.attempts
@@ -289,8 +289,7 @@ pub async fn finish(
                   batches b
              WHERE b.id = $1 AND b.started_at IS NOT NULL
                AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
-             RETURNING j.id, j.tenant_id, j.user_id, j.model, j.use_case, j.priority, j.state,
-                       j.credits, u.list_credits, j.cache_hit, j.finished_at, j.result, j.error
+             RETURNING {done_cols}, j.use_case, j.priority, u.list_credits
          ),
          followers AS (
              UPDATE jobs f SET
@@ -304,7 +303,7 @@ pub async fn finish(
                  queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
              FROM done d
              WHERE f.cache_source = d.id AND f.state = 'queued'
-             RETURNING f.id, f.tenant_id, f.user_id, f.model, f.use_case, f.priority, f.state, f.finished_at
+             RETURNING {follower_cols}, f.use_case, f.priority
          ),
          closed AS (
              UPDATE batches SET finished = true
@@ -322,11 +321,19 @@ pub async fn finish(
              FROM followers
              WHERE state = 'succeeded'
              ON CONFLICT (job_id) DO NOTHING
-         )
+         ),
+         ended AS (
+             SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
+         ){effects}
          SELECT id, NULL::text FROM done
          UNION ALL
          SELECT id, state FROM followers",
-    )
+        done_cols = crate::outbox::effect_columns("j"),
+        follower_cols = crate::outbox::effect_columns("f"),
+        effect_columns = crate::outbox::EFFECT_COLUMNS,
+        effects = crate::outbox::terminal_effects("ended"),
+    );
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&sql)
     .bind(batch_id)
     .bind(&ids)
     .bind(&states)

@@ -50,6 +50,8 @@ pub struct JobRow {
     pub use_case: Option<String>,
     /// The job whose result this one got (a cache hit) or waits for (coalesced).
     pub cache_source: Option<Uuid>,
+    /// Its group, if any.
+    pub group_id: Option<Uuid>,
 }
 
 /// The columns of [`JobRow`]. Read them `FROM job_view` (the schema's view;
@@ -58,7 +60,7 @@ pub struct JobRow {
 /// may read them from `jobs` itself.
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
-    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source";
+    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source, group_id";
 
 /// A job about to be inserted; built by the API from a validated request.
 #[derive(Debug, Clone)]
@@ -77,6 +79,9 @@ pub struct NewJob {
     pub created_at: DateTime<Utc>,
     /// The use case the model was routed from (`"model": "auto"`).
     pub use_case: Option<String>,
+    /// The group the job belongs to (every bulk submission is one; a
+    /// single submission may name one): see [`crate::groups`].
+    pub group_id: Option<Uuid>,
 }
 
 /// One input of a submission, with what admission decided for it.
@@ -160,20 +165,22 @@ fn insert_sql(returning: &str) -> String {
          t AS (
              SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
                                   $15::timestamptz[], $16::timestamptz[], $17::int4[], $18::timestamptz[], $19::text[],
-                                  $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[]) WITH ORDINALITY
+                                  $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[], $25::uuid[]) WITH ORDINALITY
                  AS t(tenant_id, model, priority, timezone, user_id, metadata, release_at, window_closes_at,
-                      max_attempts, created_at, use_case, quota_day, reserved, list, idempotency_key, request_hash, n)
+                      max_attempts, created_at, use_case, quota_day, reserved, list, idempotency_key, request_hash,
+                      group_id, n)
          ),
          ins AS (
              INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
                  idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
-                 cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits)
+                 cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits,
+                 group_id)
              SELECT u.id, t.tenant_id, t.model, u.input, t.priority, t.timezone, t.user_id, t.metadata,
                  t.idempotency_key, t.request_hash, u.state, t.release_at, t.window_closes_at, t.max_attempts, t.created_at,
                  t.use_case, u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
                  CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
                  CASE WHEN u.state = 'held' THEN NULL ELSE t.created_at END,
-                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END
+                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id
              FROM u JOIN t USING (n)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
@@ -183,8 +190,9 @@ fn insert_sql(returning: &str) -> String {
                                        credits, list_credits, cache_hit, finished_at)
              SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, t.list, true, ins.finished_at
              FROM ins JOIN u USING (id) JOIN t USING (n) WHERE ins.cache_hit
-         )
-         SELECT {returning} FROM ins"
+         ){effects}
+         SELECT {returning} FROM ins",
+        effects = crate::outbox::terminal_effects("ins")
     )
 }
 
@@ -223,6 +231,7 @@ fn bind_insert<'q, O>(
         .bind(column(templates, |t| t.1.list_price))
         .bind(column(templates, |t| t.2.map(|(k, _)| k)))
         .bind(column(templates, |t| t.2.map(|(_, h)| h)))
+        .bind(column(templates, |t| t.0.group_id))
 }
 
 /// Inserts jobs that share nothing (each its own tenant, model, template
@@ -380,8 +389,9 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
                  WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
                  RETURNING {JOB_COLUMNS}
              ),
-             freed AS ({FREE_FOLLOWERS_OF_C})
-             SELECT {JOB_COLUMNS} FROM c"
+             freed AS ({FREE_FOLLOWERS_OF_C}){effects}
+             SELECT {JOB_COLUMNS} FROM c",
+            effects = crate::outbox::terminal_effects("c")
         );
         sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?
     } else {

@@ -17,13 +17,16 @@
 pub mod batches;
 pub mod cache;
 pub mod edge;
+pub mod groups;
 pub mod jobs;
 pub mod operator;
+pub(crate) mod outbox;
 pub mod quota;
 pub mod release;
 pub mod schedules;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -179,6 +179,33 @@ impl TestEnv {
         offpeak_scheduler::rescue::Rescuer::new(self.pool.clone(), self.publisher.clone(), self.shared_clock(), config)
     }
 
+    /// A webhook delivery loop over this environment (the clock's time),
+    /// allowed to reach this machine's receivers unless `cfg` says otherwise.
+    pub fn deliverer(&self, cfg: offpeak_scheduler::webhooks::DeliveryConfig) -> offpeak_scheduler::webhooks::Deliverer {
+        offpeak_scheduler::webhooks::Deliverer::new(self.pool.clone(), self.shared_clock(), cfg).expect("webhook client builds")
+    }
+
+    /// The delivery settings tests use: private destinations allowed (the
+    /// receivers are on 127.0.0.1), a short timeout, quick passes.
+    pub fn test_delivery_config() -> offpeak_scheduler::webhooks::DeliveryConfig {
+        offpeak_scheduler::webhooks::DeliveryConfig {
+            interval: Duration::from_millis(50),
+            sender: offpeak_scheduler::webhooks::http::SenderConfig {
+                timeout: Duration::from_secs(2),
+                allow_private: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Runs a delivery loop ([`Self::test_delivery_config`]) in the
+    /// background until the environment drops.
+    pub fn start_delivery_loop(&mut self) {
+        let d = self.deliverer(Self::test_delivery_config());
+        self.tasks.push(tokio::spawn(d.run(self.signal.clone())));
+    }
+
     /// One release round at the clock's instant.
     pub async fn release_once(&self) -> ReleaseReport {
         self.releaser().run_once().await.expect("release round")

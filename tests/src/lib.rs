@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod harness;
 pub mod procs;
+pub mod receiver;
 pub mod services;
 
 /// The provider simulator, its own crate (`provider-sim/`); re-exported so

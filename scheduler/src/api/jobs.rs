@@ -60,7 +60,16 @@ pub struct SubmitRequest {
     #[serde(default = "yes")]
     #[schema(default = true)]
     cache: bool,
+    /// Adds the job to the tenant's group of this name (created by its first job): read the group with
+    /// `GET /v1/groups/{id}` (`group_id` in the answer) and get `group.completed` when all its jobs have
+    /// ended. 1 to 200 characters, no NUL characters. A group that has completed takes no new job (409
+    /// `group_completed`).
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$", example = "thumbnails-2026-12-04")]
+    group: Option<String>,
 }
+
+/// The longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 200;
 
 fn yes() -> bool {
     true
@@ -148,6 +157,9 @@ pub struct JobView {
     /// already on its way to the provider (coalescing).
     #[schema(required = true)]
     pub cache_source: Option<Uuid>,
+    /// The job's group: the bulk submission it came in, or the group a single submission named.
+    #[schema(required = true)]
+    pub group_id: Option<Uuid>,
 }
 
 impl From<JobRow> for JobView {
@@ -176,6 +188,7 @@ impl From<JobRow> for JobView {
             finished_at: r.finished_at,
             use_case: r.use_case,
             cache_source: r.cache_source,
+            group_id: r.group_id,
         }
     }
 }
@@ -241,6 +254,7 @@ fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>
         max_attempts: state.config.max_attempts,
         created_at: now,
         use_case: s.use_case().map(str::to_owned),
+        group_id: None,
     }
 }
 
@@ -299,9 +313,10 @@ pub async fn submit(
         }
     };
     super::extract::require_object(&body)?;
-    let req: SubmitRequest = parse_json(&body)?;
+    let mut req: SubmitRequest = parse_json(&body)?;
+    let group = req.group.take().map(group_name).transpose()?;
     let submission = parse_submission(&state, &tenant, req.into())?;
-    let job = new_job(&state, &tenant, &submission, state.clock.now());
+    let mut job = new_job(&state, &tenant, &submission, state.clock.now());
     let use_cache = submission.cache();
     let input = submission
         .into_inputs()
@@ -325,7 +340,7 @@ pub async fn submit(
         }
     }
     let list_price = state.config.prices.charge(&job.model, job.priority).map_or(0, |c| c.list);
-    if idempotency.is_none() && state.groups.enabled() {
+    if idempotency.is_none() && group.is_none() && state.groups.enabled() {
         // Without a key, the submission is committed together with others
         // waiting at the same moment (see `crate::group_commit`).
         let created_at = job.created_at;
@@ -336,10 +351,27 @@ pub async fn submit(
         };
     }
     let mut tx = state.pool.begin().await?;
+    // A named group is found or created, and locked until this commits:
+    // a completion pass cannot close it before the job is counted in it.
+    if let Some(name) = &group {
+        match offpeak_store::groups::open_named(&mut tx, tenant.id, name, job.created_at).await? {
+            offpeak_store::groups::Named::Open(id) => job.group_id = Some(id),
+            offpeak_store::groups::Named::Completed(id) => {
+                return Err(ApiError::conflict(
+                    "group_completed",
+                    format!("group '{name}' ({id}) has completed: every job it held has ended, and it takes no new job; name another group"),
+                )
+                .with_field("group"))
+            }
+        }
+    }
     let (inputs, admission) = admit(&mut tx, &state, &tenant, &job, vec![(job.id, input)], use_cache).await?;
     let outcome = db::insert_one(&mut tx, &job, &inputs[0], &admission, idempotency).await?;
     match outcome {
         InsertOutcome::Inserted(row) => {
+            if let Some(group_id) = job.group_id {
+                offpeak_store::groups::count_job(&mut tx, group_id).await?;
+            }
             tx.commit().await?;
             Ok(created(&tenant, row, list_price))
         }
@@ -349,6 +381,20 @@ pub async fn submit(
             replay(row, &request_hash)
         }
     }
+}
+
+/// A group name as submitted: 1 to [`MAX_GROUP_NAME_CHARS`] characters,
+/// no NUL (PostgreSQL cannot store one).
+fn group_name(name: String) -> ApiResult<String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_GROUP_NAME_CHARS || name.contains('\0') {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "group",
+            format!("group must be 1 to {MAX_GROUP_NAME_CHARS} characters without NUL characters"),
+        ));
+    }
+    Ok(name)
 }
 
 /// The 201 of a stored submission, logged and counted.
@@ -436,6 +482,9 @@ pub struct BulkResponse {
     release_at: DateTime<Utc>,
     #[schema(required = true)]
     window_closes_at: Option<DateTime<Utc>>,
+    /// The group these jobs form: `GET /v1/groups/{id}` counts them by state, `/results` streams them, and
+    /// `group.completed` is sent when the last has ended.
+    group_id: Uuid,
 }
 
 /// `POST /v1/jobs/bulk`: many inputs of one model, one transaction.
@@ -465,13 +514,17 @@ pub async fn submit_bulk(
     JsonBody(req): JsonBody<BulkRequest>,
 ) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
     let submission = parse_submission(&state, &tenant, req.into())?;
-    let template = new_job(&state, &tenant, &submission, state.clock.now());
+    let mut template = new_job(&state, &tenant, &submission, state.clock.now());
+    let group_id = Uuid::now_v7();
+    template.group_id = Some(group_id);
     let use_cache = submission.cache();
     let inputs: Vec<(Uuid, Value)> =
         submission.into_inputs().into_iter().map(|i| (Uuid::now_v7(), i.into_value())).collect();
     let ids: Vec<Uuid> = inputs.iter().map(|i| i.0).collect();
     let mut tx = state.pool.begin().await?;
     let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
+    // The group first: the insert's cache hits count as done in it at once.
+    offpeak_store::groups::create(&mut tx, group_id, tenant.id, ids.len() as i64, template.created_at).await?;
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
     tx.commit().await?;
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
@@ -491,6 +544,7 @@ pub async fn submit_bulk(
             cache_hits,
             release_at: template.release_at,
             window_closes_at: template.window_closes_at,
+            group_id,
         }),
     ))
 }

@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod jobs;
 pub mod page;
 pub mod schedules;
 pub mod schema;
 pub mod usage;
+pub mod webhooks;
 pub mod openapi;
 pub mod windows;
 
@@ -143,6 +145,10 @@ pub struct ApiConfig {
     pub auth_cache_ttl: std::time::Duration,
     /// How single submissions are committed together (see [`crate::group_commit`]).
     pub group_commit: crate::group_commit::GroupCommitConfig,
+    /// `OFFPEAK_WEBHOOK_ALLOW_PRIVATE`: webhook URLs may be `http://` and
+    /// name loopback and private addresses (tests, the demo, a private
+    /// network); off by default.
+    pub webhooks_allow_private: bool,
 }
 
 impl Default for ApiConfig {
@@ -157,6 +163,7 @@ impl Default for ApiConfig {
             operator_token: None,
             auth_cache_ttl: auth::AUTH_CACHE_TTL_DEFAULT,
             group_commit: crate::group_commit::GroupCommitConfig::default(),
+            webhooks_allow_private: false,
         }
     }
 }
@@ -194,6 +201,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/schedules", get(schedules::list).post(schedules::create))
         .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
+        .route("/v1/groups/{id}", get(groups::get))
+        .route("/v1/groups/{id}/results", get(groups::results))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::patch).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/rotate-secret", axum::routing::post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery_id}/replay", axum::routing::post(webhooks::replay))
         .route("/v1/windows/next", get(windows::next))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/tenant", get(usage::tenant))

@@ -20,9 +20,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{
-    CatchUpName, ErrorBody, ErrorDetail, Health, HealthStatus, JobStateName, PriorityName, Readiness, ReadinessChecks, ReadinessStatus,
+    CatchUpName, ErrorBody, WebhookEventName, ErrorDetail, Health, HealthStatus, JobStateName, PriorityName, Readiness, ReadinessChecks, ReadinessStatus,
 };
-use super::{health, jobs, schedules, usage, windows, AppState};
+use super::{groups, health, jobs, schedules, usage, webhooks, windows, AppState};
 
 /// The document as generated, before the running limits are filled in.
 #[derive(OpenApi)]
@@ -48,6 +48,16 @@ use super::{health, jobs, schedules, usage, windows, AppState};
         schedules::get,
         schedules::patch,
         schedules::delete,
+        groups::get,
+        groups::results,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::patch,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
+        webhooks::replay,
         windows::next,
         usage::usage,
         usage::tenant,
@@ -62,6 +72,7 @@ use super::{health, jobs, schedules, usage, windows, AppState};
         JobStateName,
         PriorityName,
         CatchUpName,
+        WebhookEventName,
         usage::GroupBy,
         Health,
         HealthStatus,
@@ -73,6 +84,8 @@ use super::{health, jobs, schedules, usage, windows, AppState};
     tags(
         (name = "jobs", description = "Submit, read, list and cancel jobs"),
         (name = "schedules", description = "Recurring schedules: cron expressions in a timezone that create jobs"),
+        (name = "groups", description = "Groups of jobs (every bulk submission, or a name single submissions share): counts, results, completion"),
+        (name = "webhooks", description = "Webhook endpoints: job and group events pushed, signed as the Standard Webhooks specification says"),
         (name = "windows", description = "When the off-peak window opens"),
         (name = "usage", description = "Usage and savings from the usage ledger; the tenant's own settings"),
         (name = "operations", description = "Probes, metrics and this document; no authentication"),

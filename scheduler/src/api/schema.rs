@@ -70,6 +70,21 @@ pub enum CatchUpName {
     None,
 }
 
+/// A webhook event's type.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub enum WebhookEventName {
+    #[serde(rename = "job.succeeded")]
+    JobSucceeded,
+    #[serde(rename = "job.failed")]
+    JobFailed,
+    #[serde(rename = "job.dead")]
+    JobDead,
+    #[serde(rename = "job.cancelled")]
+    JobCancelled,
+    #[serde(rename = "group.completed")]
+    GroupCompleted,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

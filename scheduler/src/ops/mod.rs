@@ -1,5 +1,5 @@
 //! Operator commands (`offpeak-scheduler migrate`, `tenant ...`,
-//! `jobs stats|retry|cancel`, `prune`, `schedules ...`): what each does,
+//! `jobs stats|retry|cancel`, `prune`, `schedules ...`, `webhooks ...`): what each does,
 //! once its flags are parsed by `cli.rs`. Each prints a table a person can
 //! read, or JSON with `--json` for scripts. The SQL is the store's
 //! `operator` module, shared with the dashboard.
@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod prune;
 pub mod schedules;
 pub mod tenants;
+pub mod webhooks;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::PgPool;

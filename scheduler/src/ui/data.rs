@@ -482,3 +482,62 @@ pub async fn job(State(state): State<AppState>, _: Operator, PathId(id, _): Path
         timeline,
     }))
 }
+
+/// The webhooks panel: the outbox at a glance and every endpoint's health.
+#[derive(Debug, Serialize)]
+pub struct Webhooks {
+    pub pending: i64,
+    pub oldest_pending_seconds: f64,
+    pub failed: i64,
+    pub endpoints_disabled: i64,
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+/// One endpoint on the webhooks panel.
+#[derive(Debug, Serialize)]
+pub struct WebhookEndpoint {
+    pub id: uuid::Uuid,
+    pub tenant: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+/// `GET /ui/api/webhooks`: the same query as `offpeak-scheduler webhooks list`.
+pub async fn webhooks(State(state): State<AppState>, _: Operator) -> ApiResult<Json<Webhooks>> {
+    use offpeak_store::webhooks as hooks;
+    let mut tx = db::begin_read(&state.pool).await?;
+    let stats = hooks::outbox_stats(&mut *tx, state.clock.now()).await.map_err(read_error)?;
+    let rows = hooks::operator_list(&mut *tx, None).await.map_err(read_error)?;
+    tx.commit().await?;
+    Ok(Json(Webhooks {
+        pending: stats.pending,
+        oldest_pending_seconds: stats.oldest_pending_seconds,
+        failed: stats.failed,
+        endpoints_disabled: stats.endpoints_disabled,
+        endpoints: rows
+            .into_iter()
+            .map(|r| WebhookEndpoint {
+                id: r.id,
+                tenant: r.tenant,
+                url: r.url,
+                events: r.events,
+                enabled: r.disabled_at.is_none(),
+                disabled_at: r.disabled_at,
+                disabled_reason: r.disabled_reason,
+                failing_since: r.failing_since,
+                pending: r.pending,
+                delivered: r.delivered,
+                failed: r.failed,
+                last_error: r.last_error,
+            })
+            .collect(),
+    }))
+}

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/api/now", get(data::now))
         .route("/ui/api/spend", get(data::spend))
         .route("/ui/api/jobs", get(data::jobs))
+        .route("/ui/api/webhooks", get(data::webhooks))
         .route("/ui/api/jobs/{id}", get(data::job))
         .route("/ui/api/jobs/{id}/retry", post(actions::retry))
         .route("/ui/api/jobs/{id}/cancel", post(actions::cancel))

@@ -81,11 +81,13 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
         "WITH c AS (
              UPDATE jobs SET state = 'cancelled', finished_at = $2
              WHERE id = ANY($1) AND state IN ('held', 'queued')
-             RETURNING id
+             RETURNING {}
          ),
-         freed AS ({})
+         freed AS ({}){}
          SELECT id FROM c",
-        crate::jobs::FREE_FOLLOWERS_OF_C
+        crate::outbox::EFFECT_COLUMNS,
+        crate::jobs::FREE_FOLLOWERS_OF_C,
+        crate::outbox::terminal_effects("c")
     );
     let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
     tx.commit().await?;
@@ -174,18 +176,29 @@ pub async fn retry<'e>(
     window_closes_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    // A retried job is open again: its group counts it as not done (one
+    // `group_progress` row of minus the jobs moved, per group), so a group
+    // still open waits for it. A group that has completed stays completed:
+    // its event was sent, and it is not sent again (see `crate::groups`).
     let sql = format!(
-        "UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
-                batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
-                release_at = CASE WHEN priority = 'normal' THEN $11 ELSE $9 END,
-                window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $10 END
-         WHERE id IN (
-             SELECT j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id
-             WHERE {RETRY_MATCH}
-               AND j.timezone = $6 AND t.window_start IS NOT DISTINCT FROM $7 AND t.window_end IS NOT DISTINCT FROM $8
-             ORDER BY j.id LIMIT $5
-             FOR UPDATE OF j SKIP LOCKED)
-         RETURNING id"
+        "WITH moved AS (
+             UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
+                    batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
+                    release_at = CASE WHEN priority = 'normal' THEN $11 ELSE $9 END,
+                    window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $10 END
+             WHERE id IN (
+                 SELECT j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+                 WHERE {RETRY_MATCH}
+                   AND j.timezone = $6 AND t.window_start IS NOT DISTINCT FROM $7 AND t.window_end IS NOT DISTINCT FROM $8
+                 ORDER BY j.id LIMIT $5
+                 FOR UPDATE OF j SKIP LOCKED)
+             RETURNING id, group_id
+         ),
+         reopened AS (
+             INSERT INTO group_progress (group_id, done)
+             SELECT group_id, -count(*) FROM moved WHERE group_id IS NOT NULL GROUP BY group_id
+         )
+         SELECT id FROM moved"
     );
     let (timezone, window_start, window_end) = group.stored();
     sqlx::query_scalar(&sql)

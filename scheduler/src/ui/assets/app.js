@@ -387,6 +387,38 @@
   }
   let pendingTrail = null;
 
+  function webhooksView() {
+    const root = h('section', { class: 'panel', 'data-testid': 'panel-webhooks' });
+    replace(main, root);
+    return {
+      async refresh() {
+        const w = await api('/ui/api/webhooks');
+        const age = w.oldest_pending_seconds > 0 ? `oldest ${Math.round(w.oldest_pending_seconds)} s` : 'none waiting';
+        const health = (e) => (!e.enabled ? 'disabled' : e.failing_since ? 'failing' : 'ok');
+        replace(root,
+          h('h1', { text: 'Webhooks' }),
+          h('div', { class: 'cards' },
+            card('deliveries pending', w.pending, 'webhooks-pending', age),
+            card('deliveries given up', w.failed, 'webhooks-failed'),
+            card('endpoints disabled', w.endpoints_disabled, 'webhooks-disabled')),
+          h('table', { class: 'table', 'data-testid': 'webhooks-table' },
+            h('thead', {}, h('tr', {}, ['tenant', 'endpoint', 'url', 'events', 'health', 'pending', 'delivered', 'given up', 'last error'].map((c) => h('th', { text: c })))),
+            h('tbody', {}, w.endpoints.map((e) => h('tr', { 'data-testid': 'webhook-row', 'data-id': e.id, 'data-health': health(e) },
+              h('td', { text: e.tenant }),
+              h('td', { class: 'mono', text: shortId(e.id) }),
+              h('td', { class: 'mono', text: e.url }),
+              h('td', { text: e.events.join(', ') }),
+              h('td', { title: e.disabled_reason || (e.failing_since ? `failing since ${utc(e.failing_since)} UTC` : '') },
+                h('span', { class: `badge health-${health(e)}`, text: health(e) }),
+                e.disabled_reason ? h('div', { class: 'muted', text: e.disabled_reason }) : null),
+              h('td', { class: 'num', text: fmt(e.pending) }),
+              h('td', { class: 'num', text: fmt(e.delivered) }),
+              h('td', { class: 'num', text: fmt(e.failed) }),
+              h('td', { class: 'muted', text: e.last_error || '' }))))));
+      },
+    };
+  }
+
   function jobView(id) {
     const root = h('section', { class: 'panel', 'data-testid': 'panel-job' });
     const message = h('p', { class: 'message', 'data-testid': 'job-message', 'aria-live': 'polite' });
@@ -473,6 +505,7 @@
     else if (tab === 'jobs') view = jobsView(new URLSearchParams([...params].filter(([k]) => JOB_FILTERS.includes(k))));
     else if (tab === 'now') view = nowView();
     else if (tab === 'spend') view = spendView();
+    else if (tab === 'webhooks') view = webhooksView();
     else view = tonightView();
     refreshNow();
   }

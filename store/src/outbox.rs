@@ -1,0 +1,68 @@
+//! The effects every terminal write carries in its own statement: the
+//! webhook deliveries of the jobs' events (the outbox) and their groups'
+//! progress. Each statement that moves jobs to a terminal state (the
+//! insert of a cache hit or a refused firing, the worker's finish and its
+//! followers, the release round's cache answers, the tenant's and the
+//! operator's cancel) ends with [`terminal_effects`] over the rows it moved,
+//! so a job never reaches a terminal state without its event and its
+//! group's count, nor the other way round: one statement, one commit.
+//!
+//! The cost when nobody listens is one probe of `webhook_endpoints` per
+//! job (no tenant endpoint: no payload is built) and one `group_progress`
+//! row per group per statement.
+
+/// The columns a terminal statement's source CTE must return, by these
+/// names: the job's identity, group and what its event says.
+pub(crate) const EFFECT_COLUMNS: &str = "id, tenant_id, state, group_id, model, result, error, credits, cache_hit, \
+    user_id, metadata, created_at, started_at, finished_at, attempts";
+
+/// [`EFFECT_COLUMNS`] qualified by a table alias, for a `RETURNING` whose
+/// FROM list has more than one table.
+pub(crate) fn effect_columns(alias: &str) -> String {
+    EFFECT_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The SQL of a job event's payload (`{"type", "timestamp", "data"}`, as
+/// the Standard Webhooks specification recommends) over a row `x` with
+/// [`EFFECT_COLUMNS`].
+const JOB_PAYLOAD: &str = "jsonb_build_object(
+        'type', 'job.' || x.state,
+        'timestamp', offpeak_utc_text(x.finished_at),
+        'data', jsonb_build_object(
+            'id', x.id, 'state', x.state, 'model', x.model,
+            'result', x.result, 'error', x.error, 'credits', x.credits, 'cache_hit', x.cache_hit,
+            'user_id', x.user_id, 'metadata', x.metadata, 'group_id', x.group_id, 'attempts', x.attempts,
+            'created_at', offpeak_utc_text(x.created_at), 'started_at', offpeak_utc_text(x.started_at),
+            'finished_at', offpeak_utc_text(x.finished_at)))";
+
+/// Two CTEs (`{src}_events`, `{src}_progress`, each preceded by a comma)
+/// that write the effects of the terminal rows of the CTE `src`, which
+/// returns [`EFFECT_COLUMNS`]; rows of `src` in a state that is not
+/// terminal (a follower sent back to `held`) are left out.
+///
+/// A delivery row per enabled endpoint of the job's tenant subscribed to
+/// the event, sharing one event id (the `webhook-id`); the payload is built
+/// once per job, only for tenants with an endpoint.
+pub(crate) fn terminal_effects(src: &str) -> String {
+    format!(
+        ",
+         {src}_events AS (
+             INSERT INTO webhook_deliveries (event_id, endpoint_id, tenant_id, event_type, payload, created_at, next_attempt_at)
+             SELECT s.event_id, e.id, s.tenant_id, s.event_type, s.payload, s.finished_at, s.finished_at
+             FROM (SELECT x.tenant_id, x.finished_at, 'job.' || x.state AS event_type,
+                          gen_random_uuid() AS event_id, {JOB_PAYLOAD} AS payload
+                   FROM {src} x
+                   WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
+                     AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = x.tenant_id AND w.disabled_at IS NULL)
+                  ) s
+             JOIN webhook_endpoints e
+               ON e.tenant_id = s.tenant_id AND e.disabled_at IS NULL AND s.event_type = ANY(e.events)
+         ),
+         {src}_progress AS (
+             INSERT INTO group_progress (group_id, done)
+             SELECT group_id, count(*) FROM {src}
+             WHERE group_id IS NOT NULL AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
+             GROUP BY group_id
+         )"
+    )
+}
