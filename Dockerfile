@@ -5,6 +5,7 @@
 #   offpeak-worker     (batch consumer)
 #   provider-sim       (the provider simulator, for compose and demos)
 #   offpeak-bench      (the pipeline benchmark of BENCHMARKS.md)
+#   offpeak-webhook-receiver (records webhook deliveries, for demos)
 #
 # Build from the repository root (the build context must be the root):
 #     docker build -t offpeak:dev .
@@ -41,12 +42,14 @@ RUN set -eux; \
     echo 'fn main() {}' > worker/src/main.rs; \
     echo 'fn main() {}' > provider-sim/src/main.rs; \
     echo 'fn main() {}' > tests/src/bin/offpeak-bench.rs; \
+    echo 'fn main() {}' > tests/src/bin/offpeak-webhook-receiver.rs; \
     cargo build --release --locked --workspace --bins; \
     # Forget the stub builds of our own crates so the real sources are
     # always recompiled below, whatever their timestamps.
     rm -rf target/release/.fingerprint/offpeak-* \
            target/release/deps/offpeak_* target/release/deps/liboffpeak_* \
-           target/release/deps/provider_sim-* target/release/deps/offpeak_bench-*
+           target/release/deps/provider_sim-* target/release/deps/offpeak_bench-* \
+           target/release/deps/offpeak_webhook_receiver-*
 
 # 2. The real sources (migrations are embedded by `sqlx::migrate!`).
 COPY migrations migrations
@@ -62,7 +65,7 @@ RUN set -eux; \
     cargo build --release --locked --workspace --bins; \
     mkdir -p /out; \
     cp target/release/offpeak-scheduler target/release/offpeak-worker target/release/provider-sim \
-       target/release/offpeak-bench /out/
+       target/release/offpeak-bench target/release/offpeak-webhook-receiver /out/
 
 # -------------------------------------------------------------- runtime ----
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -77,7 +80,8 @@ RUN set -eux; \
     useradd --system --uid 10001 --gid offpeak --home-dir /nonexistent --no-create-home \
             --shell /usr/sbin/nologin offpeak
 
-COPY --from=build /out/offpeak-scheduler /out/offpeak-worker /out/provider-sim /out/offpeak-bench /usr/local/bin/
+COPY --from=build /out/offpeak-scheduler /out/offpeak-worker /out/provider-sim /out/offpeak-bench \
+     /out/offpeak-webhook-receiver /usr/local/bin/
 
 # Defaults suited to a container (the binaries' own defaults listen on
 # 127.0.0.1, which is unreachable from outside a container). Everything else

@@ -175,7 +175,7 @@ note "PostgreSQL: $(url_host_port "$DATABASE_URL" 5432 | tr ' ' ':')   RabbitMQ:
 
 heading "2. Building the release binaries (the first build takes a few minutes)"
 cargo build --release --workspace --quiet || die "cargo build --release --workspace failed (see above)"
-for b in offpeak-scheduler offpeak-worker provider-sim; do
+for b in offpeak-scheduler offpeak-worker provider-sim offpeak-webhook-receiver; do
     [[ -x "$BIN/$b" ]] || die "cargo built no $BIN/$b"
 done
 note "target/release/{offpeak-scheduler,offpeak-worker,provider-sim}"
@@ -218,8 +218,12 @@ start_bg provider-sim "$BIN/provider-sim" --listen "127.0.0.1:$SIM_PORT" --laten
 wait_http provider-sim "$SIM/healthz" 15
 # Low-priority (off-peak) work at half price, to show what it saves.
 export OFFPEAK_OFFPEAK_MULTIPLIER=0.5
+# The demo's webhook receiver is on this machine (http://127.0.0.1): a
+# destination offpeak refuses unless the operator allows private ones.
 start_bg scheduler env OFFPEAK_LISTEN="127.0.0.1:$API_PORT" OFFPEAK_RELEASE_INTERVAL_MS=200 \
-    "$BIN/offpeak-scheduler" serve
+    OFFPEAK_WEBHOOK_ALLOW_PRIVATE=true "$BIN/offpeak-scheduler" serve
+rm -f "$DEMO_DIR/webhooks.jsonl"
+start_bg webhook-receiver "$BIN/offpeak-webhook-receiver" --out "$DEMO_DIR/webhooks.jsonl"
 n=0
 for port in "${WORKER_PORTS[@]}"; do
     n=$((n + 1))
@@ -264,6 +268,23 @@ SCHEDULE_ID=$(json "$DEMO_DIR/response.json" 'd["id"]')
 api GET "/v1/schedules/$SCHEDULE_ID"
 [[ "$STATUS" == 200 ]] || die "GET /v1/schedules/$SCHEDULE_ID answered $STATUS"
 note "schedule $SCHEDULE_ID fires next at (UTC): $(json "$DEMO_DIR/response.json" '", ".join(t["utc"] for t in d["next_fire_times"][:3])')"
+
+RECEIVER_URL=""
+for _ in $(seq 1 50); do
+    RECEIVER_URL=$(head -n 1 "$DEMO_DIR/webhook-receiver.log" 2>/dev/null || true)
+    [[ "$RECEIVER_URL" == http* ]] && break
+    sleep 0.1
+done
+[[ "$RECEIVER_URL" == http* ]] || die "the webhook receiver did not start (see .demo/webhook-receiver.log)"
+note "a webhook endpoint: every job and group event, signed, to the receiver at $RECEIVER_URL"
+api POST /v1/webhooks "{\"url\":\"$RECEIVER_URL\",\"description\":\"offpeak demo receiver\"}"
+if [[ "$STATUS" != 201 ]]; then
+    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
+    die "POST /v1/webhooks answered $STATUS (expected 201)"
+fi
+WEBHOOK_ID=$(json "$DEMO_DIR/response.json" 'd["id"]')
+WEBHOOK_SECRET=$(json "$DEMO_DIR/response.json" 'd["secret"]')
+note "endpoint $WEBHOOK_ID, secret ${WEBHOOK_SECRET:0:12}… (shown only in this answer)"
 
 heading "6. Where is it night right now?"
 ZONES=(Pacific/Pago_Pago Pacific/Honolulu America/Anchorage America/Los_Angeles America/Denver
@@ -416,7 +437,43 @@ if [[ $done_ok -eq 0 ]]; then
     printf '\n   jobs that should have run are still not finished after %ss (logs above)\n' "$DEMO_TIMEOUT"
 fi
 
-heading "9. Summary"
+webhook_failed=0
+heading "9. Webhooks: what the receiver got (verified here as a submitter would)"
+# Deliveries follow the jobs' terminal writes within a second or two.
+sleep 3
+api GET "/v1/jobs?limit=1000"
+python3 - "$DEMO_DIR/webhooks.jsonl" "$WEBHOOK_SECRET" "$DEMO_DIR/response.json" <<'PY' | sed 's/^/   /' || webhook_failed=1
+import base64, hashlib, hmac, json, sys
+
+def verify(secret, msg_id, timestamp, body, header):
+    """Standard Webhooks: HMAC-SHA256 of "{id}.{timestamp}.{body}" under the secret's bytes."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()).decode()
+    return any(hmac.compare_digest(sig.removeprefix("v1,"), expected) for sig in header.split(" "))
+
+lines = [json.loads(l) for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else []
+ok = sum(verify(sys.argv[2], l["webhook_id"], l["webhook_timestamp"], l["body"], l["webhook_signature"]) for l in lines)
+events = [json.loads(l["body"]) for l in lines]
+by_type = {}
+for e in events:
+    by_type[e["type"]] = by_type.get(e["type"], 0) + 1
+print("%d deliveries, %d with a valid signature: %s" % (len(lines), ok, ", ".join("%s %d" % kv for kv in sorted(by_type.items()))))
+jobs = json.load(open(sys.argv[3]))["jobs"]
+ended = {j["id"] for j in jobs if j["state"] in ("succeeded", "failed", "dead", "cancelled")}
+told = {e["data"]["id"] for e in events if e["type"].startswith("job.")}
+print("jobs ended: %d, of which the receiver was told: %d" % (len(ended), len(ended & told)))
+sample = next((e for e in events if e["type"] == "job.succeeded"), None)
+if sample:
+    d = sample["data"]
+    print("e.g. %s at %s: job %s, %s, %s credits, result %s" % (sample["type"], sample["timestamp"], d["id"], d["model"], d["credits"], json.dumps(d["result"])[:60]))
+for e in events:
+    if e["type"] == "group.completed":
+        print("group.completed %s: %s" % (e["data"]["id"], json.dumps(e["data"]["counts"])))
+if ok != len(lines) or not ended <= told:
+    sys.exit("a delivery did not verify, or an ended job has no event yet")
+PY
+
+heading "10. Summary"
 curl -fsS --max-time 10 "$SIM/v1/stats" -o "$DEMO_DIR/sim-stats.json" || die "GET $SIM/v1/stats failed"
 checks=0
 python3 - "$DEMO_DIR/response.json" "$JOBS_TSV" "$DEMO_DIR/sim-stats.json" <<'PY' || checks=$?
@@ -543,7 +600,7 @@ if [[ -n "$held_tz" ]]; then
     pretty "$DEMO_DIR/response.json"
 fi
 
-heading "10. Saving credits: the cache, the off-peak price and a daily limit"
+heading "11. Saving credits: the cache, the off-peak price and a daily limit"
 note "the blue teapot once more: answered from the cache at once, 0 credits, no provider call"
 api POST /v1/jobs '{"model":"auto","use_case":"product-image","priority":"normal","input":{"prompt":"a product shot of a blue teapot","width":1024,"height":1024}}'
 [[ "$STATUS" == 201 ]] || die "POST /v1/jobs answered $STATUS (expected 201)"
@@ -588,7 +645,7 @@ note "HTTP $STATUS"
 pretty "$DEMO_DIR/response.json"
 
 echo
-if [[ $checks -ne 0 || $done_ok -ne 1 ]]; then
+if [[ $checks -ne 0 || $done_ok -ne 1 || $webhook_failed -ne 0 ]]; then
     echo "demo FAILED: a check above did not hold (logs in .demo/)" >&2
     exit 1
 fi

@@ -306,3 +306,87 @@ async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_n
     assert_exactly_once(&sys, 100, 2).await;
     drop(replacement);
 }
+
+#[tokio::test]
+async fn a_scheduler_killed_during_webhook_deliveries_and_a_postgres_restart_lose_no_event_and_complete_each_group_once() {
+    use offpeak_tests::receiver::Receiver;
+    let _serial = SERIAL.lock().await;
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
+        workers: 2,
+        sim_args: vec!["--latency-ms".into(), "100".into()],
+        env: vec![
+            ("OFFPEAK_BATCH_MAX".into(), "20".into()),
+            ("OFFPEAK_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
+            ("OFFPEAK_WEBHOOK_TIMEOUT_SECS".into(), "2".into()),
+        ],
+        ..Default::default()
+    }))
+    .await;
+    let receiver = Receiver::start(None).await;
+    let resp = sys
+        .http
+        .post(format!("{}/v1/webhooks", sys.api))
+        .bearer_auth(&sys.key)
+        .json(&serde_json::json!({"url": receiver.url()}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let hook: serde_json::Value = resp.json().await.expect("json");
+    receiver.set_secret(Some(offpeak_core::webhook::Secret::parse(hook["secret"].as_str().expect("secret")).expect("whsec_")));
+
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.extend(sys.submit(200, "flux-schnell").await);
+    }
+    // Deliveries under way: kill the scheduler mid-stream, restart PostgreSQL, start another.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while receiver.count() < 50 {
+        assert!(tokio::time::Instant::now() < deadline, "no deliveries");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sys.scheduler.signal("KILL");
+    private.pg.restart();
+    let (_replacement, _) = sys.add_scheduler();
+    let states = sys.wait_all_terminal(Duration::from_secs(120)).await;
+    assert_eq!(states.get("succeeded").copied(), Some(600), "{states:?}");
+
+    // Every job's event and one group.completed per group arrive (leases
+    // of the killed replica's attempts run out after timeout + 30 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = receiver.received();
+        let mut job_ids: Vec<String> = got
+            .iter()
+            .filter(|r| r.body["type"] == "job.succeeded")
+            .filter_map(|r| r.body["data"]["id"].as_str().map(str::to_owned))
+            .collect();
+        job_ids.sort();
+        job_ids.dedup();
+        let mut groups: Vec<(String, String)> = got
+            .iter()
+            .filter(|r| r.body["type"] == "group.completed")
+            .map(|r| (r.body["data"]["id"].as_str().unwrap_or("").to_owned(), r.webhook_id.clone().unwrap_or_default()))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        if job_ids.len() == 600 && groups.len() >= 3 {
+            let mut names: Vec<&String> = groups.iter().map(|g| &g.0).collect();
+            names.dedup();
+            assert_eq!(names.len(), 3, "three groups");
+            assert_eq!(groups.len(), 3, "one group.completed event (one webhook-id) per group: {groups:?}");
+            for g in got.iter().filter(|r| r.body["type"] == "group.completed") {
+                assert_eq!(g.body["data"]["counts"]["succeeded"], 200, "{}", g.body);
+            }
+            assert!(got.iter().all(|r| r.verified == Some(true)), "every delivery signed");
+            let mut all = jobs.clone();
+            all.sort();
+            assert_eq!(job_ids, all, "an event for every job");
+            println!("600 jobs, {} deliveries received (duplicates from the kill: {})", got.len(), got.len() - 603);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} job events and {} group events after the kill", job_ids.len(), groups.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
