@@ -337,7 +337,7 @@ pub async fn patch(
     Ok(Json(WebhookView::from(&row)))
 }
 
-/// `DELETE /v1/webhooks/{id}`.
+/// `DELETE /v1/webhooks/{id}`: 200 with the endpoint as it was (as schedules).
 #[utoipa::path(
     delete,
     path = "/v1/webhooks/{id}",
@@ -347,7 +347,7 @@ pub async fn patch(
     security(("api_key" = [])),
     params(("id" = Uuid, Path, description = "The endpoint's id; anything that is not one of the tenant's endpoint ids is a 404")),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "The endpoint as it was", body = WebhookView),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
         (status = 404, description = "No endpoint of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
         (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
@@ -358,12 +358,12 @@ pub async fn delete(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     PathId(id, _): PathId<WebhookId>,
-) -> ApiResult<StatusCode> {
-    if db::delete(&state.pool, tenant.id, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("webhook"))
+) -> ApiResult<Json<WebhookView>> {
+    let row = db::get(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    if !db::delete(&state.pool, tenant.id, id).await? {
+        return Err(ApiError::not_found("webhook"));
     }
+    Ok(Json(WebhookView::from(&row)))
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret`.

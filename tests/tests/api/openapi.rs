@@ -50,6 +50,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/schedules/{id}"),
     ("PATCH", "/v1/schedules/{id}"),
     ("DELETE", "/v1/schedules/{id}"),
+    ("GET", "/v1/groups/{id}"),
+    ("GET", "/v1/groups/{id}/results"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay"),
     ("GET", "/v1/windows/next"),
     ("GET", "/v1/usage"),
     ("GET", "/v1/tenant"),
@@ -182,7 +192,7 @@ fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 }
 
 fn fill(path: &str, id: &str) -> String {
-    path.replace("{id}", id)
+    path.replace("{id}", id).replace("{delivery_id}", id)
 }
 
 // ---------------------------------------------------------------- a small JSON Schema validator
@@ -473,9 +483,13 @@ async fn every_documented_query_parameter_is_accepted_and_no_other() {
     let env = TestEnv::new().await;
     let key = env.tenant("acme", "UTC").await;
     let doc = fetch_document(&env).await;
+    // A path's `{id}` names a real resource: a webhook endpoint (its deliveries take `limit` and `cursor`).
+    let (_, hook) = env.post(&key, "/v1/webhooks", &json!({"url": "https://example.com/hook"})).await;
+    let hook_id = hook["id"].as_str().expect("an endpoint").to_owned();
     let mut seen = 0;
-    for (method, path) in documented(&doc).into_iter().filter(|(m, _)| m == "GET") {
-        let op = operation(&doc, &method, &path);
+    for (method, template) in documented(&doc).into_iter().filter(|(m, _)| m == "GET") {
+        let op = operation(&doc, &method, &template);
+        let path = template.replace("{id}", &hook_id);
         let params: Vec<&Value> =
             op["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "query").collect();
         if params.is_empty() {
@@ -648,6 +662,22 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
     let big_input = json!({"model": "flux-schnell", "inputs": [{}, {"p": "x".repeat(65 * 1024)}]});
     // A tenant whose daily credit limit is spent: 429s.
+    // A webhook endpoint, with one delivery (a cancelled job's event) to list and replay.
+    let hook = json!({"url": "https://example.com/hooks/offpeak", "events": ["job.cancelled"]});
+    let first_hook = sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 201).json(hook.clone());
+    let (_, made) = run(&env, &doc, &first_hook).await;
+    let hook_path = format!("/v1/webhooks/{}", made.expect("an endpoint")["id"].as_str().expect("id"));
+    let unknown_hook = format!("/v1/webhooks/{}", Uuid::now_v7());
+    let (_, bulk) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": [{"p": "grouped"}], "timezone": "Pacific/Auckland"})).await;
+    let group_path = format!("/v1/groups/{}", bulk["group_id"].as_str().expect("a group"));
+    env.delete(&key, &format!("/v1/jobs/{}", bulk["ids"][0].as_str().expect("id"))).await;
+    let delivery_id: String = sqlx::query_scalar("SELECT id::text FROM webhook_deliveries").fetch_one(&env.pool).await.expect("a delivery");
+    // A tenant with the most endpoints allowed.
+    let full = env.tenant("full", "UTC").await;
+    for _ in 0..offpeak_scheduler::api::webhooks::MAX_ENDPOINTS_PER_TENANT {
+        let (status, _) = env.post(&full, "/v1/webhooks", &json!({"url": "https://example.com/h"})).await;
+        assert_eq!(status, 201);
+    }
     let limited = env.tenant("limited", "UTC").await;
     let spent = offpeak_store::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
     offpeak_store::tenants::update(&env.pool, "limited", &spent).await.expect("set a limit");
@@ -750,6 +780,45 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
         sample("DELETE", "/v1/schedules/{id}", schedule_path.clone(), &key, 401).no_key(),
         sample("DELETE", "/v1/schedules/{id}", schedule_path.clone(), &key, 200),
         sample("DELETE", "/v1/schedules/{id}", schedule_path.clone(), &key, 404),
+        // Groups: the bulk submissions above made some.
+        sample("GET", "/v1/groups/{id}", group_path.clone(), &key, 200),
+        sample("GET", "/v1/groups/{id}", format!("/v1/groups/{}", Uuid::now_v7()), &key, 404),
+        sample("GET", "/v1/groups/{id}", group_path.clone(), &key, 401).no_key(),
+        sample("GET", "/v1/groups/{id}/results", format!("{group_path}/results"), &key, 200),
+        sample("GET", "/v1/groups/{id}/results", format!("/v1/groups/{}/results", Uuid::now_v7()), &key, 404),
+        sample("GET", "/v1/groups/{id}/results", format!("{group_path}/results"), &key, 401).no_key(),
+        // Webhooks
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 400).raw(b"{\"url\": "),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 401).json(hook.clone()).no_key(),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &full, 409).json(hook.clone()),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 413).json(json!({"url": "https://example.com/", "description": "d".repeat(33 * 1024 * 1024)})),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 422).json(json!({"url": "http://example.com/hook"})),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 422).json(json!({"url": "https://169.254.169.254/"})),
+        sample("POST", "/v1/webhooks", "/v1/webhooks", &key, 422).json(json!({"url": "https://example.com/", "events": ["job.exploded"]})),
+        sample("GET", "/v1/webhooks", "/v1/webhooks", &key, 200),
+        sample("GET", "/v1/webhooks", "/v1/webhooks", &key, 401).no_key(),
+        sample("GET", "/v1/webhooks/{id}", hook_path.clone(), &key, 200),
+        sample("GET", "/v1/webhooks/{id}", unknown_hook.clone(), &key, 404),
+        sample("GET", "/v1/webhooks/{id}", hook_path.clone(), &key, 401).no_key(),
+        sample("PATCH", "/v1/webhooks/{id}", hook_path.clone(), &key, 200).json(json!({"enabled": false, "description": null})),
+        sample("PATCH", "/v1/webhooks/{id}", hook_path.clone(), &key, 400).raw(b"enabled=true"),
+        sample("PATCH", "/v1/webhooks/{id}", hook_path.clone(), &key, 401).json(json!({"enabled": true})).no_key(),
+        sample("PATCH", "/v1/webhooks/{id}", unknown_hook.clone(), &key, 404).json(json!({"enabled": true})),
+        sample("PATCH", "/v1/webhooks/{id}", hook_path.clone(), &key, 413).json(json!({"description": "d".repeat(33 * 1024 * 1024)})),
+        sample("PATCH", "/v1/webhooks/{id}", hook_path.clone(), &key, 422).json(json!({"url": "https://10.0.0.1/"})),
+        sample("POST", "/v1/webhooks/{id}/rotate-secret", format!("{hook_path}/rotate-secret"), &key, 200),
+        sample("POST", "/v1/webhooks/{id}/rotate-secret", format!("{unknown_hook}/rotate-secret"), &key, 404),
+        sample("POST", "/v1/webhooks/{id}/rotate-secret", format!("{hook_path}/rotate-secret"), &key, 401).no_key(),
+        sample("GET", "/v1/webhooks/{id}/deliveries", format!("{hook_path}/deliveries?limit=1"), &key, 200),
+        sample("GET", "/v1/webhooks/{id}/deliveries", format!("{hook_path}/deliveries?limit=0"), &key, 400),
+        sample("GET", "/v1/webhooks/{id}/deliveries", format!("{unknown_hook}/deliveries"), &key, 404),
+        sample("GET", "/v1/webhooks/{id}/deliveries", format!("{hook_path}/deliveries"), &key, 401).no_key(),
+        sample("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", format!("{hook_path}/deliveries/{delivery_id}/replay"), &key, 202),
+        sample("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", format!("{hook_path}/deliveries/{}/replay", Uuid::now_v7()), &key, 404),
+        sample("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", format!("{hook_path}/deliveries/{delivery_id}/replay"), &key, 401).no_key(),
+        sample("DELETE", "/v1/webhooks/{id}", hook_path.clone(), &key, 401).no_key(),
+        sample("DELETE", "/v1/webhooks/{id}", hook_path.clone(), &key, 200),
+        sample("DELETE", "/v1/webhooks/{id}", hook_path.clone(), &key, 404),
         // GET /v1/windows/next
         sample("GET", "/v1/windows/next", "/v1/windows/next", &key, 200),
         sample("GET", "/v1/windows/next", "/v1/windows/next?timezone=Asia%2FTokyo&at=2027-03-14T12%3A00%3A00Z", &key, 200),
@@ -774,6 +843,7 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let mut seen: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
     seen.entry(("POST".into(), "/v1/jobs".into())).or_default().insert(201);
     seen.entry(("POST".into(), "/v1/schedules".into())).or_default().insert(201);
+    seen.entry(("POST".into(), "/v1/webhooks".into())).or_default().insert(201);
     for s in &samples {
         let (status, _) = run(&env, &doc, s).await;
         seen.entry((s.method.to_owned(), s.template.to_owned())).or_default().insert(status);
