@@ -81,6 +81,11 @@ pub struct Options {
     /// coalescing step runs; off, they are jobs submitted with `"cache": false`.
     #[arg(long, default_value_t = false)]
     pub burst_cache_keys: bool,
+    /// Subscribe every tenant of the burst to every webhook event (one
+    /// endpoint each, all at one local receiver that counts) and report how
+    /// long the million deliveries take.
+    #[arg(long, default_value_t = false)]
+    pub burst_webhooks: bool,
     /// Worker prefetch for every run (default: the worker's default).
     #[arg(long)]
     pub prefetch: Option<u16>,
@@ -235,6 +240,17 @@ pub fn table(r: &Results) -> String {
         row("3", &run, "s until all published", format!("{:.1} s", b.published_secs), "≤ 30 s", Some(b.published_secs <= 30.0 && !b.timed_out));
         row("3", &run, "s until all finished", format!("{:.1} s{to}", b.finished_secs), "≤ 60 s", Some(b.finished_secs <= 60.0 && !b.timed_out));
         row("3", &run, "jobs/s published / finished", format!("{} / {}", rate(b.publish_rate), rate(b.finish_rate)), "", None);
+        if let Some(w) = &b.webhooks {
+            let to = if w.timed_out { " (time limit hit)" } else { "" };
+            row(
+                "3",
+                &run,
+                &format!("webhook events delivered ({} endpoints, {} events: jobs and {} groups): s until all / per s", w.endpoints, rate(w.expected as f64), b.groups),
+                format!("{:.1} s{to} / {}", w.delivered_secs, rate(w.rate)),
+                "",
+                None,
+            );
+        }
         if let (Some(u), Some(ratio)) = (b.bare_update_rate, b.ratio) {
             row("3", &run, "rows/s of a bare `UPDATE ... WHERE id = ANY($1)`", rate(u), "", None);
             row("3", &run, "publish rate ÷ bare UPDATE", format!("{:.0}%", ratio * 100.0), "", None);

@@ -297,6 +297,66 @@ pub struct BurstResult {
     /// Seconds the backlog's COPY took (setup, not measured against a target).
     pub setup_copy_secs: f64,
     pub rss: Rss,
+    /// The groups the jobs belong to, as the bulk submissions that would
+    /// have made them: one per (tenant, model).
+    pub groups: usize,
+    /// With `--burst-webhooks`: the deliveries of every job's and group's event.
+    pub webhooks: Option<WebhookRun>,
+}
+
+/// The webhook side of a burst with every tenant subscribed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookRun {
+    /// Endpoints (one per tenant, all to one local receiver).
+    pub endpoints: usize,
+    /// Events expected: one per job, one per group.
+    pub expected: u64,
+    /// Distinct deliveries the receiver got (2xx answered).
+    pub received: u64,
+    /// Seconds from the window opening until the last expected delivery arrived.
+    pub delivered_secs: f64,
+    /// Deliveries per second over that time.
+    pub rate: f64,
+    /// The time limit was hit before every event arrived.
+    pub timed_out: bool,
+}
+
+/// A webhook receiver that only counts what it gets (the benchmark's: a
+/// million bodies would not fit the recording receiver of the tests).
+struct CountingReceiver {
+    url: String,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingReceiver {
+    async fn start() -> anyhow::Result<Self> {
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let c = count.clone();
+        let app = axum::Router::new().fallback(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "ok"
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, count, task })
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The 20 models of the burst, priced 1 credit each (`OFFPEAK_PRICES`).
@@ -309,18 +369,55 @@ pub fn burst_models() -> Vec<String> {
 pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Result<BurstResult> {
     let models = burst_models();
     let prices: Vec<String> = models.iter().map(|m| format!("{m}=1")).collect();
-    let stack = Stack::start("burst", opts.stack(2, Duration::ZERO, vec![("OFFPEAK_PRICES".into(), prices.join(","))])).await?;
+    let env = vec![("OFFPEAK_PRICES".into(), prices.join(",")), ("OFFPEAK_WEBHOOK_ALLOW_PRIVATE".into(), "true".into())];
+    let stack = Stack::start("burst", opts.stack(2, Duration::ZERO, env)).await?;
     let n_tenants = 1_000.min(jobs as usize);
     let tenants = make_tenants(&stack.pool, n_tenants).await?;
     let ids: Vec<Uuid> = (0..jobs).map(|_| Uuid::now_v7()).collect();
+    // Each (tenant, model) is one group, as one bulk submission of the
+    // API would make it (jobs_group index, group progress, completion).
+    let group_of = |i: usize| (i % n_tenants) * models.len() + (i / n_tenants) % models.len();
+    let groups: Vec<Uuid> = (0..n_tenants * models.len()).map(|_| Uuid::now_v7()).collect();
+    let mut totals = vec![0i64; groups.len()];
+    for i in 0..jobs as usize {
+        totals[group_of(i)] += 1;
+    }
+    let group_tenants: Vec<Uuid> = (0..groups.len()).map(|g| tenants[g / models.len()]).collect();
+    let used: Vec<usize> = (0..groups.len()).filter(|g| totals[*g] > 0).collect();
+    sqlx::query("INSERT INTO job_groups (id, tenant_id, total, created_at) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[])")
+        .bind(used.iter().map(|g| groups[*g]).collect::<Vec<_>>())
+        .bind(used.iter().map(|g| group_tenants[*g]).collect::<Vec<_>>())
+        .bind(used.iter().map(|g| totals[*g]).collect::<Vec<_>>())
+        .bind(vec![Utc::now(); used.len()])
+        .execute(&stack.pool)
+        .await?;
+    let n_groups = used.len();
+    // With `--burst-webhooks`: every tenant subscribed to every event, at one local receiver.
+    let receiver = if opts.burst_webhooks { Some(CountingReceiver::start().await?) } else { None };
+    if let Some(r) = &receiver {
+        let all: Vec<&str> = offpeak_core::webhook::EventType::ALL.iter().map(|e| e.as_str()).collect();
+        for t in &tenants {
+            let e = offpeak_store::webhooks::NewEndpoint {
+                id: Uuid::now_v7(),
+                tenant_id: *t,
+                url: &r.url,
+                events: &all,
+                description: Some("bench"),
+                secret: &[7u8; 32],
+                now: Utc::now(),
+            };
+            offpeak_store::webhooks::create(&stack.pool, &e).await?;
+        }
+    }
     let cache_keys = opts.burst_cache_keys;
     let rows = |release_at: DateTime<Utc>, ids: &[Uuid]| {
-        let (tenants, models) = (tenants.clone(), models.clone());
+        let (tenants, models, groups) = (tenants.clone(), models.clone(), groups.clone());
         let close = release_at + chrono::Duration::hours(4);
         let created = Utc::now();
         ids.to_vec().into_iter().enumerate().map(move |(i, id)| {
             let t = &tenants[i % tenants.len()];
             let m = &models[(i / tenants.len()) % models.len()];
+            let g = groups[(i % tenants.len()) * models.len() + (i / tenants.len()) % models.len()];
             // With `--burst-cache-keys`, as the API stores a job submitted
             // with the cache on (the default): its cache key, so the
             // release's coalescing step does its work, and its quota day.
@@ -333,7 +430,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
                 ("\\N".to_owned(), "\\N".to_owned(), 0)
             };
             format!(
-                "{id}\t{t}\t{m}\t{input}\tlow\tUTC\theld\t{}\t{}\t5\t{}\t{key}\t{day}\t{reserved}\n",
+                "{id}\t{t}\t{m}\t{input}\tlow\tUTC\theld\t{}\t{}\t5\t{}\t{key}\t{day}\t{reserved}\t{g}\n",
                 ts(release_at),
                 ts(close),
                 ts(created),
@@ -341,7 +438,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
         })
     };
     const COLUMNS: &str = "(id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, max_attempts, \
-                           created_at, cache_key, quota_day, reserved_credits)";
+                           created_at, cache_key, quota_day, reserved_credits, group_id)";
 
     // The baseline first, in the same database: an equivalent table, the
     // same rows, and the bare UPDATE the release has to do at the least.
@@ -379,6 +476,26 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
     let timeout = Duration::from_secs_f64(opts.burst_timeout_secs);
     let (published, finished, timed_out) = watch_until_done(&stack.pool, opening, timeout).await?;
     let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetch_one(&stack.pool).await?;
+    let webhooks = match &receiver {
+        None => None,
+        Some(r) => {
+            let expected = jobs + n_groups as u64;
+            let deadline = Instant::now() + timeout;
+            while r.count() < expected && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let delivered_secs = (Utc::now() - opening).to_std().unwrap_or_default().as_secs_f64();
+            let received = r.count();
+            Some(WebhookRun {
+                endpoints: n_tenants,
+                expected,
+                received,
+                delivered_secs,
+                rate: received as f64 / delivered_secs,
+                timed_out: received < expected,
+            })
+        }
+    };
     let rss = stack.stop().await;
     let publish_rate = jobs as f64 / published;
     Ok(BurstResult {
@@ -395,6 +512,8 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
         ratio: bare_update_rate.map(|b| publish_rate / b),
         setup_copy_secs,
         rss,
+        groups: n_groups,
+        webhooks,
     })
 }
 
