@@ -258,68 +258,82 @@ pub struct AttemptRecord {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
-/// What [`record_attempt`] changed on the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointChange {
-    None,
-    /// The endpoint had failed for longer than allowed and is now disabled.
-    Disabled,
-}
-
-/// Records an attempt: its row, the delivery's new state, and the
-/// endpoint's health (a success clears `failing_since`; a failure sets it
-/// if unset, and disables an endpoint failing since before `disable_before`),
-/// in one statement.
+/// Records attempts, in one statement: their rows, each delivery's new
+/// state, and each endpoint's health (an endpoint that answered any of
+/// them is healthy again; one that failed them all is failing since its
+/// first failure, and is disabled if that was before `disable_before`).
+/// Returns the endpoints this disabled.
+///
+/// Idempotent: a delivery moves only from the attempt count it was leased
+/// with, and only the attempts of deliveries that moved are written and
+/// counted, so a record retried after a lost answer (it had committed)
+/// writes nothing twice. An endpoint's row is written only when its health
+/// changes, so a stream of successes does not rewrite it.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn record_attempt(
-    pool: &PgPool,
-    a: &AttemptRecord,
-    disable_before: DateTime<Utc>,
-) -> Result<EndpointChange, sqlx::Error> {
-    // Idempotent: the delivery moves only from the attempt count it was
-    // leased with, and the attempt row and the endpoint's health are
-    // written only if it moved, so a record retried after a lost answer
-    // (it had committed) writes nothing twice.
-    let disabled: Option<bool> = sqlx::query_scalar(
-        "WITH delivery AS (
-             UPDATE webhook_deliveries SET
-                 attempts = attempts + 1,
-                 state = CASE WHEN $7 THEN 'delivered' WHEN $8::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
-                 delivered_at = CASE WHEN $7 THEN $3 ELSE delivered_at END,
-                 next_attempt_at = COALESCE($8, next_attempt_at),
-                 last_status = $4, last_error = $6
-             WHERE id = $1 AND state = 'pending' AND attempts = $10
-             RETURNING id
+pub async fn record_attempts(pool: &PgPool, attempts: &[AttemptRecord], disable_before: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    fn column<T>(a: &[AttemptRecord], f: impl Fn(&AttemptRecord) -> T) -> Vec<T> {
+        a.iter().map(f).collect()
+    }
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        "WITH a AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int4[], $5::int4[], $6::text[],
+                                  $7::bool[], $8::timestamptz[], $9::int4[])
+                 AS a(delivery_id, endpoint_id, attempted_at, status, latency_ms, error, success, retry_at, attempts_before)
          ),
-         attempt AS (
+         moved AS (
+             UPDATE webhook_deliveries d SET
+                 attempts = d.attempts + 1,
+                 state = CASE WHEN a.success THEN 'delivered' WHEN a.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
+                 delivered_at = CASE WHEN a.success THEN a.attempted_at ELSE d.delivered_at END,
+                 next_attempt_at = COALESCE(a.retry_at, d.next_attempt_at),
+                 last_status = a.status, last_error = a.error
+             FROM a
+             WHERE d.id = a.delivery_id AND d.state = 'pending' AND d.attempts = a.attempts_before
+             RETURNING d.id
+         ),
+         written AS (
+             SELECT a.* FROM a WHERE a.delivery_id IN (SELECT id FROM moved)
+         ),
+         logged AS (
              INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error)
-             SELECT id, $3, $4, $5, $6 FROM delivery
+             SELECT delivery_id, attempted_at, status, latency_ms, error FROM written
+         ),
+         health AS (
+             SELECT w.endpoint_id, bool_or(w.success) AS ok, min(w.attempted_at) AS first_at, max(w.attempted_at) AS last_at,
+                    NOT bool_or(w.success) AND e.disabled_at IS NULL AND COALESCE(e.failing_since, min(w.attempted_at)) < $10
+                        AS disable
+             FROM written w JOIN webhook_endpoints e ON e.id = w.endpoint_id
+             GROUP BY w.endpoint_id, e.disabled_at, e.failing_since
          )
-         UPDATE webhook_endpoints SET
-             failing_since = CASE WHEN $7 THEN NULL ELSE COALESCE(failing_since, $3) END,
-             disabled_at = CASE WHEN NOT $7 AND disabled_at IS NULL AND COALESCE(failing_since, $3) < $9 THEN $3
-                                ELSE disabled_at END,
-             disabled_reason = CASE WHEN NOT $7 AND disabled_at IS NULL AND COALESCE(failing_since, $3) < $9
-                                    THEN 'every delivery failed since ' || offpeak_utc_text(failing_since)
-                                    ELSE disabled_reason END
-         WHERE id = $2 AND EXISTS (SELECT 1 FROM delivery)
-         RETURNING COALESCE(disabled_at = $3, false) AND NOT $7",
+         UPDATE webhook_endpoints e SET
+             failing_since = CASE WHEN h.ok THEN NULL ELSE COALESCE(e.failing_since, h.first_at) END,
+             disabled_at = CASE WHEN h.disable THEN h.last_at ELSE e.disabled_at END,
+             disabled_reason = CASE WHEN h.disable
+                                    THEN 'every delivery failed since ' || offpeak_utc_text(COALESCE(e.failing_since, h.first_at))
+                                    ELSE e.disabled_reason END
+         FROM health h
+         WHERE e.id = h.endpoint_id
+           AND (h.ok AND e.failing_since IS NOT NULL OR NOT h.ok AND (e.failing_since IS NULL OR h.disable))
+         RETURNING e.id, h.disable",
     )
-    .bind(a.delivery_id)
-    .bind(a.endpoint_id)
-    .bind(a.attempted_at)
-    .bind(a.status)
-    .bind(a.latency_ms)
-    .bind(&a.error)
-    .bind(a.success)
-    .bind(a.retry_at)
+    .bind(column(attempts, |a| a.delivery_id))
+    .bind(column(attempts, |a| a.endpoint_id))
+    .bind(column(attempts, |a| a.attempted_at))
+    .bind(column(attempts, |a| a.status))
+    .bind(column(attempts, |a| a.latency_ms))
+    .bind(column(attempts, |a| a.error.clone()))
+    .bind(column(attempts, |a| a.success))
+    .bind(column(attempts, |a| a.retry_at))
+    .bind(column(attempts, |a| a.attempts_before))
     .bind(disable_before)
-    .bind(a.attempts_before)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(if disabled == Some(true) { EndpointChange::Disabled } else { EndpointChange::None })
+    Ok(rows.into_iter().filter(|r| r.1).map(|r| r.0).collect())
 }
 
 /// A delivery with its attempts, as `GET /v1/webhooks/{id}/deliveries` lists it.

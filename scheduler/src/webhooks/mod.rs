@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use offpeak_core::clock::SharedClock;
 use offpeak_core::webhook::{retry_delay, signature_header};
 use offpeak_runtime::shutdown::ShutdownSignal;
 use offpeak_store::groups;
-use offpeak_store::webhooks::{self as db, AttemptRecord, Due, EndpointChange};
+use offpeak_store::webhooks::{self as db, AttemptRecord, Due};
 
 use crate::metrics;
 use http::{Sender, SenderConfig};
@@ -99,6 +99,8 @@ pub struct Deliverer {
     in_flight: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// Woken when an attempt ends.
     ended: Arc<Notify>,
+    /// Attempts to record, with who waits for the write (see [`record_in_batches`]).
+    records: mpsc::UnboundedSender<(AttemptRecord, oneshot::Sender<()>)>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -112,7 +114,13 @@ impl Deliverer {
     /// If the HTTP client cannot be built (its TLS setup).
     pub fn new(pool: PgPool, clock: SharedClock, cfg: DeliveryConfig) -> Result<Self, reqwest::Error> {
         let sender = Arc::new(Sender::new(cfg.sender.clone())?);
-        Ok(Self { pool, clock, cfg, sender, in_flight: Arc::default(), ended: Arc::new(Notify::new()) })
+        let (records, queue) = mpsc::unbounded_channel();
+        let disable_before = {
+            let (clock, after) = (clock.clone(), cfg.disable_after);
+            move || clock.now() - chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::days(5))
+        };
+        tokio::spawn(record_in_batches(pool.clone(), queue, disable_before));
+        Ok(Self { pool, clock, cfg, sender, in_flight: Arc::default(), ended: Arc::new(Notify::new()), records })
     }
 
     fn lease(&self) -> Duration {
@@ -221,26 +229,12 @@ impl Deliverer {
             attempts_before: d.attempts,
             retry_at,
         };
-        let disable_before = sent_at - chrono::TimeDelta::from_std(self.cfg.disable_after).unwrap_or(chrono::TimeDelta::days(5));
-        // The record is retried a few times: lost, the delivery is tried
-        // again when its lease runs out (a second delivery, never a lost one).
-        for pause in [Duration::from_millis(100), Duration::from_secs(1), Duration::from_secs(5)] {
-            match db::record_attempt(&self.pool, &record, disable_before).await {
-                Ok(EndpointChange::Disabled) => {
-                    metrics::WEBHOOK_ENDPOINTS_DISABLED_TOTAL.inc();
-                    tracing::warn!(webhook_id = %d.endpoint_id, tenant_id = %d.tenant_id,
-                        disable_after_secs = self.cfg.disable_after.as_secs(), "webhook endpoint disabled: every delivery failed for too long");
-                    return;
-                }
-                Ok(EndpointChange::None) => return,
-                Err(e) => {
-                    metrics::WEBHOOK_LOOP_ERRORS.inc();
-                    tracing::warn!(delivery_id = %d.id, error = %e, "could not record a webhook attempt; retrying");
-                    tokio::time::sleep(pause).await;
-                }
-            }
+        // The record joins the others waiting (see `record_in_batches`);
+        // the attempt's slot is held until it is written.
+        let (ack, written) = oneshot::channel();
+        if self.records.send((record, ack)).is_err() || written.await.is_err() {
+            tracing::error!(delivery_id = %d.id, "webhook attempt not recorded; it is sent again when its lease runs out");
         }
-        tracing::error!(delivery_id = %d.id, "webhook attempt not recorded; it is sent again when its lease runs out");
     }
 
     /// Runs passes until shutdown, then waits (up to the send timeout) for
@@ -272,5 +266,59 @@ impl Deliverer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("webhook delivery loop stopped");
+    }
+}
+
+/// Most attempts written by one statement.
+pub const RECORD_BATCH_MAX: usize = 500;
+
+/// Writes the attempts' records: whatever is waiting when the previous
+/// write ends, up to [`RECORD_BATCH_MAX`], in one statement
+/// (`store::webhooks::record_attempts`). Under load that is one commit for
+/// hundreds of attempts instead of one each; idle, a lone record is written
+/// at once. A write that fails is tried again three times (the records are
+/// idempotent); then its attempts are left to their leases, and are sent
+/// again (a second delivery, never a lost one). Ends when every
+/// [`Deliverer`] is dropped.
+async fn record_in_batches(
+    pool: PgPool,
+    mut queue: mpsc::UnboundedReceiver<(AttemptRecord, oneshot::Sender<()>)>,
+    disable_before: impl Fn() -> DateTime<Utc>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<AttemptRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let mut written = false;
+        for pause in [Duration::from_millis(100), Duration::from_secs(1), Duration::from_secs(5), Duration::ZERO] {
+            match db::record_attempts(&pool, &records, disable_before()).await {
+                Ok(disabled) => {
+                    for endpoint in disabled {
+                        metrics::WEBHOOK_ENDPOINTS_DISABLED_TOTAL.inc();
+                        tracing::warn!(webhook_id = %endpoint, "webhook endpoint disabled: every delivery failed for too long");
+                    }
+                    written = true;
+                    break;
+                }
+                Err(e) => {
+                    metrics::WEBHOOK_LOOP_ERRORS.inc();
+                    tracing::warn!(attempts = records.len(), error = %e, "could not record webhook attempts; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        if written {
+            for (_, ack) in batch {
+                // The attempt's task may be gone (shutdown): nothing waits then.
+                let _ = ack.send(());
+            }
+        } else {
+            tracing::error!(attempts = records.len(), "webhook attempts not recorded; they are sent again when their leases run out");
+        }
     }
 }
