@@ -6,8 +6,8 @@
 //!
 //! How completion is counted: each statement that moves jobs to a terminal
 //! state appends how many of each group's jobs it moved to `group_progress`
-//! (see [`crate::outbox`]); [`complete`] compares their sum with the
-//! group's `total`. The rule for a job an operator retries: it is open
+//! (see [`crate::outbox`]); [`complete`] folds those rows into the group's
+//! `done` and compares it with the group's `total`. The rule for a job an operator retries: it is open
 //! again (minus one), so an open group waits for it; a group that already
 //! completed stays completed and its event is not sent again; its counts
 //! (`GET /v1/groups/{id}`) show the job's state as it is now.
@@ -37,19 +37,24 @@ pub struct GroupRow {
     pub credits: i64,
 }
 
-/// Creates the group of a bulk submission with its `total` jobs, in the
-/// caller's transaction (the one that inserts them).
+/// Creates the group of a bulk submission with its jobs' ids (their count
+/// and range), in the caller's transaction (the one that inserts them).
 ///
 /// # Errors
 /// Database errors only.
-pub async fn create(conn: &mut PgConnection, id: Uuid, tenant_id: Uuid, total: i64, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO job_groups (id, tenant_id, total, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(tenant_id)
-        .bind(total)
-        .bind(now)
-        .execute(conn)
-        .await?;
+pub async fn create(conn: &mut PgConnection, id: Uuid, tenant_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO job_groups (id, tenant_id, total, first_job_id, last_job_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(job_ids.len() as i64)
+    .bind(job_ids.iter().min())
+    .bind(job_ids.iter().max())
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -86,14 +91,29 @@ pub async fn open_named(conn: &mut PgConnection, tenant_id: Uuid, name: &str, no
     Ok(if completed_at.is_some() { Named::Completed(id) } else { Named::Open(id) })
 }
 
-/// Counts one more job in a group opened by [`open_named`].
+/// Counts one more job in a group opened by [`open_named`], and widens the
+/// group's id range to it.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn count_job(conn: &mut PgConnection, group_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE job_groups SET total = total + 1 WHERE id = $1").bind(group_id).execute(conn).await?;
+pub async fn count_job(conn: &mut PgConnection, group_id: Uuid, job_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_groups SET total = total + 1,
+                first_job_id = LEAST(first_job_id, $2), last_job_id = GREATEST(last_job_id, $2)
+         WHERE id = $1",
+    )
+    .bind(group_id)
+    .bind(job_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
+
+/// How a group's jobs are found: within its id range, on the tenant's
+/// index `jobs_tenant_list`, by `group_id` (the schema's migration
+/// `20261205000001` says why there is no index on `group_id`). The SQL
+/// over a group `g` and jobs (or `job_view`) `j`.
+const JOBS_OF_G: &str = "j.tenant_id = g.tenant_id AND j.id BETWEEN g.first_job_id AND g.last_job_id AND j.group_id = g.id";
 
 /// The columns of [`GroupRow`] over `job_groups g`, counting its jobs through
 /// `job_view` (so `running` is derived as everywhere else).
@@ -107,7 +127,7 @@ const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, g.co
         count(j.id) FILTER (WHERE j.state = 'cancelled') AS cancelled,
         count(j.id) AS total,
         COALESCE(sum(j.credits), 0)::bigint AS credits
-    FROM job_groups g LEFT JOIN job_view j ON j.group_id = g.id";
+    FROM job_groups g LEFT JOIN job_view j ON";
 
 /// The tenant's group `id` with its counts by state; `None` if it does not
 /// exist or is another tenant's.
@@ -115,7 +135,7 @@ const GROUP_SELECT: &str = "SELECT g.id, g.tenant_id, g.name, g.created_at, g.co
 /// # Errors
 /// Database errors only.
 pub async fn get<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<GroupRow>, sqlx::Error> {
-    let sql = format!("{GROUP_SELECT} WHERE g.id = $1 AND g.tenant_id = $2 GROUP BY g.id");
+    let sql = format!("{GROUP_SELECT} {JOBS_OF_G} WHERE g.id = $1 AND g.tenant_id = $2 GROUP BY g.id");
     sqlx::query_as::<_, GroupRow>(&sql).bind(id).bind(tenant_id).fetch_optional(db).await
 }
 
@@ -132,7 +152,8 @@ pub struct ResultRow {
 }
 
 /// Up to `limit` jobs of a group, by id, after `after`: the pages the
-/// results stream reads one at a time (keyset on `jobs_group`).
+/// results stream reads one at a time (keyset on `jobs_tenant_list`, within
+/// the group's id range).
 ///
 /// # Errors
 /// Database errors only.
@@ -142,16 +163,13 @@ pub async fn results_page<'e>(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ResultRow>, sqlx::Error> {
-    sqlx::query_as::<_, ResultRow>(
-        "SELECT id, state, result, error, credits, metadata FROM job_view
-         WHERE group_id = $1 AND ($2::uuid IS NULL OR id > $2)
-         ORDER BY id LIMIT $3",
-    )
-    .bind(group_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    let sql = format!(
+        "SELECT j.id, j.state, j.result, j.error, j.credits, j.metadata
+         FROM job_groups g JOIN job_view j ON {JOBS_OF_G}
+         WHERE g.id = $1 AND ($2::uuid IS NULL OR j.id > $2)
+         ORDER BY j.id LIMIT $3"
+    );
+    sqlx::query_as::<_, ResultRow>(&sql).bind(group_id).bind(after).bind(limit).fetch_all(db).await
 }
 
 /// A group [`complete`] closed.
@@ -171,17 +189,25 @@ pub struct Completed {
 /// # Errors
 /// Database errors only.
 pub async fn complete(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Vec<Completed>, sqlx::Error> {
-    sqlx::query_as::<_, Completed>(
+    // The progress rows written since the last pass, folded into their
+    // groups' counts (two replicas folding at once take disjoint rows).
+    sqlx::query(
+        "WITH folded AS (DELETE FROM group_progress RETURNING group_id, done),
+              sums AS (SELECT group_id, sum(done) AS done FROM folded GROUP BY group_id)
+         UPDATE job_groups g SET done = g.done + s.done FROM sums s WHERE g.id = s.group_id",
+    )
+    .execute(pool)
+    .await?;
+    let sql = format!(
         "WITH ready AS MATERIALIZED (
-             SELECT g.id FROM job_groups g
-             WHERE g.completed_at IS NULL AND g.total > 0
-               AND g.total <= (SELECT COALESCE(sum(p.done), 0) FROM group_progress p WHERE p.group_id = g.id)
+             SELECT g.id, g.tenant_id, g.first_job_id, g.last_job_id FROM job_groups g
+             WHERE g.completed_at IS NULL AND g.total > 0 AND g.done >= g.total
              ORDER BY g.created_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          ),
          counted AS (
-             SELECT r.id,
+             SELECT g.id,
                     jsonb_build_object(
                         'held', count(j.id) FILTER (WHERE j.state = 'held'),
                         'queued', count(j.id) FILTER (WHERE j.state = 'queued'),
@@ -192,17 +218,14 @@ pub async fn complete(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<V
                         'cancelled', count(j.id) FILTER (WHERE j.state = 'cancelled'),
                         'total', count(j.id)) AS counts,
                     COALESCE(sum(j.credits), 0)::bigint AS credits
-             FROM ready r LEFT JOIN jobs j ON j.group_id = r.id
-             GROUP BY r.id
+             FROM ready g LEFT JOIN jobs j ON {JOBS_OF_G}
+             GROUP BY g.id
          ),
          closed AS (
              UPDATE job_groups g SET completed_at = $1, final_counts = c.counts
              FROM counted c
              WHERE g.id = c.id AND g.completed_at IS NULL
              RETURNING g.id, g.tenant_id, g.name, g.created_at, c.counts, c.credits
-         ),
-         cleared AS (
-             DELETE FROM group_progress WHERE group_id IN (SELECT id FROM closed)
          ),
          events AS (
              INSERT INTO webhook_deliveries (event_id, endpoint_id, tenant_id, event_type, payload, created_at, next_attempt_at)
@@ -219,8 +242,9 @@ pub async fn complete(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<V
              JOIN webhook_endpoints e
                ON e.tenant_id = s.tenant_id AND e.disabled_at IS NULL AND 'group.completed' = ANY(e.events)
          )
-         SELECT c.id, c.tenant_id FROM closed c",
-    )
+         SELECT c.id, c.tenant_id FROM closed c"
+    );
+    sqlx::query_as::<_, Completed>(&sql)
     .bind(now)
     .bind(limit)
     .fetch_all(pool)

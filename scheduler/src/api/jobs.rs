@@ -370,7 +370,7 @@ pub async fn submit(
     match outcome {
         InsertOutcome::Inserted(row) => {
             if let Some(group_id) = job.group_id {
-                offpeak_store::groups::count_job(&mut tx, group_id).await?;
+                offpeak_store::groups::count_job(&mut tx, group_id, row.id).await?;
             }
             tx.commit().await?;
             Ok(created(&tenant, row, list_price))
@@ -524,7 +524,7 @@ pub async fn submit_bulk(
     let mut tx = state.pool.begin().await?;
     let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
     // The group first: the insert's cache hits count as done in it at once.
-    offpeak_store::groups::create(&mut tx, group_id, tenant.id, ids.len() as i64, template.created_at).await?;
+    offpeak_store::groups::create(&mut tx, group_id, tenant.id, &ids, template.created_at).await?;
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
     tx.commit().await?;
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,

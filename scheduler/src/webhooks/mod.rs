@@ -49,6 +49,9 @@ pub const PER_ENDPOINT_DEFAULT: usize = 16;
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 256;
 /// Default time an endpoint may fail every delivery before it is disabled.
 pub const DISABLE_AFTER_DEFAULT: Duration = Duration::from_secs(5 * 24 * 3600);
+/// How long the loop waits, after an attempt ends, for others to end
+/// before it claims more.
+pub const GATHER: Duration = Duration::from_millis(5);
 /// Groups closed per statement.
 pub const GROUPS_PER_PASS: i64 = 500;
 /// What a lease adds to the attempt's timeout: the attempt's record must
@@ -139,19 +142,40 @@ impl Deliverer {
     /// # Errors
     /// Database errors; nothing is lost (leases run out, groups are looked at again).
     pub async fn run_once(&self) -> Result<DeliveryPass, sqlx::Error> {
+        let groups_completed = self.complete_groups().await?;
+        let mut pass = self.deliver_once().await?;
+        pass.groups_completed = groups_completed;
+        Ok(pass)
+    }
+
+    /// Closes the groups whose jobs have all ended (their `group.completed`
+    /// written); returns how many.
+    ///
+    /// # Errors
+    /// Database errors; the groups are looked at again next time.
+    pub async fn complete_groups(&self) -> Result<usize, sqlx::Error> {
         let now = self.clock.now();
-        let mut pass = DeliveryPass::default();
+        let mut completed = 0;
         loop {
             let closed = groups::complete(&self.pool, now, GROUPS_PER_PASS).await?;
-            pass.groups_completed += closed.len();
+            completed += closed.len();
             metrics::GROUPS_COMPLETED.inc_by(closed.len() as u64);
             for g in &closed {
                 tracing::debug!(group_id = %g.id, tenant_id = %g.tenant_id, "group completed");
             }
             if (closed.len() as i64) < GROUPS_PER_PASS {
-                break;
+                return Ok(completed);
             }
         }
+    }
+
+    /// Leases what is due and room allows, and starts its attempts.
+    ///
+    /// # Errors
+    /// Database errors; nothing is leased then.
+    pub async fn deliver_once(&self) -> Result<DeliveryPass, sqlx::Error> {
+        let now = self.clock.now();
+        let mut pass = DeliveryPass::default();
         let (room, busy) = {
             let map = self.in_flight.lock().map_err(|_| sqlx::Error::Protocol("delivery in-flight map poisoned".into()))?;
             let total: usize = map.values().sum();
@@ -241,8 +265,17 @@ impl Deliverer {
     /// the attempts in flight.
     pub async fn run(self, mut shutdown: ShutdownSignal) {
         tracing::info!(interval_ms = self.cfg.interval.as_millis() as u64, "webhook delivery loop started");
+        // Groups are looked at once per interval, however often deliveries wake the loop.
+        let mut groups_due = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
-            let pause = match self.run_once().await {
+            if tokio::time::Instant::now() >= groups_due {
+                if let Err(e) = self.complete_groups().await {
+                    metrics::WEBHOOK_LOOP_ERRORS.inc();
+                    tracing::warn!(error = %e, "group completion pass failed; retrying");
+                }
+                groups_due = tokio::time::Instant::now() + self.cfg.interval;
+            }
+            let pause = match self.deliver_once().await {
                 Ok(pass) if pass.more => Duration::ZERO,
                 Ok(_) => self.cfg.interval,
                 Err(e) => {
@@ -256,8 +289,10 @@ impl Deliverer {
                 continue;
             }
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.ended.notified() => {}
+                _ = tokio::time::sleep(pause.min(self.cfg.interval)) => {}
+                // An attempt ended: let the others ending about now end too,
+                // so the next claim fills their slots with one statement.
+                _ = self.ended.notified() => tokio::time::sleep(GATHER).await,
                 _ = shutdown.wait() => {}
             }
         }

@@ -373,10 +373,20 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
     let stack = Stack::start("burst", opts.stack(2, Duration::ZERO, env)).await?;
     let n_tenants = 1_000.min(jobs as usize);
     let tenants = make_tenants(&stack.pool, n_tenants).await?;
-    let ids: Vec<Uuid> = (0..jobs).map(|_| Uuid::now_v7()).collect();
     // Each (tenant, model) is one group, as one bulk submission of the
-    // API would make it (jobs_group index, group progress, completion).
+    // API would make it (group progress, completion); and as the API
+    // would number them, a group's jobs have consecutive ids.
     let group_of = |i: usize| (i % n_tenants) * models.len() + (i / n_tenants) % models.len();
+    let ids: Vec<Uuid> = {
+        let fresh: Vec<Uuid> = (0..jobs).map(|_| Uuid::now_v7()).collect();
+        let mut order: Vec<usize> = (0..jobs as usize).collect();
+        order.sort_by_key(|i| group_of(*i));
+        let mut ids = vec![Uuid::nil(); jobs as usize];
+        for (k, i) in order.into_iter().enumerate() {
+            ids[i] = fresh[k];
+        }
+        ids
+    };
     let groups: Vec<Uuid> = (0..n_tenants * models.len()).map(|_| Uuid::now_v7()).collect();
     let mut totals = vec![0i64; groups.len()];
     for i in 0..jobs as usize {
@@ -384,13 +394,24 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
     }
     let group_tenants: Vec<Uuid> = (0..groups.len()).map(|g| tenants[g / models.len()]).collect();
     let used: Vec<usize> = (0..groups.len()).filter(|g| totals[*g] > 0).collect();
-    sqlx::query("INSERT INTO job_groups (id, tenant_id, total, created_at) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[])")
-        .bind(used.iter().map(|g| groups[*g]).collect::<Vec<_>>())
-        .bind(used.iter().map(|g| group_tenants[*g]).collect::<Vec<_>>())
-        .bind(used.iter().map(|g| totals[*g]).collect::<Vec<_>>())
-        .bind(vec![Utc::now(); used.len()])
-        .execute(&stack.pool)
-        .await?;
+    let (mut first, mut last) = (vec![Uuid::max(); groups.len()], vec![Uuid::nil(); groups.len()]);
+    for (i, id) in ids.iter().enumerate() {
+        let g = group_of(i);
+        first[g] = first[g].min(*id);
+        last[g] = last[g].max(*id);
+    }
+    sqlx::query(
+        "INSERT INTO job_groups (id, tenant_id, total, first_job_id, last_job_id, created_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::timestamptz[])",
+    )
+    .bind(used.iter().map(|g| groups[*g]).collect::<Vec<_>>())
+    .bind(used.iter().map(|g| group_tenants[*g]).collect::<Vec<_>>())
+    .bind(used.iter().map(|g| totals[*g]).collect::<Vec<_>>())
+    .bind(used.iter().map(|g| first[*g]).collect::<Vec<_>>())
+    .bind(used.iter().map(|g| last[*g]).collect::<Vec<_>>())
+    .bind(vec![Utc::now(); used.len()])
+    .execute(&stack.pool)
+    .await?;
     let n_groups = used.len();
     // With `--burst-webhooks`: every tenant subscribed to every event, at one local receiver.
     let receiver = if opts.burst_webhooks { Some(CountingReceiver::start().await?) } else { None };

@@ -704,3 +704,34 @@ async fn retry_and_cancel_change_one_job_and_refuse_the_wrong_state_with_a_409()
         assert_eq!(status, 404);
     }
 }
+
+#[tokio::test]
+async fn the_webhooks_panel_shows_every_endpoint_with_its_deliveries_and_health_as_the_database_says() {
+    let mut opts = options(at("2027-06-01T03:00:00Z"));
+    opts.api.webhooks_allow_private = true;
+    let env = TestEnv::with(opts).await;
+    let key = env.tenant("acme", "UTC").await;
+    let (status, hook) = env.post(&key, "/v1/webhooks", &json!({"url": "http://127.0.0.1:9/unreachable"})).await;
+    assert_eq!(status, 201, "{hook}");
+    // A cancelled job's event, tried once against a port nobody listens on.
+    let job = submit(&env, &key, json!({"model": "flux-schnell", "input": {"prompt": "x"}, "timezone": "Pacific/Auckland"})).await;
+    env.delete(&key, &format!("/v1/jobs/{}", id_of(&job))).await;
+    let d = env.deliverer(TestEnv::test_delivery_config());
+    d.run_once().await.unwrap();
+    while d.in_flight() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let panel = ui_get(&env, "/ui/api/webhooks").await;
+    assert_eq!(panel["pending"], 1, "{panel}");
+    assert_eq!(panel["failed"], 0);
+    assert_eq!(panel["endpoints_disabled"], 0);
+    let e = &panel["endpoints"][0];
+    assert_eq!(e["id"], hook["id"]);
+    assert_eq!(e["tenant"], "acme");
+    assert_eq!((e["pending"].as_i64(), e["delivered"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(e["enabled"], true);
+    assert!(e["failing_since"].is_string(), "{e}");
+    assert!(e["last_error"].as_str().is_some_and(|s| !s.is_empty()), "{e}");
+    let (status, _) = env.get(&key, "/ui/api/webhooks").await;
+    assert_eq!(status, 401, "a tenant key is not the operator's");
+}
