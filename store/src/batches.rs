@@ -234,6 +234,64 @@ pub struct Finished {
     pub followers_requeued: u64,
 }
 
+/// The SQL of [`finish`], built once: its text is fixed (the outbox's
+/// CTEs included), and this runs for every batch.
+static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+    "WITH done AS (
+         UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
+                credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = b.attempts
+         FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
+              AS u(id, state, result, error, credits, list_credits),
+              batches b
+         WHERE b.id = $1 AND b.started_at IS NOT NULL
+           AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
+         RETURNING {done_cols}, j.use_case, j.priority, u.list_credits
+     ),
+     followers AS (
+         UPDATE jobs f SET
+             state = CASE WHEN d.state IN ('succeeded', 'failed') THEN d.state ELSE 'held' END,
+             result = CASE WHEN d.state = 'succeeded' THEN d.result END,
+             error = CASE WHEN d.state = 'failed' THEN d.error ELSE f.error END,
+             cache_hit = (d.state = 'succeeded'),
+             credits = CASE WHEN d.state IN ('succeeded', 'failed') THEN 0 END,
+             finished_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN $6 END,
+             cache_source = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.cache_source END,
+             queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
+         FROM done d
+         WHERE f.cache_source = d.id AND f.state = 'queued'
+         RETURNING {follower_cols}, f.use_case, f.priority
+     ),
+     closed AS (
+         UPDATE batches SET finished = true
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
+           AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2))
+     ),
+     ledger AS (
+         INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                   credits, list_credits, cache_hit, finished_at)
+         SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at
+         FROM done
+         WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
+         UNION ALL
+         SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at
+         FROM followers
+         WHERE state = 'succeeded'
+         ON CONFLICT (job_id) DO NOTHING
+     ),
+     ended AS (
+         SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
+     ){effects}
+     SELECT id, NULL::text FROM done
+     UNION ALL
+     SELECT id, state FROM followers",
+    done_cols = crate::outbox::effect_columns("j"),
+    follower_cols = crate::outbox::effect_columns("f"),
+    effect_columns = crate::outbox::EFFECT_COLUMNS,
+    effects = crate::outbox::terminal_effects("ended"),
+    )
+});
+
 /// Writes the outcomes of a batch, the outcomes of the jobs coalesced with
 /// its jobs (see [`super::cache`]), and the usage ledger rows of the jobs
 /// that succeeded, in one statement. Only jobs still running in this
@@ -280,60 +338,7 @@ pub async fn finish(
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
     // that a row left by an operator's manual repair cannot block the write.
-    let sql = format!(
-        "WITH done AS (
-             UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
-                    credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = b.attempts
-             FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
-                  AS u(id, state, result, error, credits, list_credits),
-                  batches b
-             WHERE b.id = $1 AND b.started_at IS NOT NULL
-               AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
-             RETURNING {done_cols}, j.use_case, j.priority, u.list_credits
-         ),
-         followers AS (
-             UPDATE jobs f SET
-                 state = CASE WHEN d.state IN ('succeeded', 'failed') THEN d.state ELSE 'held' END,
-                 result = CASE WHEN d.state = 'succeeded' THEN d.result END,
-                 error = CASE WHEN d.state = 'failed' THEN d.error ELSE f.error END,
-                 cache_hit = (d.state = 'succeeded'),
-                 credits = CASE WHEN d.state IN ('succeeded', 'failed') THEN 0 END,
-                 finished_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN $6 END,
-                 cache_source = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.cache_source END,
-                 queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
-             FROM done d
-             WHERE f.cache_source = d.id AND f.state = 'queued'
-             RETURNING {follower_cols}, f.use_case, f.priority
-         ),
-         closed AS (
-             UPDATE batches SET finished = true
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
-               AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2))
-         ),
-         ledger AS (
-             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                       credits, list_credits, cache_hit, finished_at)
-             SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at
-             FROM done
-             WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
-             UNION ALL
-             SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at
-             FROM followers
-             WHERE state = 'succeeded'
-             ON CONFLICT (job_id) DO NOTHING
-         ),
-         ended AS (
-             SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
-         ){effects}
-         SELECT id, NULL::text FROM done
-         UNION ALL
-         SELECT id, state FROM followers",
-        done_cols = crate::outbox::effect_columns("j"),
-        follower_cols = crate::outbox::effect_columns("f"),
-        effect_columns = crate::outbox::EFFECT_COLUMNS,
-        effects = crate::outbox::terminal_effects("ended"),
-    );
-    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&sql)
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&*FINISH_SQL)
     .bind(batch_id)
     .bind(&ids)
     .bind(&states)

@@ -148,6 +148,29 @@ pub struct Answer {
     pub list_credits: i64,
 }
 
+/// The SQL of [`answer`], built once: its text is fixed (the outbox's
+/// CTEs included), and this runs in every release round.
+static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+    "WITH done AS (
+         UPDATE jobs j SET state = 'succeeded', result = u.result, cache_hit = true, cache_source = u.source,
+                credits = 0, finished_at = $5
+         FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[]) AS u(id, source, result, list_credits)
+         WHERE j.id = u.id AND j.state = 'held'
+         RETURNING {cols}, j.use_case, j.priority, u.list_credits
+     ),
+     ledger AS (
+         INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+                                   credits, list_credits, cache_hit, finished_at)
+         SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at FROM done
+         ON CONFLICT (job_id) DO NOTHING
+     ){effects}
+     SELECT id FROM done",
+    cols = crate::outbox::effect_columns("j"),
+    effects = crate::outbox::terminal_effects("done"),
+    )
+});
+
 /// Finishes held jobs as cache hits (0 credits, the source's result) and
 /// writes their usage ledger rows, in one statement. Returns the ids written.
 ///
@@ -161,25 +184,7 @@ pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<U
     let sources: Vec<Uuid> = answers.iter().map(|a| a.hit.source).collect();
     let results: Vec<Value> = answers.iter().map(|a| a.hit.result.clone()).collect();
     let list: Vec<i64> = answers.iter().map(|a| a.list_credits).collect();
-    let sql = format!(
-        "WITH done AS (
-             UPDATE jobs j SET state = 'succeeded', result = u.result, cache_hit = true, cache_source = u.source,
-                    credits = 0, finished_at = $5
-             FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[]) AS u(id, source, result, list_credits)
-             WHERE j.id = u.id AND j.state = 'held'
-             RETURNING {cols}, j.use_case, j.priority, u.list_credits
-         ),
-         ledger AS (
-             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                       credits, list_credits, cache_hit, finished_at)
-             SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at FROM done
-             ON CONFLICT (job_id) DO NOTHING
-         ){effects}
-         SELECT id FROM done",
-        cols = crate::outbox::effect_columns("j"),
-        effects = crate::outbox::terminal_effects("done"),
-    );
-    sqlx::query_scalar(&sql)
+    sqlx::query_scalar(&*ANSWER_SQL)
     .bind(&ids)
     .bind(&sources)
     .bind(&results)

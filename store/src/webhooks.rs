@@ -80,17 +80,14 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Resu
     sqlx::query_as::<_, EndpointRow>(&sql).bind(tenant_id).bind(id).fetch_optional(db).await
 }
 
-/// Deletes the tenant's endpoint and its deliveries. Returns whether it existed.
+/// Deletes the tenant's endpoint and its deliveries; returns the endpoint
+/// as it was, `None` if absent or another tenant's.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn delete<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    let res = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(res.rows_affected() == 1)
+pub async fn delete<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<EndpointRow>, sqlx::Error> {
+    let sql = format!("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}");
+    sqlx::query_as::<_, EndpointRow>(&sql).bind(tenant_id).bind(id).fetch_optional(db).await
 }
 
 /// A change to an endpoint: each `Some` replaces the stored value.

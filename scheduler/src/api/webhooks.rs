@@ -359,10 +359,7 @@ pub async fn delete(
     AuthTenant(tenant): AuthTenant,
     PathId(id, _): PathId<WebhookId>,
 ) -> ApiResult<Json<WebhookView>> {
-    let row = db::get(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    if !db::delete(&state.pool, tenant.id, id).await? {
-        return Err(ApiError::not_found("webhook"));
-    }
+    let row = db::delete(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Json(WebhookView::from(&row)))
 }
 

@@ -7,6 +7,48 @@ use offpeak_store::webhooks::{self as hooks, EndpointUpdate};
 
 use crate::cli::{WebhookIdArgs, WebhooksCommand};
 
+/// An endpoint as the operator sees it, with its deliveries counted by
+/// state: `webhooks list --json` prints these, the dashboard's webhooks
+/// panel shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct EndpointView {
+    pub id: uuid::Uuid,
+    pub tenant: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub enabled: bool,
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+impl From<hooks::OperatorEndpoint> for EndpointView {
+    fn from(r: hooks::OperatorEndpoint) -> Self {
+        Self {
+            id: r.id,
+            tenant: r.tenant,
+            url: r.url,
+            events: r.events,
+            description: r.description,
+            created_at: r.created_at,
+            enabled: r.disabled_at.is_none(),
+            disabled_at: r.disabled_at,
+            disabled_reason: r.disabled_reason,
+            failing_since: r.failing_since,
+            pending: r.pending,
+            delivered: r.delivered,
+            failed: r.failed,
+            last_error: r.last_error,
+        }
+    }
+}
+
 /// Runs one `webhooks` subcommand.
 ///
 /// # Errors
@@ -20,18 +62,7 @@ pub async fn run(c: WebhooksCommand) -> anyhow::Result<()> {
             }
             let rows = hooks::operator_list(&pool, a.tenant.as_deref()).await?;
             if a.json {
-                let out: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "id": r.id, "tenant": r.tenant, "url": r.url, "events": r.events, "description": r.description,
-                            "created_at": r.created_at, "enabled": r.disabled_at.is_none(), "disabled_at": r.disabled_at,
-                            "disabled_reason": r.disabled_reason, "failing_since": r.failing_since,
-                            "deliveries": {"pending": r.pending, "delivered": r.delivered, "failed": r.failed},
-                            "last_error": r.last_error,
-                        })
-                    })
-                    .collect();
+                let out: Vec<EndpointView> = rows.into_iter().map(EndpointView::from).collect();
                 println!("{}", serde_json::json!({ "webhooks": out }));
             } else {
                 println!("{:<36}  {:<16}  {:<9}  {:>8}  {:>9}  {:>6}  {:<20}  URL", "ID", "TENANT", "STATE", "PENDING", "DELIVERED", "FAILED", "FAILING_SINCE");

@@ -490,24 +490,7 @@ pub struct Webhooks {
     pub oldest_pending_seconds: f64,
     pub failed: i64,
     pub endpoints_disabled: i64,
-    pub endpoints: Vec<WebhookEndpoint>,
-}
-
-/// One endpoint on the webhooks panel.
-#[derive(Debug, Serialize)]
-pub struct WebhookEndpoint {
-    pub id: uuid::Uuid,
-    pub tenant: String,
-    pub url: String,
-    pub events: Vec<String>,
-    pub enabled: bool,
-    pub disabled_at: Option<DateTime<Utc>>,
-    pub disabled_reason: Option<String>,
-    pub failing_since: Option<DateTime<Utc>>,
-    pub pending: i64,
-    pub delivered: i64,
-    pub failed: i64,
-    pub last_error: Option<String>,
+    pub endpoints: Vec<crate::ops::webhooks::EndpointView>,
 }
 
 /// `GET /ui/api/webhooks`: the same query as `offpeak-scheduler webhooks list`.
@@ -522,22 +505,6 @@ pub async fn webhooks(State(state): State<AppState>, _: Operator) -> ApiResult<J
         oldest_pending_seconds: stats.oldest_pending_seconds,
         failed: stats.failed,
         endpoints_disabled: stats.endpoints_disabled,
-        endpoints: rows
-            .into_iter()
-            .map(|r| WebhookEndpoint {
-                id: r.id,
-                tenant: r.tenant,
-                url: r.url,
-                events: r.events,
-                enabled: r.disabled_at.is_none(),
-                disabled_at: r.disabled_at,
-                disabled_reason: r.disabled_reason,
-                failing_since: r.failing_since,
-                pending: r.pending,
-                delivered: r.delivered,
-                failed: r.failed,
-                last_error: r.last_error,
-            })
-            .collect(),
+        endpoints: rows.into_iter().map(crate::ops::webhooks::EndpointView::from).collect(),
     }))
 }
