@@ -152,6 +152,14 @@ pub struct ServeArgs {
     #[arg(long, env = "OFFPEAK_WEBHOOK_PER_ENDPOINT", default_value_t = crate::webhooks::PER_ENDPOINT_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub webhook_per_endpoint: usize,
+    /// Most webhook deliveries in flight at once on this replica while the jobs' pipeline is busy
+    /// (batches waiting in the queue, jobs being released); 0 pauses deliveries until it is not.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_BUSY_IN_FLIGHT", default_value_t = crate::webhooks::BUSY_IN_FLIGHT_DEFAULT)]
+    pub webhook_busy_in_flight: usize,
+    /// Longest, in seconds, deliveries hold back for one busy spell of the jobs' pipeline; then
+    /// they run beside it at full size.
+    #[arg(long, env = "OFFPEAK_WEBHOOK_MAX_PAUSE_SECS", default_value_t = crate::webhooks::MAX_PAUSE_DEFAULT.as_secs())]
+    pub webhook_max_pause_secs: u64,
     /// Do not run the webhook delivery loop (and group completion) on this replica.
     #[arg(long, env = "OFFPEAK_NO_WEBHOOKS", default_value_t = false)]
     pub no_webhooks: bool,
@@ -418,6 +426,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..crate::webhooks::http::SenderConfig::default()
         },
         per_endpoint: a.webhook_per_endpoint,
+        busy_in_flight: a.webhook_busy_in_flight,
+        max_pause: Duration::from_secs(a.webhook_max_pause_secs),
         disable_after: Duration::from_secs(a.webhook_disable_after_hours * 3600),
         ..crate::webhooks::DeliveryConfig::default()
     });

@@ -179,6 +179,21 @@ pub static WEBHOOK_DELIVERY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+pub static WEBHOOK_YIELDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "offpeak_webhook_yielding",
+        "1 while the delivery loop runs smaller because the jobs' pipeline is busy (OFFPEAK_WEBHOOK_BUSY_IN_FLIGHT)"
+    )
+    .expect("metric registers once")
+});
+pub static WEBHOOK_EVENTS_FANNED_OUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_webhook_events_fanned_out_total", "Job events turned into their webhook deliveries")
+        .expect("metric registers once")
+});
+pub static WEBHOOK_EVENTS_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_webhook_events_waiting", "Job events not yet turned into webhook deliveries")
+        .expect("metric registers once")
+});
 pub static WEBHOOK_OUTBOX_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("offpeak_webhook_outbox_pending", "Webhook deliveries not yet delivered nor given up").expect("metric registers once")
 });

@@ -143,6 +143,65 @@ async fn failpoint_after_publish() {
     }
 }
 
+/// Whether the jobs' own pipeline is busy: a release round found batches
+/// waiting in the queue or released jobs less than [`PRESSURE_HOLD`] ago.
+/// Background work that competes with it for the same database (the
+/// webhook delivery loop) holds back while it is, so a burst of jobs is not
+/// slowed by the events it produces; they are sent when the burst is
+/// through. Shared by the release loop, which marks it every busy round,
+/// and whoever reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Pressure(std::sync::Arc<std::sync::Mutex<PressureMarks>>);
+
+#[derive(Debug, Default)]
+struct PressureMarks {
+    /// The last round that found the pipeline busy.
+    last: Option<std::time::Instant>,
+    /// The first round of the current busy spell.
+    since: Option<std::time::Instant>,
+}
+
+/// How long the pipeline counts as busy after a round that found it so:
+/// a few rounds, so a round that happens to find the queue empty for a
+/// moment in the middle of a burst does not let background work loose.
+pub const PRESSURE_HOLD: Duration = Duration::from_secs(2);
+
+impl Pressure {
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        self.busy_for().is_some()
+    }
+
+    /// How long the pipeline has been busy without a break; `None` if it is not.
+    #[must_use]
+    pub fn busy_for(&self) -> Option<Duration> {
+        let marks = self.0.lock().ok()?;
+        match (marks.last, marks.since) {
+            (Some(last), Some(since)) if last.elapsed() < PRESSURE_HOLD => Some(since.elapsed()),
+            _ => None,
+        }
+    }
+
+    /// Marks the pipeline busy now (`true`), or not busy at once (`false`).
+    pub fn set(&self, busy: bool) {
+        if let Ok(mut marks) = self.0.lock() {
+            if !busy {
+                *marks = PressureMarks::default();
+                return;
+            }
+            let now = std::time::Instant::now();
+            if !marks.last.is_some_and(|last| last.elapsed() < PRESSURE_HOLD) {
+                marks.since = Some(now);
+            }
+            marks.last = Some(now);
+        }
+    }
+
+    fn mark(&self) {
+        self.set(true);
+    }
+}
+
 /// The release loop of one scheduler replica.
 #[derive(Debug, Clone)]
 pub struct Releaser {
@@ -150,11 +209,19 @@ pub struct Releaser {
     publisher: Publisher,
     clock: SharedClock,
     config: ReleaseConfig,
+    pressure: Pressure,
 }
 
 impl Releaser {
     pub fn new(pool: PgPool, publisher: Publisher, clock: SharedClock, config: ReleaseConfig) -> Self {
-        Self { pool, publisher, clock, config }
+        Self { pool, publisher, clock, config, pressure: Pressure::default() }
+    }
+
+    /// Sets `pressure` after every round (see [`Pressure`]).
+    #[must_use]
+    pub fn with_pressure(mut self, pressure: Pressure) -> Self {
+        self.pressure = pressure;
+        self
     }
 
     /// One round at the clock's current instant.
@@ -168,6 +235,10 @@ impl Releaser {
 
         let depth = self.publisher.depth().await?;
         metrics::QUEUE_DEPTH.set(i64::from(depth));
+        // Batches waiting: the pipeline is busy whatever this round finds.
+        if depth > 0 {
+            self.pressure.mark();
+        }
         if depth >= self.config.max_queue_depth {
             metrics::RELEASE_THROTTLED.inc();
             report.throttled = true;
@@ -214,6 +285,9 @@ impl Releaser {
         tx.commit().await?;
 
         report.batches = messages.len() as u64;
+        if report.released > 0 {
+            self.pressure.mark();
+        }
         metrics::JOBS_RELEASED.inc_by(report.released);
         for m in &messages {
             metrics::BATCHES_PUBLISHED.with_label_values(&[&m.model]).inc();

@@ -62,8 +62,10 @@ pub async fn serve(
     let state =
         AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth, groups };
     let mut tasks = tokio::task::JoinSet::new();
+    // Set by the release loop, read by the webhook delivery loop.
+    let pressure = crate::release::Pressure::default();
     if let Some(cfg) = loops.release {
-        let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg);
+        let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg).with_pressure(pressure.clone());
         tasks.spawn(releaser.run(shutdown.clone()));
     }
     if let Some(cfg) = loops.rescue {
@@ -80,7 +82,7 @@ pub async fn serve(
     if let Some(cfg) = loops.webhooks {
         match crate::webhooks::Deliverer::new(pool.clone(), clock.clone(), cfg) {
             Ok(deliverer) => {
-                tasks.spawn(deliverer.run(shutdown.clone()));
+                tasks.spawn(deliverer.with_pressure(pressure).run(shutdown.clone()));
             }
             // The client's TLS setup failing is a broken build, not a
             // passing condition: say so loudly and serve the rest.
@@ -133,6 +135,7 @@ async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: Shu
         match offpeak_store::webhooks::outbox_stats(&pool, clock.now()).await {
             Ok(o) => {
                 metrics::WEBHOOK_OUTBOX_PENDING.set(o.pending);
+                metrics::WEBHOOK_EVENTS_WAITING.set(o.events_waiting);
                 metrics::WEBHOOK_OUTBOX_OLDEST_SECONDS.set(o.oldest_pending_seconds as i64);
                 metrics::WEBHOOK_DELIVERIES_FAILED.set(o.failed);
                 metrics::WEBHOOK_ENDPOINTS_DISABLED.set(o.endpoints_disabled);

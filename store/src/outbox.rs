@@ -7,9 +7,12 @@
 //! so a job never reaches a terminal state without its event and its
 //! group's count, nor the other way round: one statement, one commit.
 //!
-//! The cost when nobody listens is one probe of `webhook_endpoints` per
-//! job (no tenant endpoint: no payload is built) and one `group_progress`
-//! row per group per statement.
+//! The events are written as one narrow row per statement
+//! (`webhook_events`, the ids of the jobs it ended); the delivery loop turns
+//! them into deliveries ([`fan_out`]) afterwards, in one statement that
+//! deletes the rows and writes their deliveries. The cost
+//! when nobody listens is one probe of `webhook_endpoints` per job and one
+//! `group_progress` row per group per statement.
 
 /// The columns a terminal statement's source CTE must return, by these
 /// names: the job's identity, group and what its event says.
@@ -24,7 +27,7 @@ pub(crate) fn effect_columns(alias: &str) -> String {
 
 /// The SQL of a job event's payload (`{"type", "timestamp", "data"}`, as
 /// the Standard Webhooks specification recommends) over a row `x` with
-/// [`EFFECT_COLUMNS`].
+/// `jobs` columns.
 const JOB_PAYLOAD: &str = "jsonb_build_object(
         'type', 'job.' || x.state,
         'timestamp', offpeak_utc_text(x.finished_at),
@@ -40,29 +43,54 @@ const JOB_PAYLOAD: &str = "jsonb_build_object(
 /// returns [`EFFECT_COLUMNS`]; rows of `src` in a state that is not
 /// terminal (a follower sent back to `held`) are left out.
 ///
-/// A delivery row per enabled endpoint of the job's tenant subscribed to
-/// the event, sharing one event id (the `webhook-id`); the payload is built
-/// once per job, only for tenants with an endpoint.
+/// The events are one narrow row in `webhook_events` per statement, listing
+/// its jobs whose tenant has an enabled endpoint (no index, no key, no
+/// payload: see the migration `20261205000002_webhook_events.sql` for what
+/// the full delivery rows cost here); the delivery loop makes their
+/// deliveries later with [`fan_out`], off the path of the statement that
+/// ends the jobs.
 pub(crate) fn terminal_effects(src: &str) -> String {
     format!(
         ",
          {src}_events AS (
-             INSERT INTO webhook_deliveries (event_id, endpoint_id, tenant_id, event_type, payload, created_at, next_attempt_at)
-             SELECT s.event_id, e.id, s.tenant_id, s.event_type, s.payload, s.finished_at, s.finished_at
-             FROM (SELECT x.tenant_id, x.finished_at, 'job.' || x.state AS event_type,
-                          gen_random_uuid() AS event_id, {JOB_PAYLOAD} AS payload
-                   FROM {src} x
-                   WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
-                     AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = x.tenant_id AND w.disabled_at IS NULL)
-                  ) s
-             JOIN webhook_endpoints e
-               ON e.tenant_id = s.tenant_id AND e.disabled_at IS NULL AND s.event_type = ANY(e.events)
+             INSERT INTO webhook_events (job_ids, finished_at)
+             SELECT array_agg(x.id), min(x.finished_at) FROM {src} x
+             WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
+               AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = x.tenant_id AND w.disabled_at IS NULL)
+             HAVING count(*) > 0
          ),
          {src}_progress AS (
              INSERT INTO group_progress (group_id, done)
              SELECT group_id, count(*) FROM {src}
              WHERE group_id IS NOT NULL AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
              GROUP BY group_id
+         )"
+    )
+}
+
+/// A CTE (`{events}_deliveries`, preceded by a comma) that makes the
+/// deliveries of the job events the CTE `events` returns (`job_ids`; rows
+/// taken out of `webhook_events` by the same statement): one row per job
+/// and enabled endpoint of its tenant subscribed to the event, sharing one
+/// event id (the `webhook-id`), with the payload built once per job from
+/// its row as the statement sees it. A terminal job's row does not change
+/// until an operator's retry, which fans its events out first (so the
+/// payload is the one of the state reached); a job pruned meanwhile has no
+/// row, and its event goes with it. Returns one row per delivery made.
+pub(crate) fn fan_out(events: &str) -> String {
+    format!(
+        ",
+         {events}_deliveries AS (
+             INSERT INTO webhook_deliveries (event_id, endpoint_id, tenant_id, event_type, payload, created_at, next_attempt_at)
+             SELECT s.event_id, e.id, s.tenant_id, s.event_type, s.payload, s.finished_at, s.finished_at
+             FROM (SELECT x.tenant_id, x.finished_at, 'job.' || x.state AS event_type,
+                          gen_random_uuid() AS event_id, {JOB_PAYLOAD} AS payload
+                   FROM (SELECT DISTINCT unnest(job_ids) AS job_id FROM {events}) ev JOIN jobs x ON x.id = ev.job_id
+                   WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
+                  ) s
+             JOIN webhook_endpoints e
+               ON e.tenant_id = s.tenant_id AND e.disabled_at IS NULL AND s.event_type = ANY(e.events)
+             RETURNING 1
          )"
     )
 }

@@ -238,6 +238,61 @@ pub async fn claim_due(
     .await
 }
 
+/// What one [`fan_out`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanOut {
+    /// Rows taken out of `webhook_events` (each the events of one statement).
+    pub rows: i64,
+    /// Job events in them.
+    pub events: i64,
+    /// Deliveries written for them (one per subscribed endpoint).
+    pub deliveries: i64,
+    /// Where the next call should start (`from_block`): past what this one
+    /// took, or back at the start of the table once it reached the end.
+    pub next_block: i64,
+}
+
+/// Turns up to `limit` rows of job events (the narrow rows the statements
+/// that end jobs write, each listing the jobs one statement ended, see
+/// [`crate::outbox`]) into their deliveries, in one
+/// statement: the events it deletes are the events it fans out, so an event
+/// is never lost nor fanned out twice, and two replicas skip each other's
+/// rows (`SKIP LOCKED`).
+///
+/// The table has no index (it would cost the statements that end jobs):
+/// rows are found by a scan of its pages from `from_block` (a TID range
+/// scan), so a caller that passes back [`FanOut::next_block`] does not read
+/// again through the rows it deleted before vacuum reclaims them (a scan
+/// from the start would, every time, and a million events would take
+/// quadratic time). Rows written behind the cursor into reused space are
+/// found when it returns to the start, as it does whenever a scan reaches
+/// the end.
+///
+/// # Errors
+/// Database errors; nothing moved then.
+pub async fn fan_out(pool: &PgPool, limit: i64, from_block: i64) -> Result<FanOut, sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH events AS (
+                 DELETE FROM webhook_events
+                 WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM webhook_events WHERE ctid >= format('(%s,0)', $2::int8)::tid
+                     LIMIT $1 FOR UPDATE SKIP LOCKED))
+                 RETURNING job_ids, (ctid::text::point)[0]::int8 AS block
+             ){deliveries}
+             SELECT (SELECT count(*) FROM events) AS rows,
+                    (SELECT COALESCE(sum(cardinality(job_ids)), 0)::int8 FROM events) AS events,
+                    (SELECT count(*) FROM events_deliveries) AS deliveries,
+                    (SELECT max(block) FROM events) AS last_block",
+            deliveries = crate::outbox::fan_out("events")
+        )
+    });
+    let (rows, events, deliveries, last_block): (i64, i64, i64, Option<i64>) =
+        sqlx::query_as(&SQL).bind(limit).bind(from_block.max(0)).fetch_one(pool).await?;
+    let next_block = if rows < limit { 0 } else { last_block.unwrap_or(0) };
+    Ok(FanOut { rows, events, deliveries, next_block })
+}
+
 /// What one attempt of a delivery came to.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -413,7 +468,9 @@ pub async fn replay<'e>(
 pub struct OutboxStats {
     /// Deliveries not yet delivered nor given up.
     pub pending: i64,
-    /// The oldest pending delivery's age in seconds (0 if none).
+    /// Job events not yet fanned out into deliveries.
+    pub events_waiting: i64,
+    /// The oldest pending delivery's or waiting event's age in seconds (0 if none).
     pub oldest_pending_seconds: f64,
     /// Deliveries given up (the retry schedule used up).
     pub failed: i64,
@@ -427,8 +484,11 @@ pub struct OutboxStats {
 /// Database errors only.
 pub async fn outbox_stats<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<OutboxStats, sqlx::Error> {
     sqlx::query_as::<_, OutboxStats>(
-        "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
-                COALESCE(EXTRACT(EPOCH FROM $1 - (SELECT min(created_at) FROM webhook_deliveries WHERE state = 'pending')), 0)::float8
+        "WITH ev AS (SELECT COALESCE(sum(cardinality(job_ids)), 0)::int8 AS n, min(finished_at) AS oldest FROM webhook_events)
+         SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
+                (SELECT n FROM ev) AS events_waiting,
+                COALESCE(EXTRACT(EPOCH FROM $1 - LEAST((SELECT min(created_at) FROM webhook_deliveries WHERE state = 'pending'),
+                                                       (SELECT oldest FROM ev))), 0)::float8
                     AS oldest_pending_seconds,
                 (SELECT count(*) FROM webhook_deliveries WHERE state = 'failed') AS failed,
                 (SELECT count(*) FROM webhook_endpoints WHERE disabled_at IS NOT NULL) AS endpoints_disabled",

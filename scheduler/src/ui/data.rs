@@ -487,6 +487,8 @@ pub async fn job(State(state): State<AppState>, _: Operator, PathId(id, _): Path
 #[derive(Debug, Serialize)]
 pub struct Webhooks {
     pub pending: i64,
+    /// Job events not yet turned into deliveries (see `store::webhooks::fan_out`).
+    pub events_waiting: i64,
     pub oldest_pending_seconds: f64,
     pub failed: i64,
     pub endpoints_disabled: i64,
@@ -502,6 +504,7 @@ pub async fn webhooks(State(state): State<AppState>, _: Operator) -> ApiResult<J
     tx.commit().await?;
     Ok(Json(Webhooks {
         pending: stats.pending,
+        events_waiting: stats.events_waiting,
         oldest_pending_seconds: stats.oldest_pending_seconds,
         failed: stats.failed,
         endpoints_disabled: stats.endpoints_disabled,

@@ -47,6 +47,21 @@ pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const PER_ENDPOINT_DEFAULT: usize = 16;
 /// Default most attempts in flight at once in this replica.
 pub const MAX_IN_FLIGHT_DEFAULT: usize = 256;
+/// Default most attempts in flight at once in this replica while the jobs'
+/// pipeline is busy (see [`crate::release::Pressure`]): none. Measured
+/// (BENCHMARKS.md, step 19): even 8 attempts in flight made the million-job
+/// burst with every tenant subscribed 42% longer, as an attempt's rows cost
+/// the database more than a job's.
+pub const BUSY_IN_FLIGHT_DEFAULT: usize = 0;
+/// Default longest the loop holds back for a busy pipeline without a break:
+/// past it, deliveries run beside the jobs (a night of sustained load does
+/// not hold every event until morning).
+pub const MAX_PAUSE_DEFAULT: Duration = Duration::from_secs(120);
+/// Most rows of job events fanned out into deliveries per statement (each
+/// row the jobs one statement ended: up to a batch, 100 by default).
+pub const FAN_OUT_MAX: i64 = 20;
+/// How long a pass that found no job event to fan out skips looking again.
+pub const FAN_OUT_IDLE: Duration = Duration::from_millis(100);
 /// Default time an endpoint may fail every delivery before it is disabled.
 pub const DISABLE_AFTER_DEFAULT: Duration = Duration::from_secs(5 * 24 * 3600);
 /// How long the loop waits, after an attempt ends, for others to end
@@ -65,6 +80,11 @@ pub struct DeliveryConfig {
     pub sender: SenderConfig,
     pub per_endpoint: usize,
     pub max_in_flight: usize,
+    /// [`Self::max_in_flight`] while the jobs' pipeline is busy (0: pause).
+    pub busy_in_flight: usize,
+    /// Longest the loop holds back (runs at [`Self::busy_in_flight`]) for
+    /// one busy spell of the pipeline; then it runs at full size.
+    pub max_pause: Duration,
     pub disable_after: Duration,
 }
 
@@ -75,6 +95,8 @@ impl Default for DeliveryConfig {
             sender: SenderConfig::default(),
             per_endpoint: PER_ENDPOINT_DEFAULT,
             max_in_flight: MAX_IN_FLIGHT_DEFAULT,
+            busy_in_flight: BUSY_IN_FLIGHT_DEFAULT,
+            max_pause: MAX_PAUSE_DEFAULT,
             disable_after: DISABLE_AFTER_DEFAULT,
         }
     }
@@ -85,6 +107,8 @@ impl Default for DeliveryConfig {
 pub struct DeliveryPass {
     /// Groups completed (their `group.completed` written).
     pub groups_completed: usize,
+    /// Job events fanned out into deliveries.
+    pub events_fanned_out: usize,
     /// Attempts started (they finish in the background).
     pub attempts_started: usize,
     /// Whether the claim was cut by the room left: more may be due now.
@@ -104,6 +128,12 @@ pub struct Deliverer {
     ended: Arc<Notify>,
     /// Attempts to record, with who waits for the write (see [`record_in_batches`]).
     records: mpsc::UnboundedSender<(AttemptRecord, oneshot::Sender<()>)>,
+    /// Set while the jobs' pipeline is busy: the loop runs smaller.
+    pressure: crate::release::Pressure,
+    /// When a fan-out last found nothing (see [`FAN_OUT_IDLE`]), and the
+    /// page of `webhook_events` the next one starts from (see
+    /// `store::webhooks::fan_out`).
+    fan_out_state: Arc<Mutex<FanOutState>>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -123,11 +153,35 @@ impl Deliverer {
             move || clock.now() - chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::days(5))
         };
         tokio::spawn(record_in_batches(pool.clone(), queue, disable_before));
-        Ok(Self { pool, clock, cfg, sender, in_flight: Arc::default(), ended: Arc::new(Notify::new()), records })
+        Ok(Self {
+            pool,
+            clock,
+            cfg,
+            sender,
+            in_flight: Arc::default(),
+            ended: Arc::new(Notify::new()),
+            records,
+            pressure: crate::release::Pressure::default(),
+            fan_out_state: Arc::default(),
+        })
+    }
+
+    /// Runs smaller ([`DeliveryConfig::busy_in_flight`]) while `pressure`
+    /// says the jobs' pipeline is busy.
+    #[must_use]
+    pub fn with_pressure(mut self, pressure: crate::release::Pressure) -> Self {
+        self.pressure = pressure;
+        self
     }
 
     fn lease(&self) -> Duration {
         self.cfg.sender.timeout + LEASE_MARGIN
+    }
+
+    /// Whether the loop holds back for a busy pipeline now (for at most
+    /// [`DeliveryConfig::max_pause`] of one busy spell).
+    fn holding_back(&self) -> bool {
+        self.pressure.busy_for().is_some_and(|d| d < self.cfg.max_pause)
     }
 
     /// Attempts in flight in this replica.
@@ -169,25 +223,52 @@ impl Deliverer {
         }
     }
 
-    /// Leases what is due and room allows, and starts its attempts.
+    /// Fans job events out into deliveries (a few while the jobs' pipeline
+    /// is busy, see [`crate::release::Pressure`]), then leases what is due
+    /// and room allows, and starts its attempts.
     ///
     /// # Errors
     /// Database errors; nothing is leased then.
     pub async fn deliver_once(&self) -> Result<DeliveryPass, sqlx::Error> {
+        self.pass(false).await
+    }
+
+    /// [`Self::deliver_once`]; the loop's passes (`may_skip_fan_out`) do
+    /// not look for events again for [`FAN_OUT_IDLE`] after finding none.
+    async fn pass(&self, may_skip_fan_out: bool) -> Result<DeliveryPass, sqlx::Error> {
         let now = self.clock.now();
         let mut pass = DeliveryPass::default();
+        let yielding = self.holding_back();
+        metrics::WEBHOOK_YIELDING.set(i64::from(yielding));
+        let cap = if yielding { self.cfg.busy_in_flight } else { self.cfg.max_in_flight };
         let (room, busy) = {
             let map = self.in_flight.lock().map_err(|_| sqlx::Error::Protocol("delivery in-flight map poisoned".into()))?;
             let total: usize = map.values().sum();
             let busy: Vec<Uuid> = map.iter().filter(|(_, n)| **n >= self.cfg.per_endpoint).map(|(id, _)| *id).collect();
-            (self.cfg.max_in_flight.saturating_sub(total), busy)
+            (cap.saturating_sub(total), busy)
         };
         if room == 0 {
             return Ok(pass);
         }
+        // Events first, so what they make can be claimed by this same pass.
+        let chunk = if yielding { 1 } else { FAN_OUT_MAX };
+        let state = self.fan_out_state.lock().map(|s| *s).unwrap_or_default();
+        let idle = may_skip_fan_out && state.found_nothing_at.is_some_and(|t| t.elapsed() < FAN_OUT_IDLE);
+        if !idle {
+            let fanned = db::fan_out(&self.pool, chunk, state.from_block).await?;
+            metrics::WEBHOOK_EVENTS_FANNED_OUT.inc_by(fanned.events as u64);
+            pass.events_fanned_out = fanned.events as usize;
+            pass.more |= fanned.rows >= chunk;
+            if let Ok(mut s) = self.fan_out_state.lock() {
+                *s = FanOutState {
+                    found_nothing_at: (fanned.rows == 0).then(tokio::time::Instant::now),
+                    from_block: fanned.next_block,
+                };
+            }
+        }
         let lease_until = now + chrono::TimeDelta::from_std(self.lease()).unwrap_or(chrono::TimeDelta::minutes(1));
         let due = db::claim_due(&self.pool, now, lease_until, self.cfg.per_endpoint as i64, room as i64, &busy).await?;
-        pass.more = due.len() >= room;
+        pass.more |= due.len() >= room;
         pass.attempts_started = due.len();
         for d in due {
             if let Ok(mut map) = self.in_flight.lock() {
@@ -268,14 +349,16 @@ impl Deliverer {
         // Groups are looked at once per interval, however often deliveries wake the loop.
         let mut groups_due = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
-            if tokio::time::Instant::now() >= groups_due {
+            // Group completion holds back with the deliveries (its events
+            // would only wait), see `crate::release::Pressure`.
+            if tokio::time::Instant::now() >= groups_due && !self.holding_back() {
                 if let Err(e) = self.complete_groups().await {
                     metrics::WEBHOOK_LOOP_ERRORS.inc();
                     tracing::warn!(error = %e, "group completion pass failed; retrying");
                 }
                 groups_due = tokio::time::Instant::now() + self.cfg.interval;
             }
-            let pause = match self.deliver_once().await {
+            let pause = match self.pass(true).await {
                 Ok(pass) if pass.more => Duration::ZERO,
                 Ok(_) => self.cfg.interval,
                 Err(e) => {
@@ -302,6 +385,13 @@ impl Deliverer {
         }
         tracing::info!("webhook delivery loop stopped");
     }
+}
+
+/// Where the loop's fan-outs are.
+#[derive(Debug, Clone, Copy, Default)]
+struct FanOutState {
+    found_nothing_at: Option<tokio::time::Instant>,
+    from_block: i64,
 }
 
 /// Most attempts written by one statement.

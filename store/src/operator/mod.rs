@@ -197,8 +197,17 @@ pub async fn retry<'e>(
          reopened AS (
              INSERT INTO group_progress (group_id, done)
              SELECT group_id, -count(*) FROM moved WHERE group_id IS NOT NULL GROUP BY group_id
-         )
-         SELECT id FROM moved"
+         ),
+         -- Their events not yet fanned out are fanned out now (with the
+         -- others listed beside them), from the jobs' rows as this statement
+         -- sees them (before the update): the state the jobs reached, not
+         -- the one they are sent back to.
+         events AS (
+             DELETE FROM webhook_events WHERE job_ids && ARRAY(SELECT id FROM moved)
+             RETURNING job_ids
+         ){fan_out}
+         SELECT id FROM moved",
+        fan_out = crate::outbox::fan_out("events")
     );
     let (timezone, window_start, window_end) = group.stored();
     sqlx::query_scalar(&sql)

@@ -319,6 +319,10 @@ async fn a_scheduler_killed_during_webhook_deliveries_and_a_postgres_restart_los
             ("OFFPEAK_BATCH_MAX".into(), "20".into()),
             ("OFFPEAK_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
             ("OFFPEAK_WEBHOOK_TIMEOUT_SECS".into(), "2".into()),
+            // Deliveries beside the jobs, as after a long busy spell
+            // (`OFFPEAK_WEBHOOK_MAX_PAUSE_SECS`): the kill and the restart
+            // hit both at once.
+            ("OFFPEAK_WEBHOOK_BUSY_IN_FLIGHT".into(), "256".into()),
         ],
         ..Default::default()
     }))

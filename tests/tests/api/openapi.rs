@@ -671,6 +671,7 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
     let (_, bulk) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": [{"p": "grouped"}], "timezone": "Pacific/Auckland"})).await;
     let group_path = format!("/v1/groups/{}", bulk["group_id"].as_str().expect("a group"));
     env.delete(&key, &format!("/v1/jobs/{}", bulk["ids"][0].as_str().expect("id"))).await;
+    offpeak_store::webhooks::fan_out(&env.pool, 1_000, 0).await.expect("the cancel's event fans out");
     let delivery_id: String = sqlx::query_scalar("SELECT id::text FROM webhook_deliveries").fetch_one(&env.pool).await.expect("a delivery");
     // A tenant with the most endpoints allowed.
     let full = env.tenant("full", "UTC").await;

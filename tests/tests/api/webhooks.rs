@@ -295,6 +295,7 @@ async fn an_endpoint_failing_for_days_is_disabled_and_can_be_enabled_again() {
     // Disabled: no new deliveries are written for it.
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries").fetch_one(&env.pool).await.unwrap();
     cancel_one(100).await;
+    offpeak_store::webhooks::fan_out(&env.pool, 1_000, 0).await.unwrap();
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries").fetch_one(&env.pool).await.unwrap();
     assert_eq!(after, before);
 
@@ -410,4 +411,152 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
     assert_eq!(sig.split(' ').count(), 1, "after a day only the new secret signs");
     assert!(offpeak_core::webhook::verify(&old, wid(r), ts, &r.raw_body, &sig, ts, 300).is_err());
     offpeak_core::webhook::verify(&new, wid(r), ts, &r.raw_body, &sig, ts, 300).unwrap();
+}
+
+#[tokio::test]
+async fn a_job_retried_before_its_event_was_fanned_out_still_sends_the_state_it_reached() {
+    // The statement that ends a job writes a narrow event row; the delivery
+    // loop builds the payload from the job's row later. The operator's
+    // retry is the one write that changes an ended job: it fans the job's
+    // event out first, so the receiver hears `job.failed`, not `held`.
+    let mut env = TestEnv::with(opts()).await;
+    let key = env.tenant("acme", "UTC").await;
+    let receiver = Receiver::start(None).await;
+    let (_, secret) = register(&env, &key, &receiver.url(), None).await;
+    receiver.set_secret(Some(secret));
+    env.sim.sim.set_config(offpeak_provider_sim::SimConfig { item_error_rate: 1.0, ..Default::default() });
+    env.start_worker();
+    let (_, job) = env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": "refused"}, "priority": "normal"})).await;
+    let id: Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    env.release_once().await;
+    let ended = env.wait_terminal(&[id], Duration::from_secs(20)).await;
+    assert_eq!(ended[0].state, "failed");
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(waiting, 1, "the finish wrote the event, not yet its deliveries");
+
+    let filter = offpeak_store::operator::RetryFilter {
+        states: vec![offpeak_core::job::JobState::Failed],
+        job_id: Some(id),
+        tenant_id: None,
+        model: None,
+        limit: 10,
+    };
+    let retried = offpeak_scheduler::ops::jobs::retry_jobs(&env.pool, &filter, false, &Default::default(), env.shared_clock().now()).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(env.job(id).await.state, "held");
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(waiting, 0, "the retry fanned the event out");
+
+    deliver_until(&env, &receiver, 1).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].verified, Some(true));
+    assert_eq!(got[0].body["type"], "job.failed", "{}", got[0].body);
+    assert_eq!(got[0].body["data"]["state"], "failed");
+    assert_eq!(got[0].body["data"]["error"]["code"], offpeak_provider_sim::CONTENT_REJECTED);
+}
+
+#[tokio::test]
+async fn deliveries_wait_while_the_jobs_pipeline_is_busy_and_go_out_when_it_is_not_or_the_pause_is_too_long() {
+    let env = TestEnv::with(opts()).await;
+    let key = env.tenant("acme", "UTC").await;
+    let receiver = Receiver::start(None).await;
+    register(&env, &key, &receiver.url(), None).await;
+    let cancel_one = |prompt: &'static str| {
+        let (env, key) = (&env, &key);
+        async move {
+            let (_, job) = env
+                .post(key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": prompt}, "timezone": "Pacific/Auckland"}))
+                .await;
+            assert_eq!(env.delete(key, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await.0, 200);
+        }
+    };
+    cancel_one("first").await;
+
+    // The defaults: nothing in flight while busy, for up to two minutes.
+    let pressure = offpeak_scheduler::release::Pressure::default();
+    let d = env.deliverer(TestEnv::test_delivery_config()).with_pressure(pressure.clone());
+    pressure.set(true);
+    for _ in 0..5 {
+        let pass = d.deliver_once().await.unwrap();
+        assert_eq!((pass.events_fanned_out, pass.attempts_started), (0, 0), "busy: nothing moves");
+    }
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(waiting, 1);
+
+    pressure.set(false);
+    let pass = d.deliver_once().await.unwrap();
+    assert_eq!((pass.events_fanned_out, pass.attempts_started), (1, 1), "{pass:?}");
+    while d.in_flight() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(receiver.received()[0].body["type"], "job.cancelled");
+
+    // A busy spell longer than the longest pause: deliveries run beside it.
+    cancel_one("second").await;
+    pressure.set(true);
+    let cfg = offpeak_scheduler::webhooks::DeliveryConfig { max_pause: Duration::from_millis(200), ..TestEnv::test_delivery_config() };
+    let d = env.deliverer(cfg).with_pressure(pressure.clone());
+    assert_eq!(d.deliver_once().await.unwrap().attempts_started, 0, "within the pause");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pressure.set(true);
+    assert!(pressure.busy_for().unwrap() >= Duration::from_millis(300), "one spell, not a new one");
+    assert_eq!(d.deliver_once().await.unwrap().attempts_started, 1, "past the pause");
+    while d.in_flight() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test]
+async fn fan_out_takes_every_event_row_once_across_pages_and_finds_rows_written_behind_it() {
+    let env = TestEnv::with(opts()).await;
+    let key = env.tenant("acme", "UTC").await;
+    register(&env, &key, "https://example.com/hook", Some(vec!["job.cancelled"])).await;
+    let inputs: Vec<Value> = (0..400).map(|i| json!({"prompt": format!("p{i}")})).collect();
+    let (status, bulk) =
+        env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "timezone": "Pacific/Auckland"})).await;
+    assert_eq!(status, 201, "{bulk}");
+    let ids = ids(&bulk);
+    // One cancel, one statement, one event row: 300 rows over several pages.
+    for id in &ids[..300] {
+        assert_eq!(env.delete(&key, &format!("/v1/jobs/{id}")).await.0, 200);
+    }
+    let pages: i64 = sqlx::query_scalar("SELECT count(DISTINCT (ctid::text::point)[0]) FROM webhook_events").fetch_one(&env.pool).await.unwrap();
+    assert!(pages > 1, "the rows span {pages} page(s)");
+
+    let (mut block, mut events, mut deliveries) = (0, 0, 0);
+    let mut f = offpeak_store::webhooks::fan_out(&env.pool, 150, block).await.unwrap();
+    (block, events, deliveries) = (f.next_block, events + f.events, deliveries + f.deliveries);
+    assert_eq!((f.rows, f.events), (150, 150));
+    assert!(block > 0, "the cursor moved past the first page");
+    // Space the fan-out freed on the first pages is reused by new rows.
+    sqlx::query("VACUUM webhook_events").execute(&env.pool).await.unwrap();
+    for id in &ids[300..] {
+        assert_eq!(env.delete(&key, &format!("/v1/jobs/{id}")).await.0, 200);
+    }
+    let behind: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE (ctid::text::point)[0] < $1")
+        .bind(block as f64)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(behind > 0, "some new rows were written behind the cursor (page {block})");
+    for _ in 0..10 {
+        f = offpeak_store::webhooks::fan_out(&env.pool, 100, block).await.unwrap();
+        (block, events, deliveries) = (f.next_block, events + f.events, deliveries + f.deliveries);
+    }
+    assert_eq!((events, deliveries), (400, 400), "every event once, wherever its row was written");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(left, 0);
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT payload->'data'->>'id') FROM webhook_deliveries WHERE event_type = 'job.cancelled'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(distinct, 400);
+}
+
+fn ids(v: &Value) -> Vec<Uuid> {
+    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect()
 }

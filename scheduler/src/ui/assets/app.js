@@ -399,6 +399,7 @@
           h('h1', { text: 'Webhooks' }),
           h('div', { class: 'cards' },
             card('deliveries pending', w.pending, 'webhooks-pending', age),
+            card('events to fan out', w.events_waiting, 'webhooks-events-waiting'),
             card('deliveries given up', w.failed, 'webhooks-failed'),
             card('endpoints disabled', w.endpoints_disabled, 'webhooks-disabled')),
           h('table', { class: 'table', 'data-testid': 'webhooks-table' },
