@@ -167,11 +167,6 @@ struct PressureMarks {
 pub const PRESSURE_HOLD: Duration = Duration::from_secs(2);
 
 impl Pressure {
-    #[must_use]
-    pub fn busy(&self) -> bool {
-        self.busy_for().is_some()
-    }
-
     /// How long the pipeline has been busy without a break; `None` if it is not.
     #[must_use]
     pub fn busy_for(&self) -> Option<Duration> {
@@ -195,10 +190,6 @@ impl Pressure {
             }
             marks.last = Some(now);
         }
-    }
-
-    fn mark(&self) {
-        self.set(true);
     }
 }
 
@@ -237,7 +228,7 @@ impl Releaser {
         metrics::QUEUE_DEPTH.set(i64::from(depth));
         // Batches waiting: the pipeline is busy whatever this round finds.
         if depth > 0 {
-            self.pressure.mark();
+            self.pressure.set(true);
         }
         if depth >= self.config.max_queue_depth {
             metrics::RELEASE_THROTTLED.inc();
@@ -286,7 +277,7 @@ impl Releaser {
 
         report.batches = messages.len() as u64;
         if report.released > 0 {
-            self.pressure.mark();
+            self.pressure.set(true);
         }
         metrics::JOBS_RELEASED.inc_by(report.released);
         for m in &messages {
