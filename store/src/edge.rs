@@ -12,6 +12,10 @@
 //! reads `#[sqlx(try_from = "String")]`; a timezone reads
 //! `#[sqlx(try_from = "TzName")]`.
 
+/// The terminal job states ([`offpeak_core::job::JobState::is_terminal`])
+/// as an SQL list, for `state IN {TERMINAL_STATES}` in a statement's text.
+pub(crate) const TERMINAL_STATES: &str = "('succeeded', 'failed', 'dead', 'cancelled')";
+
 use chrono_tz::Tz;
 use offpeak_core::tenant::Tenant;
 use offpeak_core::tz::{self, UnknownTimezone};
@@ -73,4 +77,15 @@ pub fn tenant(row: PgRow) -> Result<Tenant, sqlx::Error> {
         window: window_columns(&row, "window_start", "window_end")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use offpeak_core::job::JobState;
+
+    #[test]
+    fn the_sql_list_of_terminal_states_is_the_domains() {
+        let states: Vec<String> = JobState::ALL.iter().filter(|s| s.is_terminal()).map(|s| format!("'{}'", s.as_str())).collect();
+        assert_eq!(super::TERMINAL_STATES, format!("({})", states.join(", ")));
+    }
 }

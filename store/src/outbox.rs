@@ -14,6 +14,8 @@
 //! when nobody listens is one probe of `webhook_endpoints` per job and one
 //! `group_progress` row per group per statement.
 
+use crate::edge::TERMINAL_STATES as TERMINAL;
+
 /// The columns a terminal statement's source CTE must return, by these
 /// names: the job's identity, group and what its event says.
 pub(crate) const EFFECT_COLUMNS: &str = "id, tenant_id, state, group_id, model, result, error, credits, cache_hit, \
@@ -55,14 +57,14 @@ pub(crate) fn terminal_effects(src: &str) -> String {
          {src}_events AS (
              INSERT INTO webhook_events (job_ids, finished_at)
              SELECT array_agg(x.id), min(x.finished_at) FROM {src} x
-             WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
+             WHERE x.state IN {TERMINAL}
                AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = x.tenant_id AND w.disabled_at IS NULL)
              HAVING count(*) > 0
          ),
          {src}_progress AS (
              INSERT INTO group_progress (group_id, done)
              SELECT group_id, count(*) FROM {src}
-             WHERE group_id IS NOT NULL AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
+             WHERE group_id IS NOT NULL AND state IN {TERMINAL}
              GROUP BY group_id
          )"
     )
@@ -86,7 +88,7 @@ pub(crate) fn fan_out(events: &str) -> String {
              FROM (SELECT x.tenant_id, x.finished_at, 'job.' || x.state AS event_type,
                           gen_random_uuid() AS event_id, {JOB_PAYLOAD} AS payload
                    FROM (SELECT DISTINCT unnest(job_ids) AS job_id FROM {events}) ev JOIN jobs x ON x.id = ev.job_id
-                   WHERE x.state IN ('succeeded', 'failed', 'dead', 'cancelled')
+                   WHERE x.state IN {TERMINAL}
                   ) s
              JOIN webhook_endpoints e
                ON e.tenant_id = s.tenant_id AND e.disabled_at IS NULL AND s.event_type = ANY(e.events)
@@ -94,3 +96,4 @@ pub(crate) fn fan_out(events: &str) -> String {
          )"
     )
 }
+

@@ -103,13 +103,15 @@ pub async fn prune_chunk<'e, E>(db: E, before: DateTime<Utc>, chunk: i64) -> Res
 where
     E: PgExecutor<'e> + Copy,
 {
-    let res = sqlx::query(
+    let sql = format!(
         "DELETE FROM jobs WHERE id IN (
              SELECT id FROM jobs
-             WHERE state IN ('succeeded', 'failed', 'dead', 'cancelled') AND finished_at < $1
+             WHERE state IN {TERMINAL_STATES} AND finished_at < $1
              LIMIT $2
              FOR UPDATE SKIP LOCKED)",
-    )
+        TERMINAL_STATES = crate::edge::TERMINAL_STATES
+    );
+    let res = sqlx::query(&sql)
     .bind(before)
     .bind(chunk)
     .execute(db)
