@@ -38,6 +38,15 @@ use offpeak_worker::provider::ProviderClient;
 use crate::sim::{self, RunningSim, SimConfig};
 
 /// The services' URLs, from the environment or local defaults.
+/// The job ids of a `POST /v1/jobs/bulk` answer (`"ids"`), in order.
+///
+/// # Panics
+/// If the answer has no `ids` array of UUID strings.
+pub fn bulk_ids(answer: &Value) -> Vec<Uuid> {
+    let ids = answer["ids"].as_array().unwrap_or_else(|| panic!("a bulk answer with ids: {answer}"));
+    ids.iter().map(|i| i.as_str().and_then(|i| i.parse().ok()).unwrap_or_else(|| panic!("a job id: {i}"))).collect()
+}
+
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_core::clock::Clock as _;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -119,7 +119,7 @@ async fn cancelling_one_job_of_a_released_batch_leaves_the_others_to_run() {
         )
         .await;
     assert_eq!(status, 201, "{bulk}");
-    let all: Vec<Uuid> = bulk["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect();
+    let all: Vec<Uuid> = bulk_ids(&bulk);
     assert_eq!(env.release_once().await.batches, 1);
     let (status, _) = env.delete(&key, &format!("/v1/jobs/{}", all[1])).await;
     assert_eq!(status, 200);
@@ -345,7 +345,7 @@ async fn bulk_jobs_are_listed_newest_first_too() {
         .post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": (0..12).map(|i| json!({"b": i})).collect::<Vec<_>>()}))
         .await;
     assert_eq!(status, 201, "{bulk}");
-    let bulk_ids: Vec<Uuid> = bulk["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect();
+    let bulk_ids: Vec<Uuid> = bulk_ids(&bulk);
     let mut expected: Vec<Uuid> = bulk_ids.iter().rev().copied().collect();
     expected.push(id(&first));
 

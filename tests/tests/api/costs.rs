@@ -10,7 +10,7 @@ use offpeak_scheduler::api::ApiConfig;
 use offpeak_core::clock::Clock;
 use offpeak_core::prices::{PriceTable, RouteTable};
 use offpeak_core::message::BatchMessage;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::{process_batch, BatchContext};
 
@@ -18,14 +18,10 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn ids_of(body: &Value) -> Vec<Uuid> {
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
-}
-
 async fn bulk(env: &TestEnv, key: &str, body: Value) -> Vec<Uuid> {
     let (status, resp) = env.post(key, "/v1/jobs/bulk", &body).await;
     assert_eq!(status, 201, "{resp}");
-    ids_of(&resp)
+    bulk_ids(&resp)
 }
 
 /// The batches released but not yet worked, as the messages a worker would get.

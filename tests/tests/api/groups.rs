@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_core::clock::Clock as _;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -17,10 +17,6 @@ fn at(s: &str) -> DateTime<Utc> {
 /// 03:00 UTC: inside the window, so low-priority jobs are due at once.
 fn in_window() -> EnvOptions {
     EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }
-}
-
-fn ids(v: &Value) -> Vec<Uuid> {
-    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect()
 }
 
 async fn group_events(env: &TestEnv, group_id: Uuid) -> i64 {
@@ -52,7 +48,7 @@ async fn a_bulk_submission_is_a_group_counted_by_state_that_completes_once_with_
     assert_eq!(group["counts"]["held"], 30);
     assert_eq!(group["counts"]["total"], 30);
     assert_eq!(group["completed_at"], Value::Null);
-    let (_, job) = env.get(&key, &format!("/v1/jobs/{}", ids(&bulk)[0])).await;
+    let (_, job) = env.get(&key, &format!("/v1/jobs/{}", bulk_ids(&bulk)[0])).await;
     assert_eq!(job["group_id"], bulk["group_id"], "each job names its group");
 
     // Nothing completes while jobs are open.
@@ -61,7 +57,7 @@ async fn a_bulk_submission_is_a_group_counted_by_state_that_completes_once_with_
 
     env.start_worker();
     env.start_release_loop();
-    env.wait_terminal(&ids(&bulk), Duration::from_secs(30)).await;
+    env.wait_terminal(&bulk_ids(&bulk), Duration::from_secs(30)).await;
     let pass = deliverer.run_once().await.unwrap();
     assert_eq!(pass.groups_completed, 1);
     assert_eq!(deliverer.run_once().await.unwrap().groups_completed, 0, "completed once");
@@ -87,7 +83,7 @@ async fn a_bulk_submission_is_a_group_counted_by_state_that_completes_once_with_
     let text = resp.text().await.unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 30);
-    let mut sorted = ids(&bulk);
+    let mut sorted = bulk_ids(&bulk);
     sorted.sort();
     let got: Vec<Uuid> = lines.iter().map(|l| l["id"].as_str().unwrap().parse().unwrap()).collect();
     assert_eq!(got, sorted);

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -103,7 +103,7 @@ async fn bulk_submission_is_batched_by_model_and_every_job_succeeds() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["count"], 250);
     assert_eq!(body["release_at"], "2027-06-01T01:00:00Z");
-    let ids: Vec<Uuid> = body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect();
+    let ids: Vec<Uuid> = bulk_ids(&body);
     assert_eq!(ids.len(), 250);
     // Ids come back in input order.
     let third = env.job(ids[3]).await;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use offpeak_core::clock::Clock;
 use offpeak_core::message::BatchMessage;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
 use offpeak_worker::process::process_batch;
 
@@ -24,7 +24,7 @@ async fn submit(env: &TestEnv, key: &str, n: usize, model: &str) -> Vec<Uuid> {
         .post(key, "/v1/jobs/bulk", &json!({"model": model, "inputs": inputs, "priority": "normal"}))
         .await;
     assert_eq!(status, 201, "{body}");
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+    bulk_ids(&body)
 }
 
 async fn succeeded_credits(env: &TestEnv) -> (i64, i64) {

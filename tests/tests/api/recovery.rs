@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use offpeak_scheduler::rescue::RescueConfig;
 use offpeak_core::clock::Clock;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -22,7 +22,7 @@ async fn submit(env: &TestEnv, key: &str, n: usize) -> Vec<Uuid> {
         .post(key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs, "priority": "normal"}))
         .await;
     assert_eq!(status, 201, "{body}");
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+    bulk_ids(&body)
 }
 
 fn rescue_after(minutes: u64) -> RescueConfig {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use offpeak_scheduler::release::ReleaseConfig;
 use offpeak_core::clock::Clock;
 use offpeak_core::message::BatchMessage;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -28,7 +28,7 @@ async fn bulk(env: &TestEnv, key: &str, n: usize, model: &str) -> Vec<Uuid> {
     let inputs: Vec<_> = (0..n).map(|i| json!({"prompt": format!("p{i}"), "call": call})).collect();
     let (status, body) = env.post(key, "/v1/jobs/bulk", &json!({"model": model, "inputs": inputs})).await;
     assert_eq!(status, 201, "{body}");
-    body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse().unwrap()).collect()
+    bulk_ids(&body)
 }
 
 /// Drains every message of the env's queue (no worker running).

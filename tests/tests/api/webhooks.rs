@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_core::webhook::Secret;
-use offpeak_tests::harness::{EnvOptions, TestEnv};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 use offpeak_tests::receiver::{Mode, Receiver};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -33,6 +33,17 @@ async fn register(env: &TestEnv, key: &str, url: &str, events: Option<Vec<&str>>
     assert_eq!(status, 201, "{hook}");
     let secret = Secret::parse(hook["secret"].as_str().unwrap()).expect("a whsec_ secret");
     (hook["id"].as_str().unwrap().parse().unwrap(), secret)
+}
+
+/// Submits a job held for its window (Auckland's night) and cancels it: one
+/// `job.cancelled` event. Returns the job's id.
+async fn cancelled_job(env: &TestEnv, key: &str) -> String {
+    let body = json!({"model": "flux-schnell", "input": {"prompt": Uuid::now_v7().to_string()}, "timezone": "Pacific/Auckland"});
+    let (status, job) = env.post(key, "/v1/jobs", &body).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(env.delete(key, &format!("/v1/jobs/{id}")).await.0, 200);
+    id
 }
 
 fn wid(r: &offpeak_tests::receiver::Received) -> &str {
@@ -213,11 +224,8 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards_each_retry_with
     receiver.set_secret(Some(secret));
     receiver.set_mode(Mode::Fail(503));
     let mut ids = Vec::new();
-    for i in 0..5 {
-        let (_, job) = env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": format!("c{i}")}, "timezone": "Pacific/Auckland"})).await;
-        let id = job["id"].as_str().unwrap().to_owned();
-        env.delete(&key, &format!("/v1/jobs/{id}")).await;
-        ids.push(id);
+    for _ in 0..5 {
+        ids.push(cancelled_job(&env, &key).await);
     }
     let d = env.deliverer(TestEnv::test_delivery_config());
     // Down through three rounds of retries: 5 s, 5 min, 30 min later (plus jitter).
@@ -273,16 +281,9 @@ async fn an_endpoint_failing_for_days_is_disabled_and_can_be_enabled_again() {
     let mut cfg = TestEnv::test_delivery_config();
     cfg.disable_after = Duration::from_secs(2 * 24 * 3600);
     let d = env.deliverer(cfg);
-    let cancel_one = |n: usize| {
-        let (env, key) = (&env, &key);
-        async move {
-            let (_, job) = env.post(key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": format!("d{n}")}, "timezone": "Pacific/Auckland"})).await;
-            env.delete(key, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
-        }
-    };
     // A new failing event every 12 hours for three days.
-    for n in 0..7 {
-        cancel_one(n).await;
+    for _ in 0..7 {
+        cancelled_job(&env, &key).await;
         d.run_once().await.unwrap();
         while d.in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -294,7 +295,7 @@ async fn an_endpoint_failing_for_days_is_disabled_and_can_be_enabled_again() {
     assert!(hook["disabled_reason"].as_str().unwrap().contains("failed"), "{hook}");
     // Disabled: no new deliveries are written for it.
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries").fetch_one(&env.pool).await.unwrap();
-    cancel_one(100).await;
+    cancelled_job(&env, &key).await;
     offpeak_store::webhooks::fan_out(&env.pool, 1_000, 0).await.unwrap();
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries").fetch_one(&env.pool).await.unwrap();
     assert_eq!(after, before);
@@ -315,8 +316,7 @@ async fn a_hanging_receiver_delays_no_one_else() {
     register(&env, &slow_key, &hanging.url(), None).await;
     register(&env, &fast_key, &fast.url(), None).await;
     for key in [&slow_key, &slow_key, &slow_key, &fast_key] {
-        let (_, job) = env.post(key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": Uuid::now_v7().to_string()}, "timezone": "Pacific/Auckland"})).await;
-        env.delete(key, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
+        cancelled_job(&env, key).await;
     }
     let mut cfg = TestEnv::test_delivery_config();
     cfg.sender.timeout = Duration::from_secs(10);
@@ -391,11 +391,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
     let (hook_id, old) = register(&env, &key, &old_receiver.url(), None).await;
     let (_, rotated) = env.post(&key, &format!("/v1/webhooks/{hook_id}/rotate-secret"), &json!({})).await;
     let new = Secret::parse(rotated["secret"].as_str().unwrap()).unwrap();
-    let cancel = || async {
-        let (_, job) = env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": Uuid::now_v7().to_string()}, "timezone": "Pacific/Auckland"})).await;
-        env.delete(&key, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
-    };
-    cancel().await;
+    cancelled_job(&env, &key).await;
     deliver_until(&env, &old_receiver, 1).await;
     let r = &old_receiver.received()[0];
     let (sig, ts) = (r.webhook_signature.clone().unwrap(), r.webhook_timestamp.as_deref().unwrap().parse::<i64>().unwrap());
@@ -404,7 +400,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
         offpeak_core::webhook::verify(secret, wid(r), ts, &r.raw_body, &sig, ts, 300).expect("each secret verifies");
     }
     env.clock.advance(TimeDelta::hours(25));
-    cancel().await;
+    cancelled_job(&env, &key).await;
     deliver_until(&env, &old_receiver, 2).await;
     let r = &old_receiver.received()[1];
     let (sig, ts) = (r.webhook_signature.clone().unwrap(), r.webhook_timestamp.as_deref().unwrap().parse::<i64>().unwrap());
@@ -462,16 +458,7 @@ async fn deliveries_wait_while_the_jobs_pipeline_is_busy_and_go_out_when_it_is_n
     let key = env.tenant("acme", "UTC").await;
     let receiver = Receiver::start(None).await;
     register(&env, &key, &receiver.url(), None).await;
-    let cancel_one = |prompt: &'static str| {
-        let (env, key) = (&env, &key);
-        async move {
-            let (_, job) = env
-                .post(key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"prompt": prompt}, "timezone": "Pacific/Auckland"}))
-                .await;
-            assert_eq!(env.delete(key, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await.0, 200);
-        }
-    };
-    cancel_one("first").await;
+    cancelled_job(&env, &key).await;
 
     // The defaults: nothing in flight while busy, for up to two minutes.
     let pressure = offpeak_scheduler::release::Pressure::default();
@@ -494,7 +481,7 @@ async fn deliveries_wait_while_the_jobs_pipeline_is_busy_and_go_out_when_it_is_n
     assert_eq!(receiver.received()[0].body["type"], "job.cancelled");
 
     // A busy spell longer than the longest pause: deliveries run beside it.
-    cancel_one("second").await;
+    cancelled_job(&env, &key).await;
     pressure.set(true);
     let cfg = offpeak_scheduler::webhooks::DeliveryConfig { max_pause: Duration::from_millis(200), ..TestEnv::test_delivery_config() };
     let d = env.deliverer(cfg).with_pressure(pressure.clone());
@@ -518,7 +505,7 @@ async fn fan_out_takes_every_event_row_once_across_pages_and_finds_rows_written_
     let (status, bulk) =
         env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "timezone": "Pacific/Auckland"})).await;
     assert_eq!(status, 201, "{bulk}");
-    let ids = ids(&bulk);
+    let ids = bulk_ids(&bulk);
     // One cancel, one statement, one event row: 300 rows over several pages.
     for id in &ids[..300] {
         assert_eq!(env.delete(&key, &format!("/v1/jobs/{id}")).await.0, 200);
@@ -555,8 +542,4 @@ async fn fan_out_takes_every_event_row_once_across_pages_and_finds_rows_written_
             .await
             .unwrap();
     assert_eq!(distinct, 400);
-}
-
-fn ids(v: &Value) -> Vec<Uuid> {
-    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect()
 }
