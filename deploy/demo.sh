@@ -143,6 +143,14 @@ print(v if isinstance(v, str) else json.dumps(v))
 PY
 }
 
+# want_status CODE WHAT: unless the last `api` call answered CODE, shows
+# its answer and stops the demo naming WHAT.
+want_status() {
+    [[ "$STATUS" == "$1" ]] && return 0
+    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
+    die "$2 answered $STATUS (expected $1)"
+}
+
 pretty() {
     python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), indent=2))' "$1" | sed 's/^/   /'
 }
@@ -260,10 +268,7 @@ note "API key: $KEY"
 
 note "a recurring schedule: thumbnails every night at 02:30 New York time"
 api POST /v1/schedules '{"name":"nightly-thumbnails","cron":"30 2 * * *","timezone":"America/New_York","job":{"model":"flux-schnell","input":{"prompt":"catalogue refresh"}}}'
-if [[ "$STATUS" != 201 ]]; then
-    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
-    die "POST /v1/schedules answered $STATUS (expected 201)"
-fi
+want_status 201 "POST /v1/schedules"
 SCHEDULE_ID=$(json "$DEMO_DIR/response.json" 'd["id"]')
 api GET "/v1/schedules/$SCHEDULE_ID"
 [[ "$STATUS" == 200 ]] || die "GET /v1/schedules/$SCHEDULE_ID answered $STATUS"
@@ -278,10 +283,7 @@ done
 [[ "$RECEIVER_URL" == http* ]] || die "the webhook receiver did not start (see .demo/webhook-receiver.log)"
 note "a webhook endpoint: every job and group event, signed, to the receiver at $RECEIVER_URL"
 api POST /v1/webhooks "{\"url\":\"$RECEIVER_URL\",\"description\":\"offpeak demo receiver\"}"
-if [[ "$STATUS" != 201 ]]; then
-    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
-    die "POST /v1/webhooks answered $STATUS (expected 201)"
-fi
+want_status 201 "POST /v1/webhooks"
 WEBHOOK_ID=$(json "$DEMO_DIR/response.json" 'd["id"]')
 WEBHOOK_SECRET=$(json "$DEMO_DIR/response.json" 'd["secret"]')
 note "endpoint $WEBHOOK_ID, secret ${WEBHOOK_SECRET:0:12}… (shown only in this answer)"
@@ -329,10 +331,7 @@ printf '   %-8s %-14s %-22s %-6s  ->  %-7s %s\n' PRIORITY MODEL TIMEZONE LOCAL S
 submit() {
     local group=$1 expect=$2 model=$3 priority=$4 tz=$5 input=$6 extra=${7:+,$7} id state release_at
     api POST /v1/jobs "{\"model\":\"$model\",\"input\":$input,\"priority\":\"$priority\",\"timezone\":\"$tz\"$extra}"
-    if [[ "$STATUS" != 201 ]]; then
-        pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
-        die "POST /v1/jobs answered $STATUS (expected 201)"
-    fi
+    want_status 201 "POST /v1/jobs"
     id=$(json "$DEMO_DIR/response.json" 'd["id"]')
     model=$(json "$DEMO_DIR/response.json" 'd["model"]') # "auto" becomes the routed model
     state=$(json "$DEMO_DIR/response.json" 'd["state"]')
@@ -373,10 +372,7 @@ for i in $(seq 1 20); do
     inputs+="{\"prompt\":\"catalogue thumbnail of item $i\",\"width\":256,\"height\":256,\"sku\":\"SKU-$((1000 + i))\"},"
 done
 api POST /v1/jobs/bulk "{\"model\":\"flux-schnell\",\"inputs\":[${inputs%,}],\"timezone\":\"$BULK_TZ\"}"
-if [[ "$STATUS" != 201 ]]; then
-    pretty "$DEMO_DIR/response.json" >&2 || cat "$DEMO_DIR/response.json" >&2
-    die "POST /v1/jobs/bulk answered $STATUS (expected 201)"
-fi
+want_status 201 "POST /v1/jobs/bulk"
 python3 - "$DEMO_DIR/response.json" "$BULK_TZ" "$BULK_EXPECT" >>"$JOBS_TSV" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
