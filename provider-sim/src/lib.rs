@@ -40,9 +40,32 @@
 //! key are serialized, so concurrent duplicates are replays too. Garbage is
 //! treated as corruption in transit: neither stored nor billed.
 //!
-//! Other routes: `GET /v1/stats` ([`SimStats`]), `GET /v1/stats/inputs`
-//! (billed count per input hash, see [`input_hash`]), `POST /v1/stats/reset`
-//! and `GET /healthz`.
+//! # Embeddings
+//!
+//! `POST /v1/embeddings` is an OpenAI-compatible embeddings endpoint, for
+//! offpeak's semantic cache: `{"model", "input": string or [strings],
+//! "encoding_format"?, "dimensions"?, "user"?}` answered with
+//! `{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+//! "model", "usage"}` and errors in OpenAI's shape
+//! `{"error": {"message", "type", "param", "code"}}`. Its vectors are a
+//! documented function of `(model, text, dimensions)` built so that
+//! rewordings of a prompt score at least 0.95 and different prompts (a
+//! changed word, a negation) score below; [`embed`] and [`cosine`] compute
+//! them without a server. The contract, the exact rules and the faults
+//! (`embeddings_*` in [`SimConfig`]) are in the [`embeddings`] module.
+//! Embeddings are counted (`embedding_*` in [`SimStats`]) but not billed:
+//! they never change `items`, `by_model` or `max_billed_per_input`.
+//!
+//! # Routes
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/batch` | the batch API above |
+//! | `POST /v1/embeddings` | OpenAI-compatible embeddings, see [`embeddings`] |
+//! | `GET /v1/stats` | the counters, [`SimStats`] |
+//! | `GET /v1/stats/inputs` | billed count per input hash, see [`input_hash`] |
+//! | `POST /v1/stats/reset` | clears the counters and stored responses |
+//! | `GET /healthz` | `ok` |
 //!
 //! # Example
 //!
@@ -81,6 +104,12 @@ use tokio::net::TcpListener;
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 
+pub mod embeddings;
+
+pub use embeddings::{
+    cosine, embed, DEFAULT_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS,
+};
+
 /// Seconds announced in `Retry-After` on a 429.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
@@ -97,10 +126,13 @@ pub const CONTENT_REJECTED: &str = "content_rejected";
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// How the simulator misbehaves. `Default` is a perfect, instant provider
-/// that accepts any non-empty bearer key.
+/// that accepts any non-empty bearer key and embeds into
+/// [`DEFAULT_EMBEDDING_DIMENSIONS`] dimensions.
 ///
-/// Rates are probabilities in `[0, 1]`: 0 never, 1 always.
-#[derive(Clone, Default, PartialEq)]
+/// Rates are probabilities in `[0, 1]`: 0 never, 1 always. The fields named
+/// `embedding…` are about `POST /v1/embeddings`, the others about
+/// `POST /v1/batch`, except `slow`, `api_key` and `seed`, which both use.
+#[derive(Clone, PartialEq)]
 pub struct SimConfig {
     /// Delay before each call is answered (any outcome).
     pub latency: Duration,
@@ -122,7 +154,52 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// Seed of the draws, for reproducible runs; `None` seeds from entropy.
     /// Outputs are deterministic whatever the seed: only failures are drawn.
+    /// Embeddings calls draw from a second generator derived from the same
+    /// seed, so that adding embeddings traffic to a seeded run does not
+    /// change which batch calls fail.
     pub seed: Option<u64>,
+    /// Length of the vectors `POST /v1/embeddings` returns when the request
+    /// names no `dimensions`. Used clamped to
+    /// `1..=`[`MAX_EMBEDDING_DIMENSIONS`].
+    pub embedding_dimensions: usize,
+    /// Delay before each embeddings call is answered (any outcome). The
+    /// batch `latency` does not apply to embeddings.
+    pub embeddings_latency: Duration,
+    /// Probability that an embeddings call is answered 503 (`server_error`).
+    pub embeddings_error_rate: f64,
+    /// Probability that an embeddings call that was not a 503 is answered
+    /// 429 (`rate_limit_exceeded`, with `Retry-After`).
+    pub embeddings_rate_limit_rate: f64,
+    /// Probability that an embeddings call that was neither 503 nor 429 gets
+    /// a 200 whose body breaks the contract (see [`embeddings`]).
+    pub embeddings_garbage_rate: f64,
+    /// When set, every embeddings call hangs for [`SimConfig::slow`] (after
+    /// `embeddings_latency`) before it is answered: for a client's timeout
+    /// test. `slow` is zero by default, so set it too.
+    pub embeddings_hang: bool,
+}
+
+// By hand for `embedding_dimensions`, whose perfect value is not 0.
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            error_rate: 0.0,
+            rate_limit_rate: 0.0,
+            item_error_rate: 0.0,
+            garbage_rate: 0.0,
+            slow_rate: 0.0,
+            slow: Duration::ZERO,
+            api_key: None,
+            seed: None,
+            embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
+            embeddings_latency: Duration::ZERO,
+            embeddings_error_rate: 0.0,
+            embeddings_rate_limit_rate: 0.0,
+            embeddings_garbage_rate: 0.0,
+            embeddings_hang: false,
+        }
+    }
 }
 
 // By hand so that logging the config at startup never prints the key.
@@ -138,6 +215,15 @@ impl fmt::Debug for SimConfig {
             .field("slow", &self.slow)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("seed", &self.seed)
+            .field("embedding_dimensions", &self.embedding_dimensions)
+            .field("embeddings_latency", &self.embeddings_latency)
+            .field("embeddings_error_rate", &self.embeddings_error_rate)
+            .field(
+                "embeddings_rate_limit_rate",
+                &self.embeddings_rate_limit_rate,
+            )
+            .field("embeddings_garbage_rate", &self.embeddings_garbage_rate)
+            .field("embeddings_hang", &self.embeddings_hang)
             .finish()
     }
 }
@@ -171,6 +257,19 @@ pub struct SimStats {
     /// The most times any one input (see [`input_hash`]) was billed; 1 in a
     /// run where every job has a distinct input and nothing was billed twice.
     pub max_billed_per_input: u64,
+    /// Every `POST /v1/embeddings` received, whatever its outcome. Not
+    /// billed: embeddings never change `items`, `by_model` or
+    /// `max_billed_per_input`.
+    #[serde(default)]
+    pub embedding_calls: u64,
+    /// Texts embedded in successful (well-formed 200) embeddings answers.
+    #[serde(default)]
+    pub embedded_texts: u64,
+    /// Embeddings calls not answered with a well-formed 200: 400, 401, 429,
+    /// 503 and garbage. A call abandoned by its client during
+    /// `embeddings_latency` or a hang counts only in `embedding_calls`.
+    #[serde(default)]
+    pub embedding_errors: u64,
 }
 
 /// One item of a 200 response: externally tagged, so it serializes as
@@ -275,6 +374,8 @@ pub struct Simulator {
 struct Inner {
     config: RwLock<SimConfig>,
     rng: Mutex<StdRng>,
+    /// The embeddings calls' draws, apart from `rng` (see `SimConfig::seed`).
+    embeddings_rng: Mutex<StdRng>,
     ledger: Mutex<Ledger>,
     /// One async mutex per Idempotency-Key in flight. Entries are removed by
     /// [`KeyLock`] when the last holder leaves, so the map stays small.
@@ -292,6 +393,9 @@ struct Ledger {
     item_errors: u64,
     rejected: u64,
     slow: u64,
+    embedding_calls: u64,
+    embedded_texts: u64,
+    embedding_errors: u64,
     by_model: BTreeMap<String, u64>,
     /// Input hash (hex) → times billed.
     billed: HashMap<String, u64>,
@@ -318,12 +422,19 @@ fn new_rng(seed: Option<u64>) -> StdRng {
     }
 }
 
+/// The embeddings calls' generator: the same seed, xored with a constant so
+/// that its stream is not the batch calls' one.
+fn new_embeddings_rng(seed: Option<u64>) -> StdRng {
+    new_rng(seed.map(|seed| seed ^ 0x656d_6265_6464_696e)) // "embeddin"
+}
+
 impl Simulator {
     /// A simulator with empty counters.
     pub fn new(config: SimConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 rng: Mutex::new(new_rng(config.seed)),
+                embeddings_rng: Mutex::new(new_embeddings_rng(config.seed)),
                 config: RwLock::new(config),
                 ledger: Mutex::new(Ledger::default()),
                 key_locks: Mutex::new(HashMap::new()),
@@ -331,11 +442,12 @@ impl Simulator {
         }
     }
 
-    /// The HTTP routes: `/v1/batch`, `/v1/stats`, `/v1/stats/inputs`,
-    /// `/v1/stats/reset`, `/healthz`.
+    /// The HTTP routes: `/v1/batch`, `/v1/embeddings`, `/v1/stats`,
+    /// `/v1/stats/inputs`, `/v1/stats/reset`, `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/batch", post(post_batch))
+            .route("/v1/embeddings", post(embeddings::post_embeddings))
             .route("/v1/stats", get(get_stats))
             .route("/v1/stats/inputs", get(get_billed_inputs))
             .route("/v1/stats/reset", post(post_reset))
@@ -363,6 +475,7 @@ impl Simulator {
             .unwrap_or_else(PoisonError::into_inner);
         if config.seed.is_some() && config.seed != current.seed {
             *lock(&self.inner.rng) = new_rng(config.seed);
+            *lock(&self.inner.embeddings_rng) = new_embeddings_rng(config.seed);
         }
         *current = config;
     }
@@ -382,6 +495,9 @@ impl Simulator {
             slow: ledger.slow,
             by_model: ledger.by_model.clone(),
             max_billed_per_input: ledger.billed.values().copied().max().unwrap_or(0),
+            embedding_calls: ledger.embedding_calls,
+            embedded_texts: ledger.embedded_texts,
+            embedding_errors: ledger.embedding_errors,
         }
     }
 
@@ -395,7 +511,9 @@ impl Simulator {
     /// the configured seed. Calls in flight still count when they finish.
     pub fn reset(&self) {
         *lock(&self.inner.ledger) = Ledger::default();
-        *lock(&self.inner.rng) = new_rng(self.config().seed);
+        let seed = self.config().seed;
+        *lock(&self.inner.rng) = new_rng(seed);
+        *lock(&self.inner.embeddings_rng) = new_embeddings_rng(seed);
     }
 
     fn record(&self, update: impl FnOnce(&mut Ledger)) {
@@ -844,20 +962,37 @@ impl BatchRequest {
     }
 }
 
-fn authorize(config: &SimConfig, headers: &HeaderMap) -> Result<(), ApiError> {
-    let unauthorized =
-        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+/// Why a bearer key was refused. One check for every route; each route
+/// words the refusal in its own error shape.
+enum AuthFailure {
+    /// No `Authorization: Bearer <non-empty key>` header.
+    Missing,
+    /// A key other than [`SimConfig::api_key`].
+    Wrong,
+}
+
+fn check_bearer(config: &SimConfig, headers: &HeaderMap) -> Result<(), AuthFailure> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| unauthorized("missing 'Authorization: Bearer <key>'"))?;
+        .ok_or(AuthFailure::Missing)?;
     match &config.api_key {
-        Some(expected) if expected != key => Err(unauthorized("invalid API key")),
+        Some(expected) if expected != key => Err(AuthFailure::Wrong),
         _ => Ok(()),
     }
+}
+
+fn authorize(config: &SimConfig, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_bearer(config, headers).map_err(|failure| {
+        let message = match failure {
+            AuthFailure::Missing => "missing 'Authorization: Bearer <key>'",
+            AuthFailure::Wrong => "invalid API key",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use offpeak_provider_sim::{self as sim, SimConfig, Simulator};
+use offpeak_provider_sim::{self as sim, SimConfig, Simulator, MAX_EMBEDDING_DIMENSIONS};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc (BENCHMARKS.md step 15).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Simulated provider batch API with configurable latency and failure rates.
+/// Simulated provider batch API, and an OpenAI-compatible embeddings API,
+/// with configurable latency and failure rates.
 #[derive(Debug, Parser)]
 #[command(name = "provider-sim", version)]
 struct Args {
@@ -46,6 +47,38 @@ struct Args {
     /// Seed of the failure draws, for reproducible runs.
     #[arg(long, env = "SIM_SEED")]
     seed: Option<u64>,
+    /// Length of the vectors POST /v1/embeddings returns when the request names no `dimensions`.
+    #[arg(long, env = "SIM_EMBEDDINGS_DIMENSIONS", default_value_t = sim::DEFAULT_EMBEDDING_DIMENSIONS, value_parser = dimensions)]
+    embeddings_dimensions: usize,
+    /// Delay before each embeddings call is answered, in milliseconds.
+    #[arg(long, env = "SIM_EMBEDDINGS_LATENCY_MS", default_value_t = 0)]
+    embeddings_latency_ms: u64,
+    /// Probability that an embeddings call is answered 503.
+    #[arg(long, env = "SIM_EMBEDDINGS_ERROR_RATE", default_value_t = 0.0, value_parser = rate)]
+    embeddings_error_rate: f64,
+    /// Probability that an embeddings call is answered 429 with Retry-After.
+    #[arg(long, env = "SIM_EMBEDDINGS_RATE_LIMIT_RATE", default_value_t = 0.0, value_parser = rate)]
+    embeddings_rate_limit_rate: f64,
+    /// Probability that an embeddings call gets a 200 with a malformed body.
+    #[arg(long, env = "SIM_EMBEDDINGS_GARBAGE_RATE", default_value_t = 0.0, value_parser = rate)]
+    embeddings_garbage_rate: f64,
+    /// Every embeddings call hangs for --slow-ms before it is answered.
+    #[arg(long, env = "SIM_EMBEDDINGS_HANG")]
+    embeddings_hang: bool,
+}
+
+/// A vector length the embeddings API can return: 1 to 3072.
+fn dimensions(value: &str) -> Result<usize, String> {
+    let dimensions: usize = value
+        .parse()
+        .map_err(|e| format!("not a whole number: {e}"))?;
+    if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&dimensions) {
+        Ok(dimensions)
+    } else {
+        Err(format!(
+            "{dimensions} is not within 1..={MAX_EMBEDDING_DIMENSIONS}"
+        ))
+    }
 }
 
 /// A probability: a number in [0, 1].
@@ -77,6 +110,12 @@ async fn main() -> anyhow::Result<()> {
         slow: Duration::from_millis(args.slow_ms),
         api_key: args.api_key,
         seed: args.seed,
+        embedding_dimensions: args.embeddings_dimensions,
+        embeddings_latency: Duration::from_millis(args.embeddings_latency_ms),
+        embeddings_error_rate: args.embeddings_error_rate,
+        embeddings_rate_limit_rate: args.embeddings_rate_limit_rate,
+        embeddings_garbage_rate: args.embeddings_garbage_rate,
+        embeddings_hang: args.embeddings_hang,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -117,4 +156,53 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_flags_parse_into_the_config_fields() {
+        let args = Args::try_parse_from([
+            "provider-sim",
+            "--embeddings-dimensions",
+            "1536",
+            "--embeddings-latency-ms",
+            "25",
+            "--embeddings-error-rate",
+            "0.1",
+            "--embeddings-rate-limit-rate",
+            "0.2",
+            "--embeddings-garbage-rate",
+            "0.3",
+            "--embeddings-hang",
+        ])
+        .expect("the flags parse");
+        assert_eq!(args.embeddings_dimensions, 1536);
+        assert_eq!(args.embeddings_latency_ms, 25);
+        assert_eq!(
+            (
+                args.embeddings_error_rate,
+                args.embeddings_rate_limit_rate,
+                args.embeddings_garbage_rate
+            ),
+            (0.1, 0.2, 0.3)
+        );
+        assert!(args.embeddings_hang);
+
+        let defaults = Args::try_parse_from(["provider-sim"]).expect("no flag is required");
+        assert_eq!(
+            defaults.embeddings_dimensions,
+            sim::DEFAULT_EMBEDDING_DIMENSIONS
+        );
+        assert!(!defaults.embeddings_hang);
+
+        for bad in ["0", "3073", "many"] {
+            assert!(
+                Args::try_parse_from(["provider-sim", "--embeddings-dimensions", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
