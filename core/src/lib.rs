@@ -6,8 +6,8 @@
 //! daily quotas ([`quota`]), the batch message between scheduler and worker
 //! ([`message`]), the injected clock ([`clock`]), the canonical hashes of
 //! JSON values ([`hash`]), the one parse of a job submission
-//! ([`submission`]) and what PostgreSQL's `jsonb` keeps of a JSON value
-//! ([`jsonb`]).
+//! ([`submission`]), what PostgreSQL's `jsonb` keeps of a JSON value
+//! ([`jsonb`]) and the semantic cache's rules and search ([`semantic`]).
 //!
 //! Nothing here talks to PostgreSQL, RabbitMQ or the network: `offpeak-store`
 //! converts rows into these types at its edge, and the binaries wire them to
@@ -21,6 +21,7 @@ pub mod message;
 pub mod prices;
 pub mod quota;
 pub mod schedule;
+pub mod semantic;
 pub mod submission;
 pub mod tenant;
 pub mod tz;

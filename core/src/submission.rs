@@ -50,6 +50,7 @@ use serde_json::Value;
 use crate::job::Priority;
 use crate::jsonb;
 use crate::prices::{PriceTable, RouteTable};
+use crate::semantic::CacheChoice;
 
 /// The `model` of a submission that asks for model routing.
 pub const AUTO_MODEL: &str = "auto";
@@ -116,7 +117,8 @@ pub struct Request {
     pub user_id: Option<String>,
     pub metadata: Option<Value>,
     pub inputs: Inputs,
-    pub cache: bool,
+    /// `"cache"`: absent or `true` takes the tenant's mode.
+    pub cache: CacheChoice,
 }
 
 impl Request {
@@ -132,7 +134,7 @@ impl Request {
             user_id: None,
             metadata: None,
             inputs,
-            cache: true,
+            cache: CacheChoice::TenantDefault,
         }
     }
 }
@@ -165,7 +167,7 @@ pub struct Submission {
     user_id: Option<String>,
     metadata: Option<Value>,
     inputs: Vec<Input>,
-    cache: bool,
+    cache: CacheChoice,
 }
 
 /// What is wrong with a submission, as the API reports it.
@@ -344,9 +346,9 @@ impl Submission {
         self.metadata.as_ref()
     }
 
-    /// Whether the jobs may be answered from (and coalesced with) identical jobs.
+    /// Which cache the jobs use: resolve it with the tenant's mode.
     #[must_use]
-    pub fn cache(&self) -> bool {
+    pub fn cache(&self) -> CacheChoice {
         self.cache
     }
 
@@ -513,7 +515,7 @@ mod tests {
             priority: Priority::Normal,
             user_id: Some("u-1".into()),
             metadata: Some(json!(["any", "json"])),
-            cache: false,
+            cache: crate::semantic::CacheChoice::Mode(crate::semantic::CacheMode::Off),
             ..Request::new("flux-pro", Inputs::Many(vec![json!({"a": 1}), json!({"b": [2.5, null]})]))
         };
         let s = parse(request).unwrap();
@@ -523,7 +525,7 @@ mod tests {
         assert_eq!(s.tz(), chrono_tz::Asia::Tokyo, "the default timezone");
         assert_eq!(s.user_id(), Some("u-1"));
         assert_eq!(s.metadata(), Some(&json!(["any", "json"])));
-        assert!(!s.cache());
+        assert!(!s.cache().uses_cache());
         let inputs: Vec<Value> = s.into_inputs().into_iter().map(Input::into_value).collect();
         assert_eq!(inputs, vec![json!({"a": 1}), json!({"b": [2.5, null]})]);
     }

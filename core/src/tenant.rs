@@ -45,6 +45,14 @@ pub struct Tenant {
     /// The tenant's own off-peak window, if not the deployment's.
     pub window: Option<WindowSpec>,
     pub created_at: DateTime<Utc>,
+    /// The cache its jobs use unless a job says otherwise
+    /// (`tenant update NAME --cache semantic`).
+    #[serde(serialize_with = "serialize_cache_mode")]
+    pub cache: crate::semantic::CacheMode,
+}
+
+fn serialize_cache_mode<S: serde::Serializer>(m: &crate::semantic::CacheMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
 }
 
 impl Tenant {

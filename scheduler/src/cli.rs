@@ -167,6 +167,29 @@ pub struct ServeArgs {
     /// 0 turns the exact cache and the coalescing of identical jobs off.
     #[arg(long, env = "OFFPEAK_CACHE_TTL_SECS", default_value_t = crate::admission::CACHE_TTL_DEFAULT.as_secs())]
     pub cache_ttl_secs: u64,
+    /// Base URL of an OpenAI-compatible embeddings endpoint (`POST {url}/v1/embeddings`) for the semantic
+    /// cache; unset, jobs that ask for `"cache": "semantic"` get the exact cache only.
+    #[arg(long, env = "OFFPEAK_EMBEDDINGS_URL")]
+    pub embeddings_url: Option<String>,
+    /// The embeddings model named in each call.
+    #[arg(long, env = "OFFPEAK_EMBEDDINGS_MODEL", default_value = crate::semantic::embeddings::MODEL_DEFAULT)]
+    pub embeddings_model: String,
+    /// Bearer key of the embeddings endpoint (never logged).
+    #[arg(long, env = "OFFPEAK_EMBEDDINGS_API_KEY", hide_env_values = true)]
+    pub embeddings_api_key: Option<String>,
+    /// Deadline of one embeddings call, retries included, in milliseconds; past it the jobs are misses.
+    #[arg(long, env = "OFFPEAK_EMBEDDINGS_TIMEOUT_MS", default_value_t = crate::semantic::embeddings::TIMEOUT_DEFAULT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub embeddings_timeout_ms: u64,
+    /// `dimensions` to ask the embeddings model for (text-embedding-3 models shorten their vectors on request).
+    #[arg(long, env = "OFFPEAK_EMBEDDINGS_DIMENSIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub embeddings_dimensions: Option<u32>,
+    /// Least cosine similarity of two prompts for one job's result to answer the other (0 < t <= 1).
+    #[arg(long, env = "OFFPEAK_SEMANTIC_THRESHOLD", default_value_t = crate::semantic::THRESHOLD_DEFAULT, value_parser = parse_threshold)]
+    pub semantic_threshold: f32,
+    /// JSON pointer to the prompt in a job's input; every other field must be equal for a semantic hit.
+    #[arg(long, env = "OFFPEAK_SEMANTIC_FIELD", default_value = "/prompt", value_parser = offpeak_core::semantic::PromptField::parse)]
+    pub semantic_field: offpeak_core::semantic::PromptField,
     /// Token of the operator dashboard at /ui (16 to 256 visible ASCII
     /// characters); unset or empty, the dashboard is disabled.
     #[arg(long, env = "OFFPEAK_OPERATOR_TOKEN", hide_env_values = true)]
@@ -305,9 +328,29 @@ pub struct TenantUpdateArgs {
     /// The tenant's own off-peak window, START-END local time; `default` returns to the deployment's.
     #[arg(long, value_parser = parse_window)]
     pub window: Option<TenantWindow>,
+    /// The cache of the tenant's jobs that do not name one: `exact`, or `semantic` (the exact cache first,
+    /// then rewordings of prompts that succeeded; needs OFFPEAK_EMBEDDINGS_URL on the scheduler).
+    #[arg(long, value_parser = parse_tenant_cache)]
+    pub cache: Option<offpeak_core::semantic::CacheMode>,
     /// Print JSON instead of a line of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A similarity threshold: in (0, 1].
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if t > 0.0 && t <= 1.0 => Ok(t),
+        _ => Err(format!("'{s}' is not a cosine similarity in (0, 1]")),
+    }
+}
+
+/// `--cache`: `exact` or `semantic` (`off` is a job's choice, `"cache": false`).
+fn parse_tenant_cache(s: &str) -> Result<offpeak_core::semantic::CacheMode, String> {
+    match s.parse::<offpeak_core::semantic::CacheMode>()? {
+        offpeak_core::semantic::CacheMode::Off => Err("a tenant's cache is exact or semantic; a job turns it off with \"cache\": false".into()),
+        m => Ok(m),
+    }
 }
 
 /// A limit flag's value: credits, or `none`.
@@ -397,6 +440,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         window: a.window,
         cache,
         prices: prices.clone(),
+        semantic: crate::semantic::SemanticConfig {
+            embeddings: a.embeddings_url.clone().filter(|u| !u.is_empty()).map(|url| crate::semantic::EmbeddingsConfig {
+                url,
+                model: a.embeddings_model.clone(),
+                api_key: a.embeddings_api_key.clone().filter(|k| !k.is_empty()),
+                timeout: Duration::from_millis(a.embeddings_timeout_ms),
+                dimensions: a.embeddings_dimensions,
+            }),
+            threshold: a.semantic_threshold,
+            field: a.semantic_field.clone(),
+        },
     });
     let rescue = (!a.no_release).then(|| RescueConfig {
         interval: Duration::from_secs(a.rescue_interval_secs.max(1)),

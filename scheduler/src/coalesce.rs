@@ -102,7 +102,7 @@ pub async fn run(
     let answers: Vec<Answer> = plan
         .answer
         .iter()
-        .map(|(id, model, hit)| Answer { id: *id, hit: hit.clone(), list_credits: prices.price(model).unwrap_or(0) })
+        .map(|(id, model, hit)| Answer { id: *id, hit: hit.clone(), list_credits: prices.price(model).unwrap_or(0), similarity: None })
         .collect();
     let answered = cache::answer(conn, &answers, now).await?;
 
@@ -139,7 +139,7 @@ mod tests {
     use serde_json::json;
 
     fn job(key: Option<u8>) -> ClaimedJob {
-        ClaimedJob { id: Uuid::now_v7(), tenant_id: Uuid::nil(), model: "flux-dev".into(), cache_key: key.map(|k| vec![k]) }
+        ClaimedJob { id: Uuid::now_v7(), tenant_id: Uuid::nil(), model: "flux-dev".into(), cache_key: key.map(|k| vec![k]), semantic: false }
     }
 
     #[test]

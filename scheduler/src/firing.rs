@@ -325,7 +325,7 @@ impl Firer {
             user_id: row.user_id.clone(),
             metadata: row.metadata.clone(),
             inputs: Inputs::One(row.input.clone()),
-            cache: row.cache,
+            cache: offpeak_core::semantic::CacheChoice::from_bool(row.cache),
         };
         let no_routes = RouteTable::none();
         let rules = Rules { prices: &self.config.prices, routes: &no_routes, limits: self.config.limits };
@@ -352,6 +352,8 @@ impl Firer {
             created_at: now,
             use_case: row.use_case.clone(),
             group_id: None,
+            // `"cache": true` of a template takes the tenant's mode, as a submission's does.
+            semantic: row.cache && tenant.cache.is_semantic(),
         }
     }
 

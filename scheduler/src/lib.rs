@@ -18,6 +18,7 @@ pub mod prune;
 pub mod release;
 pub mod rescue;
 pub mod rounds;
+pub mod semantic;
 pub mod startup;
 pub mod ui;
 pub mod webhooks;

@@ -134,6 +134,45 @@ pub fn render() -> String {
 }
 
 pub use offpeak_runtime::metrics::{CACHE_HITS, CREDITS_SAVED};
+pub static EMBEDDINGS_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_embeddings_calls_total",
+        "Calls to the embeddings endpoint by outcome: ok, timeout, unreachable, error_status, garbage (each a miss: the semantic cache fails open)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static EMBEDDINGS_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_embeddings_seconds",
+        "Time of one embeddings call, retries included",
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]
+    )
+    .expect("metric registers once")
+});
+pub static EMBEDDED_TEXTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("offpeak_embedded_texts_total", "Prompts embedded for the semantic cache").expect("metric registers once")
+});
+pub static SEMANTIC_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_semantic_lookups_total",
+        "Semantic cache lookups at release by outcome: hit, miss, no_vector (embeddings failed), no_prompt (no prompt string in the input)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+pub static SEMANTIC_STEP_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_semantic_step_seconds",
+        "Time the semantic step added to a release round (embedding, index search, answers)",
+        vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("metric registers once")
+});
+pub static SEMANTIC_INDEX_VECTORS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("offpeak_semantic_index_vectors", "Prompt embeddings this replica holds in memory for the semantic search")
+        .expect("metric registers once")
+});
 pub static JOBS_COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "offpeak_jobs_coalesced_total",

@@ -51,6 +51,7 @@ use crate::admission::CacheConfig;
 use crate::coalesce;
 use crate::metrics;
 use crate::rounds::{self, Next};
+use crate::semantic::{SemanticCache, SemanticConfig};
 
 /// Default pause between rounds when the last round found nothing more to do.
 pub const RELEASE_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
@@ -76,6 +77,9 @@ pub struct ReleaseConfig {
     pub cache: CacheConfig,
     /// List prices, for what cache hits saved.
     pub prices: PriceTable,
+    /// The semantic cache: due jobs that asked for it are answered by a
+    /// rewording that succeeded (`crate::semantic`).
+    pub semantic: SemanticConfig,
 }
 
 impl Default for ReleaseConfig {
@@ -89,6 +93,7 @@ impl Default for ReleaseConfig {
             window: WindowSpec::default(),
             cache: CacheConfig::default(),
             prices: PriceTable::default(),
+            semantic: SemanticConfig::default(),
         }
     }
 }
@@ -99,8 +104,10 @@ pub struct ReleaseReport {
     pub rolled_over: u64,
     pub released: u64,
     pub batches: u64,
-    /// Due jobs answered from the cache instead of released.
+    /// Due jobs answered from the cache instead of released (semantic hits included).
     pub answered: u64,
+    /// Of `answered`, those answered by a rewording (the semantic cache).
+    pub answered_semantic: u64,
     /// Due jobs set to wait for an identical job on its way to the provider.
     pub coalesced: u64,
     /// The queue was at its depth limit; nothing was claimed.
@@ -201,11 +208,16 @@ pub struct Releaser {
     clock: SharedClock,
     config: ReleaseConfig,
     pressure: Pressure,
+    semantic: std::sync::Arc<SemanticCache>,
 }
 
 impl Releaser {
     pub fn new(pool: PgPool, publisher: Publisher, clock: SharedClock, config: ReleaseConfig) -> Self {
-        Self { pool, publisher, clock, config, pressure: Pressure::default() }
+        let semantic = SemanticCache::new(config.semantic.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the embeddings client cannot be built; the semantic cache is off");
+            SemanticCache::disabled(config.semantic.clone())
+        });
+        Self { pool, publisher, clock, config, pressure: Pressure::default(), semantic: std::sync::Arc::new(semantic) }
     }
 
     /// Sets `pressure` after every round (see [`Pressure`]).
@@ -248,10 +260,12 @@ impl Releaser {
         }
         report.more = claim.may_have_more(limit);
         let step = coalesce::run(&mut tx, claim.jobs, self.config.cache, &self.config.prices, now).await?;
-        report.answered = step.answered;
+        let semantic = self.semantic.run(&mut tx, step.send, self.config.cache, &self.config.prices, now).await?;
+        report.answered = step.answered + semantic.answered;
+        report.answered_semantic = semantic.answered;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
-        for job in step.send {
+        for job in semantic.send {
             by_model.entry(job.model).or_default().push(job.id);
         }
         let mut batches = Vec::new();

@@ -146,6 +146,8 @@ pub struct Answer {
     pub hit: CacheHit,
     /// The model's list price: what the cache saved.
     pub list_credits: i64,
+    /// For a semantic hit, the prompts' similarity (`None`: an exact hit).
+    pub similarity: Option<f32>,
 }
 
 /// The SQL of [`answer`], built once: its text is fixed (the outbox's
@@ -154,15 +156,16 @@ static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
     "WITH done AS (
          UPDATE jobs j SET state = 'succeeded', result = u.result, cache_hit = true, cache_source = u.source,
-                credits = 0, finished_at = $5
-         FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[]) AS u(id, source, result, list_credits)
+                credits = 0, finished_at = $5, cache_similarity = u.similarity
+         FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[], $6::real[])
+             AS u(id, source, result, list_credits, similarity)
          WHERE j.id = u.id AND j.state = 'held'
-         RETURNING {cols}, j.use_case, j.priority, u.list_credits
+         RETURNING {cols}, j.use_case, j.priority, u.list_credits, u.similarity IS NOT NULL AS semantic_hit
      ),
      ledger AS (
          INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                   credits, list_credits, cache_hit, finished_at)
-         SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at FROM done
+                                   credits, list_credits, cache_hit, finished_at, semantic)
+         SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at, semantic_hit FROM done
          ON CONFLICT (job_id) DO NOTHING
      ){effects}
      SELECT id FROM done",
@@ -171,7 +174,8 @@ static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// Finishes held jobs as cache hits (0 credits, the source's result) and
+/// Finishes held jobs as cache hits (0 credits, the source's result; a
+/// semantic hit with its similarity) and
 /// writes their usage ledger rows, in one statement. Returns the ids written.
 ///
 /// # Errors
@@ -184,12 +188,14 @@ pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<U
     let sources: Vec<Uuid> = answers.iter().map(|a| a.hit.source).collect();
     let results: Vec<Value> = answers.iter().map(|a| a.hit.result.clone()).collect();
     let list: Vec<i64> = answers.iter().map(|a| a.list_credits).collect();
+    let similarity: Vec<Option<f32>> = answers.iter().map(|a| a.similarity).collect();
     sqlx::query_scalar(&*ANSWER_SQL)
     .bind(&ids)
     .bind(&sources)
     .bind(&results)
     .bind(&list)
     .bind(now)
+    .bind(&similarity)
     .fetch_all(conn)
     .await
 }

@@ -76,6 +76,10 @@ pub fn tenant(row: PgRow) -> Result<Tenant, sqlx::Error> {
         user_daily_credits: row.try_get("user_daily_credits")?,
         window: window_columns(&row, "window_start", "window_end")?,
         created_at: row.try_get("created_at")?,
+        cache: {
+            let mode: String = row.try_get("cache_mode")?;
+            mode.parse().map_err(|e: String| sqlx::Error::ColumnDecode { index: "cache_mode".into(), source: e.into() })?
+        },
     })
 }
 

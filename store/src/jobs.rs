@@ -52,6 +52,36 @@ pub struct JobRow {
     pub cache_source: Option<Uuid>,
     /// Its group, if any.
     pub group_id: Option<Uuid>,
+    /// Whether it asked for the semantic cache.
+    pub semantic: bool,
+    /// A semantic hit's similarity to `cache_source`'s prompt (`None` for
+    /// any other job, an exact hit included).
+    pub cache_similarity: Option<f32>,
+    /// Its exact cache key: `None` when it uses no cache (`"cache": false`).
+    pub cache_key: Option<Vec<u8>>,
+}
+
+impl JobRow {
+    /// The cache the job uses: `off`, `exact` or `semantic`.
+    #[must_use]
+    pub fn cache_mode(&self) -> offpeak_core::semantic::CacheMode {
+        use offpeak_core::semantic::CacheMode;
+        match (self.semantic, self.cache_key.is_some()) {
+            (true, _) => CacheMode::Semantic,
+            (false, true) => CacheMode::Exact,
+            (false, false) => CacheMode::Off,
+        }
+    }
+
+    /// `exact` or `semantic` for a cache hit, else `None`.
+    #[must_use]
+    pub fn cache_kind(&self) -> Option<&'static str> {
+        match (self.cache_hit, self.cache_similarity) {
+            (false, _) => None,
+            (true, None) => Some("exact"),
+            (true, Some(_)) => Some("semantic"),
+        }
+    }
 }
 
 /// The columns of [`JobRow`]. Read them `FROM job_view` (the schema's view;
@@ -60,7 +90,8 @@ pub struct JobRow {
 /// may read them from `jobs` itself.
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
-    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source, group_id";
+    max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source, group_id, \
+    semantic, cache_similarity, cache_key";
 
 /// A job about to be inserted; built by the API from a validated request.
 #[derive(Debug, Clone)]
@@ -82,6 +113,9 @@ pub struct NewJob {
     /// The group the job belongs to (every bulk submission is one; a
     /// single submission may name one): see [`crate::groups`].
     pub group_id: Option<Uuid>,
+    /// The semantic cache: the release round embeds the prompt and looks
+    /// for a rewording that succeeded (the exact cache is tried first).
+    pub semantic: bool,
 }
 
 /// One input of a submission, with what admission decided for it.
@@ -165,22 +199,23 @@ fn insert_sql(returning: &str) -> String {
          t AS (
              SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
                                   $15::timestamptz[], $16::timestamptz[], $17::int4[], $18::timestamptz[], $19::text[],
-                                  $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[], $25::uuid[]) WITH ORDINALITY
+                                  $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[], $25::uuid[],
+                                  $26::bool[]) WITH ORDINALITY
                  AS t(tenant_id, model, priority, timezone, user_id, metadata, release_at, window_closes_at,
                       max_attempts, created_at, use_case, quota_day, reserved, list, idempotency_key, request_hash,
-                      group_id, n)
+                      group_id, semantic, n)
          ),
          ins AS (
              INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
                  idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits,
-                 group_id)
+                 group_id, semantic)
              SELECT u.id, t.tenant_id, t.model, u.input, t.priority, t.timezone, t.user_id, t.metadata,
                  t.idempotency_key, t.request_hash, u.state, t.release_at, t.window_closes_at, t.max_attempts, t.created_at,
                  t.use_case, u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
                  CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
                  CASE WHEN u.state = 'held' THEN NULL ELSE t.created_at END,
-                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id
+                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id, t.semantic
              FROM u JOIN t USING (n)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
@@ -232,6 +267,7 @@ fn bind_insert<'q, O>(
         .bind(column(templates, |t| t.2.map(|(k, _)| k)))
         .bind(column(templates, |t| t.2.map(|(_, h)| h)))
         .bind(column(templates, |t| t.0.group_id))
+        .bind(column(templates, |t| t.0.semantic))
 }
 
 /// Inserts jobs that share nothing (each its own tenant, model, template

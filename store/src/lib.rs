@@ -5,7 +5,8 @@
 //! admission checks), [`release`] (the release loop's lock, fair claim,
 //! marking and roll-over), [`batches`] (a worker's start, attempts and
 //! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
-//! [`schedules`] (recurring schedules and their firings) and [`operator`]
+//! [`schedules`] (recurring schedules and their firings), [`semantic`]
+//! (the semantic cache's embeddings and source checks) and [`operator`]
 //! (retry, cancel, prune, counts, the dashboard's panels and the metrics
 //! gauges). Rows become `offpeak-core` types once, at the edge ([`edge`]):
 //! no caller parses a state, priority or timezone again. The binaries call
@@ -24,6 +25,7 @@ pub(crate) mod outbox;
 pub mod quota;
 pub mod release;
 pub mod schedules;
+pub mod semantic;
 pub mod tenants;
 pub mod usage;
 pub mod webhooks;

@@ -20,6 +20,8 @@ pub struct ClaimedJob {
     pub model: String,
     /// For the cache and coalescing step of the release.
     pub cache_key: Option<Vec<u8>>,
+    /// It asked for the semantic cache (see the scheduler's `semantic`).
+    pub semantic: bool,
 }
 
 /// The name the release lock ([`lock_release`]) is keyed by
@@ -110,10 +112,10 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: 
          share AS (
              SELECT LEAST($2, GREATEST(1, ceil($3::float8 / GREATEST(count(*), 1))))::bigint AS n FROM due
          )
-         SELECT j.id, d.id AS tenant_id, j.model, j.cache_key, s.n AS share
+         SELECT j.id, d.id AS tenant_id, j.model, j.cache_key, j.semantic, s.n AS share
          FROM due d CROSS JOIN share s
          CROSS JOIN LATERAL (
-             SELECT id, model, cache_key FROM jobs
+             SELECT id, model, cache_key, semantic FROM jobs
              WHERE tenant_id = d.id AND state = 'held' AND release_at <= $1
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub use offpeak_core::tenant::Tenant;
 
 /// The columns [`crate::edge::tenant`] reads.
-const TENANT_COLUMNS: &str = "t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at";
+const TENANT_COLUMNS: &str = "t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at, t.cache_mode";
 
 /// SHA-256 of an API key, as stored.
 pub fn hash_api_key(key: &str) -> Vec<u8> {
@@ -52,7 +52,7 @@ pub async fn create(
     let tenant = sqlx::query(
         "INSERT INTO tenants (id, name, timezone, daily_credits) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name) DO NOTHING
-         RETURNING id, name, timezone, daily_credits, user_daily_credits, window_start, window_end, created_at",
+         RETURNING id, name, timezone, daily_credits, user_daily_credits, window_start, window_end, created_at, cache_mode",
     )
     .bind(Uuid::now_v7())
     .bind(name)
@@ -119,6 +119,8 @@ pub struct TenantUpdate {
     pub daily_credits: Option<Option<i64>>,
     pub user_daily_credits: Option<Option<i64>>,
     pub window: Option<Option<WindowSpec>>,
+    /// The default cache of the tenant's jobs (`exact` or `semantic`).
+    pub cache: Option<offpeak_core::semantic::CacheMode>,
 }
 
 /// Changes a tenant's settings; returns the tenant as it now is, or `None`
@@ -136,9 +138,11 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
              daily_credits = CASE WHEN $3 THEN $4 ELSE daily_credits END,
              user_daily_credits = CASE WHEN $5 THEN $6 ELSE user_daily_credits END,
              window_start = CASE WHEN $7 THEN $8 ELSE window_start END,
-             window_end = CASE WHEN $7 THEN $9 ELSE window_end END
+             window_end = CASE WHEN $7 THEN $9 ELSE window_end END,
+             cache_mode = COALESCE($10, cache_mode)
          WHERE name = $1
-         RETURNING t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at",
+         RETURNING t.id, t.name, t.timezone, t.daily_credits, t.user_daily_credits, t.window_start, t.window_end, t.created_at,
+                   t.cache_mode",
     )
     .bind(name)
     .bind(u.tz.map(|tz| tz.name()))
@@ -149,6 +153,7 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, name: &str, u: &TenantUpdate) -
     .bind(window_set)
     .bind(window.as_ref().map(|w| w.0.clone()))
     .bind(window.as_ref().map(|w| w.1.clone()))
+    .bind(u.cache.map(|m| m.as_str()))
     .try_map(edge::tenant)
     .fetch_optional(db)
     .await

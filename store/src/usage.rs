@@ -22,8 +22,10 @@ pub struct UsageSums {
     pub list_credits: i64,
     /// List minus charged for jobs that were not cache hits: what the off-peak multiplier saved.
     pub saved_offpeak: i64,
-    /// List minus charged for cache hits: what the cache saved.
+    /// List minus charged for exact cache hits (and coalesced jobs): what the exact cache saved.
     pub saved_cache: i64,
+    /// List minus charged for semantic hits: what the semantic cache saved.
+    pub saved_semantic: i64,
 }
 
 impl UsageSums {
@@ -34,6 +36,7 @@ impl UsageSums {
         self.list_credits += o.list_credits;
         self.saved_offpeak += o.saved_offpeak;
         self.saved_cache += o.saved_cache;
+        self.saved_semantic += o.saved_semantic;
     }
 }
 
@@ -44,12 +47,14 @@ pub enum KeyColumn {
     User,
 }
 
-/// The aggregate columns every usage query selects.
-const SUMS: &str = "count(*) AS requests,
+/// The aggregate columns every usage query selects (and the dashboard's
+/// spend panel), over ledger columns.
+pub(crate) const SUMS: &str = "count(*) AS requests,
     COALESCE(sum(credits), 0)::bigint AS credits,
     COALESCE(sum(list_credits), 0)::bigint AS list_credits,
     COALESCE(sum(list_credits - credits) FILTER (WHERE NOT cache_hit), 0)::bigint AS saved_offpeak,
-    COALESCE(sum(list_credits - credits) FILTER (WHERE cache_hit), 0)::bigint AS saved_cache";
+    COALESCE(sum(list_credits - credits) FILTER (WHERE cache_hit AND NOT semantic), 0)::bigint AS saved_cache,
+    COALESCE(sum(list_credits - credits) FILTER (WHERE semantic), 0)::bigint AS saved_semantic";
 
 #[derive(Debug, FromRow)]
 struct KeyedRow {

@@ -205,12 +205,12 @@ async function run(browser) {
   // ---- Spend
   await openTab(page, 'spend', '[data-testid="spend-credits"]');
   const spend = await ui('/ui/api/spend');
-  const totals = { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0 };
+  const totals = { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0, saved_semantic: 0 };
   const perModel = {};
   for (const key of KEYS) {
     const u = await getJson(`/v1/usage?group_by=model&start=${spend.from}&end=${spend.until}`, key);
     for (const [model, g] of Object.entries(u.groups)) {
-      perModel[model] = perModel[model] || { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0 };
+      perModel[model] = perModel[model] || { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0, saved_semantic: 0 };
       for (const k of Object.keys(totals)) { perModel[model][k] += g[k]; totals[k] += g[k]; }
     }
   }
@@ -219,6 +219,7 @@ async function run(browser) {
   same(await cardNumber(page, 'spend-list'), totals.list_credits, 'list credits = /v1/usage');
   same(await cardNumber(page, 'spend-saved-offpeak'), totals.saved_offpeak, 'saved by off-peak = /v1/usage');
   same(await cardNumber(page, 'spend-saved-cache'), totals.saved_cache, 'saved by the cache = /v1/usage');
+  same(await cardNumber(page, 'spend-saved-semantic'), totals.saved_semantic, 'saved by the semantic cache = /v1/usage');
   same(await cardNumber(page, 'spend-requests'), totals.requests, 'requests = /v1/usage');
   const rows = await page.locator('[data-testid="spend-row"]').evaluateAll((trs) => trs.map((tr) => [tr.getAttribute('data-model'),
     Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map((td) => [td.getAttribute('data-field'), Number(td.getAttribute('data-value'))]))]));

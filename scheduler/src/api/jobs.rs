@@ -20,6 +20,7 @@ use offpeak_store::jobs::{self as db, Admission, CancelOutcome, InsertOutcome, J
 use offpeak_store::quota::Scope;
 use offpeak_store::tenants::Tenant;
 use offpeak_core::job::{JobState, Priority};
+use offpeak_core::semantic::{CacheChoice, CacheMode};
 use offpeak_core::submission::{Input, Inputs, Request, Rules, Submission, MAX_MODEL_LEN};
 use offpeak_core::tenant::release_times;
 
@@ -55,11 +56,13 @@ pub struct SubmitRequest {
     /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
     #[schema(example = "thumbnail")]
     use_case: Option<String>,
-    /// `false`: neither answer this job from an identical job's result nor
-    /// coalesce it with identical jobs; it always calls the provider. Default `true`.
-    #[serde(default = "yes")]
-    #[schema(default = true)]
-    cache: bool,
+    /// `true` (the default): the tenant's cache (`exact` unless the operator set it to `semantic`); `false`:
+    /// neither answer this job from another job's result nor coalesce it with identical jobs, it always calls
+    /// the provider; `"exact"`: the exact cache; `"semantic"`: the exact cache first, then a rewording of a
+    /// prompt that succeeded (everything but the prompt equal, similarity at or above the threshold).
+    #[serde(default)]
+    #[schema(value_type = bool, default = true)]
+    cache: CacheSetting,
     /// Adds the job to the tenant's group of this name (created by its first job): read the group with
     /// `GET /v1/groups/{id}` (`group_id` in the answer) and get `group.completed` when all its jobs have
     /// ended. 1 to 200 characters, no NUL characters. A group that has completed takes no new job (409
@@ -71,8 +74,42 @@ pub struct SubmitRequest {
 /// The longest group name, in characters.
 pub const MAX_GROUP_NAME_CHARS: usize = 200;
 
-fn yes() -> bool {
-    true
+/// The `cache` field of a submission: `true`, `false`, `"exact"` or
+/// `"semantic"` (see [`CacheChoice`]); anything else is a 422 naming it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSetting(pub CacheChoice);
+
+impl<'de> Deserialize<'de> for CacheSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = CacheSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, \"exact\" or \"semantic\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CacheSetting, E> {
+                Ok(CacheSetting(CacheChoice::from_bool(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CacheSetting, E> {
+                match v {
+                    "exact" => Ok(CacheSetting(CacheChoice::Mode(CacheMode::Exact))),
+                    "semantic" => Ok(CacheSetting(CacheChoice::Mode(CacheMode::Semantic))),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for CacheSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            CacheChoice::TenantDefault => s.serialize_bool(true),
+            CacheChoice::Mode(CacheMode::Off) => s.serialize_bool(false),
+            CacheChoice::Mode(m) => s.serialize_str(m.as_str()),
+        }
+    }
 }
 
 /// `POST /v1/jobs/bulk`.
@@ -99,11 +136,10 @@ pub struct BulkRequest {
     /// the routing table's for it. An unknown use case is a 422 `unknown_use_case` listing the known ones.
     #[schema(example = "thumbnail")]
     use_case: Option<String>,
-    /// `false`: neither answer this job from an identical job's result nor
-    /// coalesce it with identical jobs; it always calls the provider. Default `true`.
-    #[serde(default = "yes")]
-    #[schema(default = true)]
-    cache: bool,
+    /// As `cache` of `POST /v1/jobs`, for every job of the request.
+    #[serde(default)]
+    #[schema(value_type = bool, default = true)]
+    cache: CacheSetting,
 }
 
 /// A job as the API shows it. Every property is always present; those
@@ -160,10 +196,21 @@ pub struct JobView {
     /// The job's group: the bulk submission it came in, or the group a single submission named.
     #[schema(required = true)]
     pub group_id: Option<Uuid>,
+    /// For a cache hit, which cache answered: `exact` (the same model and input) or `semantic` (a rewording of
+    /// `cache_source`'s prompt, everything else equal); null otherwise.
+    #[schema(required = true, value_type = Option<super::schema::CacheKindName>)]
+    pub cache_kind: Option<String>,
+    /// For a `semantic` hit, the cosine similarity of this job's prompt to `cache_source`'s; null otherwise.
+    #[schema(required = true)]
+    pub cache_similarity: Option<f32>,
+    /// The cache the job asked for, with the tenant's default applied: `exact` or `semantic` (`off`: `"cache": false`).
+    #[schema(value_type = super::schema::CacheModeName)]
+    pub cache: String,
 }
 
 impl From<JobRow> for JobView {
     fn from(r: JobRow) -> Self {
+        let (cache_kind, cache) = (r.cache_kind().map(str::to_owned), r.cache_mode().as_str().to_owned());
         Self {
             id: r.id,
             state: r.state.as_str().to_owned(),
@@ -189,6 +236,9 @@ impl From<JobRow> for JobView {
             use_case: r.use_case,
             cache_source: r.cache_source,
             group_id: r.group_id,
+            cache_kind,
+            cache_similarity: r.cache_similarity,
+            cache,
         }
     }
 }
@@ -215,7 +265,7 @@ impl From<SubmitRequest> for Request {
             user_id: r.user_id,
             metadata: r.metadata,
             inputs: Inputs::One(r.input),
-            cache: r.cache,
+            cache: r.cache.0,
         }
     }
 }
@@ -230,7 +280,7 @@ impl From<BulkRequest> for Request {
             user_id: r.user_id,
             metadata: r.metadata,
             inputs: Inputs::Many(r.inputs),
-            cache: r.cache,
+            cache: r.cache.0,
         }
     }
 }
@@ -255,6 +305,7 @@ fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>
         created_at: now,
         use_case: s.use_case().map(str::to_owned),
         group_id: None,
+        semantic: s.cache().resolve(tenant.cache).is_semantic(),
     }
 }
 
@@ -317,7 +368,7 @@ pub async fn submit(
     let group = req.group.take().map(group_name).transpose()?;
     let submission = parse_submission(&state, &tenant, req.into())?;
     let mut job = new_job(&state, &tenant, &submission, state.clock.now());
-    let use_cache = submission.cache();
+    let use_cache = submission.cache().resolve(tenant.cache).uses_cache();
     let input = submission
         .into_inputs()
         .pop()
@@ -517,7 +568,7 @@ pub async fn submit_bulk(
     let mut template = new_job(&state, &tenant, &submission, state.clock.now());
     let group_id = Uuid::now_v7();
     template.group_id = Some(group_id);
-    let use_cache = submission.cache();
+    let use_cache = submission.cache().resolve(tenant.cache).uses_cache();
     let inputs: Vec<(Uuid, Value)> =
         submission.into_inputs().into_iter().map(|i| (Uuid::now_v7(), i.into_value())).collect();
     let ids: Vec<Uuid> = inputs.iter().map(|i| i.0).collect();

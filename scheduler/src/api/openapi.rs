@@ -20,7 +20,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{
-    CatchUpName, ErrorBody, WebhookEventName, ErrorDetail, Health, HealthStatus, JobStateName, PriorityName, Readiness, ReadinessChecks, ReadinessStatus,
+    CacheKindName, CacheModeName, CatchUpName, ErrorBody, WebhookEventName, ErrorDetail, Health, HealthStatus, JobStateName, PriorityName, Readiness, ReadinessChecks, ReadinessStatus,
 };
 use super::{groups, health, jobs, schedules, usage, webhooks, windows, AppState};
 
@@ -71,6 +71,8 @@ use super::{groups, health, jobs, schedules, usage, webhooks, windows, AppState}
         ErrorDetail,
         JobStateName,
         PriorityName,
+        CacheKindName,
+        CacheModeName,
         CatchUpName,
         WebhookEventName,
         usage::GroupBy,
@@ -168,6 +170,17 @@ pub fn document(config: &super::ApiConfig) -> Value {
     ] {
         if let Some(p) = schemas.pointer_mut(&format!("/{name}/properties/{field}")) {
             *p = with_description(json!({"anyOf": [{"type": "null"}, reference("Timezone")]}), p);
+        }
+    }
+
+    // `cache` takes a boolean or a mode's name; utoipa's derive cannot say
+    // that of a type with a hand-written `Deserialize`.
+    for name in ["SubmitRequest", "BulkRequest"] {
+        if let Some(p) = schemas.pointer_mut(&format!("/{name}/properties/cache")) {
+            *p = with_description(
+                json!({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["exact", "semantic"]}], "default": true}),
+                p,
+            );
         }
     }
 

@@ -312,7 +312,7 @@ fn parse_template(state: &AppState, t: &TemplateRequest, tz: Tz) -> ApiResult<Su
         user_id: t.user_id.clone(),
         metadata: t.metadata.clone(),
         inputs: Inputs::One(t.input.clone()),
-        cache: t.cache,
+        cache: offpeak_core::semantic::CacheChoice::from_bool(t.cache),
     };
     Ok(Submission::parse_template(request, tz, &super::jobs::rules(state))?)
 }

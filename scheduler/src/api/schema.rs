@@ -52,6 +52,24 @@ pub enum JobStateName {
     Cancelled,
 }
 
+/// Which cache answered a cache hit: `exact` (the same model and input) or `semantic` (a rewording of the source's
+/// prompt, everything else equal).
+#[derive(ToSchema)]
+#[schema(as = CacheKind, rename_all = "lowercase")]
+pub enum CacheKindName {
+    Exact,
+    Semantic,
+}
+
+/// The cache a job uses: `off` (`"cache": false`), `exact`, or `semantic` (the exact cache first, then rewordings).
+#[derive(ToSchema)]
+#[schema(as = CacheMode, rename_all = "lowercase")]
+pub enum CacheModeName {
+    Off,
+    Exact,
+    Semantic,
+}
+
 /// `low` (the default) waits for the off-peak window in the job's timezone; `normal` is released at once.
 #[derive(ToSchema)]
 #[schema(as = Priority, rename_all = "lowercase")]

@@ -55,8 +55,10 @@ pub struct UsageGroup {
     pub list_credits: i64,
     /// Credits the off-peak multiplier saved (list price minus charged, cache hits aside).
     pub saved_offpeak: i64,
-    /// Credits cache hits saved.
+    /// Credits exact cache hits (and coalesced jobs) saved.
     pub saved_cache: i64,
+    /// Credits semantic cache hits (rewordings of a prompt that succeeded) saved.
+    pub saved_semantic: i64,
 }
 
 impl From<&UsageSums> for UsageGroup {
@@ -67,6 +69,7 @@ impl From<&UsageSums> for UsageGroup {
             list_credits: s.list_credits,
             saved_offpeak: s.saved_offpeak,
             saved_cache: s.saved_cache,
+            saved_semantic: s.saved_semantic,
         }
     }
 }
@@ -214,6 +217,10 @@ pub struct TenantView {
     /// What low-priority jobs pay as a multiple of the list price.
     pub offpeak_multiplier: f64,
     pub created_at: DateTime<Utc>,
+    /// The cache of jobs that do not name one (`"cache": true` or absent): `exact` or `semantic`; set by the
+    /// operator (`tenant update NAME --cache semantic`).
+    #[schema(value_type = super::schema::CacheModeName)]
+    pub cache: String,
     pub today: TodayUsage,
 }
 
@@ -264,6 +271,7 @@ pub async fn tenant(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
         quota: QuotaView { day: today, used, remaining: tenant.daily_credits.map(|l| (l - used).max(0)), resets_at: end },
         offpeak_multiplier: state.config.prices.offpeak_multiplier(),
         created_at: tenant.created_at,
+        cache: tenant.cache.as_str().to_owned(),
         today: TodayUsage { date: today, start, end, usage: UsageGroup::from(&sums) },
     }))
 }

@@ -35,9 +35,12 @@ pub async fn update(a: TenantUpdateArgs) -> anyhow::Result<()> {
         daily_credits: a.daily_credits.map(|l| l.0),
         user_daily_credits: a.user_daily_credits.map(|l| l.0),
         window: a.window.map(|w| w.0),
+        cache: a.cache,
     };
-    if update.tz.is_none() && update.daily_credits.is_none() && update.user_daily_credits.is_none() && update.window.is_none() {
-        anyhow::bail!("nothing to change: give --timezone, --daily-credits, --user-daily-credits or --window");
+    if update.tz.is_none() && update.daily_credits.is_none() && update.user_daily_credits.is_none() && update.window.is_none()
+        && update.cache.is_none()
+    {
+        anyhow::bail!("nothing to change: give --timezone, --daily-credits, --user-daily-credits, --window or --cache");
     }
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
     let t = db::tenants::update(&pool, &a.name, &update).await?.ok_or_else(|| anyhow::anyhow!("no tenant named '{}'", a.name))?;
@@ -45,13 +48,13 @@ pub async fn update(a: TenantUpdateArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::json!({
             "id": t.id, "name": t.name, "timezone": t.tz.name(), "daily_credits": t.daily_credits,
-            "user_daily_credits": t.user_daily_credits, "window": window,
+            "user_daily_credits": t.user_daily_credits, "window": window, "cache": t.cache.as_str(),
         }));
     } else {
         let limit = |c: Option<i64>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
         println!(
-            "tenant '{}': timezone {}, daily credits {}, per-user daily credits {}, window {window}",
-            t.name, t.tz.name(), limit(t.daily_credits), limit(t.user_daily_credits)
+            "tenant '{}': timezone {}, daily credits {}, per-user daily credits {}, window {window}, cache {}",
+            t.name, t.tz.name(), limit(t.daily_credits), limit(t.user_daily_credits), t.cache
         );
     }
     Ok(())

@@ -200,24 +200,19 @@ pub struct SpendRow {
 /// # Errors
 /// Database errors, including the statement timeout.
 pub async fn spend_by_day_and_model(conn: &mut PgConnection, from: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<SpendRow>, sqlx::Error> {
-    // The sums are those of `db::usage` (saved_offpeak: list minus charged
-    // for jobs that were not cache hits; saved_cache: for cache hits).
-    sqlx::query_as::<_, SpendRow>(
-        "SELECT (l.finished_at AT TIME ZONE 'UTC')::date AS day, l.model,
-                count(*) AS requests,
-                COALESCE(sum(l.credits), 0)::bigint AS credits,
-                COALESCE(sum(l.list_credits), 0)::bigint AS list_credits,
-                COALESCE(sum(l.list_credits - l.credits) FILTER (WHERE NOT l.cache_hit), 0)::bigint AS saved_offpeak,
-                COALESCE(sum(l.list_credits - l.credits) FILTER (WHERE l.cache_hit), 0)::bigint AS saved_cache
+    // The sums are `db::usage`'s own (one copy of what each saving means).
+    sqlx::query_as::<_, SpendRow>(&format!(
+        "SELECT (l.finished_at AT TIME ZONE 'UTC')::date AS day, l.model, {sums}
          FROM tenants t
          CROSS JOIN LATERAL (
-             SELECT model, credits, list_credits, cache_hit, finished_at FROM usage_ledger
+             SELECT model, credits, list_credits, cache_hit, semantic, finished_at FROM usage_ledger
              WHERE tenant_id = t.id AND finished_at >= $1 AND finished_at < $2
          ) l
          GROUP BY 1, 2
          ORDER BY 1, 2
          LIMIT $3",
-    )
+        sums = crate::usage::SUMS
+    ))
     .bind(from)
     .bind(until)
     .bind(MAX_SPEND_GROUPS)

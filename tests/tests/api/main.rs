@@ -66,6 +66,7 @@ mod retry_window;
 mod round_trip;
 mod schedules;
 mod schemathesis;
+mod semantic;
 mod ui;
 mod ui_browser;
 mod webhooks;

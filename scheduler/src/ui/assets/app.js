@@ -276,7 +276,7 @@
         const bars = sp.days.map((d) => {
           const rows = byDay.get(d) || [];
           const credits = rows.reduce((a, r) => a + r.credits, 0);
-          const saved = rows.reduce((a, r) => a + r.saved_offpeak + r.saved_cache, 0);
+          const saved = rows.reduce((a, r) => a + r.saved_offpeak + r.saved_cache + r.saved_semantic, 0);
           return {
             key: d,
             label: d.slice(8),
@@ -284,31 +284,32 @@
             segments: sp.models.map((mod) => {
               const r = rows.find((x) => x.model === mod);
               return { value: r ? r.credits : 0, colour: colourOf(mod), series: mod, title: `${d} · ${mod}: ${fmt(r ? r.credits : 0)} credits` };
-            }).concat([{ value: saved, colour: SAVED_COLOUR, series: 'saved', title: `${d} · saved: ${fmt(saved)} credits (off-peak + cache)` }]),
+            }).concat([{ value: saved, colour: SAVED_COLOUR, series: 'saved', title: `${d} · saved: ${fmt(saved)} credits (off-peak + caches)` }]),
           };
         });
         const tot = sp.totals;
         replace(root,
           h('h1', { text: 'Spend' }),
-          h('p', { class: 'muted', text: `Credits per model per UTC day, ${sp.days[0]} to ${sp.days[sp.days.length - 1]}, from the usage ledger (what GET /v1/usage reads), every tenant's. The pale part of a bar is what the off-peak price and the cache saved against the list price.` }),
+          h('p', { class: 'muted', text: `Credits per model per UTC day, ${sp.days[0]} to ${sp.days[sp.days.length - 1]}, from the usage ledger (what GET /v1/usage reads), every tenant's. The pale part of a bar is what the off-peak price and the caches (exact and semantic) saved against the list price.` }),
           h('div', { class: 'cards' },
             card('credits charged', tot.credits, 'spend-credits'),
             card('at list price', tot.list_credits, 'spend-list'),
             card('saved by the off-peak price', tot.saved_offpeak, 'spend-saved-offpeak'),
             card('saved by the cache', tot.saved_cache, 'spend-saved-cache'),
+            card('saved by the semantic cache', tot.saved_semantic, 'spend-saved-semantic'),
             card('requests', tot.requests, 'spend-requests')),
           h('div', { class: 'card chart-card', 'data-testid': 'spend-chart' },
             h('div', { class: 'chart-title', text: 'Credits per day (UTC)' }),
             stackedBars({ bars, testid: 'spend-chart-svg', yLabel: 'credits' }),
-            legend(sp.models.map((mod) => [colourOf(mod), mod]).concat([[SAVED_COLOUR, 'saved (off-peak + cache)']]))),
+            legend(sp.models.map((mod) => [colourOf(mod), mod]).concat([[SAVED_COLOUR, 'saved (off-peak + caches)']]))),
           h('h2', { text: 'By model' }),
           h('table', { class: 'table', 'data-testid': 'spend-table' },
-            h('thead', {}, h('tr', {}, ['model', 'requests', 'credits', 'list credits', 'saved off-peak', 'saved cache'].map((c, i) => h('th', { class: i ? 'num' : null, text: c })))),
+            h('thead', {}, h('tr', {}, ['model', 'requests', 'credits', 'list credits', 'saved off-peak', 'saved cache', 'saved semantic'].map((c, i) => h('th', { class: i ? 'num' : null, text: c })))),
             h('tbody', {}, sp.models.map((mod) => {
               const u = sp.by_model[mod];
               return h('tr', { 'data-testid': 'spend-row', 'data-model': mod },
                 h('td', {}, swatch(colourOf(mod)), mod),
-                ['requests', 'credits', 'list_credits', 'saved_offpeak', 'saved_cache'].map((k) => h('td', { class: 'num', 'data-field': k, 'data-value': u[k], text: fmt(u[k]) })));
+                ['requests', 'credits', 'list_credits', 'saved_offpeak', 'saved_cache', 'saved_semantic'].map((k) => h('td', { class: 'num', 'data-field': k, 'data-value': u[k], text: fmt(u[k]) })));
             }))));
       },
     };
