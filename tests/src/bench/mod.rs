@@ -14,6 +14,7 @@
 //! | 4 `slow` | provider at 500 ms per call: jobs/s | `workers × prefetch × batch / latency` |
 //! | 5 `memory` | peak RSS (VmHWM) of scheduler and workers in runs 1 and 3, and run 3 at 100,000 jobs | 64 MiB |
 //! | 6 `window` | window opening → first publish, 100 openings: p50, p99 | |
+//! | 7 `semantic` | the semantic cache: index lookup p99 with 100,000 prompts in one scope; 20,000 jobs through the stack with the exact cache, then the semantic cache (misses, then rewordings) | the exact-cache phase |
 //!
 //! `--scale` multiplies the sizes (and the 30 s of run 2); `--only` picks
 //! runs. The results are printed as a table and written into BENCHMARKS.md
@@ -21,6 +22,7 @@
 //! `deploy/bench.sh` is the one command that builds and runs it.
 
 pub mod runs;
+pub mod semantic;
 pub mod stack;
 
 use std::fmt::Write as _;
@@ -45,6 +47,7 @@ pub enum Run {
     Slow,
     Memory,
     Window,
+    Semantic,
 }
 
 /// Everything a benchmark run is told.
@@ -118,6 +121,7 @@ pub struct Results {
     /// Run 3 at a tenth of the jobs (run 5).
     pub burst_small: Option<BurstResult>,
     pub window: Option<WindowResult>,
+    pub semantic: Option<semantic::SemanticResult>,
 }
 
 /// Runs the chosen runs in order, printing each result as it comes.
@@ -164,6 +168,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
         let x = runs::window_precision(opts).await?;
         eprintln!("bench:   p50 {:.0} ms, p99 {:.0} ms", x.p50_ms, x.p99_ms);
         r.window = Some(x);
+    }
+    if opts.wants(Run::Semantic) {
+        eprintln!("bench: run 7, the semantic cache");
+        let x = semantic::semantic(opts).await?;
+        eprintln!(
+            "bench:   lookup p50 {:.0} µs, p99 {:.0} µs over {} prompts; {} / {} / {} s (exact / semantic misses / rewordings)",
+            x.lookup_p50_us, x.lookup_p99_us, x.held, x.exact_secs, x.semantic_miss_secs, x.semantic_hit_secs
+        );
+        r.semantic = Some(x);
     }
     Ok(r)
 }
@@ -302,6 +315,46 @@ pub fn table(r: &Results) -> String {
         let run = format!("window precision, {} openings", w.openings);
         row("6", &run, "opening → first publish, p50 / p99", format!("{:.0} / {:.0} ms", w.p50_ms, w.p99_ms), "p99 ≤ 1 s", Some(w.p99_ms <= 1000.0));
         row("6", &run, "opening → first job started by a worker, p50 / p99", format!("{:.0} / {:.0} ms", w.started_p50_ms, w.started_p99_ms), "", None);
+    }
+    if let Some(s) = &r.semantic {
+        let run = format!("semantic cache, {} prompts in one scope ({} dimensions)", rate(s.held as f64), s.dimensions);
+        row("7", &run, "index lookup p50 / p99", format!("{:.0} / {:.0} µs", s.lookup_p50_us, s.lookup_p99_us), "", None);
+        row("7", &run, "loading the vectors into an empty index", format!("{:.0} ms", s.load_ms), "", None);
+        row(
+            "7",
+            &run,
+            "rewordings found / one-word-off prompts answered",
+            format!("{} of {} / {} of {}", s.rewordings_found, s.rewordings, s.false_hits, s.near_misses),
+            "all / 0",
+            Some(s.rewordings_found == s.rewordings && s.false_hits == 0),
+        );
+        let run = format!("semantic cache, {} normal jobs per phase, bulk, 2 workers", rate(s.jobs as f64));
+        row(
+            "7",
+            &run,
+            "s to finish: exact cache / semantic, all misses / semantic, all rewordings",
+            format!("{:.2} / {:.2} / {:.2} s", s.exact_secs, s.semantic_miss_secs, s.semantic_hit_secs),
+            "",
+            None,
+        );
+        row("7", &run, "rewordings answered by the semantic cache", format!("{} of {}", rate(s.hits as f64), rate(s.jobs as f64)), "", None);
+        let per_round = |secs: f64, rounds: u64| if rounds == 0 { 0.0 } else { secs * 1e3 / rounds as f64 };
+        row(
+            "7",
+            &run,
+            "semantic step in the release rounds: total / rounds / mean per round (misses; rewordings)",
+            format!(
+                "{:.2} s / {} / {:.1} ms; {:.2} s / {} / {:.1} ms",
+                s.step_secs_miss,
+                s.step_rounds_miss,
+                per_round(s.step_secs_miss, s.step_rounds_miss),
+                s.step_secs_hit,
+                s.step_rounds_hit,
+                per_round(s.step_secs_hit, s.step_rounds_hit)
+            ),
+            "",
+            None,
+        );
     }
     t
 }

@@ -702,7 +702,7 @@ pub async fn window_precision(opts: &Options) -> anyhow::Result<WindowResult> {
 
 // ---------------------------------------------------------------- helpers
 
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -771,7 +771,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, statement: &str, rows: impl It
 }
 
 impl Options {
-    fn stack(&self, workers: usize, sim_latency: Duration, mut env: Vec<(String, String)>) -> StackConfig {
+    pub(super) fn stack(&self, workers: usize, sim_latency: Duration, mut env: Vec<(String, String)>) -> StackConfig {
         if let Some(p) = self.prefetch {
             env.push(("OFFPEAK_WORKER_PREFETCH".into(), p.to_string()));
         }

@@ -154,6 +154,9 @@ impl Stack {
             ("OFFPEAK_QUEUE".into(), queue.clone()),
             ("OFFPEAK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
             ("PROVIDER_URL".into(), format!("http://127.0.0.1:{sim_port}")),
+            // The simulator's embeddings endpoint too, for the semantic
+            // cache (only jobs that ask for it call it).
+            ("OFFPEAK_EMBEDDINGS_URL".into(), format!("http://127.0.0.1:{sim_port}")),
         ];
         env.extend(config.env.iter().cloned());
 
