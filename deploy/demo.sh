@@ -157,6 +157,27 @@ pretty() {
 
 local_time() { TZ=$1 date +%H:%M; }
 
+# wait_job ID WHAT: polls GET /v1/jobs/ID until the job has ended (30 s at
+# most); leaves it in $DEMO_DIR/response.json.
+wait_job() {
+    local state
+    for _ in $(seq 1 150); do
+        api GET "/v1/jobs/$1"
+        want_status 200 "GET /v1/jobs/$1 ($2)"
+        state=$(json "$DEMO_DIR/response.json" 'd["state"]')
+        case "$state" in succeeded | failed | dead | cancelled) return 0 ;; esac
+        sleep 0.2
+    done
+    die "$2 ($1) did not end within 30 s (state $state)"
+}
+
+# submit BODY WHAT: POST /v1/jobs, expects 201; prints the new job's id.
+submit() {
+    api POST /v1/jobs "$1"
+    want_status 201 "$2"
+    json "$DEMO_DIR/response.json" 'd["id"]'
+}
+
 # short_ts 2026-11-25T09:23:47.019001Z -> 2026-11-25T09:23:47Z
 short_ts() {
     local t=$1
@@ -228,8 +249,9 @@ wait_http provider-sim "$SIM/healthz" 15
 export OFFPEAK_OFFPEAK_MULTIPLIER=0.5
 # The demo's webhook receiver is on this machine (http://127.0.0.1): a
 # destination offpeak refuses unless the operator allows private ones.
+# The simulator also serves OpenAI's embeddings API, for the semantic cache.
 start_bg scheduler env OFFPEAK_LISTEN="127.0.0.1:$API_PORT" OFFPEAK_RELEASE_INTERVAL_MS=200 \
-    OFFPEAK_WEBHOOK_ALLOW_PRIVATE=true "$BIN/offpeak-scheduler" serve
+    OFFPEAK_WEBHOOK_ALLOW_PRIVATE=true OFFPEAK_EMBEDDINGS_URL="$SIM" "$BIN/offpeak-scheduler" serve
 rm -f "$DEMO_DIR/webhooks.jsonl"
 start_bg webhook-receiver "$BIN/offpeak-webhook-receiver" --out "$DEMO_DIR/webhooks.jsonl"
 n=0
@@ -634,6 +656,34 @@ print(fmt % ("total", t["requests"], t["credits"], t["list_credits"], t["saved_o
 if t["list_credits"]:
     print("paid %d of %d list-price credits: %.0f%% saved" % (t["credits"], t["list_credits"], 100.0 * (t["list_credits"] - t["credits"]) / t["list_credits"]))
 PY
+
+heading "12. The semantic cache: a rewording answered, near misses sent to the provider"
+note "a flux-dev job with \"cache\": \"semantic\": \"a photo of a lighthouse at dawn\", 512 wide"
+first=$(submit '{"model":"flux-dev","priority":"normal","cache":"semantic","input":{"prompt":"a photo of a lighthouse at dawn","width":512}}' "the first lighthouse")
+wait_job "$first" "the first lighthouse"
+[[ $(json "$DEMO_DIR/response.json" 'd["state"]') == succeeded ]] || die "the first lighthouse did not succeed"
+semantic_case() { # WHAT PROMPT WIDTH
+    local id
+    id=$(submit "{\"model\":\"flux-dev\",\"priority\":\"normal\",\"cache\":\"semantic\",\"input\":{\"prompt\":\"$2\",\"width\":$3}}" "$1")
+    wait_job "$id" "$1"
+    python3 - "$DEMO_DIR/response.json" "$1" "$first" <<'PY' | sed 's/^/   /'
+import json, sys
+j, what, first = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+if j["cache_kind"] == "semantic":
+    print("%-34s semantic hit, similarity %.3f, source %s, %s credits" % (what, j["cache_similarity"], j["cache_source"], j["credits"]))
+    ok = j["cache_source"] == first and j["credits"] == 0
+else:
+    print("%-34s %s by the provider, %s credits (not a hit: %s)" % (what, j["state"], j["credits"], "cache_kind %s" % j["cache_kind"]))
+    ok = not j["cache_hit"]
+sys.exit(0 if ok else 1)
+PY
+}
+semantic_case "\"Lighthouse at sunrise, photograph\"" "Lighthouse at sunrise, photograph" 512 || die "the rewording was not answered by the first lighthouse"
+semantic_case "the same prompt, 1024 wide" "a photo of a lighthouse at dawn" 1024 || die "a near miss (another width) was answered"
+semantic_case "\"...a lighthouse, not at dawn\"" "a photo of a lighthouse, not at dawn" 512 || die "a near miss (a negation) was answered"
+semantic_case "\"a photo of a windmill at dawn\"" "a photo of a windmill at dawn" 512 || die "a near miss (another subject) was answered"
+api GET "/v1/usage"
+note "saved by the semantic cache today: $(json "$DEMO_DIR/response.json" 'd["totals"]["saved_semantic"]') credits (GET /v1/usage, saved_semantic)"
 
 heading "A mistake, for comparison (\"timezone\": \"Mars/Olympus\")"
 api POST /v1/jobs '{"model":"flux-schnell","input":{"prompt":"red dust"},"timezone":"Mars/Olympus"}'
