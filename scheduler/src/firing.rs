@@ -352,6 +352,7 @@ impl Firer {
             created_at: now,
             use_case: row.use_case.clone(),
             group_id: None,
+            lineage: Default::default(),
         }
     }
 

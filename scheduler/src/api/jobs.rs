@@ -255,6 +255,7 @@ fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>
         created_at: now,
         use_case: s.use_case().map(str::to_owned),
         group_id: None,
+        lineage: Default::default(),
     }
 }
 

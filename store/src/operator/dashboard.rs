@@ -208,10 +208,15 @@ pub async fn spend_by_day_and_model(conn: &mut PgConnection, from: DateTime<Utc>
                 COALESCE(sum(l.credits), 0)::bigint AS credits,
                 COALESCE(sum(l.list_credits), 0)::bigint AS list_credits,
                 COALESCE(sum(l.list_credits - l.credits) FILTER (WHERE NOT l.cache_hit), 0)::bigint AS saved_offpeak,
-                COALESCE(sum(l.list_credits - l.credits) FILTER (WHERE l.cache_hit), 0)::bigint AS saved_cache
+                COALESCE(sum(l.list_credits - l.credits) FILTER (WHERE l.cache_hit), 0)::bigint AS saved_cache,
+                count(*) FILTER (WHERE l.preview_target_list IS NOT NULL) AS previews,
+                count(*) FILTER (WHERE l.parent_id IS NOT NULL) AS upgrades,
+                (COALESCE(sum(l.preview_target_list - l.list_credits), 0)
+                 - COALESCE(sum(l.list_credits) FILTER (WHERE l.upgrade_of_preview), 0))::bigint AS saved_preview
          FROM tenants t
          CROSS JOIN LATERAL (
-             SELECT model, credits, list_credits, cache_hit, finished_at FROM usage_ledger
+             SELECT model, credits, list_credits, cache_hit, finished_at,
+                    preview_target_list, parent_id, upgrade_of_preview FROM usage_ledger
              WHERE tenant_id = t.id AND finished_at >= $1 AND finished_at < $2
          ) l
          GROUP BY 1, 2
