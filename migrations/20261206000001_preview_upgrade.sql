@@ -45,7 +45,10 @@ ALTER TABLE jobs
 -- writes of every other job (the 02:00 burst's) never touch it.
 CREATE UNIQUE INDEX jobs_upgrade ON jobs (parent_id, upgrade_hash) WHERE parent_id IS NOT NULL;
 
--- The view gains the new columns (a view's new columns go last).
+-- The view gains the new columns (a view's new columns go last). CREATE OR
+-- REPLACE VIEW cannot drop a column: every column the view has when this
+-- runs, those of any earlier migration included, must be listed here, in
+-- order, before these.
 CREATE OR REPLACE VIEW job_view AS
 SELECT j.id, j.tenant_id, j.model, j.input, j.priority, j.timezone, j.user_id, j.metadata,
        j.idempotency_key, j.request_hash,
