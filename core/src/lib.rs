@@ -7,7 +7,8 @@
 //! ([`message`]), the injected clock ([`clock`]), the canonical hashes of
 //! JSON values ([`hash`]), the one parse of a job submission
 //! ([`submission`]), what PostgreSQL's `jsonb` keeps of a JSON value
-//! ([`jsonb`]) and the semantic cache's rules and search ([`semantic`]).
+//! ([`jsonb`]), the semantic cache's rules and search ([`semantic`]), and a
+//! submission's preview and the upgrade of a job ([`preview`]).
 //!
 //! Nothing here talks to PostgreSQL, RabbitMQ or the network: `offpeak-store`
 //! converts rows into these types at its edge, and the binaries wire them to
@@ -18,6 +19,7 @@ pub mod hash;
 pub mod job;
 pub mod jsonb;
 pub mod message;
+pub mod preview;
 pub mod prices;
 pub mod quota;
 pub mod schedule;

@@ -429,7 +429,7 @@ fn depth(v: &Value) -> usize {
 /// routing table names for it; returns the model and the use case to
 /// record. A `use_case` without `auto`, or `auto` without a known
 /// `use_case`, names `use_case`.
-fn route_model(routes: &RouteTable, model: String, use_case: Option<String>) -> Result<(String, Option<String>), SubmissionError> {
+pub(crate) fn route_model(routes: &RouteTable, model: String, use_case: Option<String>) -> Result<(String, Option<String>), SubmissionError> {
     let known = || routes.use_cases().collect::<Vec<_>>().join(", ");
     match (model == AUTO_MODEL, use_case) {
         (false, None) => Ok((model, None)),
@@ -455,7 +455,7 @@ fn route_model(routes: &RouteTable, model: String, use_case: Option<String>) -> 
 }
 
 /// The model is one the price table knows.
-fn check_model(prices: &PriceTable, model: &str) -> Result<(), SubmissionError> {
+pub(crate) fn check_model(prices: &PriceTable, model: &str) -> Result<(), SubmissionError> {
     if model.len() > MAX_MODEL_LEN || prices.price(model).is_none() {
         let known: Vec<&str> = prices.models().collect();
         return Err(SubmissionError::new(

@@ -354,6 +354,7 @@ impl Firer {
             group_id: None,
             // `"cache": true` of a template takes the tenant's mode, as a submission's does.
             semantic: row.cache && tenant.cache.is_semantic(),
+            lineage: Default::default(),
         }
     }
 

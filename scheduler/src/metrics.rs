@@ -127,6 +127,7 @@ pub fn render() -> String {
     let _ = (&*JOBS_SUBMITTED, &*JOBS_CANCELLED, &*JOBS_RELEASED, &*JOBS_ROLLED_OVER, &*BATCHES_PUBLISHED, &*BATCH_SIZE);
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
     let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS, &*JOBS_BY_STATE_MODEL, &*HELD_BY_DUE);
+    let _ = &*JOBS_UPGRADED;
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
@@ -258,4 +259,12 @@ pub static WEBHOOK_LOOP_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 pub static GROUPS_COMPLETED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("offpeak_groups_completed_total", "Job groups completed (group.completed written)").expect("metric registers once")
+});
+pub static JOBS_UPGRADED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_jobs_upgraded_total",
+        "Jobs made by POST /v1/jobs/{id}/upgrade (a repeated upgrade, answered with the job it made, is not counted), by the model upgraded to",
+        &["model"]
+    )
+    .expect("metric registers once")
 });

@@ -246,7 +246,8 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
               batches b
          WHERE b.id = $1 AND b.started_at IS NOT NULL
            AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
-         RETURNING {done_cols}, j.use_case, j.priority, u.list_credits
+         RETURNING {done_cols}, j.use_case, j.priority, u.list_credits,
+                   j.preview_target_list, j.parent_id, j.upgrade_of_preview
      ),
      followers AS (
          UPDATE jobs f SET
@@ -260,7 +261,8 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
          FROM done d
          WHERE f.cache_source = d.id AND f.state = 'queued'
-         RETURNING {follower_cols}, f.use_case, f.priority
+         RETURNING {follower_cols}, f.use_case, f.priority,
+                   f.preview_target_list, f.parent_id, f.upgrade_of_preview
      ),
      closed AS (
          UPDATE batches SET finished = true
@@ -269,12 +271,15 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
      ),
      ledger AS (
          INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                   credits, list_credits, cache_hit, finished_at)
-         SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at
+                                   credits, list_credits, cache_hit, finished_at,
+                                   preview_target_list, parent_id, upgrade_of_preview)
+         SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at,
+                preview_target_list, parent_id, upgrade_of_preview
          FROM done
          WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
          UNION ALL
-         SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at
+         SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at,
+                preview_target_list, parent_id, upgrade_of_preview
          FROM followers
          WHERE state = 'succeeded'
          ON CONFLICT (job_id) DO NOTHING

@@ -160,12 +160,15 @@ static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[], $6::real[])
              AS u(id, source, result, list_credits, similarity)
          WHERE j.id = u.id AND j.state = 'held'
-         RETURNING {cols}, j.use_case, j.priority, u.list_credits, u.similarity IS NOT NULL AS semantic_hit
+         RETURNING {cols}, j.use_case, j.priority, u.list_credits, u.similarity IS NOT NULL AS semantic_hit,
+                   j.preview_target_list, j.parent_id, j.upgrade_of_preview
      ),
      ledger AS (
          INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                   credits, list_credits, cache_hit, finished_at, semantic)
-         SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at, semantic_hit FROM done
+                                   credits, list_credits, cache_hit, finished_at, semantic,
+                                   preview_target_list, parent_id, upgrade_of_preview)
+         SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at, semantic_hit,
+                preview_target_list, parent_id, upgrade_of_preview FROM done
          ON CONFLICT (job_id) DO NOTHING
      ){effects}
      SELECT id FROM done",

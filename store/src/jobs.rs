@@ -52,6 +52,11 @@ pub struct JobRow {
     pub cache_source: Option<Uuid>,
     /// Its group, if any.
     pub group_id: Option<Uuid>,
+    /// The job it was upgraded from (`POST /v1/jobs/{id}/upgrade`).
+    pub parent_id: Option<Uuid>,
+    /// A preview's upgrade target: the model and use case its submission named.
+    pub upgrade_model: Option<String>,
+    pub upgrade_use_case: Option<String>,
     /// Whether it asked for the semantic cache.
     pub semantic: bool,
     /// A semantic hit's similarity to `cache_source`'s prompt (`None` for
@@ -91,7 +96,7 @@ impl JobRow {
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
     max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source, group_id, \
-    semantic, cache_similarity, cache_key";
+    semantic, cache_similarity, cache_key, parent_id, upgrade_model, upgrade_use_case";
 
 /// A job about to be inserted; built by the API from a validated request.
 #[derive(Debug, Clone)]
@@ -116,6 +121,36 @@ pub struct NewJob {
     /// The semantic cache: the release round embeds the prompt and looks
     /// for a rewording that succeeded (the exact cache is tried first).
     pub semantic: bool,
+    /// Where the job stands in the preview-first pattern: a preview's
+    /// upgrade target, or the job an upgrade was made from.
+    pub lineage: Lineage,
+}
+
+/// A job's place in the preview-first pattern (issue #19): nothing for most
+/// jobs ([`Lineage::default`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// A preview (`"preview"` at submission): what it stands in for.
+    pub upgrade: Option<UpgradeTarget>,
+    /// An upgrade (`POST /v1/jobs/{id}/upgrade`): the job it was made from,
+    /// and the SHA-256 of the upgrade request's canonical body; the unique
+    /// index `jobs_upgrade` allows one job per pair.
+    pub parent: Option<(Uuid, Vec<u8>)>,
+    /// The parent was a preview (usage's `saved_preview` subtracts what
+    /// this upgrade costs at list price).
+    pub upgrade_of_preview: bool,
+}
+
+/// A preview's upgrade target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeTarget {
+    /// The model (routed, for `"model": "auto"`) the submission named.
+    pub model: String,
+    /// Its use case, for a routed submission.
+    pub use_case: Option<String>,
+    /// The model's list price at submission: what the request would have
+    /// cost at full quality.
+    pub list_credits: i64,
 }
 
 /// One input of a submission, with what admission decided for it.
@@ -200,30 +235,37 @@ fn insert_sql(returning: &str) -> String {
              SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
                                   $15::timestamptz[], $16::timestamptz[], $17::int4[], $18::timestamptz[], $19::text[],
                                   $20::date[], $21::int8[], $22::int8[], $23::text[], $24::bytea[], $25::uuid[],
-                                  $26::bool[]) WITH ORDINALITY
+                                  $26::uuid[], $27::bytea[], $28::text[], $29::text[], $30::int8[], $31::bool[],
+                                  $32::bool[]) WITH ORDINALITY
                  AS t(tenant_id, model, priority, timezone, user_id, metadata, release_at, window_closes_at,
                       max_attempts, created_at, use_case, quota_day, reserved, list, idempotency_key, request_hash,
-                      group_id, semantic, n)
+                      group_id, parent_id, upgrade_hash, upgrade_model, upgrade_use_case, preview_target_list,
+                      upgrade_of_preview, semantic, n)
          ),
          ins AS (
              INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, user_id, metadata,
                  idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits,
-                 group_id, semantic)
+                 group_id, parent_id, upgrade_hash, upgrade_model, upgrade_use_case, preview_target_list,
+                 upgrade_of_preview, semantic)
              SELECT u.id, t.tenant_id, t.model, u.input, t.priority, t.timezone, t.user_id, t.metadata,
                  t.idempotency_key, t.request_hash, u.state, t.release_at, t.window_closes_at, t.max_attempts, t.created_at,
                  t.use_case, u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
                  CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
                  CASE WHEN u.state = 'held' THEN NULL ELSE t.created_at END,
-                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id, t.semantic
+                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id,
+                 t.parent_id, t.upgrade_hash, t.upgrade_model, t.upgrade_use_case, t.preview_target_list,
+                 t.upgrade_of_preview, t.semantic
              FROM u JOIN t USING (n)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ),
          ledger AS (
              INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                       credits, list_credits, cache_hit, finished_at)
-             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, t.list, true, ins.finished_at
+                                       credits, list_credits, cache_hit, finished_at,
+                                       preview_target_list, parent_id, upgrade_of_preview)
+             SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, t.list, true, ins.finished_at,
+                    ins.preview_target_list, ins.parent_id, ins.upgrade_of_preview
              FROM ins JOIN u USING (id) JOIN t USING (n) WHERE ins.cache_hit
          ){effects}
          SELECT {returning} FROM ins",
@@ -267,6 +309,12 @@ fn bind_insert<'q, O>(
         .bind(column(templates, |t| t.2.map(|(k, _)| k)))
         .bind(column(templates, |t| t.2.map(|(_, h)| h)))
         .bind(column(templates, |t| t.0.group_id))
+        .bind(column(templates, |t| t.0.lineage.parent.as_ref().map(|p| p.0)))
+        .bind(column(templates, |t| t.0.lineage.parent.as_ref().map(|p| p.1.as_slice())))
+        .bind(column(templates, |t| t.0.lineage.upgrade.as_ref().map(|u| u.model.as_str())))
+        .bind(column(templates, |t| t.0.lineage.upgrade.as_ref().and_then(|u| u.use_case.as_deref())))
+        .bind(column(templates, |t| t.0.lineage.upgrade.as_ref().map(|u| u.list_credits)))
+        .bind(column(templates, |t| t.0.lineage.upgrade_of_preview))
         .bind(column(templates, |t| t.0.semantic))
 }
 
@@ -483,3 +531,55 @@ pub(crate) async fn hold_unstarted_batches(conn: &mut PgConnection, batch_ids: &
 /// cancelled) back to `held`, except those cancelled themselves.
 pub(crate) const FREE_FOLLOWERS_OF_C: &str = "UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
              WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)";
+
+/// The children of each of these jobs of the tenant (the jobs upgraded from
+/// it, `POST /v1/jobs/{id}/upgrade`), oldest first, in one query over the
+/// partial index `jobs_upgrade`; jobs without children are absent.
+///
+/// # Errors
+/// Database errors only.
+pub async fn children<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Uuid>>, sqlx::Error> {
+    let mut out: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT parent_id, id FROM jobs WHERE parent_id = ANY($2) AND tenant_id = $1 ORDER BY parent_id, id",
+    )
+    .bind(tenant_id)
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    for (parent, child) in rows {
+        out.entry(parent).or_default().push(child);
+    }
+    Ok(out)
+}
+
+/// The job an earlier upgrade of `parent_id` with the same request body
+/// (`upgrade_hash`) made, if any.
+///
+/// # Errors
+/// Database errors only.
+pub async fn upgrade_child<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    parent_id: Uuid,
+    upgrade_hash: &[u8],
+) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM job_view WHERE parent_id = $2 AND upgrade_hash = $3 AND tenant_id = $1");
+    sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(parent_id).bind(upgrade_hash).fetch_optional(db).await
+}
+
+/// Whether an insert failed because the same upgrade (parent and request
+/// body) already made its job: the unique index `jobs_upgrade`, hit by a
+/// concurrent double click that committed first. The caller's transaction
+/// is aborted; [`upgrade_child`] then finds the job that won.
+#[must_use]
+pub fn is_upgrade_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation() && d.constraint() == Some("jobs_upgrade"))
+}

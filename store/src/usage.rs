@@ -26,6 +26,14 @@ pub struct UsageSums {
     pub saved_cache: i64,
     /// List minus charged for semantic hits: what the semantic cache saved.
     pub saved_semantic: i64,
+    /// Previews (jobs submitted with `"preview"`) that finished.
+    pub previews: i64,
+    /// Upgrades (jobs made by `POST /v1/jobs/{id}/upgrade`) that finished.
+    pub upgrades: i64,
+    /// What the preview-first pattern saved at list prices: each preview's
+    /// target list price minus its own, less the list price of every
+    /// upgrade of a preview.
+    pub saved_preview: i64,
 }
 
 impl UsageSums {
@@ -37,6 +45,9 @@ impl UsageSums {
         self.saved_offpeak += o.saved_offpeak;
         self.saved_cache += o.saved_cache;
         self.saved_semantic += o.saved_semantic;
+        self.previews += o.previews;
+        self.upgrades += o.upgrades;
+        self.saved_preview += o.saved_preview;
     }
 }
 
@@ -54,7 +65,11 @@ pub(crate) const SUMS: &str = "count(*) AS requests,
     COALESCE(sum(list_credits), 0)::bigint AS list_credits,
     COALESCE(sum(list_credits - credits) FILTER (WHERE NOT cache_hit), 0)::bigint AS saved_offpeak,
     COALESCE(sum(list_credits - credits) FILTER (WHERE cache_hit AND NOT semantic), 0)::bigint AS saved_cache,
-    COALESCE(sum(list_credits - credits) FILTER (WHERE semantic), 0)::bigint AS saved_semantic";
+    COALESCE(sum(list_credits - credits) FILTER (WHERE semantic), 0)::bigint AS saved_semantic,
+    count(*) FILTER (WHERE preview_target_list IS NOT NULL) AS previews,
+    count(*) FILTER (WHERE parent_id IS NOT NULL) AS upgrades,
+    (COALESCE(sum(preview_target_list - list_credits), 0)
+     - COALESCE(sum(list_credits) FILTER (WHERE upgrade_of_preview), 0))::bigint AS saved_preview";
 
 #[derive(Debug, FromRow)]
 struct KeyedRow {

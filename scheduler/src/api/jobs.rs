@@ -26,7 +26,7 @@ use offpeak_core::tenant::release_times;
 
 use super::error::{ApiError, ApiResult};
 use super::page::Page;
-use super::extract::{parse_json, AuthTenant, JobId, JsonBody, PathId, QueryParams, RawBody};
+use super::extract::{parse_json, AuthTenant, JobId, PathId, QueryParams, RawBody};
 use super::AppState;
 use crate::metrics;
 
@@ -69,6 +69,36 @@ pub struct SubmitRequest {
     /// `group_completed`).
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$", example = "thumbnails-2026-12-04")]
     group: Option<String>,
+    /// Preview first: run this job now on the preview's cheap model, and record the submission's own `model`
+    /// (and `use_case`) as its `upgrade` target, so that `POST /v1/jobs/{id}/upgrade` with an empty body makes
+    /// the full-quality job from it. `priority` defaults to `normal` here (the preview runs now).
+    #[serde(default, deserialize_with = "super::extract::object_only_opt")]
+    #[schema(nullable = false)]
+    preview: Option<PreviewRequest>,
+}
+
+/// `preview` of a submission: the cheap model the job runs on, as a `model` or a `use_case` (routed), not both.
+/// An unknown one is a 422 naming `preview.model` or `preview.use_case`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// A model of the price table, e.g. `flux-schnell`.
+    #[schema(max_length = 100, example = "flux-schnell")]
+    model: Option<String>,
+    /// A use case of the routing table, e.g. `thumbnail`.
+    #[schema(example = "thumbnail")]
+    use_case: Option<String>,
+}
+
+/// Whether a request body gives `priority` (a preview's defaults to `normal`).
+/// Called only on a body that already parsed as a request.
+fn priority_given(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        priority: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.priority.is_some())
 }
 
 /// The longest group name, in characters.
@@ -140,6 +170,11 @@ pub struct BulkRequest {
     #[serde(default)]
     #[schema(value_type = bool, default = true)]
     cache: CacheSetting,
+    /// Preview first, for every job: each runs on the preview's cheap model and records the submission's own
+    /// `model` (and `use_case`) as its `upgrade` target. `priority` defaults to `normal` here.
+    #[serde(default, deserialize_with = "super::extract::object_only_opt")]
+    #[schema(nullable = false)]
+    preview: Option<PreviewRequest>,
 }
 
 /// A job as the API shows it. Every property is always present; those
@@ -206,6 +241,25 @@ pub struct JobView {
     /// The cache the job asked for, with the tenant's default applied: `exact` or `semantic` (`off`: `"cache": false`).
     #[schema(value_type = super::schema::CacheModeName)]
     pub cache: String,
+    /// The job this one was upgraded from (`POST /v1/jobs/{id}/upgrade`).
+    #[schema(required = true)]
+    pub parent_id: Option<Uuid>,
+    /// The jobs upgraded from this one, oldest first; `[]` when none.
+    pub children: Vec<Uuid>,
+    /// A preview's upgrade target (the submission's own `model` and `use_case`): what
+    /// `POST /v1/jobs/{id}/upgrade` with an empty body upgrades it to. `null` for a job submitted without `preview`.
+    #[schema(required = true)]
+    pub upgrade: Option<UpgradeTarget>,
+}
+
+/// A preview's upgrade target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpgradeTarget {
+    /// The model the upgrade runs on (for a routed submission, the one its `use_case` was routed to).
+    pub model: String,
+    /// The use case of a routed submission.
+    #[schema(required = true)]
+    pub use_case: Option<String>,
 }
 
 impl From<JobRow> for JobView {
@@ -239,7 +293,39 @@ impl From<JobRow> for JobView {
             cache_kind,
             cache_similarity: r.cache_similarity,
             cache,
+            parent_id: r.parent_id,
+            children: Vec::new(),
+            upgrade: r.upgrade_model.map(|model| UpgradeTarget { model, use_case: r.upgrade_use_case }),
         }
+    }
+}
+
+impl JobView {
+    /// The view of `row` with its children, read from the database (only a
+    /// succeeded job can have any).
+    pub(crate) async fn read(pool: &sqlx::PgPool, row: JobRow) -> Result<Self, sqlx::Error> {
+        let tenant_id = row.tenant_id;
+        let mut views = [Self::from(row)];
+        Self::fill_children(pool, tenant_id, &mut views).await?;
+        let [view] = views;
+        Ok(view)
+    }
+
+    /// Fills in the `children` of these views of the tenant's jobs, in one
+    /// query for all of them. Only succeeded jobs are looked up: an upgrade
+    /// needs a succeeded parent, and a succeeded job stays succeeded.
+    pub(crate) async fn fill_children(pool: &sqlx::PgPool, tenant_id: Uuid, views: &mut [Self]) -> Result<(), sqlx::Error> {
+        let ids: Vec<Uuid> = views.iter().filter(|v| v.state == JobState::Succeeded.as_str()).map(|v| v.id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut children = db::children(pool, tenant_id, &ids).await?;
+        for v in views.iter_mut() {
+            if let Some(c) = children.remove(&v.id) {
+                v.children = c;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -306,6 +392,7 @@ fn new_job(state: &AppState, tenant: &Tenant, s: &Submission, now: DateTime<Utc>
         use_case: s.use_case().map(str::to_owned),
         group_id: None,
         semantic: s.cache().resolve(tenant.cache).is_semantic(),
+        lineage: Default::default(),
     }
 }
 
@@ -366,8 +453,15 @@ pub async fn submit(
     super::extract::require_object(&body)?;
     let mut req: SubmitRequest = parse_json(&body)?;
     let group = req.group.take().map(group_name).transpose()?;
+    let preview = req.preview.take();
+    if preview.is_some() && !priority_given(&body) {
+        req.priority = Priority::Normal;
+    }
     let submission = parse_submission(&state, &tenant, req.into())?;
     let mut job = new_job(&state, &tenant, &submission, state.clock.now());
+    if let Some(p) = preview {
+        apply_preview(&state, &mut job, &submission, p)?;
+    }
     let use_cache = submission.cache().resolve(tenant.cache).uses_cache();
     let input = submission
         .into_inputs()
@@ -387,7 +481,7 @@ pub async fn submit(
     // settles a replay racing the original).
     if let Some(key) = &idempotency_key {
         if let Some(row) = db::by_idempotency_key(&state.pool, tenant.id, key).await? {
-            return replay(row, &request_hash);
+            return replay(&state.pool, row, &request_hash).await;
         }
     }
     let list_price = state.config.prices.charge(&job.model, job.priority).map_or(0, |c| c.list);
@@ -429,7 +523,7 @@ pub async fn submit(
         InsertOutcome::Existing(row) => {
             // Nothing was stored: the transaction ends without a commit.
             drop(tx);
-            replay(row, &request_hash)
+            replay(&state.pool, row, &request_hash).await
         }
     }
 }
@@ -448,6 +542,20 @@ fn group_name(name: String) -> ApiResult<String> {
     Ok(name)
 }
 
+/// A submission's `preview` applied to its job: the job runs on the
+/// preview's model, and the submission's own model and use case become its
+/// upgrade target, with the target's list price (what `saved_preview`
+/// counts the preview against).
+fn apply_preview(state: &AppState, job: &mut NewJob, s: &Submission, preview: PreviewRequest) -> ApiResult<()> {
+    let p = offpeak_core::preview::parse_preview(preview.model, preview.use_case, &rules(state))?;
+    let list_credits = state.config.prices.price(s.model()).unwrap_or(0);
+    job.lineage.upgrade =
+        Some(db::UpgradeTarget { model: s.model().to_owned(), use_case: s.use_case().map(str::to_owned), list_credits });
+    job.model = p.model().to_owned();
+    job.use_case = p.use_case().map(str::to_owned);
+    Ok(())
+}
+
 /// The 201 of a stored submission, logged and counted.
 fn created(tenant: &Tenant, row: JobRow, list_price: i64) -> Response {
     tracing::debug!(job_id = %row.id, tenant_id = %tenant.id, model = %row.model, state = %row.state,
@@ -461,9 +569,9 @@ fn created(tenant: &Tenant, row: JobRow, list_price: i64) -> Response {
 
 /// The answer to a request whose `Idempotency-Key` is taken: the original
 /// job for the same body, a 409 for another.
-fn replay(row: JobRow, request_hash: &[u8]) -> ApiResult<Response> {
+async fn replay(pool: &sqlx::PgPool, row: JobRow, request_hash: &[u8]) -> ApiResult<Response> {
     if row.request_hash.as_deref() == Some(request_hash) {
-        Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::from(row))).into_response())
+        Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::read(pool, row).await?)).into_response())
     } else {
         Err(ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body"))
     }
@@ -562,10 +670,21 @@ pub struct BulkResponse {
 pub async fn submit_bulk(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    JsonBody(req): JsonBody<BulkRequest>,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
+    super::extract::require_object(&body)?;
+    let mut req: BulkRequest = parse_json(&body)?;
+    let preview = req.preview.take();
+    if preview.is_some() && !priority_given(&body) {
+        req.priority = Priority::Normal;
+    }
+    // Not held while the jobs are inserted: it may be megabytes.
+    drop(body);
     let submission = parse_submission(&state, &tenant, req.into())?;
     let mut template = new_job(&state, &tenant, &submission, state.clock.now());
+    if let Some(p) = preview {
+        apply_preview(&state, &mut template, &submission, p)?;
+    }
     let group_id = Uuid::now_v7();
     template.group_id = Some(group_id);
     let use_cache = submission.cache().resolve(tenant.cache).uses_cache();
@@ -622,10 +741,8 @@ pub async fn get(
     AuthTenant(tenant): AuthTenant,
     PathId(id, _): PathId<JobId>,
 ) -> ApiResult<Json<JobView>> {
-    db::get(&state.pool, tenant.id, id)
-        .await?
-        .map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found("job"))
+    let row = db::get(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(Json(JobView::read(&state.pool, row).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -690,7 +807,9 @@ pub async fn list(
     }
     let filter = ListFilter { state: job_state, model: p.model, before: page.before, limit: page.fetch() };
     let (rows, next_cursor) = page.finish(db::list(&state.pool, tenant.id, &filter).await?, |r| r.id);
-    Ok(Json(ListResponse { jobs: rows.into_iter().map(JobView::from).collect(), next_cursor }))
+    let mut jobs: Vec<JobView> = rows.into_iter().map(JobView::from).collect();
+    JobView::fill_children(&state.pool, tenant.id, &mut jobs).await?;
+    Ok(Json(ListResponse { jobs, next_cursor }))
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels a held or queued job; 409 once a worker
@@ -728,4 +847,145 @@ pub async fn cancel(
             format!("job is {}; only held or queued jobs can be cancelled", row.state),
         )),
     }
+}
+
+/// `POST /v1/jobs/{id}/upgrade`: every field is optional, and so is the body (none is `{}`).
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpgradeRequest)]
+pub struct UpgradeBody {
+    /// The model to upgrade to: a model of the price table, or `auto` with `use_case` (model routing). Without
+    /// `model` and `use_case`, the job's recorded `upgrade` target (a preview's); a job without one is a 422
+    /// `invalid_field` naming `model`.
+    #[schema(max_length = 100, example = "flux-pro")]
+    model: Option<String>,
+    /// Model routing, as `"model": "auto"` with `use_case` on `POST /v1/jobs`: the model is the routing table's
+    /// for it. Given alone, it means `"model": "auto"`.
+    #[schema(example = "hero-image")]
+    use_case: Option<String>,
+    /// Fields merged over the job's input: each replaces the field of that name (e.g. a larger `width`); the
+    /// merged input obeys the limits of a submitted one.
+    #[schema(value_type = Option<Object>)]
+    input: Option<Value>,
+    /// `low` (the default): the full-quality render waits for the off-peak price. `normal`: it runs now.
+    #[schema(value_type = Option<super::schema::PriorityName>)]
+    priority: Option<Priority>,
+    /// The new job's metadata; the upgraded job's when absent.
+    metadata: Option<Value>,
+}
+
+impl From<UpgradeBody> for offpeak_core::preview::UpgradeRequest {
+    fn from(b: UpgradeBody) -> Self {
+        Self { model: b.model, use_case: b.use_case, input: b.input, priority: b.priority, metadata: b.metadata }
+    }
+}
+
+/// `POST /v1/jobs/{id}/upgrade`: a new job from a succeeded one (preview
+/// first, full quality on demand), once per request body.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/upgrade",
+    tag = "jobs",
+    operation_id = "upgrade_job",
+    summary = "Make the full-quality job from a succeeded one (a preview), once",
+    description = "Creates a job (a child, with `parent_id`) from a succeeded job of the tenant: on the body's `model` or \
+                   `use_case`, or else the job's recorded `upgrade` target (a job submitted with `preview`); with the job's \
+                   input, the body's `input` fields merged over it; the job's timezone and `user_id`; the body's \
+                   `metadata` or the job's; `low` priority unless the body says otherwise. The child goes through the \
+                   same checks, daily limits, exact cache and prices as a submitted job. The same upgrade again (the \
+                   same job and body, compared as JSON: key order and whitespace aside) answers the child it made with \
+                   200, also when both are sent at once: a double click costs once. Another body makes another child.",
+    security(("api_key" = [])),
+    params(("id" = Uuid, Path, description = "The job to upgrade; anything that is not one of the tenant's job ids is a 404")),
+    request_body(content = Option<UpgradeBody>, content_type = "application/json",
+                 description = "Optional: no body is `{}`, the upgrade to the job's recorded target"),
+    responses(
+        (status = 201, description = "The new job, stored, with `parent_id`", body = JobView),
+        (status = 200, description = "The same upgrade (job and body) was made before: the job it made",
+         body = JobView, headers(("Idempotent-Replayed" = String, description = "Always `true`"))),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::schema::ErrorBody),
+        (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
+        (status = 404, description = "No job of this tenant has this id (`not_found`)", body = super::schema::ErrorBody),
+        (status = 409, description = "The job has not succeeded (`not_upgradable`; the message names its state). Nothing is stored", body = super::schema::ErrorBody),
+        (status = 413, description = "The body, the merged `input` or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::schema::ErrorBody),
+        (status = 429, description = "A daily credit limit of the tenant or of the job's `user_id` would be exceeded (`quota_exceeded`), as for a submission: `details` and `Retry-After` say which and until when. Nothing is stored", body = super::schema::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until the tenant's day resets"))),
+        (status = 422, description = "Not an acceptable upgrade: an unknown or mistyped field (`invalid_field`), no `model` or `use_case` for a job without a recorded target (`invalid_field`, `field` `model`), an unknown model (`unknown_model`) or use case (`unknown_use_case`), `model: auto` without a `use_case` or a `use_case` with another model (`invalid_field`), an `input` that is not an object or a merged input or `metadata` holding NUL characters (`invalid_input`); `field` names it. Nothing is stored", body = super::schema::ErrorBody),
+        (status = 500, description = "A failure on the server's side (`internal`); it is logged", body = super::schema::ErrorBody),
+        (status = 503, description = "The database is unreachable (`unavailable`); retry later", body = super::schema::ErrorBody),
+    ),
+)]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    PathId(id, _): PathId<JobId>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body };
+    super::extract::require_object(body)?;
+    let req: UpgradeBody = parse_json(body)?;
+    let upgrade_hash = offpeak_core::hash::canonical_hash(&parse_json::<Value>(body)?);
+    let parent = db::get(&state.pool, tenant.id, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    if parent.state != JobState::Succeeded {
+        return Err(ApiError::conflict(
+            "not_upgradable",
+            format!("job is {}; only a succeeded job can be upgraded", parent.state),
+        ));
+    }
+    // The same upgrade again (a double click) answers the job it made,
+    // before admission: also once the day's quota is spent. The unique
+    // index below settles two that race.
+    if let Some(child) = db::upgrade_child(&state.pool, tenant.id, id, &upgrade_hash).await? {
+        return upgrade_replayed(&state, child).await;
+    }
+    let target = parent.upgrade_model.as_deref().map(|m| (m, parent.upgrade_use_case.as_deref()));
+    let from = offpeak_core::preview::Parent {
+        input: &parent.input,
+        user_id: parent.user_id.as_deref(),
+        metadata: parent.metadata.as_ref(),
+        target,
+    };
+    let parsed = offpeak_core::preview::parse_upgrade(req.into(), &from, parent.timezone, &rules(&state))?;
+    let use_case = parsed.use_case().map(str::to_owned);
+    let submission = parsed.into_submission();
+    let mut job = new_job(&state, &tenant, &submission, state.clock.now());
+    job.use_case = use_case;
+    job.lineage = db::Lineage {
+        upgrade: None,
+        parent: Some((parent.id, upgrade_hash.clone())),
+        upgrade_of_preview: target.is_some(),
+    };
+    let use_cache = submission.cache().resolve(tenant.cache).uses_cache();
+    let input = submission
+        .into_inputs()
+        .pop()
+        .map(Input::into_value)
+        .ok_or_else(|| ApiError::internal("an upgrade parsed into no input"))?;
+    let list_price = state.config.prices.charge(&job.model, job.priority).map_or(0, |c| c.list);
+    let mut tx = state.pool.begin().await?;
+    let (inputs, admission) = admit(&mut tx, &state, &tenant, &job, vec![(job.id, input)], use_cache).await?;
+    match db::insert_one(&mut tx, &job, &inputs[0], &admission, None).await {
+        Ok(InsertOutcome::Inserted(row)) => {
+            tx.commit().await?;
+            metrics::JOBS_UPGRADED.with_label_values(&[row.model.as_str()]).inc();
+            Ok(created(&tenant, row, list_price))
+        }
+        Ok(InsertOutcome::Existing(_)) => Err(ApiError::internal("an upgrade without an Idempotency-Key found a keyed job")),
+        Err(e) if db::is_upgrade_conflict(&e) => {
+            // The same upgrade, sent at the same moment, committed first:
+            // this transaction is aborted, and the other's job is the answer.
+            drop(tx);
+            let child = db::upgrade_child(&state.pool, tenant.id, id, &upgrade_hash)
+                .await?
+                .ok_or_else(|| ApiError::internal("an upgrade conflicted with a job that is not there"))?;
+            upgrade_replayed(&state, child).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The 200 of an upgrade made before: the job it made.
+async fn upgrade_replayed(state: &AppState, child: JobRow) -> ApiResult<Response> {
+    let view = JobView::read(&state.pool, child).await?;
+    Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(view)).into_response())
 }

@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/bulk", axum::routing::post(jobs::submit_bulk).layer(bulk_in_flight))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/upgrade", axum::routing::post(jobs::upgrade))
         .route("/v1/schedules", get(schedules::list).post(schedules::create))
         .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
         .route("/v1/groups/{id}", get(groups::get))

@@ -43,6 +43,7 @@ use super::{groups, health, jobs, schedules, usage, webhooks, windows, AppState}
         jobs::list,
         jobs::get,
         jobs::cancel,
+        jobs::upgrade,
         schedules::create,
         schedules::list,
         schedules::get,
@@ -162,6 +163,12 @@ pub fn document(config: &super::ApiConfig) -> Value {
             tie_model_to_use_case(request, !use_cases.is_empty());
         }
     }
+    if let Some(request) = schemas.get_mut("UpgradeRequest") {
+        tie_upgrade_model(request, !use_cases.is_empty());
+    }
+    if let Some(preview) = schemas.get_mut("PreviewRequest") {
+        tie_preview(preview, !use_cases.is_empty());
+    }
     for (name, field) in [
         ("SubmitRequest", "timezone"),
         ("BulkRequest", "timezone"),
@@ -198,6 +205,15 @@ pub fn document(config: &super::ApiConfig) -> Value {
     for name in ["SubmitRequest", "BulkRequest"] {
         set(schemas, &format!("/{name}/properties/metadata"), json!({"$ref": JSON_REF, "description": metadata}));
     }
+    let upgrade_input = format!(
+        "Fields merged over the upgraded job's input, each replacing the field of that name (e.g. a larger `width`): \
+         a JSON object; the merged input must be at most {} bytes serialised (more is a 413), without NUL characters. \
+         Absent or null: the job's input as it is.",
+        limits.max_input_bytes
+    );
+    set(schemas, "/UpgradeRequest/properties/input", json!({"anyOf": [{"type": "null"}, reference("JsonObject")], "description": upgrade_input}));
+    let upgrade_metadata = format!("{metadata} Absent or null: the upgraded job's metadata.");
+    set(schemas, "/UpgradeRequest/properties/metadata", json!({"$ref": JSON_REF, "description": upgrade_metadata}));
     let inputs = format!(
         "One input per job, each a JSON object of at most {} bytes serialised (more is a 413), without NUL \
          characters; at least 1 and at most {} inputs (more is a 422 `too_many_inputs`).",
@@ -225,6 +241,14 @@ pub fn document(config: &super::ApiConfig) -> Value {
         json!({"anyOf": [{"type": "null"}, reference("JsonObject")], "description": template_metadata}),
     );
 
+    // An upgrade's body is optional (none is `{}`), but one that is sent is an object: utoipa writes an
+    // optional body as `null` or the schema, and a `null` body is refused as every body that is not an object.
+    if let Some(body) = doc.pointer_mut("/paths/~1v1~1jobs~1{id}~1upgrade/post/requestBody").and_then(Value::as_object_mut) {
+        body.insert("required".into(), Value::Bool(false));
+        if let Some(schema) = body.get_mut("content").and_then(|c| c.pointer_mut("/application~1json/schema")) {
+            *schema = reference("UpgradeRequest");
+        }
+    }
     // Query parameters: a timezone, and the bounds of a usage range.
     if let Some(params) = doc.pointer_mut("/paths/~1v1~1windows~1next/get/parameters").and_then(Value::as_array_mut) {
         for p in params.iter_mut().filter(|p| p["name"] == "timezone") {
@@ -328,6 +352,48 @@ fn tie_model_to_use_case(request: &mut Value, routing: bool) {
             {"properties": {"model": reference("Model"), "use_case": {"type": "null"}}},
         ]);
     }
+}
+
+/// An upgrade's `model` and `use_case`: a model of the price table, or a
+/// known use case (alone or with `"model": "auto"`), or neither (the job's
+/// recorded target). A use case with another model, or `auto` without one,
+/// is refused.
+fn tie_upgrade_model(request: &mut Value, routing: bool) {
+    let Some(properties) = request.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    let model_description = properties.get("model").cloned().unwrap_or(Value::Null);
+    let use_case_description = properties.get("use_case").cloned().unwrap_or(Value::Null);
+    let auto = json!({"const": offpeak_core::submission::AUTO_MODEL});
+    let model = if routing {
+        json!({"anyOf": [{"type": "null"}, reference("Model"), auto]})
+    } else {
+        json!({"anyOf": [{"type": "null"}, reference("Model")]})
+    };
+    properties.insert("model".into(), with_description(model, &model_description));
+    let use_case = if routing { json!({"anyOf": [{"type": "null"}, reference("UseCase")]}) } else { json!({"type": "null"}) };
+    properties.insert("use_case".into(), with_description(use_case, &use_case_description));
+    if routing {
+        request["oneOf"] = json!([
+            {"properties": {"model": {"anyOf": [{"type": "null"}, auto]}, "use_case": reference("UseCase")},
+             "required": ["use_case"]},
+            {"properties": {"model": {"anyOf": [{"type": "null"}, reference("Model")]}, "use_case": {"type": "null"}}},
+        ]);
+    }
+}
+
+/// A preview names exactly one of a model of the price table and a known
+/// use case.
+fn tie_preview(preview: &mut Value, routing: bool) {
+    let Some(properties) = preview.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    let model_description = properties.get("model").cloned().unwrap_or(Value::Null);
+    let use_case_description = properties.get("use_case").cloned().unwrap_or(Value::Null);
+    properties.insert("model".into(), with_description(json!({"anyOf": [{"type": "null"}, reference("Model")]}), &model_description));
+    let use_case = if routing { json!({"anyOf": [{"type": "null"}, reference("UseCase")]}) } else { json!({"type": "null"}) };
+    properties.insert("use_case".into(), with_description(use_case, &use_case_description));
+    let mut branches = vec![json!({"properties": {"model": reference("Model"), "use_case": {"type": "null"}}, "required": ["model"]})];
+    if routing {
+        branches.push(json!({"properties": {"model": {"type": "null"}, "use_case": reference("UseCase")}, "required": ["use_case"]}));
+    }
+    preview["oneOf"] = Value::Array(branches);
 }
 
 /// `GET /openapi.json`: this document.
@@ -476,5 +542,34 @@ mod tests {
         let object = &doc["components"]["schemas"]["JsonObject"];
         assert_eq!((object["type"].as_str(), &object["additionalProperties"]["$ref"]), (Some("object"), &Value::from(JSON_REF)));
         assert_eq!(doc.pointer("/components/schemas/BulkRequest/properties/inputs/items/$ref"), Some(&Value::from(JSON_OBJECT_REF)));
+    }
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::*;
+
+    #[test]
+    fn the_upgrade_body_is_optional_but_an_object_when_sent() {
+        let doc = document(&Default::default());
+        let body = &doc["paths"]["/v1/jobs/{id}/upgrade"]["post"]["requestBody"];
+        assert_eq!(body["required"], false, "{body}");
+        assert_eq!(body["content"]["application/json"]["schema"], reference("UpgradeRequest"), "no `null` body");
+        let request = &doc["components"]["schemas"]["UpgradeRequest"];
+        assert_eq!(request["additionalProperties"], false);
+        assert_eq!(request["oneOf"].as_array().map(Vec::len), Some(2), "{request}");
+    }
+
+    #[test]
+    fn a_preview_names_one_of_a_model_and_a_use_case_and_is_never_null() {
+        let doc = document(&Default::default());
+        let preview = &doc["components"]["schemas"]["PreviewRequest"];
+        let branches = preview["oneOf"].as_array().expect("oneOf");
+        assert_eq!(branches[0]["required"], serde_json::json!(["model"]));
+        assert_eq!(branches[1]["required"], serde_json::json!(["use_case"]));
+        for request in ["SubmitRequest", "BulkRequest"] {
+            let p = &doc["components"]["schemas"][request]["properties"]["preview"];
+            assert_eq!(p["$ref"], "#/components/schemas/PreviewRequest", "{request}: {p}");
+        }
     }
 }

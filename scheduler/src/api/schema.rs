@@ -20,7 +20,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: e.g. `invalid_json`, `invalid_field`, `invalid_query`, `invalid_cursor`,
     /// `invalid_input`, `invalid_timezone`, `unknown_model`, `unknown_use_case`, `invalid_idempotency_key`, `idempotency_conflict`,
-    /// `not_cancellable`, `unauthorized`, `not_found`, `method_not_allowed`, `payload_too_large`,
+    /// `not_cancellable`, `not_upgradable`, `unauthorized`, `not_found`, `method_not_allowed`, `payload_too_large`,
     /// `too_many_inputs`, `invalid_body`, `quota_exceeded`, `unavailable`, `internal`.
     pub code: String,
     /// For people: what is wrong and, where it helps, what would be right.

@@ -59,6 +59,15 @@ pub struct UsageGroup {
     pub saved_cache: i64,
     /// Credits semantic cache hits (rewordings of a prompt that succeeded) saved.
     pub saved_semantic: i64,
+    /// Previews (jobs submitted with `preview`) among the jobs counted.
+    pub previews: i64,
+    /// Upgrades (jobs made by `POST /v1/jobs/{id}/upgrade`) among the jobs counted.
+    pub upgrades: i64,
+    /// What the preview-first pattern saved at list prices against rendering every preview request at full
+    /// quality: for each preview, its upgrade target's list price minus its own, less the list price of every
+    /// upgrade of a preview. Negative when more was upgraded than the previews saved. Apart from `saved_offpeak`
+    /// and `saved_cache`, which are counted on the jobs that ran.
+    pub saved_preview: i64,
 }
 
 impl From<&UsageSums> for UsageGroup {
@@ -70,6 +79,9 @@ impl From<&UsageSums> for UsageGroup {
             saved_offpeak: s.saved_offpeak,
             saved_cache: s.saved_cache,
             saved_semantic: s.saved_semantic,
+            previews: s.previews,
+            upgrades: s.upgrades,
+            saved_preview: s.saved_preview,
         }
     }
 }

@@ -476,7 +476,7 @@ pub async fn job(State(state): State<AppState>, _: Operator, PathId(id, _): Path
     Ok(Json(JobPage {
         can_retry: matches!(job_state, Some(JobState::Dead | JobState::Failed)),
         can_cancel: job_state.is_some_and(JobState::is_cancellable),
-        job: JobView::from(row),
+        job: JobView::read(&state.pool, row).await?,
         tenant,
         batch,
         timeline,

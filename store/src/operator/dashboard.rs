@@ -205,7 +205,8 @@ pub async fn spend_by_day_and_model(conn: &mut PgConnection, from: DateTime<Utc>
         "SELECT (l.finished_at AT TIME ZONE 'UTC')::date AS day, l.model, {sums}
          FROM tenants t
          CROSS JOIN LATERAL (
-             SELECT model, credits, list_credits, cache_hit, semantic, finished_at FROM usage_ledger
+             SELECT model, credits, list_credits, cache_hit, semantic, finished_at,
+                    preview_target_list, parent_id, upgrade_of_preview FROM usage_ledger
              WHERE tenant_id = t.id AND finished_at >= $1 AND finished_at < $2
          ) l
          GROUP BY 1, 2

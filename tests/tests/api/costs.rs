@@ -93,7 +93,7 @@ async fn the_offpeak_multiplier_discounts_low_priority_jobs_but_not_normal_ones(
     assert_eq!(body["group_by"], "model");
     assert_eq!(
         body["groups"]["flux-pro"],
-        json!({"requests": 5, "credits": 19, "list_credits": 25, "saved_offpeak": 6, "saved_cache": 0, "saved_semantic": 0})
+        json!({"requests": 5, "credits": 19, "list_credits": 25, "saved_offpeak": 6, "saved_cache": 0, "saved_semantic": 0, "previews": 0, "upgrades": 0, "saved_preview": 0})
     );
     assert_eq!(body["totals"]["credits"], 19);
 }
@@ -157,7 +157,7 @@ async fn usage_by_day_model_and_user_follows_the_tenants_timezone() {
     release_and_work(&env, &ctx).await;
     assert_eq!(ledger_disagreements(&env).await, 0);
 
-    let g = |r, c| json!({"requests": r, "credits": c, "list_credits": c, "saved_offpeak": 0, "saved_cache": 0, "saved_semantic": 0});
+    let g = |r, c| json!({"requests": r, "credits": c, "list_credits": c, "saved_offpeak": 0, "saved_cache": 0, "saved_semantic": 0, "previews": 0, "upgrades": 0, "saved_preview": 0});
     let body = usage(&env, &key, "?group_by=day&start=2027-06-01&end=2027-06-02").await;
     assert_eq!(body["timezone"], "America/New_York");
     assert_eq!(body["start"], "2027-06-01T04:00:00Z", "local midnight, EDT");

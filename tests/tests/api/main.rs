@@ -58,6 +58,7 @@ mod hostile_input;
 mod openapi;
 mod operator_cli;
 mod pipeline;
+mod preview;
 mod provider_faults;
 mod prune;
 mod recovery;

@@ -45,6 +45,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/bulk"),
     ("GET", "/v1/jobs/{id}"),
     ("DELETE", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/upgrade"),
     ("GET", "/v1/schedules"),
     ("POST", "/v1/schedules"),
     ("GET", "/v1/schedules/{id}"),
@@ -534,6 +535,24 @@ fn urlencode(s: &str) -> String {
 
 // ---------------------------------------------------------------- responses and request bodies
 
+/// Submits `body` and gives the job the state a worker would (`succeeded`,
+/// with a result), so that it can be upgraded; returns its id.
+async fn succeeded_job(env: &TestEnv, key: &str, body: &Value) -> String {
+    let (status, job) = env.post(key, "/v1/jobs", body).await;
+    assert_eq!(status, 201, "{job}");
+    let id: Uuid = job["id"].as_str().expect("id").parse().expect("a uuid");
+    sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', result = '{\"url\": \"https://example.com/x.png\"}', credits = 0,
+                finished_at = created_at
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&env.pool)
+    .await
+    .expect("the job succeeds");
+    id.to_string()
+}
+
 /// One sample request, and what the test expects of it.
 struct Sample {
     method: &'static str,
@@ -680,6 +699,12 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
         assert_eq!(status, 201);
     }
     let limited = env.tenant("limited", "UTC").await;
+    // Succeeded jobs to upgrade: a preview (whose recorded target an empty body upgrades to), and one of the
+    // tenant whose limit is spent.
+    let preview = json!({"model": "flux-pro", "input": {"prompt": "a fox"}, "preview": {"model": "flux-schnell"}});
+    let upgradable = format!("/v1/jobs/{}/upgrade", succeeded_job(&env, &key, &preview).await);
+    let limited_job = json!({"model": "flux-schnell", "input": {"prompt": "to upgrade"}, "user_id": "u-1"});
+    let limited_upgrade = format!("/v1/jobs/{}/upgrade", succeeded_job(&env, &limited, &limited_job).await);
     let spent = offpeak_store::tenants::TenantUpdate { daily_credits: Some(Some(0)), ..Default::default() };
     offpeak_store::tenants::update(&env.pool, "limited", &spent).await.expect("set a limit");
     let samples = vec![
@@ -745,6 +770,29 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
         sample("DELETE", "/v1/jobs/{id}", job_path.clone(), &key, 200),
         sample("DELETE", "/v1/jobs/{id}", job_path.clone(), &key, 409),
         sample("DELETE", "/v1/jobs/{id}", unknown_path.clone(), &key, 404),
+        // POST /v1/jobs/{id}/upgrade
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 201),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 200).json(json!({})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 201).json(json!({"model": "flux-pro", "input": {"width": 1024}})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 200).json(json!({"input": {"width": 1024}, "model": "flux-pro"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 201)
+            .json(json!({"use_case": "print", "priority": "normal", "input": null, "metadata": null})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 201).json(json!({"model": "auto", "use_case": "marketing", "metadata": {"k": 1}})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 400).raw(b"{\"model\": "),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 401).json(json!({})).no_key(),
+        sample("POST", "/v1/jobs/{id}/upgrade", format!("{unknown_path}/upgrade"), &key, 404).json(json!({})),
+        sample("POST", "/v1/jobs/{id}/upgrade", "/v1/jobs/nope/upgrade", &key, 404).json(json!({})),
+        sample("POST", "/v1/jobs/{id}/upgrade", format!("{job_path}/upgrade"), &key, 409).json(json!({"model": "flux-pro"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 413).json(json!({"input": {"p": "x".repeat(65 * 1024)}})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!({"model": "dall-e-9"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!({"model": "auto"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!({"model": "flux-dev", "use_case": "print"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!({"input": "wider"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!({"colour": "red"})),
+        sample("POST", "/v1/jobs/{id}/upgrade", upgradable.clone(), &key, 422).json(json!(["flux-pro"])),
+        // A job submitted without a preview records no target to upgrade to.
+        sample("POST", "/v1/jobs/{id}/upgrade", limited_upgrade.clone(), &limited, 422).json(json!({})),
+        sample("POST", "/v1/jobs/{id}/upgrade", limited_upgrade.clone(), &limited, 429).json(json!({"model": "flux-pro"})),
         // POST /v1/schedules
         sample("POST", "/v1/schedules", "/v1/schedules", &key, 200).json(nightly.clone()),
         sample("POST", "/v1/schedules", "/v1/schedules", &key, 201)

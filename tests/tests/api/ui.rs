@@ -454,7 +454,7 @@ async fn spend_per_model_and_day_equals_the_usage_api_with_what_off_peak_saved()
     assert_eq!(seen_totals, totals);
     assert_eq!(
         sp["totals"],
-        json!({"requests": 11, "credits": 37, "list_credits": 50, "saved_offpeak": 13, "saved_cache": 0, "saved_semantic": 0}),
+        json!({"requests": 11, "credits": 37, "list_credits": 50, "saved_offpeak": 13, "saved_cache": 0, "saved_semantic": 0, "previews": 0, "upgrades": 0, "saved_preview": 0}),
         "4×3 + 2×2 + 15 + 3×1 + 3 credits; 4×2 + 3×1 + 2 saved"
     );
     assert!(!expected.contains_key("stable-audio"), "older than 30 days");
