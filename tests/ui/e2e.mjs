@@ -205,13 +205,14 @@ async function run(browser) {
   // ---- Spend
   await openTab(page, 'spend', '[data-testid="spend-credits"]');
   const spend = await ui('/ui/api/spend');
-  const totals = { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0, saved_semantic: 0 };
+  const totals = { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0, saved_semantic: 0, saved_preview: 0 };
   const perModel = {};
   for (const key of KEYS) {
     const u = await getJson(`/v1/usage?group_by=model&start=${spend.from}&end=${spend.until}`, key);
     for (const [model, g] of Object.entries(u.groups)) {
       perModel[model] = perModel[model] || { requests: 0, credits: 0, list_credits: 0, saved_offpeak: 0, saved_cache: 0, saved_semantic: 0 };
-      for (const k of Object.keys(totals)) { perModel[model][k] += g[k]; totals[k] += g[k]; }
+      // The per-model table shows every sum but the preview's (a card only).
+      for (const k of Object.keys(totals)) { totals[k] += g[k]; if (k in perModel[model]) perModel[model][k] += g[k]; }
     }
   }
   check(totals.credits > 0 && totals.saved_offpeak > 0, `the usage API reports spend (${totals.credits}) and off-peak savings (${totals.saved_offpeak})`);
@@ -220,6 +221,7 @@ async function run(browser) {
   same(await cardNumber(page, 'spend-saved-offpeak'), totals.saved_offpeak, 'saved by off-peak = /v1/usage');
   same(await cardNumber(page, 'spend-saved-cache'), totals.saved_cache, 'saved by the cache = /v1/usage');
   same(await cardNumber(page, 'spend-saved-semantic'), totals.saved_semantic, 'saved by the semantic cache = /v1/usage');
+  same(await cardNumber(page, 'spend-saved-preview'), totals.saved_preview, 'saved by preview first = /v1/usage');
   same(await cardNumber(page, 'spend-requests'), totals.requests, 'requests = /v1/usage');
   const rows = await page.locator('[data-testid="spend-row"]').evaluateAll((trs) => trs.map((tr) => [tr.getAttribute('data-model'),
     Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map((td) => [td.getAttribute('data-field'), Number(td.getAttribute('data-value'))]))]));

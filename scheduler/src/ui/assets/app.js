@@ -297,6 +297,7 @@
             card('saved by the off-peak price', tot.saved_offpeak, 'spend-saved-offpeak'),
             card('saved by the cache', tot.saved_cache, 'spend-saved-cache'),
             card('saved by the semantic cache', tot.saved_semantic, 'spend-saved-semantic'),
+            card('saved by preview first', tot.saved_preview, 'spend-saved-preview'),
             card('requests', tot.requests, 'spend-requests')),
           h('div', { class: 'card chart-card', 'data-testid': 'spend-chart' },
             h('div', { class: 'chart-title', text: 'Credits per day (UTC)' }),
