@@ -242,7 +242,8 @@ pub fn encode(v: &[f32]) -> Vec<u8> {
 /// A stored vector; `None` when its length is not a multiple of 4.
 #[must_use]
 pub fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
-    if !bytes.len().is_multiple_of(4) {
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the workspace says 1.85
+    if bytes.len() % 4 != 0 {
         return None;
     }
     Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
@@ -305,6 +306,19 @@ impl Index {
         if s.ids.is_empty() {
             self.scopes.remove(scope);
         }
+    }
+
+    /// The length of the vectors held for `scope`, if it holds any.
+    #[must_use]
+    pub fn dim(&self, scope: &[u8]) -> Option<usize> {
+        self.scopes.get(scope).filter(|s| !s.ids.is_empty()).map(|s| s.dim)
+    }
+
+    /// The length of the vectors of some scope: what the embeddings model
+    /// answers, when `scope` holds none yet.
+    #[must_use]
+    pub fn any_dim(&self) -> Option<usize> {
+        self.scopes.values().find(|s| !s.ids.is_empty()).map(|s| s.dim)
     }
 
     /// Vectors held, over every scope.
@@ -405,6 +419,7 @@ mod tests {
         assert!(index.search(b"s3", &q, 0.5, 10).is_empty());
         assert!(index.search(b"s1", &normalize(vec![0.0, 0.0, 1.0]).unwrap(), 0.95, 10).is_empty());
         assert_eq!(index.last_seq(b"s1"), 2);
+        assert_eq!((index.dim(b"s1"), index.dim(b"s3")), (Some(3), None));
         index.evict_before(b"s1", 2);
         assert_eq!(index.search(b"s1", &q, 0.5, 10).iter().map(|f| f.0).collect::<Vec<_>>(), vec![b]);
         index.evict_before(b"s1", 10);

@@ -177,14 +177,15 @@ impl SemanticCache {
             }
         }
 
-        self.embed_missing(client, &mut asking).await;
-
         // The index, up to date for the scopes asked about.
         let since = cache_config.since(now);
-        let scopes: HashSet<Vec<u8>> = asking.iter().filter(|a| a.vector.is_some()).map(|a| a.scope.clone()).collect();
+        let scopes: HashSet<Vec<u8>> = asking.iter().map(|a| a.scope.clone()).collect();
         for scope in &scopes {
             self.refresh(conn, scope, client.model(), since).await?;
         }
+
+        self.embed_missing(client, &mut asking).await;
+        self.drop_misshapen(&mut asking);
         let found: Vec<Vec<(Uuid, f32)>> = {
             let index = self.index();
             asking
@@ -262,6 +263,26 @@ impl SemanticCache {
                     tracing::warn!(error = %e, jobs = chunk.len(),
                         "embeddings failed: these jobs get no semantic lookup and go to the provider (fail open)");
                 }
+            }
+        }
+    }
+
+    /// Drops new vectors whose length is not the one their scope's vectors
+    /// have (else the configured `dimensions`, else any scope's): an answer that breaks the
+    /// contract in a way a single vector cannot show (a truncated vector
+    /// looks like a shorter model's). Such a job is a miss, and its vector
+    /// is not stored to mislead later rounds.
+    fn drop_misshapen(&self, asking: &mut [Asking]) {
+        let configured = self.config.embeddings.as_ref().and_then(|e| e.dimensions).map(|d| d as usize);
+        let index = self.index();
+        for a in asking.iter_mut().filter(|a| !a.stored) {
+            let Some(v) = &a.vector else { continue };
+            let want = index.dim(&a.scope).or(configured).or_else(|| index.any_dim());
+            if want.is_some_and(|d| d != v.len()) {
+                tracing::warn!(job_id = %a.job.id, got = v.len(), want = ?want,
+                    "embeddings answer of the wrong length: no semantic lookup for this job (fail open)");
+                metrics::EMBEDDINGS_CALLS.with_label_values(&["garbage"]).inc();
+                a.vector = None;
             }
         }
     }
