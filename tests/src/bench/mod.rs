@@ -15,6 +15,7 @@
 //! | 5 `memory` | peak RSS (VmHWM) of scheduler and workers in runs 1 and 3, and run 3 at 100,000 jobs | 64 MiB |
 //! | 6 `window` | window opening → first publish, 100 openings: p50, p99 | |
 //! | 7 `semantic` | the semantic cache: index lookup p99 with 100,000 prompts in one scope; 20,000 jobs through the stack with the exact cache, then the semantic cache (misses, then rewordings) | the exact-cache phase |
+//! | 8 `savings` | issue #19's savings run: 1,000 hero-image requests (60% distinct, 10% repeats, 30% rewordings), as they are, then with each lever alone (off-peak price, exact cache, semantic cache, previews of which 20% are upgraded) and all together: credits, provider items, saving | the `before` phase: every request at full quality, no cache |
 //!
 //! `--scale` multiplies the sizes (and the 30 s of run 2); `--only` picks
 //! runs. The results are printed as a table and written into BENCHMARKS.md
@@ -22,6 +23,7 @@
 //! `deploy/bench.sh` is the one command that builds and runs it.
 
 pub mod runs;
+pub mod savings;
 pub mod semantic;
 pub mod stack;
 
@@ -48,6 +50,7 @@ pub enum Run {
     Memory,
     Window,
     Semantic,
+    Savings,
 }
 
 /// Everything a benchmark run is told.
@@ -122,6 +125,7 @@ pub struct Results {
     pub burst_small: Option<BurstResult>,
     pub window: Option<WindowResult>,
     pub semantic: Option<semantic::SemanticResult>,
+    pub savings: Option<savings::SavingsResult>,
 }
 
 /// Runs the chosen runs in order, printing each result as it comes.
@@ -177,6 +181,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
             x.lookup_p50_us, x.lookup_p99_us, x.held, x.exact_secs, x.semantic_miss_secs, x.semantic_hit_secs
         );
         r.semantic = Some(x);
+    }
+    if opts.wants(Run::Savings) {
+        eprintln!("bench: run 8, the savings run (issue #19)");
+        let x = savings::savings(opts).await?;
+        if let Some(t) = x.phase("together") {
+            eprintln!("bench:   together: {:.0}% saved against every request at full quality, no cache", t.saved * 100.0);
+        }
+        r.savings = Some(x);
     }
     Ok(r)
 }
@@ -356,7 +368,79 @@ pub fn table(r: &Results) -> String {
             None,
         );
     }
+    if let Some(s) = &r.savings {
+        savings_rows(s, &mut row);
+    }
     t
+}
+
+/// Run 8's rows: one per phase, then the targets.
+fn savings_rows(s: &savings::SavingsResult, row: &mut impl FnMut(&str, &str, &str, String, &str, Option<bool>)) {
+    let run = format!(
+        "savings, {} hero images (flux-pro, 5): {} distinct, {} repeats, {} rewordings; {} previews (flux-schnell, 1) upgraded; off-peak ×{}",
+        rate(s.requests as f64),
+        rate(s.originals as f64),
+        rate(s.repeats as f64),
+        rate(s.rewordings as f64),
+        rate(s.upgrades as f64),
+        s.multiplier
+    );
+    for p in &s.phases {
+        let what = match p.name.as_str() {
+            "before" => "every request at full quality (`normal`, no cache)",
+            "offpeak" => "off-peak price alone (`low`, no cache)",
+            "exact" => "exact cache alone",
+            "semantic" => "semantic cache alone",
+            "preview" => "preview first alone (upgrades at `normal`, no cache)",
+            "together" => "all together (previews with the semantic cache, upgrades off-peak)",
+            other => other,
+        };
+        row(
+            "8",
+            &run,
+            &format!("`{}`, {what}: credits / provider items (distinct requests) / most billed per input / saved", p.name),
+            format!(
+                "{} / {} ({}) / {} / {:.0}%",
+                rate(p.credits as f64),
+                rate(p.provider_items as f64),
+                rate(p.distinct_requests as f64),
+                p.max_billed_per_input,
+                p.saved * 100.0
+            ),
+            "",
+            None,
+        );
+    }
+    let usage: Vec<String> = s
+        .phases
+        .iter()
+        .map(|p| format!("{} {} / {} / {} / {}", p.name, rate(p.saved_offpeak as f64), rate(p.saved_cache as f64), rate(p.saved_semantic as f64), rate(p.saved_preview as f64)))
+        .collect();
+    row("8", &run, "`/v1/usage`: saved_offpeak / saved_cache / saved_semantic / saved_preview", usage.join("; "), "", None);
+    let semantic_hits: Vec<String> = s.phases.iter().filter(|p| p.name == "semantic" || p.name == "together").map(|p| format!("{} {}", p.name, rate(p.semantic_hits as f64))).collect();
+    row(
+        "8",
+        &run,
+        "rewordings scored ≥ 0.95 with their source / answered by the semantic cache",
+        format!("{} of {} / {}", rate(s.rewordings_close as f64), rate(s.rewordings as f64), semantic_hits.join(", ")),
+        "all",
+        Some(s.rewordings_close == s.rewordings && s.phases.iter().filter(|p| p.name == "semantic" || p.name == "together").all(|p| p.semantic_hits == s.rewordings as i64)),
+    );
+    if let Some(t) = s.phase("together") {
+        row("8", &run, "together: saved against `before`", format!("{:.0}%", t.saved * 100.0), "≥ 60%", Some(t.saved >= 0.6));
+        row(
+            "8",
+            &run,
+            "together: provider items ÷ distinct requests",
+            format!("{} ÷ {}", rate(t.provider_items as f64), rate(t.distinct_requests as f64)),
+            "1 (billed once per distinct request)",
+            Some(t.provider_items == t.distinct_requests),
+        );
+    }
+    let cached: Vec<&savings::PhaseResult> = s.phases.iter().filter(|p| p.cached).collect();
+    let max = cached.iter().map(|p| p.max_billed_per_input).max().unwrap_or(0);
+    let names: Vec<&str> = cached.iter().map(|p| p.name.as_str()).collect();
+    row("8", &run, &format!("max billed per distinct input ({})", names.join(", ")), max.to_string(), "1", Some(max == 1));
 }
 
 /// Where and on what the benchmark ran.

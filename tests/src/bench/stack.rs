@@ -99,6 +99,8 @@ pub struct Stack {
     pub database_url: String,
     pub queue: String,
     pub api: String,
+    /// The simulator's base URL (provider and embeddings endpoint; `GET /v1/stats`).
+    pub sim_url: String,
     pub pool: PgPool,
     /// API key of the tenant `bench`.
     pub key: String,
@@ -157,6 +159,7 @@ impl Stack {
             // The simulator's embeddings endpoint too, for the semantic
             // cache (only jobs that ask for it call it).
             ("OFFPEAK_EMBEDDINGS_URL".into(), format!("http://127.0.0.1:{sim_port}")),
+            ("OFFPEAK_EMBEDDINGS_API_KEY".into(), "local-dev-key".into()),
         ];
         env.extend(config.env.iter().cloned());
 
@@ -186,6 +189,7 @@ impl Stack {
             database_url,
             queue,
             api: api.clone(),
+            sim_url: format!("http://127.0.0.1:{sim_port}"),
             pool,
             key,
             tenant_id: tenant.id,
