@@ -435,24 +435,10 @@ fn tokens(text: &str) -> u64 {
 }
 
 /// Standard base64 (RFC 4648 §4, with `=` padding): what OpenAI's
-/// `encoding_format: "base64"` carries. Written here: a dozen lines do not
-/// warrant a new dependency of the crate (and a Cargo.lock change).
+/// `encoding_format: "base64"` carries.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let triple = byte(0) << 16 | byte(1) << 8 | byte(2);
-        // A chunk of n bytes gives n + 1 characters, then padding to 4.
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(triple >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The floats of `vector` as little-endian `f32` bytes, base64-encoded.
@@ -1267,36 +1253,8 @@ mod tests {
 
     /// Standard base64 back to bytes, strictly (the test's client side).
     fn unbase64(text: &str) -> Result<Vec<u8>, String> {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let chunks = text.as_bytes().chunks_exact(4);
-        if !chunks.remainder().is_empty() {
-            return Err(format!("length {} is not a multiple of 4", text.len()));
-        }
-        let count = chunks.len();
-        let mut out = Vec::new();
-        for (i, chunk) in chunks.enumerate() {
-            let mut n = 0u32;
-            let mut padding = 0;
-            for &c in chunk {
-                n <<= 6;
-                if c == b'=' {
-                    padding += 1;
-                } else if padding > 0 {
-                    return Err("data after padding".into());
-                } else {
-                    let value = ALPHABET
-                        .iter()
-                        .position(|&a| a == c)
-                        .ok_or_else(|| format!("{:?} is not base64", char::from(c)))?;
-                    n |= value as u32;
-                }
-            }
-            if padding > 2 || (padding > 0 && i + 1 != count) {
-                return Err("misplaced padding".into());
-            }
-            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..3 - padding]);
-        }
-        Ok(out)
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| e.to_string())
     }
 
     /// Reads a 200's body the way a strict client must: OpenAI's shape, one
