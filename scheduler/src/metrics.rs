@@ -138,7 +138,7 @@ pub use offpeak_runtime::metrics::{CACHE_HITS, CREDITS_SAVED};
 pub static EMBEDDINGS_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "offpeak_embeddings_calls_total",
-        "Calls to the embeddings endpoint by outcome: ok, timeout, unreachable, error_status, garbage (each a miss: the semantic cache fails open)",
+        "Calls to the embeddings endpoint by outcome: ok, timeout, unreachable, error_status, garbage, skipped (the breaker is open); each but ok is a miss: the semantic cache fails open",
         &["outcome"]
     )
     .expect("metric registers once")
@@ -148,6 +148,13 @@ pub static EMBEDDINGS_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         "offpeak_embeddings_seconds",
         "Time of one embeddings call, retries included",
         vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]
+    )
+    .expect("metric registers once")
+});
+pub static EMBEDDINGS_BREAKER_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "offpeak_embeddings_breaker_open",
+        "1 while release rounds skip the embeddings endpoint after a failure (semantic jobs are misses), else 0"
     )
     .expect("metric registers once")
 });

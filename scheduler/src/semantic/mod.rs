@@ -12,7 +12,10 @@
 //!    deadline. **Fail open:** a job whose embedding failed is a miss (a log
 //!    line and `offpeak_embeddings_calls_total{outcome}`), sent to the
 //!    provider like any other, never failed and never held back longer than
-//!    the deadline;
+//!    the deadline; after a failed call the next rounds skip the endpoint
+//!    for 5 s, doubling per failure up to 60 s (a circuit breaker,
+//!    `offpeak_embeddings_breaker_open`), so an outage does not cost every
+//!    round its deadline;
 //! 3. bring the index up to date for each scope (the vectors other rounds,
 //!    and other replicas, stored since; `offpeak_store::semantic::load_scope`)
 //!    and search it: candidates at or above the threshold, most similar
@@ -57,6 +60,12 @@ const CANDIDATES: usize = 8;
 const VECTOR_GRACE: TimeDelta = TimeDelta::days(1);
 /// How often a scope's expired vectors are dropped from memory.
 const EVICT_EVERY: Duration = Duration::from_secs(600);
+/// After a failed embeddings call, how long rounds skip the endpoint
+/// (their semantic jobs are misses at once), doubled for each failure in a
+/// row up to [`BREAKER_MAX`]: a down or hanging endpoint would otherwise
+/// cost every release round, every tenant's, its full deadline.
+const BREAKER_BASE: Duration = Duration::from_secs(5);
+const BREAKER_MAX: Duration = Duration::from_secs(60);
 
 /// The semantic cache's settings.
 #[derive(Debug, Clone)]
@@ -90,12 +99,22 @@ struct ScopeState {
     last_evicted: Instant,
 }
 
+/// The circuit breaker of the embeddings endpoint.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Failed rounds in a row.
+    failures: u32,
+    /// Until when rounds skip the endpoint.
+    open_until: Option<Instant>,
+}
+
 /// The embeddings client and the index, held by the release loop.
 pub struct SemanticCache {
     config: SemanticConfig,
     client: Option<Embeddings>,
     index: Mutex<Index>,
     scopes: Mutex<HashMap<Vec<u8>, ScopeState>>,
+    breaker: Mutex<Breaker>,
 }
 
 impl std::fmt::Debug for SemanticCache {
@@ -119,12 +138,18 @@ impl SemanticCache {
     /// The embeddings client cannot be built.
     pub fn new(config: SemanticConfig) -> Result<Self, reqwest::Error> {
         let client = config.embeddings.clone().map(Embeddings::new).transpose()?;
-        Ok(Self { config, client, index: Mutex::new(Index::default()), scopes: Mutex::new(HashMap::new()) })
+        Ok(Self { config, client, index: Mutex::default(), scopes: Mutex::default(), breaker: Mutex::default() })
     }
 
     /// The step that sends every job on (no embeddings endpoint).
     pub fn disabled(config: SemanticConfig) -> Self {
-        Self { config: SemanticConfig { embeddings: None, ..config }, client: None, index: Mutex::new(Index::default()), scopes: Mutex::new(HashMap::new()) }
+        Self {
+            config: SemanticConfig { embeddings: None, ..config },
+            client: None,
+            index: Mutex::default(),
+            scopes: Mutex::default(),
+            breaker: Mutex::default(),
+        }
     }
 
     /// Whether jobs can get semantic hits (an embeddings endpoint is set).
@@ -246,12 +271,19 @@ impl SemanticCache {
         if todo.is_empty() {
             return;
         }
+        let open = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open_until.is_some_and(|t| Instant::now() < t);
+        if open {
+            metrics::EMBEDDINGS_CALLS.with_label_values(&["skipped"]).inc();
+            tracing::debug!(jobs = todo.len(), "embeddings endpoint skipped after recent failures: these jobs are misses");
+            return;
+        }
         let chunks: Vec<Vec<usize>> = todo.chunks(embeddings::MAX_TEXTS_PER_CALL).map(<[usize]>::to_vec).collect();
         let calls = chunks.iter().map(|chunk| {
             let texts: Vec<String> = chunk.iter().map(|&i| asking[i].prompt.clone()).collect();
             async move { client.embed(&texts).await }
         });
         let results = futures_util::future::join_all(calls).await;
+        self.record(results.iter().all(Result::is_ok));
         for (chunk, result) in chunks.iter().zip(results) {
             match result {
                 Ok(vectors) => {
@@ -265,6 +297,25 @@ impl SemanticCache {
                 }
             }
         }
+    }
+
+    /// Closes the breaker after a round whose calls all answered, or opens
+    /// it for [`BREAKER_BASE`] doubled per failed round in a row.
+    fn record(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ok {
+            if b.failures > 0 {
+                tracing::info!("embeddings endpoint answering again; semantic lookups resume");
+            }
+            *b = Breaker::default();
+        } else {
+            b.failures = b.failures.saturating_add(1);
+            let pause = BREAKER_BASE.saturating_mul(1 << (b.failures - 1).min(4)).min(BREAKER_MAX);
+            b.open_until = Some(Instant::now() + pause);
+            tracing::warn!(pause_secs = pause.as_secs(), failures = b.failures,
+                "embeddings endpoint failed; release rounds skip it for a while (their semantic jobs are misses)");
+        }
+        metrics::EMBEDDINGS_BREAKER_OPEN.set(i64::from(!ok));
     }
 
     /// Drops new vectors whose length is not the one their scope's vectors

@@ -297,3 +297,21 @@ async fn an_embeddings_endpoint_refusing_the_key_is_a_miss() {
     let keyed = SimConfig { api_key: Some("the-right-key".into()), ..SimConfig::default() };
     released_as_a_miss_when(keyed, sim_embeddings).await;
 }
+
+#[tokio::test]
+async fn after_a_failed_embeddings_call_the_next_rounds_skip_the_endpoint_for_a_while() {
+    let (env, key) = env_in_window(SimConfig { embeddings_hang: true, slow: Duration::from_secs(30), ..SimConfig::default() }).await;
+    // One release loop across the rounds, as a running scheduler has.
+    let releaser = releaser(&env, embeddings_at(&env.sim.url, Duration::from_millis(300)));
+    submit(&env, &key, semantic_job("a teal kayak on a calm lake")).await;
+    let first = releaser.run_once().await.expect("round");
+    assert_eq!(first.released, 1, "{first:?}");
+    let calls = env.sim.sim.stats().embedding_calls;
+    assert!(calls >= 1, "the first round called the endpoint");
+
+    // The next round does not wait for it again: its semantic job is a miss at once.
+    submit(&env, &key, semantic_job("a crimson kayak on a calm lake")).await;
+    let second = releaser.run_once().await.expect("round");
+    assert_eq!(second.released, 1, "{second:?}");
+    assert_eq!(env.sim.sim.stats().embedding_calls, calls, "the second round skipped the endpoint");
+}
