@@ -190,6 +190,10 @@ pub struct ServeArgs {
     /// JSON pointer to the prompt in a job's input; every other field must be equal for a semantic hit.
     #[arg(long, env = "OFFPEAK_SEMANTIC_FIELD", default_value = "/prompt", value_parser = offpeak_core::semantic::PromptField::parse)]
     pub semantic_field: offpeak_core::semantic::PromptField,
+    /// Longest a release round searches the semantic index, in milliseconds; the semantic jobs it has no
+    /// time for stay held and lead the next round (at least one is searched per round).
+    #[arg(long, env = "OFFPEAK_SEMANTIC_SEARCH_BUDGET_MS", default_value_t = crate::semantic::SEARCH_BUDGET_DEFAULT.as_millis() as u64)]
+    pub semantic_search_budget_ms: u64,
     /// Token of the operator dashboard at /ui (16 to 256 visible ASCII
     /// characters); unset or empty, the dashboard is disabled.
     #[arg(long, env = "OFFPEAK_OPERATOR_TOKEN", hide_env_values = true)]
@@ -450,6 +454,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }),
             threshold: a.semantic_threshold,
             field: a.semantic_field.clone(),
+            search_budget: Duration::from_millis(a.semantic_search_budget_ms),
         },
     });
     let rescue = (!a.no_release).then(|| RescueConfig {

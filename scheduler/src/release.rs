@@ -263,6 +263,8 @@ impl Releaser {
         let semantic = self.semantic.run(&mut tx, step.send, self.config.cache, &self.config.prices, now).await?;
         report.answered = step.answered + semantic.answered;
         report.answered_semantic = semantic.answered;
+        // Jobs the semantic search had no time for this round are still due.
+        report.more |= semantic.deferred > 0;
 
         let mut by_model: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
         for job in semantic.send {

@@ -19,7 +19,8 @@
 //! 3. bring the index up to date for each scope (the vectors other rounds,
 //!    and other replicas, stored since; `offpeak_store::semantic::load_scope`)
 //!    and search it: candidates at or above the threshold, most similar
-//!    first;
+//!    first, for at most [`SemanticConfig::search_budget`] a round (the jobs left over stay
+//!    `held` and lead the next round, which runs at once);
 //! 4. check the candidates in the store (`offpeak_store::semantic::sources`:
 //!    provider-made success within the TTL, same scope), answer each job
 //!    from its most similar valid source (`cache_similarity`, 0 credits, a
@@ -58,6 +59,12 @@ const CANDIDATES: usize = 8;
 /// loaded: a vector is stored when its job is sent, and the job finishes
 /// (the time the TTL counts from) after that, within its attempts.
 const VECTOR_GRACE: TimeDelta = TimeDelta::days(1);
+/// Default longest a round searches the index
+/// ([`SemanticConfig::search_budget`]): the round holds the release lock,
+/// and a tenant with many semantic jobs against a large scope must not hold
+/// back every other tenant's release. At least one job is searched per
+/// round, so each round makes progress.
+pub const SEARCH_BUDGET_DEFAULT: Duration = Duration::from_millis(250);
 /// How often a scope's expired vectors are dropped from memory.
 const EVICT_EVERY: Duration = Duration::from_secs(600);
 /// After a failed embeddings call, how long rounds skip the endpoint
@@ -77,11 +84,13 @@ pub struct SemanticConfig {
     pub threshold: f32,
     /// Where the prompt is in an input (`OFFPEAK_SEMANTIC_FIELD`).
     pub field: PromptField,
+    /// The longest a round searches (`OFFPEAK_SEMANTIC_SEARCH_BUDGET_MS`).
+    pub search_budget: Duration,
 }
 
 impl Default for SemanticConfig {
     fn default() -> Self {
-        Self { embeddings: None, threshold: THRESHOLD_DEFAULT, field: PromptField::default() }
+        Self { embeddings: None, threshold: THRESHOLD_DEFAULT, field: PromptField::default(), search_budget: SEARCH_BUDGET_DEFAULT }
     }
 }
 
@@ -92,6 +101,9 @@ pub struct SemanticStep {
     pub send: Vec<ClaimedJob>,
     /// Jobs answered by a rewording (written).
     pub answered: u64,
+    /// Jobs left `held` because the round's search budget was spent: the
+    /// next round, which should run at once, takes them first.
+    pub deferred: u64,
 }
 
 #[derive(Debug)]
@@ -176,11 +188,11 @@ impl SemanticCache {
         now: DateTime<Utc>,
     ) -> Result<SemanticStep, sqlx::Error> {
         let Some(client) = self.client.as_ref().filter(|_| cache_config.enabled()) else {
-            return Ok(SemanticStep { send: jobs, answered: 0 });
+            return Ok(SemanticStep { send: jobs, ..SemanticStep::default() });
         };
         let (semantic, mut send): (Vec<ClaimedJob>, Vec<ClaimedJob>) = jobs.into_iter().partition(|j| j.semantic);
         if semantic.is_empty() {
-            return Ok(SemanticStep { send, answered: 0 });
+            return Ok(SemanticStep { send, ..SemanticStep::default() });
         }
         let started = Instant::now();
         let ids: Vec<Uuid> = semantic.iter().map(|j| j.id).collect();
@@ -211,13 +223,21 @@ impl SemanticCache {
 
         self.embed_missing(client, &mut asking).await;
         self.drop_misshapen(&mut asking);
-        let found: Vec<Vec<(Uuid, f32)>> = {
+        // The search, within the round's budget: the jobs it leaves stay
+        // `held` (their vectors stored, so they are not embedded again) and
+        // are the first the next round claims.
+        let searched_from = Instant::now();
+        let mut found: Vec<Vec<(Uuid, f32)>> = Vec::with_capacity(asking.len());
+        {
             let index = self.index();
-            asking
-                .iter()
-                .map(|a| a.vector.as_ref().map_or_else(Vec::new, |v| index.search(&a.scope, v, self.config.threshold, CANDIDATES)))
-                .collect()
-        };
+            for a in &asking {
+                if !found.is_empty() && searched_from.elapsed() >= self.config.search_budget {
+                    break;
+                }
+                found.push(a.vector.as_ref().map_or_else(Vec::new, |v| index.search(&a.scope, v, self.config.threshold, CANDIDATES)));
+            }
+        }
+        let deferred = asking.split_off(found.len());
         let candidates: Vec<Uuid> = found.iter().flatten().map(|c| c.0).collect::<HashSet<_>>().into_iter().collect();
         let sources = db::sources(conn, &candidates, since).await?;
 
@@ -254,6 +274,7 @@ impl SemanticCache {
 
         let vectors: Vec<NewVector> = misses
             .iter()
+            .chain(&deferred)
             .filter(|a| !a.stored)
             .filter_map(|a| a.vector.as_ref().map(|v| NewVector { job_id: a.job.id, scope: a.scope.clone(), embedding: rules::encode(v) }))
             .collect();
@@ -261,7 +282,11 @@ impl SemanticCache {
         send.extend(misses.into_iter().map(|a| a.job));
         metrics::SEMANTIC_STEP_SECONDS.observe(started.elapsed().as_secs_f64());
         metrics::SEMANTIC_INDEX_VECTORS.set(self.index().len() as i64);
-        Ok(SemanticStep { send, answered: answered.len() as u64 })
+        if !deferred.is_empty() {
+            metrics::SEMANTIC_LOOKUPS.with_label_values(&["deferred"]).inc_by(deferred.len() as u64);
+            tracing::debug!(jobs = deferred.len(), "semantic search budget spent: jobs left for the next round");
+        }
+        Ok(SemanticStep { send, answered: answered.len() as u64, deferred: deferred.len() as u64 })
     }
 
     /// Embeds the prompts without a vector: chunks in parallel, one

@@ -315,3 +315,29 @@ async fn after_a_failed_embeddings_call_the_next_rounds_skip_the_endpoint_for_a_
     assert_eq!(second.released, 1, "{second:?}");
     assert_eq!(env.sim.sim.stats().embedding_calls, calls, "the second round skipped the endpoint");
 }
+
+#[tokio::test]
+async fn a_round_out_of_search_time_leaves_its_other_semantic_jobs_held_for_the_next_round_without_embedding_them_again() {
+    let (env, key) = env_in_window(SimConfig::default()).await;
+    let releaser = env.releaser_with(ReleaseConfig {
+        semantic: SemanticConfig { embeddings: Some(sim_embeddings(&env)), search_budget: Duration::ZERO, ..SemanticConfig::default() },
+        ..env.options.release.clone()
+    });
+    for prompt in ["an amber lantern in fog", "a jade lantern in fog", "a violet lantern in fog"] {
+        submit(&env, &key, semantic_job(prompt)).await;
+    }
+    // No search time at all: each round searches one job (progress) and leaves the rest held.
+    let first = releaser.run_once().await.expect("round");
+    assert_eq!((first.released, first.more), (1, true), "{first:?}");
+    let embedded = env.sim.sim.stats().embedded_texts;
+    assert_eq!(embedded, 3, "the round embedded all three, once");
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(held, 2);
+    for _ in 0..2 {
+        let r = releaser.run_once().await.expect("round");
+        assert_eq!(r.released, 1, "{r:?}");
+    }
+    assert_eq!(env.sim.sim.stats().embedded_texts, embedded, "the vectors of the jobs left over were kept");
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(held, 0);
+}
