@@ -27,12 +27,13 @@ use uuid::Uuid;
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::release::{ReleaseConfig, ReleaseReport, Releaser};
 use offpeak_runtime::broker::{self, Publisher, Topology};
-use offpeak_core::clock::{ManualClock, SharedClock};
+use offpeak_core::clock::{Clock, ManualClock, SharedClock};
+use offpeak_core::message::BatchMessage;
 use offpeak_store::{self as db, jobs::JobRow};
 use offpeak_core::prices::PriceTable;
 use offpeak_runtime::shutdown::{Shutdown, ShutdownSignal};
 use offpeak_worker::consumer::{self, ConsumerConfig};
-use offpeak_worker::process::{Backoff, BatchContext};
+use offpeak_worker::process::{process_batch, Backoff, BatchContext};
 use offpeak_worker::provider::ProviderClient;
 
 use crate::sim::{self, RunningSim, SimConfig};
@@ -235,6 +236,35 @@ impl TestEnv {
             backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(100) },
             clock: self.shared_clock(),
         }
+    }
+
+    /// The batches released but not yet worked, as the messages a worker
+    /// would get (followers of a coalesced job, which have no batch, aside).
+    pub async fn queued_batches(&self) -> Vec<BatchMessage> {
+        let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
+            "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs
+             WHERE state = 'queued' AND batch_id IS NOT NULL GROUP BY batch_id, model",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("read the released batches");
+        rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, self.clock.now())).collect()
+    }
+
+    /// Works every released batch with `ctx`, in-process, so the jobs
+    /// finish at the clock's instant.
+    pub async fn work_released(&self, ctx: &BatchContext) {
+        for msg in self.queued_batches().await {
+            process_batch(ctx, &msg).await.expect("work a batch");
+        }
+    }
+
+    /// One release round at the clock's instant, then every released batch
+    /// worked with `ctx` ([`TestEnv::work_released`]).
+    pub async fn release_and_work(&self, ctx: &BatchContext) -> ReleaseReport {
+        let report = self.release_once().await;
+        self.work_released(ctx).await;
+        report
     }
 
     /// Starts an in-process worker consuming this environment's queue.

@@ -14,10 +14,9 @@ use offpeak_scheduler::firing::{FiringConfig, Firer};
 use offpeak_core::clock::Clock;
 use offpeak_store::cache;
 use offpeak_store::tenants::{self, TenantUpdate};
-use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
-use offpeak_worker::process::{process_batch, BatchContext};
+use offpeak_worker::process::process_batch;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -32,30 +31,6 @@ async fn env_in_window() -> (TestEnv, String) {
     let env = TestEnv::with(EnvOptions { now: at("2027-06-01T03:00:00Z"), ..Default::default() }).await;
     let key = env.tenant("acme", "UTC").await;
     (env, key)
-}
-
-/// The batches released but not yet worked, as the messages a worker would get.
-async fn queued_batches(env: &TestEnv) -> Vec<BatchMessage> {
-    let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs
-         WHERE state = 'queued' AND batch_id IS NOT NULL GROUP BY batch_id, model",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, env.clock.now())).collect()
-}
-
-/// Works every released batch with `ctx`, at the clock's instant.
-async fn work(env: &TestEnv, ctx: &BatchContext) {
-    for msg in queued_batches(env).await {
-        process_batch(ctx, &msg).await.unwrap();
-    }
-}
-
-async fn release_and_work(env: &TestEnv, ctx: &BatchContext) {
-    env.release_once().await;
-    work(env, ctx).await;
 }
 
 async fn submit(env: &TestEnv, key: &str, body: Value) -> Uuid {
@@ -83,7 +58,7 @@ async fn a_second_identical_job_is_answered_at_submission_for_zero_credits_witho
     let (env, key) = env_in_window().await;
     let ctx = env.batch_context();
     let first = submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "a red fox", "size": [512, 512]}})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.sim.sim.stats().items, 1);
 
     // The same input, keys in another order and spaced differently.
@@ -101,7 +76,7 @@ async fn a_second_identical_job_is_answered_at_submission_for_zero_credits_witho
     assert_eq!(second["result"], first_row.result.unwrap());
 
     // Nothing more reached the provider, and the usage shows the saving.
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.sim.sim.stats().items, 1);
     let (_, usage) = env.get(&key, "/v1/usage?group_by=model").await;
     assert_eq!(usage["groups"]["flux-dev"]["requests"], 2, "{usage}");
@@ -155,7 +130,7 @@ async fn a_job_released_while_an_identical_one_is_in_flight_waits_for_it() {
     assert_eq!(view["state"], "queued");
     assert_eq!(view["cache_source"], leader.to_string());
 
-    work(&env, &ctx).await;
+    env.work_released(&ctx).await;
     let f = env.job(follower).await;
     assert_eq!((f.state.as_str(), f.cache_hit, f.credits), ("succeeded", true, Some(0)));
     assert_eq!(f.result, env.job(leader).await.result);
@@ -172,7 +147,7 @@ async fn a_leader_finishing_while_a_round_attaches_a_follower_answers_the_follow
     let ctx = env.batch_context();
     let leader = submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": "race"}})).await;
     env.release_once().await;
-    let batch = queued_batches(&env).await.pop().expect("the leader's batch");
+    let batch = env.queued_batches().await.pop().expect("the leader's batch");
     let follower = submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": "race"}})).await;
     let cache_key: Vec<u8> = sqlx::query_scalar("SELECT cache_key FROM jobs WHERE id = $1").bind(follower).fetch_one(&env.pool).await.unwrap();
 
@@ -221,8 +196,8 @@ async fn followers_share_a_permanent_failure_and_get_their_own_chance_when_the_l
     assert_eq!(status, 200);
     let f = env.job(follower).await;
     assert_eq!((f.state.as_str(), f.cache_source), ("held", None));
-    work(&env, &ctx).await; // the cancelled leader's batch: nothing to do
-    release_and_work(&env, &ctx).await;
+    env.work_released(&ctx).await; // the cancelled leader's batch: nothing to do
+    env.release_and_work(&ctx).await;
     let f = env.job(follower).await;
     assert_eq!((f.state.as_str(), f.cache_hit, f.credits), ("succeeded", false, Some(1)));
 
@@ -232,7 +207,7 @@ async fn followers_share_a_permanent_failure_and_get_their_own_chance_when_the_l
         (0..3).map(|_| submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": "rejected"}}))),
     )
     .await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     for id in ids {
         let j = env.job(id).await;
         assert_eq!((j.state.as_str(), j.credits), ("failed", Some(0)), "{j:?}");
@@ -246,9 +221,9 @@ async fn cache_false_and_an_expired_ttl_call_the_provider_again() {
     let (env, key) = env_in_window().await;
     let ctx = env.batch_context();
     submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": 1}})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     let opted_out = submit(&env, &key, json!({"model": "flux-schnell", "input": {"p": 1}, "cache": false})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     let j = env.job(opted_out).await;
     assert_eq!((j.state.as_str(), j.cache_hit, j.credits), ("succeeded", false, Some(1)));
     assert_eq!(env.sim.sim.stats().items, 2);
@@ -257,7 +232,7 @@ async fn cache_false_and_an_expired_ttl_call_the_provider_again() {
     env.clock.advance(TimeDelta::hours(24) + TimeDelta::seconds(1));
     let (_, view) = env.post(&key, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"p": 1}, "priority": "normal"})).await;
     assert_eq!(view["state"], "held", "{view}");
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.sim.sim.stats().items, 3);
 }
 
@@ -268,7 +243,7 @@ async fn a_held_job_is_answered_at_release_by_an_identical_job_that_ran_since() 
     let ctx = env.batch_context();
     let ny = submit(&env, &key, json!({"model": "flux-dev", "input": {"p": "x"}, "timezone": "America/New_York"})).await;
     let utc = submit(&env, &key, json!({"model": "flux-dev", "input": {"p": "x"}})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.job(utc).await.state, "succeeded");
     assert_eq!(env.job(ny).await.state, "held");
 
@@ -287,7 +262,7 @@ async fn the_cache_is_per_tenant() {
     let b = env.tenant("other", "UTC").await;
     let ctx = env.batch_context();
     submit(&env, &a, json!({"model": "flux-schnell", "input": {"p": 1}})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     let (_, view) = env.post(&b, "/v1/jobs", &json!({"model": "flux-schnell", "input": {"p": 1}})).await;
     assert_eq!(view["state"], "held", "another tenant's result must not answer: {view}");
 }
@@ -385,7 +360,7 @@ async fn failures_cancellations_and_cache_hits_give_their_reservation_back() {
     // `ok` and `replacement` succeed (1 credit each); the flux-dev job is
     // rejected by the provider and costs nothing: 2 credits free again.
     env.release_once().await;
-    for msg in queued_batches(&env).await {
+    for msg in env.queued_batches().await {
         let rate = if msg.model == "flux-dev" { 1.0 } else { 0.0 };
         env.sim.sim.set_config(SimConfig { item_error_rate: rate, ..Default::default() });
         process_batch(&ctx, &msg).await.unwrap();

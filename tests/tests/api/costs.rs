@@ -7,12 +7,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
-use offpeak_core::clock::Clock;
 use offpeak_core::prices::{PriceTable, RouteTable};
-use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
-use offpeak_worker::process::{process_batch, BatchContext};
+use offpeak_worker::process::process_batch;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -22,26 +20,6 @@ async fn bulk(env: &TestEnv, key: &str, body: Value) -> Vec<Uuid> {
     let (status, resp) = env.post(key, "/v1/jobs/bulk", &body).await;
     assert_eq!(status, 201, "{resp}");
     bulk_ids(&resp)
-}
-
-/// The batches released but not yet worked, as the messages a worker would get.
-async fn queued_batches(env: &TestEnv) -> Vec<BatchMessage> {
-    let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs WHERE state = 'queued' GROUP BY batch_id, model",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, env.clock.now())).collect()
-}
-
-/// Releases what is due at the clock's instant and works every batch with
-/// `ctx`, so jobs finish at the clock's instant.
-async fn release_and_work(env: &TestEnv, ctx: &BatchContext) {
-    env.release_once().await;
-    for msg in queued_batches(env).await {
-        process_batch(ctx, &msg).await.unwrap();
-    }
 }
 
 /// Ledger rows that disagree with the jobs table, both ways: a succeeded job
@@ -75,7 +53,7 @@ async fn the_offpeak_multiplier_discounts_low_priority_jobs_but_not_normal_ones(
     let normal = bulk(&env, &key, json!({"model": "flux-pro", "inputs": [{"p": 4}, {"p": 5}], "priority": "normal"})).await;
     let mut ctx = env.batch_context();
     ctx.prices = PriceTable::default().with_offpeak_multiplier(0.5).unwrap();
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
 
     for id in &low {
         let job = env.job(*id).await;
@@ -111,7 +89,7 @@ async fn the_ledger_agrees_with_the_jobs_table_when_a_batch_is_delivered_twice()
     let ids = bulk(&env, &key, json!({"model": "flux-dev", "inputs": inputs, "priority": "normal", "user_id": "u-1"})).await;
     env.release_once().await;
     let ctx = env.batch_context();
-    let msgs = queued_batches(&env).await;
+    let msgs = env.queued_batches().await;
     assert_eq!(msgs.len(), 1);
     let msg = &msgs[0];
 
@@ -146,15 +124,15 @@ async fn usage_by_day_model_and_user_follows_the_tenants_timezone() {
     let key = env.tenant("acme", "America/New_York").await;
     let ctx = env.batch_context();
     bulk(&env, &key, json!({"model": "flux-schnell", "inputs": [{"a": 1}, {"a": 2}], "priority": "normal", "user_id": "u1"})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     // 23:30 EDT, still June 1 in New York though June 2 in UTC.
     env.clock.set(at("2027-06-02T03:30:00Z"));
     bulk(&env, &key, json!({"model": "flux-dev", "inputs": [{"b": 1}], "priority": "normal", "user_id": "u2"})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     // 00:30 EDT on June 2.
     env.clock.set(at("2027-06-02T04:30:00Z"));
     bulk(&env, &key, json!({"model": "flux-pro", "inputs": [{"c": 1}], "priority": "normal"})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(ledger_disagreements(&env).await, 0);
 
     let g = |r, c| json!({"requests": r, "credits": c, "list_credits": c, "saved_offpeak": 0, "saved_cache": 0, "saved_semantic": 0, "previews": 0, "upgrades": 0, "saved_preview": 0});
@@ -189,7 +167,7 @@ async fn usage_is_scoped_to_the_tenant_and_bad_parameters_are_400s_naming_the_fi
     let acme = env.tenant("acme", "UTC").await;
     let globex = env.tenant("globex", "UTC").await;
     bulk(&env, &acme, json!({"model": "flux-dev", "inputs": [{"a": 1}], "priority": "normal"})).await;
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
 
     assert_eq!(usage(&env, &acme, "").await["totals"]["credits"], 2);
     let other = usage(&env, &globex, "").await;
@@ -262,7 +240,7 @@ async fn model_auto_routes_by_use_case_and_records_both() {
         assert_eq!((row.model.as_str(), row.use_case.as_deref()), ("flux-pro", Some("hero-image")));
     }
     // The routed model is what runs and is charged.
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     assert_eq!(env.job(ids[0]).await.credits, Some(5));
     let routed: Option<String> = sqlx::query_scalar("SELECT use_case FROM usage_ledger WHERE job_id = $1")
         .bind(ids[0])
@@ -308,7 +286,7 @@ async fn the_tenant_sees_its_settings_and_todays_usage() {
     let env = TestEnv::with(EnvOptions { now: at("2027-06-01T14:00:00Z"), ..Default::default() }).await;
     let key = env.tenant("acme", "Asia/Tokyo").await;
     bulk(&env, &key, json!({"model": "flux-dev", "inputs": [{"a": 1}, {"a": 2}], "priority": "normal"})).await;
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
 
     let (status, t) = env.get(&key, "/v1/tenant").await;
     assert_eq!(status, 200, "{t}");

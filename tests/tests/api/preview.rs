@@ -17,12 +17,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use offpeak_core::clock::Clock;
-use offpeak_core::message::BatchMessage;
 use offpeak_core::prices::PriceTable;
 use offpeak_store::tenants::{self, TenantUpdate};
 use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
-use offpeak_worker::process::{process_batch, BatchContext};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -39,27 +36,6 @@ async fn env_at_noon() -> (TestEnv, String) {
     (env, key)
 }
 
-/// The batches released but not yet worked, as the messages a worker would get.
-async fn queued_batches(env: &TestEnv) -> Vec<BatchMessage> {
-    let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs
-         WHERE state = 'queued' AND batch_id IS NOT NULL GROUP BY batch_id, model",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, env.clock.now())).collect()
-}
-
-/// Releases what is due at the clock's instant and works every batch with
-/// `ctx`, so jobs finish at the clock's instant.
-async fn release_and_work(env: &TestEnv, ctx: &BatchContext) {
-    env.release_once().await;
-    for msg in queued_batches(env).await {
-        process_batch(ctx, &msg).await.unwrap();
-    }
-}
-
 async fn submit(env: &TestEnv, key: &str, body: Value) -> Value {
     let (status, resp) = env.post(key, "/v1/jobs", &body).await;
     assert_eq!(status, 201, "{resp}");
@@ -69,7 +45,7 @@ async fn submit(env: &TestEnv, key: &str, body: Value) -> Value {
 /// A `normal` job of `model` that has succeeded (worked at the clock's instant).
 async fn succeeded(env: &TestEnv, key: &str, model: &str, input: Value) -> Uuid {
     let id = id_of(&submit(env, key, json!({"model": model, "input": input, "priority": "normal"})).await);
-    release_and_work(env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     assert_eq!(env.job(id).await.state.as_str(), "succeeded");
     id
 }
@@ -133,7 +109,7 @@ async fn an_upgrade_is_a_child_with_the_merged_input_the_target_models_price_and
         )
         .await,
     );
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
 
     let (status, child, replayed) = upgrade(&env, &key, parent, json!({"model": "flux-pro", "input": {"width": 1024}})).await;
     assert_eq!((status, replayed), (201, false), "{child}");
@@ -160,7 +136,7 @@ async fn an_upgrade_is_a_child_with_the_merged_input_the_target_models_price_and
     env.clock.set(at("2027-06-02T06:30:00Z"));
     let mut ctx = env.batch_context();
     ctx.prices = PriceTable::default().with_offpeak_multiplier(0.5).unwrap();
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     let done = view(&env, &key, child_id).await;
     assert_eq!((&done["state"], &done["credits"]), (&json!("succeeded"), &json!(3)), "{done}");
     assert_eq!(ledger_disagreements(&env).await, 0);
@@ -269,7 +245,7 @@ async fn a_preview_runs_the_cheap_model_now_and_an_empty_upgrade_makes_what_was_
     assert_eq!(preview["release_at"], "2027-06-01T12:00:00Z");
     assert_eq!(preview["upgrade"], json!({"model": "flux-pro", "use_case": "hero-image"}));
     let preview = id_of(&preview);
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     assert_eq!(view(&env, &key, preview).await["credits"], 1, "flux-schnell's price");
 
     // No body at all: the recorded target.
@@ -387,16 +363,16 @@ async fn usage_counts_previews_upgrades_and_what_the_pattern_saved() {
     }
     // ... and a plain flux-dev job, which is no preview.
     let plain = id_of(&submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "plain"}, "priority": "normal"})).await);
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
 
     // One preview is clicked: its full-quality render waits for the night. The plain job is upgraded too, at once.
     let (status, clicked, _) = upgrade_raw(&env, &key, previews[0], None).await;
     assert_eq!(status, 201, "{clicked}");
     let (status, _, _) = upgrade(&env, &key, plain, json!({"model": "flux-pro", "priority": "normal"})).await;
     assert_eq!(status, 201);
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     env.clock.set(at("2027-06-02T02:30:00Z"));
-    release_and_work(&env, &env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     assert_eq!(env.job(id_of(&clicked)).await.state.as_str(), "succeeded");
     assert_eq!(ledger_disagreements(&env).await, 0);
 

@@ -16,14 +16,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use offpeak_core::clock::Clock;
-use offpeak_core::message::BatchMessage;
 use offpeak_core::semantic::CacheMode;
 use offpeak_scheduler::release::{ReleaseConfig, ReleaseReport, Releaser};
 use offpeak_scheduler::semantic::{EmbeddingsConfig, SemanticConfig};
 use offpeak_store::tenants::{self, TenantUpdate};
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
-use offpeak_worker::process::{process_batch, BatchContext};
+use offpeak_worker::process::BatchContext;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -59,23 +58,10 @@ fn sim_embeddings(env: &TestEnv) -> EmbeddingsConfig {
     embeddings_at(&env.sim.url, Duration::from_secs(2))
 }
 
-async fn queued_batches(env: &TestEnv) -> Vec<BatchMessage> {
-    let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs
-         WHERE state = 'queued' AND batch_id IS NOT NULL GROUP BY batch_id, model",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, env.clock.now())).collect()
-}
-
 /// One release round with `embeddings`, then every released batch worked.
 async fn release_and_work(env: &TestEnv, ctx: &BatchContext, embeddings: EmbeddingsConfig) -> ReleaseReport {
     let report = releaser(env, embeddings).run_once().await.expect("release round");
-    for msg in queued_batches(env).await {
-        process_batch(ctx, &msg).await.unwrap();
-    }
+    env.work_released(ctx).await;
     report
 }
 
@@ -257,9 +243,7 @@ async fn released_as_a_miss_when(sim: SimConfig, broken: impl FnOnce(&TestEnv) -
     let report = releaser(&env, broken(&env)).run_once().await.expect("the round does not fail");
     assert_eq!((report.released, report.answered), (1, 0), "released in the same round, as a miss: {report:?}");
     env.sim.sim.set_config(SimConfig::default());
-    for msg in queued_batches(&env).await {
-        process_batch(&ctx, &msg).await.unwrap();
-    }
+    env.work_released(&ctx).await;
     let job = get_job(&env, &key, asking).await;
     assert_eq!((job["state"].as_str(), job["cache_hit"].as_bool()), (Some("succeeded"), Some(false)), "{job}");
     // Without a vector it can be no source; the next rewording still finds the first job.

@@ -20,12 +20,9 @@ use uuid::Uuid;
 
 use offpeak_scheduler::api::ApiConfig;
 use offpeak_scheduler::ui::auth::OperatorToken;
-use offpeak_core::clock::Clock;
 use offpeak_core::prices::PriceTable;
-use offpeak_core::message::BatchMessage;
 use offpeak_tests::harness::{EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
-use offpeak_worker::process::{process_batch, BatchContext};
 
 const TOKEN: &str = "test-operator-token-0123456789";
 
@@ -75,25 +72,6 @@ async fn tenant_jobs(env: &TestEnv, key: &str, state: Option<&str>) -> Vec<Value
     let (status, body) = env.get(key, &format!("/v1/jobs?limit=1000{q}")).await;
     assert_eq!(status, 200, "{body}");
     body["jobs"].as_array().unwrap().clone()
-}
-
-async fn queued_batches(env: &TestEnv) -> Vec<BatchMessage> {
-    let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs WHERE state = 'queued' GROUP BY batch_id, model",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    rows.into_iter().map(|(b, m, ids)| BatchMessage::new(b, m, ids, env.clock.now())).collect()
-}
-
-/// Releases what is due and works every batch with `ctx`, so the jobs
-/// finish at the clock's instant.
-async fn release_and_work(env: &TestEnv, ctx: &BatchContext) {
-    env.release_once().await;
-    for msg in queued_batches(env).await {
-        process_batch(ctx, &msg).await.unwrap();
-    }
 }
 
 // ---------------------------------------------------------------- access
@@ -413,20 +391,20 @@ async fn spend_per_model_and_day_equals_the_usage_api_with_what_off_peak_saved()
         submit(&env, &acme, job("flux-dev", "normal", "UTC")).await; // 2, saves 0
     }
     submit(&env, &globex, job("minimax-video", "normal", "Asia/Tokyo")).await; // 15
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     // Day 2, 04:00 UTC.
     env.clock.set(at("2027-06-11T04:00:00Z"));
     for _ in 0..3 {
         submit(&env, &globex, job("flux-dev", "low", "UTC")).await; // 2 → 1, saves 1
     }
     submit(&env, &acme, job("flux-pro", "low", "UTC")).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     // Still held (Tokyo's window is hours away): costs nothing yet.
     submit(&env, &globex, job("flux-pro", "low", "Asia/Tokyo")).await;
     // Older than 30 days: out of the range.
     env.clock.set(at("2027-05-01T03:00:00Z"));
     submit(&env, &acme, job("stable-audio", "normal", "UTC")).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     env.clock.set(at("2027-06-11T09:00:00Z"));
 
     let sp = ui_get(&env, "/ui/api/spend").await;
@@ -588,10 +566,10 @@ async fn a_job_page_shows_its_timeline_input_result_and_error_as_the_tenant_api_
     let ctx = env.batch_context();
     let ok = submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "lighthouse"}, "priority": "normal", "metadata": {"sku": 7}})).await;
     env.clock.advance(TimeDelta::seconds(5));
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     env.sim.sim.set_config(SimConfig { item_error_rate: 1.0, ..Default::default() });
     let bad = submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "rejected"}, "priority": "normal"})).await;
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
 
     let page = ui_get(&env, &format!("/ui/api/jobs/{}", ok["id"].as_str().unwrap())).await;
     let (_, api) = env.get(&key, &format!("/v1/jobs/{}", ok["id"].as_str().unwrap())).await;
@@ -628,13 +606,13 @@ async fn retry_and_cancel_change_one_job_and_refuse_the_wrong_state_with_a_409()
     let ctx = env.batch_context();
     let dead_normal = id_of(&submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "d1"}, "priority": "normal"})).await);
     let dead_other = id_of(&submit(&env, &key, json!({"model": "flux-dev", "input": {"prompt": "d2"}, "priority": "normal"})).await);
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.job(dead_normal).await.state, "dead");
     env.sim.sim.set_config(SimConfig { item_error_rate: 1.0, ..Default::default() });
     // Low priority in Tokyo, released by hand at 12:00Z (window long closed there: 02:00 JST = 17:00Z).
     let failed_low = id_of(&submit(&env, &key, json!({"model": "flux-pro", "input": {"prompt": "f"}, "timezone": "Asia/Tokyo"})).await);
     sqlx::query("UPDATE jobs SET release_at = $2, window_closes_at = NULL WHERE id = $1").bind(failed_low).bind(now).execute(&env.pool).await.unwrap();
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.job(failed_low).await.state, "failed");
     env.sim.sim.set_config(SimConfig::default());
     let held = id_of(&submit(&env, &key, json!({"model": "flux-pro", "input": {"prompt": "h"}, "timezone": "Asia/Tokyo"})).await);
@@ -662,7 +640,7 @@ async fn retry_and_cancel_change_one_job_and_refuse_the_wrong_state_with_a_409()
     let (_, api) = env.get(&key, &format!("/v1/jobs/{dead_normal}")).await;
     assert_eq!((api["state"].as_str(), api["finished_at"].is_null(), api["batch_id"].is_null()), (Some("held"), true, true));
     // It runs and succeeds.
-    release_and_work(&env, &ctx).await;
+    env.release_and_work(&ctx).await;
     assert_eq!(env.job(dead_normal).await.state, "succeeded");
     assert_eq!(env.job(dead_other).await.state, "dead", "only the one job was retried");
 
