@@ -169,28 +169,25 @@ impl Embeddings {
         if let Some(key) = &self.cfg.api_key {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                EmbedError::Timeout(self.cfg.timeout.as_millis())
-            } else {
-                // Without the URL: reqwest's message names it, and an
-                // operator's URL may carry credentials.
-                EmbedError::Connect(e.without_url().to_string())
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                EmbedError::Timeout(self.cfg.timeout.as_millis())
-            } else {
-                EmbedError::Connect(e.without_url().to_string())
-            }
-        })?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes);
             return Err(EmbedError::Status { status: status.as_u16(), body: text.chars().take(200).collect() });
         }
         parse(&bytes, texts.len())
+    }
+
+    /// A failure to send or to read the answer: a timeout, or the
+    /// connection's error without the URL (reqwest's message names it, and
+    /// an operator's URL may carry credentials).
+    fn transport_error(&self, e: reqwest::Error) -> EmbedError {
+        if e.is_timeout() {
+            EmbedError::Timeout(self.cfg.timeout.as_millis())
+        } else {
+            EmbedError::Connect(e.without_url().to_string())
+        }
     }
 }
 
