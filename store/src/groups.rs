@@ -39,13 +39,24 @@ pub struct GroupRow {
 
 /// Creates the group of a bulk submission with its jobs' ids (their count
 /// and range), in the caller's transaction (the one that inserts them).
+/// Under an `Idempotency-Key` (the key and the request's canonical hash),
+/// returns `false` and creates nothing when the tenant's key is taken: the
+/// caller rolls back and answers with [`by_idempotency_key`]'s group.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn create(conn: &mut PgConnection, id: Uuid, tenant_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO job_groups (id, tenant_id, total, first_job_id, last_job_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+pub async fn create(
+    conn: &mut PgConnection,
+    id: Uuid,
+    tenant_id: Uuid,
+    job_ids: &[Uuid],
+    now: DateTime<Utc>,
+    idempotency: Option<(&str, &[u8])>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO job_groups (id, tenant_id, total, first_job_id, last_job_id, created_at, idempotency_key, request_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
     )
     .bind(id)
     .bind(tenant_id)
@@ -53,9 +64,70 @@ pub async fn create(conn: &mut PgConnection, id: Uuid, tenant_id: Uuid, job_ids:
     .bind(job_ids.iter().min())
     .bind(job_ids.iter().max())
     .bind(now)
+    .bind(idempotency.map(|(k, _)| k))
+    .bind(idempotency.map(|(_, h)| h))
     .execute(conn)
-    .await?;
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Records how many of a keyed bulk submission's inputs were answered from
+/// the cache, which a replay of it repeats.
+///
+/// # Errors
+/// Database errors only.
+pub async fn set_cache_hits(conn: &mut PgConnection, id: Uuid, cache_hits: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE job_groups SET cache_hits = $2 WHERE id = $1")
+        .bind(id)
+        .bind(i64::try_from(cache_hits).unwrap_or(i64::MAX))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// The bulk submission a tenant's `Idempotency-Key` created.
+#[derive(Debug, Clone)]
+pub struct KeyedBulk {
+    pub group_id: Uuid,
+    pub request_hash: Vec<u8>,
+    pub cache_hits: u64,
+    /// Its jobs' ids, in the order of its inputs (the order they were made in).
+    pub ids: Vec<Uuid>,
+    pub release_at: Option<DateTime<Utc>>,
+    pub window_closes_at: Option<DateTime<Utc>>,
+}
+
+/// The bulk submission stored under the tenant's `key`, with its jobs (those
+/// not yet pruned).
+///
+/// # Errors
+/// Database errors only.
+pub async fn by_idempotency_key(pool: &PgPool, tenant_id: Uuid, key: &str) -> Result<Option<KeyedBulk>, sqlx::Error> {
+    let group: Option<(Uuid, Vec<u8>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, request_hash, cache_hits FROM job_groups
+         WHERE tenant_id = $1 AND idempotency_key = $2 AND idempotency_key IS NOT NULL",
+    )
+    .bind(tenant_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    let Some((group_id, request_hash, cache_hits)) = group else { return Ok(None) };
+    let jobs: Vec<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+        "SELECT j.id, j.release_at, j.window_closes_at FROM job_groups g JOIN job_view j ON {JOBS_OF_G}
+         WHERE g.id = $1 ORDER BY j.id"
+    ))
+    .bind(group_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(KeyedBulk {
+        group_id,
+        request_hash,
+        cache_hits: cache_hits.map_or(0, |c| u64::try_from(c).unwrap_or(0)),
+        release_at: jobs.first().map(|j| j.1),
+        window_closes_at: jobs.first().and_then(|j| j.2),
+        ids: jobs.into_iter().map(|j| j.0).collect(),
+    }))
 }
 
 /// What naming a group in a single submission found.

@@ -434,22 +434,7 @@ pub async fn submit(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_idempotency_key",
-                        format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
-                    )
-                })?;
-            Some(k.to_owned())
-        }
-    };
+    let idempotency_key = idempotency_key(&headers)?;
     super::extract::require_object(&body)?;
     let mut req: SubmitRequest = parse_json(&body)?;
     let group = req.group.take().map(group_name).transpose()?;
@@ -567,6 +552,38 @@ fn created(tenant: &Tenant, row: JobRow, list_price: i64) -> Response {
     (StatusCode::CREATED, Json(JobView::from(row))).into_response()
 }
 
+/// The request's `Idempotency-Key`, if it has one.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        )
+    })?;
+    Ok(Some(k.to_owned()))
+}
+
+/// The answer to a bulk request whose `Idempotency-Key` is taken: the
+/// original submission's jobs for the same body, a 409 for another.
+fn bulk_replay(original: offpeak_store::groups::KeyedBulk, request_hash: &[u8], now: DateTime<Utc>) -> ApiResult<Response> {
+    if original.request_hash != request_hash {
+        return Err(ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body"));
+    }
+    let answer = BulkResponse {
+        count: original.ids.len(),
+        ids: original.ids,
+        state: JobState::Held.as_str(),
+        cache_hits: original.cache_hits,
+        // Jobs pruned since (past the retention period) are gone from the
+        // answer; their instants are then those of the group's creation.
+        release_at: original.release_at.unwrap_or(now),
+        window_closes_at: original.window_closes_at,
+        group_id: original.group_id,
+    };
+    Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(answer)).into_response())
+}
+
 /// The answer to a request whose `Idempotency-Key` is taken: the original
 /// job for the same body, a 409 for another.
 async fn replay(pool: &sqlx::PgPool, row: JobRow, request_hash: &[u8]) -> ApiResult<Response> {
@@ -654,10 +671,18 @@ pub struct BulkResponse {
     operation_id = "submit_jobs_bulk",
     summary = "Submit many jobs of one model, all or none",
     security(("api_key" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, min_length = 1, nullable = false,
+         pattern = "^[\\x21-\\x7E]([\\t\\x20-\\x7E]*[\\x21-\\x7E])?$",
+         description = "1 to 255 visible ASCII characters (spaces and tabs inside). Makes the submission safe to retry: the same key with the same body answers the original jobs (200) instead of storing them again, for as long as their group is kept; with another body it is a 409. Keys of bulk submissions and of single ones are apart."),
+    ),
     request_body(content = BulkRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Every job, stored", body = BulkResponse),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`)", body = super::schema::ErrorBody),
+        (status = 200, description = "A replay of an earlier request with the same `Idempotency-Key` and body: the original jobs",
+         body = BulkResponse, headers(("Idempotent-Replayed" = String, description = "Always `true`"))),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or cannot be read (`invalid_body`), or the `Idempotency-Key` is malformed (`invalid_idempotency_key`)", body = super::schema::ErrorBody),
+        (status = 409, description = "The `Idempotency-Key` was used with another body (`idempotency_conflict`)", body = super::schema::ErrorBody),
         (status = 401, description = "No, a malformed or an unknown API key (`unauthorized`)", body = super::schema::ErrorBody),
         (status = 413, description = "The body, an input or `metadata` is over its size limit (`payload_too_large`, `field` names which)", body = super::schema::ErrorBody),
         (status = 429, description = "A daily credit limit of the tenant or of the `user_id` would be exceeded (`quota_exceeded`): the message names the limit, what the day has used and when it resets; `details` has `scope`, `limit`, `used`, `requested`, `day`, `resets_at`, and `Retry-After` the seconds until the reset. Nothing is stored", body = super::schema::ErrorBody,
@@ -670,16 +695,29 @@ pub struct BulkResponse {
 pub async fn submit_bulk(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
+    headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
+) -> ApiResult<Response> {
+    let idempotency_key = idempotency_key(&headers)?;
     super::extract::require_object(&body)?;
     let mut req: BulkRequest = parse_json(&body)?;
     let preview = req.preview.take();
     if preview.is_some() && !priority_given(&body) {
         req.priority = Priority::Normal;
     }
+    // As for a single job: the canonical hash, only under a key.
+    let request_hash = match &idempotency_key {
+        Some(_) => offpeak_core::hash::canonical_hash(&parse_json::<Value>(&body)?),
+        None => Vec::new(),
+    };
     // Not held while the jobs are inserted: it may be megabytes.
     drop(body);
+    // A replay is answered before admission, as for a single job.
+    if let Some(key) = &idempotency_key {
+        if let Some(original) = offpeak_store::groups::by_idempotency_key(&state.pool, tenant.id, key).await? {
+            return bulk_replay(original, &request_hash, state.clock.now());
+        }
+    }
     let submission = parse_submission(&state, &tenant, req.into())?;
     let mut template = new_job(&state, &tenant, &submission, state.clock.now());
     if let Some(p) = preview {
@@ -694,8 +732,21 @@ pub async fn submit_bulk(
     let mut tx = state.pool.begin().await?;
     let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
     // The group first: the insert's cache hits count as done in it at once.
-    offpeak_store::groups::create(&mut tx, group_id, tenant.id, &ids, template.created_at).await?;
+    let keyed = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
+    if !offpeak_store::groups::create(&mut tx, group_id, tenant.id, &ids, template.created_at, keyed).await? {
+        // The same key committed by a request racing this one: nothing of
+        // this one is kept, and the answer is that one's.
+        tx.rollback().await?;
+        let key = idempotency_key.as_deref().unwrap_or_default();
+        let original = offpeak_store::groups::by_idempotency_key(&state.pool, tenant.id, key)
+            .await?
+            .ok_or_else(|| ApiError::internal("a bulk submission's Idempotency-Key was taken, and its group is not found"))?;
+        return bulk_replay(original, &request_hash, state.clock.now());
+    }
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
+    if keyed.is_some() && cache_hits > 0 {
+        offpeak_store::groups::set_cache_hits(&mut tx, group_id, cache_hits).await?;
+    }
     tx.commit().await?;
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
         first_job_id = %ids[0], last_job_id = %ids[ids.len() - 1], "jobs submitted in bulk");
@@ -716,7 +767,8 @@ pub async fn submit_bulk(
             window_closes_at: template.window_closes_at,
             group_id,
         }),
-    ))
+    )
+        .into_response())
 }
 
 /// `GET /v1/jobs/{id}`.

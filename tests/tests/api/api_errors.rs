@@ -678,6 +678,63 @@ async fn an_empty_or_over_255_character_idempotency_key_is_a_400() {
     assert_eq!(r.status, 201, "255 characters is the limit, allowed: {}", r.text);
 }
 
+async fn bulk_with_key(env: &TestEnv, key: &str, idem: &str, body: &str) -> Raw {
+    send(
+        env.http
+            .post(env.url("/v1/jobs/bulk"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .header("idempotency-key", idem)
+            .body(body.to_owned()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_bulk_replay_returns_the_original_jobs_and_another_body_is_a_409() {
+    let env = TestEnv::new().await;
+    let key = env.tenant("acme", "UTC").await;
+    let body = r#"{"model": "flux-schnell", "inputs": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}]}"#;
+    let first = bulk_with_key(&env, &key, "night-batch-7", body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert!(first.headers.get("idempotent-replayed").is_none(), "the first submission is not a replay");
+    let original = first.json();
+
+    // The same request, keys and whitespace otherwise: the same jobs, in order, with 200.
+    let again = r#"{ "inputs": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}], "model": "flux-schnell" }"#;
+    let replay = bulk_with_key(&env, &key, "night-batch-7", again).await;
+    assert_eq!(replay.status, 200, "{}", replay.text);
+    assert_eq!(replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(replay.json(), original, "the original answer, ids in input order");
+    assert_eq!(env.count_jobs().await, 3, "a replay stores nothing");
+
+    let other = bulk_with_key(&env, &key, "night-batch-7", r#"{"model": "flux-schnell", "inputs": [{"prompt": "a"}]}"#).await;
+    assert_raw_error(&other, 409, "idempotency_conflict", None);
+    // A single submission's keys are apart from bulk ones.
+    let single = post_with_key(&env, &key, "night-batch-7", r#"{"model": "flux-schnell", "input": {"prompt": "z"}}"#).await;
+    assert_eq!(single.status, 201, "{}", single.text);
+    let bad = bulk_with_key(&env, &key, "", body).await;
+    assert_raw_error(&bad, 400, "invalid_idempotency_key", None);
+    assert_eq!(env.count_jobs().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_racing_bulk_requests_under_one_key_store_the_jobs_once() {
+    let env = TestEnv::new().await;
+    let key = env.tenant("acme", "UTC").await;
+    let inputs: Vec<Value> = (0..200).map(|i| json!({"prompt": format!("frame {i}")})).collect();
+    let body = json!({"model": "flux-schnell", "inputs": inputs}).to_string();
+    let answers = futures_util::future::join_all((0..8).map(|_| bulk_with_key(&env, &key, "racing", &body))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "one stores them: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 7, "the others replay: {statuses:?}");
+    let ids: Vec<Value> = answers.iter().map(|a| a.json()["ids"].clone()).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "every answer has the same jobs");
+    assert_eq!(env.count_jobs().await, 200);
+    let groups: i64 = sqlx::query_scalar("SELECT count(*) FROM job_groups").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(groups, 1, "one group");
+}
+
 // ---------------------------------------------------------------- query errors on GET /v1/jobs
 
 #[tokio::test]

@@ -746,6 +746,10 @@ async fn every_status_the_api_answers_is_documented_with_the_body_it_carries() {
         // POST /v1/jobs/bulk
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 201).json(json!({"model": "flux-schnell", "inputs": [{"p": 1}, {"p": 2}], "metadata": null, "timezone": null})),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 201).json(json!({"model": "flux-schnell", "inputs": [{}], "priority": "normal"})),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 201).json(json!({"model": "flux-schnell", "inputs": [{"p": 3}]})).header("idempotency-key", "bulk-1"),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 200).json(json!({"model": "flux-schnell", "inputs": [{"p": 3}]})).header("idempotency-key", "bulk-1"),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 409).json(json!({"model": "flux-schnell", "inputs": [{"p": 4}]})).header("idempotency-key", "bulk-1"),
+        sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 400).json(json!({"model": "flux-schnell", "inputs": [{}]})).header("idempotency-key", ""),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 400).raw(b"\xff\xfe"),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 401).json(json!({"model": "flux-schnell", "inputs": [{}]})).no_key(),
         sample("POST", "/v1/jobs/bulk", "/v1/jobs/bulk", &key, 413).json(big_input),
