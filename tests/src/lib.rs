@@ -3,6 +3,7 @@
 //! queues, its own simulator and its own clock.
 
 pub mod bench;
+pub mod clients;
 pub mod harness;
 pub mod procs;
 pub mod receiver;
