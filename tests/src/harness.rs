@@ -290,6 +290,12 @@ impl TestEnv {
         format!("{}{}", self.api_url, path)
     }
 
+    /// The typed client (`clients/rust`) for a tenant's key, on this
+    /// environment's API.
+    pub fn client(&self, key: &str) -> offpeak_client::Client {
+        offpeak_client::Client::new(self.api_url.clone(), key).expect("an API key is a header value")
+    }
+
     /// POSTs JSON with a tenant key; returns status and body.
     pub async fn post(&self, key: &str, path: &str, body: &Value) -> (u16, Value) {
         let resp = self.http.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request");
