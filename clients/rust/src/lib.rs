@@ -149,9 +149,22 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     timeout: Duration,
     http: Option<reqwest::Client>,
+    idempotency_keys: bool,
 }
 
 impl ClientBuilder {
+    /// Whether [`Client::submit`] and [`Client::submit_bulk`] send a fresh
+    /// `Idempotency-Key` (the default). Without one, a lost connection
+    /// during a submission is not retried (it may have been stored), but a
+    /// single submission is eligible for the server's group commit, which
+    /// keyed ones skip (they must find their original one by one): the
+    /// choice of a producer that sends many small submissions at once and
+    /// can tolerate a rare duplicate.
+    pub fn idempotency_keys(mut self, on: bool) -> Self {
+        self.idempotency_keys = on;
+        self
+    }
+
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -181,6 +194,7 @@ impl ClientBuilder {
             auth,
             retry: self.retry,
             timeout: self.timeout,
+            idempotency_keys: self.idempotency_keys,
         })
     }
 }
@@ -236,6 +250,7 @@ pub struct Client {
     auth: HeaderValue,
     retry: RetryPolicy,
     timeout: Duration,
+    idempotency_keys: bool,
 }
 
 /// Whether a lost connection may be retried: the request is safe to repeat.
@@ -261,12 +276,14 @@ impl Client {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             http: None,
+            idempotency_keys: true,
         }
     }
 
     // ---- jobs ----
 
-    /// `POST /v1/jobs` under a fresh `Idempotency-Key`.
+    /// `POST /v1/jobs` under a fresh `Idempotency-Key` (unless
+    /// [`ClientBuilder::idempotency_keys`] turned them off).
     ///
     /// # Errors
     /// See [`Error`]; e.g. a 422 naming the field, a 429 `quota_exceeded`.
@@ -275,7 +292,9 @@ impl Client {
         R: TryInto<types::SubmitRequest>,
         R::Error: Display,
     {
-        Ok(self.submit_with_key(request, &Uuid::new_v4().to_string()).await?.value)
+        let body: types::SubmitRequest = convert(request)?;
+        let key = self.idempotency_keys.then(|| Uuid::new_v4().to_string());
+        Ok(self.submission("/v1/jobs", &body, key.as_deref()).await?.value)
     }
 
     /// `POST /v1/jobs` under the caller's `Idempotency-Key`: the same key and
@@ -290,7 +309,7 @@ impl Client {
         R::Error: Display,
     {
         let body: types::SubmitRequest = convert(request)?;
-        self.submission("/v1/jobs", &body, key).await
+        self.submission("/v1/jobs", &body, Some(key)).await
     }
 
     /// `POST /v1/jobs/bulk` (all stored or none) under a fresh `Idempotency-Key`.
@@ -302,7 +321,9 @@ impl Client {
         R: TryInto<types::BulkRequest>,
         R::Error: Display,
     {
-        Ok(self.submit_bulk_with_key(request, &Uuid::new_v4().to_string()).await?.value)
+        let body: types::BulkRequest = convert(request)?;
+        let key = self.idempotency_keys.then(|| Uuid::new_v4().to_string());
+        Ok(self.submission("/v1/jobs/bulk", &body, key.as_deref()).await?.value)
     }
 
     /// `POST /v1/jobs/bulk` under the caller's `Idempotency-Key`.
@@ -315,17 +336,20 @@ impl Client {
         R::Error: Display,
     {
         let body: types::BulkRequest = convert(request)?;
-        self.submission("/v1/jobs/bulk", &body, key).await
+        self.submission("/v1/jobs/bulk", &body, Some(key)).await
     }
 
-    async fn submission<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B, key: &str) -> Result<Submitted<T>, Error> {
-        let body = serde_json::to_vec(body).map_err(|e| Error::Invalid(e.to_string()))?;
+    async fn submission<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B, key: Option<&str>) -> Result<Submitted<T>, Error> {
+        let body = bytes::Bytes::from(serde_json::to_vec(body).map_err(|e| Error::Invalid(e.to_string()))?);
+        // With a key, a repeat is answered with the original: safe.
+        let repeat = if key.is_some() { Repeat::Safe } else { Repeat::Unsafe };
         let (status, value) = self
-            .call(Repeat::Safe, || {
-                self.request(Method::POST, path)
-                    .header(IDEMPOTENCY_KEY, key)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
+            .call(repeat, || {
+                let request = self.request(Method::POST, path).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+                match key {
+                    Some(key) => request.header(IDEMPOTENCY_KEY, key),
+                    None => request,
+                }
             })
             .await?;
         Ok(Submitted { value, created: status == StatusCode::CREATED })

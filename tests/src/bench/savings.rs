@@ -53,6 +53,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use offpeak_client::{types, UsageQuery};
+
 use super::stack::Stack;
 use super::Options;
 
@@ -331,16 +333,12 @@ pub async fn savings(opts: &Options) -> anyhow::Result<SavingsResult> {
         let provider_items = sim_items(&stack).await? - items_before;
         let max_billed_per_input =
             stats_after.iter().map(|(h, c)| c - stats_before.get(h).copied().unwrap_or(0)).max().unwrap_or(0);
-        let usage: Value = stack
-            .http
-            .get(format!("{}/v1/usage", stack.api))
-            .bearer_auth(&key)
-            .query(&[("start", rfc3339(from)), ("end", rfc3339(Utc::now() + chrono::Duration::minutes(1)))])
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let query = UsageQuery {
+            start: Some(rfc3339(from)),
+            end: Some(rfc3339(Utc::now() + chrono::Duration::minutes(1))),
+            ..UsageQuery::default()
+        };
+        let usage = serde_json::to_value(stack.client_for(&key).usage(&query).await?)?;
         let total = |f: &str| usage["totals"][f].as_i64().unwrap_or(0);
         let (semantic_hits, exact_hits): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE cache_similarity IS NOT NULL), count(*) FILTER (WHERE cache_hit AND cache_similarity IS NULL)
@@ -405,6 +403,7 @@ pub async fn savings(opts: &Options) -> anyhow::Result<SavingsResult> {
 
 /// The three waves of one phase.
 async fn run_phase(stack: &Stack, key: &str, work: &Workload, phase: Phase) -> anyhow::Result<()> {
+    let client = &stack.client_for(key);
     let mut ids: Vec<Option<Uuid>> = vec![None; work.len()];
     // Wave 1: the originals; wave 2: the repeats and rewordings.
     for wave in [0..work.originals, work.originals..work.len()] {
@@ -417,14 +416,12 @@ async fn run_phase(stack: &Stack, key: &str, work: &Workload, phase: Phase) -> a
             if phase.preview {
                 body["preview"] = json!({"use_case": "thumbnail"});
             }
-            let r = stack.http.post(format!("{}/v1/jobs/bulk", stack.api)).bearer_auth(key).json(&body).send().await?;
-            let status = r.status();
-            let answer: Value = r.json().await.unwrap_or_default();
-            anyhow::ensure!(status == 201, "{}: bulk submission answered {status}: {answer}", phase.name);
-            let got: Vec<Uuid> = answer["ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-                .unwrap_or_default();
+            let request: types::BulkRequest = serde_json::from_value(body)?;
+            let got = client
+                .submit_bulk(request)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: bulk submission: {e}", phase.name))?
+                .ids;
             anyhow::ensure!(got.len() == chunk.len(), "{}: bulk submission of {} answered {} ids", phase.name, chunk.len(), got.len());
             for (&k, id) in chunk.iter().zip(&got) {
                 ids[k] = Some(*id);
@@ -446,11 +443,10 @@ async fn run_phase(stack: &Stack, key: &str, work: &Workload, phase: Phase) -> a
         .map(|parent| {
             let body = body.clone();
             async move {
-                let r = stack.http.post(format!("{}/v1/jobs/{parent}/upgrade", stack.api)).bearer_auth(key).json(&body).send().await?;
-                let status = r.status();
-                let answer: Value = r.json().await.unwrap_or_default();
-                anyhow::ensure!(status == 201, "{}: upgrade of {parent} answered {status}: {answer}", phase.name);
-                answer["id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("an upgrade answered no id: {answer}"))
+                let request: types::UpgradeRequest = serde_json::from_value(body)?;
+                let child = client.upgrade(parent, request).await.map_err(|e| anyhow::anyhow!("{}: upgrade of {parent}: {e}", phase.name))?;
+                anyhow::ensure!(child.created, "{}: the upgrade of {parent} was not new", phase.name);
+                Ok(child.value.id)
             }
         })
         .buffer_unordered(8)

@@ -184,18 +184,22 @@ pub const THRESHOLD: f32 = offpeak_scheduler::semantic::THRESHOLD_DEFAULT;
 /// from the first request to the last finish.
 async fn phase(stack: &Stack, jobs: u64, cache: &str, text: impl Fn(usize) -> String) -> anyhow::Result<f64> {
     let base: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&stack.pool).await?;
-    let bodies: Vec<Value> = (0..jobs as usize)
+    let bodies: Vec<offpeak_client::types::BulkRequest> = (0..jobs as usize)
         .collect::<Vec<_>>()
         .chunks(1_000)
         .map(|c| {
             let inputs: Vec<Value> = c.iter().map(|&i| json!({"prompt": text(i), "width": 512})).collect();
-            json!({"model": "flux-schnell", "priority": "normal", "cache": cache, "inputs": inputs})
+            serde_json::from_value(json!({"model": "flux-schnell", "priority": "normal", "cache": cache, "inputs": inputs}))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
+    // Without idempotency keys, as the run measured before the client had them.
+    let client = offpeak_client::Client::builder(stack.api.clone(), stack.key.clone())
+        .http_client(stack.http.clone())
+        .idempotency_keys(false)
+        .build()?;
     let started = Instant::now();
-    for body in &bodies {
-        let r = stack.http.post(format!("{}/v1/jobs/bulk", stack.api)).bearer_auth(&stack.key).json(body).send().await?;
-        anyhow::ensure!(r.status() == 201, "bulk submission answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+    for body in bodies {
+        client.submit_bulk(body).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

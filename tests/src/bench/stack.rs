@@ -210,6 +210,22 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The typed client (`clients/rust`) for the tenant `bench`.
+    ///
+    /// # Panics
+    /// Never: the key is a header value.
+    pub fn client(&self) -> offpeak_client::Client {
+        self.client_for(&self.key)
+    }
+
+    /// The typed client for another tenant's key.
+    ///
+    /// # Panics
+    /// For a key that cannot be a header value (keys are `op_` and hex).
+    pub fn client_for(&self, key: &str) -> offpeak_client::Client {
+        offpeak_client::Client::builder(self.api.clone(), key).http_client(self.http.clone()).build().expect("an API key is a header value")
+    }
+
     async fn wait_ready(&self, url: &str, within: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
