@@ -1,0 +1,251 @@
+from http import HTTPStatus
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error_body import ErrorBody
+from ...models.job_state import JobState
+from ...models.list_response import ListResponse
+from ...types import UNSET, Response, Unset
+
+
+def _get_kwargs(
+    *,
+    state: JobState | Unset = UNSET,
+    model: str | Unset = UNSET,
+    limit: int | Unset = UNSET,
+    cursor: UUID | Unset = UNSET,
+) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    json_state: str | Unset = UNSET
+    if not isinstance(state, Unset):
+        json_state = state.value
+
+    params["state"] = json_state
+
+    params["model"] = model
+
+    params["limit"] = limit
+
+    json_cursor: str | Unset = UNSET
+    if not isinstance(cursor, Unset):
+        json_cursor = str(cursor)
+    params["cursor"] = json_cursor
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
+
+    _kwargs: dict[str, Any] = {
+        "method": "get",
+        "url": "/v1/jobs",
+        "params": params,
+    }
+
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ErrorBody | ListResponse | None:
+    if response.status_code == 200:
+        response_200 = ListResponse.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = ErrorBody.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = ErrorBody.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 500:
+        response_500 = ErrorBody.from_dict(response.json())
+
+        return response_500
+
+    if response.status_code == 503:
+        response_503 = ErrorBody.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ErrorBody | ListResponse]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    state: JobState | Unset = UNSET,
+    model: str | Unset = UNSET,
+    limit: int | Unset = UNSET,
+    cursor: UUID | Unset = UNSET,
+) -> Response[ErrorBody | ListResponse]:
+    """List the tenant's jobs, newest first, a page at a time
+
+    Args:
+        state (JobState | Unset): A job's state: `held` until its release, `queued` in a batch on
+            the queue, `running` at the provider, then
+            exactly one of `succeeded`, `failed` (the provider refused the item), `dead` (out of
+            attempts on transient
+            errors) or `cancelled`.
+        model (str | Unset):
+        limit (int | Unset):
+        cursor (UUID | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | ListResponse]
+    """
+
+    kwargs = _get_kwargs(
+        state=state,
+        model=model,
+        limit=limit,
+        cursor=cursor,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    state: JobState | Unset = UNSET,
+    model: str | Unset = UNSET,
+    limit: int | Unset = UNSET,
+    cursor: UUID | Unset = UNSET,
+) -> ErrorBody | ListResponse | None:
+    """List the tenant's jobs, newest first, a page at a time
+
+    Args:
+        state (JobState | Unset): A job's state: `held` until its release, `queued` in a batch on
+            the queue, `running` at the provider, then
+            exactly one of `succeeded`, `failed` (the provider refused the item), `dead` (out of
+            attempts on transient
+            errors) or `cancelled`.
+        model (str | Unset):
+        limit (int | Unset):
+        cursor (UUID | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | ListResponse
+    """
+
+    return sync_detailed(
+        client=client,
+        state=state,
+        model=model,
+        limit=limit,
+        cursor=cursor,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    state: JobState | Unset = UNSET,
+    model: str | Unset = UNSET,
+    limit: int | Unset = UNSET,
+    cursor: UUID | Unset = UNSET,
+) -> Response[ErrorBody | ListResponse]:
+    """List the tenant's jobs, newest first, a page at a time
+
+    Args:
+        state (JobState | Unset): A job's state: `held` until its release, `queued` in a batch on
+            the queue, `running` at the provider, then
+            exactly one of `succeeded`, `failed` (the provider refused the item), `dead` (out of
+            attempts on transient
+            errors) or `cancelled`.
+        model (str | Unset):
+        limit (int | Unset):
+        cursor (UUID | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | ListResponse]
+    """
+
+    kwargs = _get_kwargs(
+        state=state,
+        model=model,
+        limit=limit,
+        cursor=cursor,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    state: JobState | Unset = UNSET,
+    model: str | Unset = UNSET,
+    limit: int | Unset = UNSET,
+    cursor: UUID | Unset = UNSET,
+) -> ErrorBody | ListResponse | None:
+    """List the tenant's jobs, newest first, a page at a time
+
+    Args:
+        state (JobState | Unset): A job's state: `held` until its release, `queued` in a batch on
+            the queue, `running` at the provider, then
+            exactly one of `succeeded`, `failed` (the provider refused the item), `dead` (out of
+            attempts on transient
+            errors) or `cancelled`.
+        model (str | Unset):
+        limit (int | Unset):
+        cursor (UUID | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | ListResponse
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            state=state,
+            model=model,
+            limit=limit,
+            cursor=cursor,
+        )
+    ).parsed

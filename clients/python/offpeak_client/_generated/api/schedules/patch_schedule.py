@@ -1,0 +1,237 @@
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+from uuid import UUID
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error_body import ErrorBody
+from ...models.patch_schedule_request import PatchScheduleRequest
+from ...models.schedule import Schedule
+from ...types import Response
+
+
+def _get_kwargs(
+    id: UUID,
+    *,
+    body: PatchScheduleRequest,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "patch",
+        "url": "/v1/schedules/{id}".format(
+            id=quote(str(id), safe=""),
+        ),
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ErrorBody | Schedule | None:
+    if response.status_code == 200:
+        response_200 = Schedule.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = ErrorBody.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = ErrorBody.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 404:
+        response_404 = ErrorBody.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 413:
+        response_413 = ErrorBody.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 422:
+        response_422 = ErrorBody.from_dict(response.json())
+
+        return response_422
+
+    if response.status_code == 500:
+        response_500 = ErrorBody.from_dict(response.json())
+
+        return response_500
+
+    if response.status_code == 503:
+        response_503 = ErrorBody.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ErrorBody | Schedule]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    id: UUID,
+    *,
+    client: AuthenticatedClient,
+    body: PatchScheduleRequest,
+) -> Response[ErrorBody | Schedule]:
+    """Pause, resume or change a schedule
+
+     Pausing stops firings. Resuming, or changing the expression or timezone
+    of a running schedule, restarts it from now: the next firing is the first
+    after the change, with no burst of firings missed meanwhile.
+
+    Args:
+        id (UUID):
+        body (PatchScheduleRequest): `PATCH /v1/schedules/{id}`: every field optional; `job`
+            replaces the
+            whole template.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | Schedule]
+    """
+
+    kwargs = _get_kwargs(
+        id=id,
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    id: UUID,
+    *,
+    client: AuthenticatedClient,
+    body: PatchScheduleRequest,
+) -> ErrorBody | Schedule | None:
+    """Pause, resume or change a schedule
+
+     Pausing stops firings. Resuming, or changing the expression or timezone
+    of a running schedule, restarts it from now: the next firing is the first
+    after the change, with no burst of firings missed meanwhile.
+
+    Args:
+        id (UUID):
+        body (PatchScheduleRequest): `PATCH /v1/schedules/{id}`: every field optional; `job`
+            replaces the
+            whole template.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | Schedule
+    """
+
+    return sync_detailed(
+        id=id,
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    id: UUID,
+    *,
+    client: AuthenticatedClient,
+    body: PatchScheduleRequest,
+) -> Response[ErrorBody | Schedule]:
+    """Pause, resume or change a schedule
+
+     Pausing stops firings. Resuming, or changing the expression or timezone
+    of a running schedule, restarts it from now: the next firing is the first
+    after the change, with no burst of firings missed meanwhile.
+
+    Args:
+        id (UUID):
+        body (PatchScheduleRequest): `PATCH /v1/schedules/{id}`: every field optional; `job`
+            replaces the
+            whole template.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | Schedule]
+    """
+
+    kwargs = _get_kwargs(
+        id=id,
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    id: UUID,
+    *,
+    client: AuthenticatedClient,
+    body: PatchScheduleRequest,
+) -> ErrorBody | Schedule | None:
+    """Pause, resume or change a schedule
+
+     Pausing stops firings. Resuming, or changing the expression or timezone
+    of a running schedule, restarts it from now: the next firing is the first
+    after the change, with no burst of firings missed meanwhile.
+
+    Args:
+        id (UUID):
+        body (PatchScheduleRequest): `PATCH /v1/schedules/{id}`: every field optional; `job`
+            replaces the
+            whole template.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | Schedule
+    """
+
+    return (
+        await asyncio_detailed(
+            id=id,
+            client=client,
+            body=body,
+        )
+    ).parsed

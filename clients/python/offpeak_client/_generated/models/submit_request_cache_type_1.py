@@ -1,0 +1,9 @@
+from enum import StrEnum
+
+
+class SubmitRequestCacheType1(StrEnum):
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+
+    def __str__(self) -> str:
+        return str(self.value)

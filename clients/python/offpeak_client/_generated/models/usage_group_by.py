@@ -1,0 +1,10 @@
+from enum import StrEnum
+
+
+class UsageGroupBy(StrEnum):
+    DAY = "day"
+    MODEL = "model"
+    USER = "user"
+
+    def __str__(self) -> str:
+        return str(self.value)
