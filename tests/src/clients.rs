@@ -16,7 +16,7 @@ use crate::harness::{amqp_url, database_url};
 
 /// The environment a client's test suite reads.
 pub const URL_VAR: &str = "OFFPEAK_URL";
-/// The API key of the tenant `clients` (UTC).
+/// The API key of the tenant `bench` (UTC), the one the stack starts with.
 pub const KEY_VAR: &str = "OFFPEAK_API_KEY";
 /// The API key of a second tenant, `rival`, that must never see the first one's objects.
 pub const RIVAL_KEY_VAR: &str = "OFFPEAK_RIVAL_API_KEY";
@@ -37,7 +37,7 @@ pub struct ClientStack {
 impl ClientStack {
     /// Starts the simulator, the scheduler and two workers on a database and
     /// a queue of their own, with webhooks allowed to loopback receivers and
-    /// delivered promptly, and creates the tenants `clients` and `rival`.
+    /// delivered promptly, and creates the tenants `rival` and `frugal` beside its `bench`.
     ///
     /// # Errors
     /// Services unreachable, a binary that does not start.

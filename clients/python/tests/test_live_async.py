@@ -234,7 +234,7 @@ async def test_async_tonights_thumbnails_and_a_webhook_when_the_group_completes(
             with pytest.raises(WebhookVerificationError):
                 verify_webhook("whsec_" + base64.b64encode(os.urandom(32)).decode(), headers, body)
             lines = [line async for line in aclient.groups.results(bulk.group_id)]
-            assert len(lines) == 4 and all(line.metadata.to_dict() == {"night": tag} for line in lines)
+            assert len(lines) == 4 and all(line.metadata == {"night": tag} for line in lines)
         finally:
             await aclient.webhooks.delete(hook.id)
 

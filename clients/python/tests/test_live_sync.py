@@ -128,7 +128,7 @@ def test_bulk_makes_a_group_whose_results_stream(client, tag):
     lines = list(client.groups.results(bulk.group_id))
     assert [line.id for line in lines] == sorted(bulk.ids, key=str)  # id order
     assert all(line.state is JobState.SUCCEEDED and line.credits_ == 1 for line in lines)
-    assert all(line.metadata.to_dict() == {"batch": tag} for line in lines)
+    assert all(line.metadata == {"batch": tag} for line in lines)
     assert all(line.result.to_dict()["model"] == "flux-schnell" for line in lines)
     assert client.jobs.get(bulk.ids[3]).group_id == bulk.group_id
 
@@ -391,7 +391,7 @@ def test_tonights_thumbnails_and_a_webhook_when_the_group_completes(client, tag,
         group = client.groups.get(group_id)
         assert group.name == group_name and group.completed_at is not None and group.counts.succeeded == 3
         results = list(client.groups.results(group_id))
-        assert sorted(line.metadata.to_dict()["sku"] for line in results) == [0, 1, 2]
+        assert sorted(line.metadata["sku"] for line in results) == [0, 1, 2]
         assert all(line.state is JobState.SUCCEEDED and line.result.to_dict()["width"] for line in results)
 
         # The delivery as the API lists it, replayed after rotating the secret: the same

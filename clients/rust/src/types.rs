@@ -3142,10 +3142,7 @@ impl ::std::convert::TryFrom<::std::string::String> for ReadinessStatus {
 ///      "format": "uuid"
 ///    },
 ///    "metadata": {
-///      "type": [
-///        "object",
-///        "null"
-///      ]
+///      "description": "The job's `metadata`, as submitted (any JSON)."
 ///    },
 ///    "result": {
 ///      "description": "The provider's output (`succeeded` only; absent otherwise).",
@@ -3170,9 +3167,8 @@ pub struct ResultLine {
         ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     >,
     pub id: ::uuid::Uuid,
-    pub metadata: ::std::option::Option<
-        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-    >,
+    ///The job's `metadata`, as submitted (any JSON).
+    pub metadata: ::serde_json::Value,
     ///The provider's output (`succeeded` only; absent otherwise).
     #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
     pub result: ::std::option::Option<
@@ -8167,12 +8163,7 @@ pub mod builder {
             ::std::string::String,
         >,
         id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
-        metadata: ::std::result::Result<
-            ::std::option::Option<
-                ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-            >,
-            ::std::string::String,
-        >,
+        metadata: ::std::result::Result<::serde_json::Value, ::std::string::String>,
         result: ::std::result::Result<
             ::std::option::Option<
                 ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -8234,11 +8225,7 @@ pub mod builder {
         }
         pub fn metadata<T>(mut self, value: T) -> Self
         where
-            T: ::std::convert::TryInto<
-                ::std::option::Option<
-                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                >,
-            >,
+            T: ::std::convert::TryInto<::serde_json::Value>,
             T::Error: ::std::fmt::Display,
         {
             self.metadata = value

@@ -121,7 +121,8 @@ pub struct ResultLine {
     pub error: Option<serde_json::Value>,
     #[schema(required = true)]
     pub credits: Option<i64>,
-    #[schema(required = true, value_type = Option<Object>)]
+    /// The job's `metadata`, as submitted (any JSON).
+    #[schema(required = true)]
     pub metadata: Option<serde_json::Value>,
 }
 

@@ -57,7 +57,7 @@ async fn run(what: &str, command: &mut tokio::process::Command) -> Output {
 /// `diff -r` of a freshly generated directory against the committed one.
 async fn assert_same_tree(fresh: &Path, committed: &Path, client: &str) {
     let output = tokio::process::Command::new("diff")
-        .arg("-r")
+        .args(["-r", "-x", "__pycache__"])
         .arg(committed)
         .arg(fresh)
         .output()
@@ -103,4 +103,34 @@ async fn the_rust_client_is_generated_from_the_committed_document() {
         fresh == committed,
         "clients/rust/src/types.rs is not what clients/openapi.json generates: run clients/generate.sh and commit the result"
     );
+}
+
+/// Regenerates a client into a scratch directory and compares it with the
+/// committed code, then runs its test suite against a real offpeak.
+async fn check_client(name: &str, generated: &str) {
+    let client = repo().join("clients").join(name);
+    let dir = scratch(name);
+    run(&format!("clients/{name}/generate.sh"), tokio::process::Command::new(client.join("generate.sh")).arg(&dir).current_dir(&client))
+        .await;
+    assert_same_tree(&dir, &client.join(generated), name).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let stack = ClientStack::start().await.expect("the stack starts");
+    let mut suite = tokio::process::Command::new(client.join("test.sh"));
+    suite.current_dir(&client).envs(stack.env());
+    let output = run(&format!("clients/{name}/test.sh"), &mut suite).await;
+    stack.stop().await;
+    // The suite's own summary, for the log of a passing run.
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("clients/{name}: {}", text.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_is_current_and_passes_its_tests_against_a_real_server() {
+    check_client("typescript", "src/generated").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_is_current_and_passes_its_tests_against_a_real_server() {
+    check_client("python", "offpeak_client/_generated").await;
 }

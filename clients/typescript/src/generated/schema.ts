@@ -833,7 +833,8 @@ export interface components {
             error?: Record<string, unknown> | null;
             /** Format: uuid */
             id: string;
-            metadata: Record<string, unknown> | null;
+            /** @description The job's `metadata`, as submitted (any JSON). */
+            metadata: unknown;
             /** @description The provider's output (`succeeded` only; absent otherwise). */
             result?: Record<string, unknown> | null;
             state: components["schemas"]["JobState"];

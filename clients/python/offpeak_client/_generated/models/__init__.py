@@ -39,7 +39,6 @@ from .readiness_checks import ReadinessChecks
 from .readiness_status import ReadinessStatus
 from .result_line import ResultLine
 from .result_line_error_type_0 import ResultLineErrorType0
-from .result_line_metadata_type_0 import ResultLineMetadataType0
 from .result_line_result_type_0 import ResultLineResultType0
 from .schedule import Schedule
 from .schedule_list import ScheduleList
@@ -100,7 +99,6 @@ __all__ = (
     "ReadinessStatus",
     "ResultLine",
     "ResultLineErrorType0",
-    "ResultLineMetadataType0",
     "ResultLineResultType0",
     "Schedule",
     "ScheduleList",

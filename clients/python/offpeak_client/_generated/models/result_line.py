@@ -12,7 +12,6 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.result_line_error_type_0 import ResultLineErrorType0
-    from ..models.result_line_metadata_type_0 import ResultLineMetadataType0
     from ..models.result_line_result_type_0 import ResultLineResultType0
 
 
@@ -26,7 +25,7 @@ class ResultLine:
     Attributes:
         credits_ (int | None):
         id (UUID):
-        metadata (None | ResultLineMetadataType0):
+        metadata (Any): The job's `metadata`, as submitted (any JSON).
         state (JobState): A job's state: `held` until its release, `queued` in a batch on the queue, `running` at the
             provider, then
             exactly one of `succeeded`, `failed` (the provider refused the item), `dead` (out of attempts on transient
@@ -38,7 +37,7 @@ class ResultLine:
 
     credits_: int | None
     id: UUID
-    metadata: None | ResultLineMetadataType0
+    metadata: Any
     state: JobState
     error: None | ResultLineErrorType0 | Unset = UNSET
     result: None | ResultLineResultType0 | Unset = UNSET
@@ -46,7 +45,6 @@ class ResultLine:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.result_line_error_type_0 import ResultLineErrorType0
-        from ..models.result_line_metadata_type_0 import ResultLineMetadataType0
         from ..models.result_line_result_type_0 import ResultLineResultType0
 
         credits_: int | None
@@ -54,11 +52,7 @@ class ResultLine:
 
         id = str(self.id)
 
-        metadata: dict[str, Any] | None
-        if isinstance(self.metadata, ResultLineMetadataType0):
-            metadata = self.metadata.to_dict()
-        else:
-            metadata = self.metadata
+        metadata = self.metadata
 
         state = self.state.value
 
@@ -98,7 +92,6 @@ class ResultLine:
     @classmethod
     def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
         from ..models.result_line_error_type_0 import ResultLineErrorType0
-        from ..models.result_line_metadata_type_0 import ResultLineMetadataType0
         from ..models.result_line_result_type_0 import ResultLineResultType0
 
         d = dict(src_dict)
@@ -112,20 +105,7 @@ class ResultLine:
 
         id = UUID(d.pop("id"))
 
-        def _parse_metadata(data: object) -> None | ResultLineMetadataType0:
-            if data is None:
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                metadata_type_0 = ResultLineMetadataType0.from_dict(data)
-
-                return metadata_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(None | ResultLineMetadataType0, data)
-
-        metadata = _parse_metadata(d.pop("metadata"))
+        metadata = d.pop("metadata")
 
         state = JobState(d.pop("state"))
 
