@@ -10,7 +10,8 @@
 # dashboard's browser test needs (Debian's chromium, Node.js and npm, and
 # `npm ci` in tests/ui) and the API fuzzer (schemathesis, pinned in
 # tests/schemathesis/requirements.txt, into a virtualenv at
-# target/schemathesis; see ensure_schemathesis), builds the binaries the
+# target/schemathesis; see ensure_schemathesis), checks what the clients in
+# clients/ need (ensure_clients), builds the binaries the
 # end-to-end tests spawn from target/debug, then runs `cargo test --workspace`
 # with DATABASE_URL and AMQP_URL exported. Tests create and drop their own
 # databases (offpeak_test_*) and queues beside those URLs, so the URL's user
@@ -54,12 +55,33 @@ ensure_schemathesis() {
     echo "   SCHEMATHESIS=$SCHEMATHESIS ($("$SCHEMATHESIS" --version))" >&2
 }
 
+# ensure_clients: what the clients' suites (tests/tests/api/clients.rs) need
+# beyond ensure_browser's Node.js and npm: Node.js 18.17 or newer for
+# clients/typescript, and Python 3.11 or newer with venv for clients/python
+# (Debian 12's python3 is 3.11). Their packages are installed by the
+# clients' own scripts, from clients/typescript/package-lock.json (npm ci)
+# and clients/python/requirements-dev.txt (a virtualenv at
+# clients/python/.venv), each only when missing or changed.
+ensure_clients() {
+    ensure_commands python3 || return 1
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv || return 1
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "   clients/python needs Python 3.11 or newer; found $(python3 --version)" >&2
+        return 1
+    fi
+    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 17) ? 0 : 1)'; then
+        echo "   clients/typescript needs Node.js 18.17 or newer; found $(node --version)" >&2
+        return 1
+    fi
+}
+
 echo "== offpeak tests: checking PostgreSQL and RabbitMQ" >&2
 ensure_build_tools
 ensure_postgres
 ensure_rabbitmq
 ensure_browser tests/ui   # the dashboard's browser test: node, npm, chromium, playwright-core
 ensure_schemathesis       # the API fuzzer of tests/tests/api/schemathesis.rs
+ensure_clients            # the TypeScript and Python clients' suites (tests/tests/api/clients.rs)
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
 deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline

@@ -2,7 +2,7 @@
 # Run the Python client's tests against a real offpeak (sync and async, every operation),
 # plus the client's own logic against local servers. Extra arguments go to pytest.
 #
-#   /work/clients-bin/offpeak-client-stack -- ./test.sh
+#   ../../target/debug/offpeak-client-stack -- ./test.sh
 #
 # The stack sets OFFPEAK_URL, OFFPEAK_API_KEY, OFFPEAK_RIVAL_API_KEY,
 # OFFPEAK_FRUGAL_API_KEY and OFFPEAK_SIM_URL. Exits non-zero when a test fails.
@@ -19,7 +19,7 @@ for name in OFFPEAK_URL OFFPEAK_API_KEY OFFPEAK_RIVAL_API_KEY OFFPEAK_FRUGAL_API
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: ${missing[*]} not set; run it against a stack:" >&2
-    echo "  /work/clients-bin/offpeak-client-stack -- $0" >&2
+    echo "  ../../target/debug/offpeak-client-stack -- $0" >&2
     exit 2
 fi
 

@@ -2,7 +2,7 @@
 # Installs what is needed (npm ci when node_modules is missing or stale),
 # type-checks (strict), compiles, and runs every test with Node's test
 # runner. Against a real server:
-#   /work/clients-bin/offpeak-client-stack -- ./test.sh
+#   ../../target/debug/offpeak-client-stack -- ./test.sh
 # which sets OFFPEAK_URL, OFFPEAK_API_KEY, OFFPEAK_RIVAL_API_KEY,
 # OFFPEAK_FRUGAL_API_KEY and OFFPEAK_SIM_URL. Exits non-zero on any failure.
 set -euo pipefail

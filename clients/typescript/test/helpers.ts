@@ -8,7 +8,7 @@ import { OffpeakClient, type OffpeakClientOptions } from "../src/index.js";
 export function env(name: string): string {
   const value = process.env[name];
   if (!value) {
-    throw new Error(`${name} is not set: run the tests with /work/clients-bin/offpeak-client-stack -- ./test.sh (see README.md)`);
+    throw new Error(`${name} is not set: run the tests with ../../target/debug/offpeak-client-stack -- ./test.sh (see README.md)`);
   }
   return value;
 }
