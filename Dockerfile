@@ -6,6 +6,8 @@
 #   provider-sim       (the provider simulator, for compose and demos)
 #   offpeak-bench      (the pipeline benchmark of BENCHMARKS.md)
 #   offpeak-webhook-receiver (records webhook deliveries, for demos)
+#   offpeak-client-stack, offpeak-client-codegen (the clients' test stack and
+#                      the Rust client's type generator, see clients/)
 #
 # Build from the repository root (the build context must be the root):
 #     docker build -t offpeak:dev .
@@ -33,11 +35,15 @@ COPY scheduler/Cargo.toml scheduler/Cargo.toml
 COPY worker/Cargo.toml worker/Cargo.toml
 COPY provider-sim/Cargo.toml provider-sim/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
+COPY clients/rust/Cargo.toml clients/rust/Cargo.toml
+COPY clients/rust/codegen/Cargo.toml clients/rust/codegen/Cargo.toml
 RUN set -eux; \
-    for crate in core store runtime scheduler worker provider-sim tests; do \
+    for crate in core store runtime scheduler worker provider-sim tests clients/rust; do \
         mkdir -p "$crate/src"; : > "$crate/src/lib.rs"; \
     done; \
-    mkdir -p tests/src/bin; \
+    mkdir -p tests/src/bin clients/rust/codegen/src; \
+    echo 'fn main() {}' > clients/rust/codegen/src/main.rs; \
+    echo 'fn main() {}' > tests/src/bin/offpeak-client-stack.rs; \
     echo 'fn main() {}' > scheduler/src/main.rs; \
     echo 'fn main() {}' > worker/src/main.rs; \
     echo 'fn main() {}' > provider-sim/src/main.rs; \
@@ -49,7 +55,8 @@ RUN set -eux; \
     rm -rf target/release/.fingerprint/offpeak-* \
            target/release/deps/offpeak_* target/release/deps/liboffpeak_* \
            target/release/deps/provider_sim-* target/release/deps/offpeak_bench-* \
-           target/release/deps/offpeak_webhook_receiver-*
+           target/release/deps/offpeak_webhook_receiver-* \
+           target/release/deps/offpeak_client_stack-* target/release/deps/offpeak_client_codegen-*
 
 # 2. The real sources (migrations are embedded by `sqlx::migrate!`).
 COPY migrations migrations
@@ -60,12 +67,14 @@ COPY scheduler scheduler
 COPY worker worker
 COPY provider-sim provider-sim
 COPY tests tests
+COPY clients/rust clients/rust
 RUN set -eux; \
-    find core store runtime scheduler worker provider-sim tests -name '*.rs' -exec touch {} +; \
+    find core store runtime scheduler worker provider-sim tests clients/rust -name '*.rs' -exec touch {} +; \
     cargo build --release --locked --workspace --bins; \
     mkdir -p /out; \
     cp target/release/offpeak-scheduler target/release/offpeak-worker target/release/provider-sim \
-       target/release/offpeak-bench target/release/offpeak-webhook-receiver /out/
+       target/release/offpeak-bench target/release/offpeak-webhook-receiver \
+       target/release/offpeak-client-stack target/release/offpeak-client-codegen /out/
 
 # -------------------------------------------------------------- runtime ----
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -81,7 +90,7 @@ RUN set -eux; \
             --shell /usr/sbin/nologin offpeak
 
 COPY --from=build /out/offpeak-scheduler /out/offpeak-worker /out/provider-sim /out/offpeak-bench \
-     /out/offpeak-webhook-receiver /usr/local/bin/
+     /out/offpeak-webhook-receiver /out/offpeak-client-stack /out/offpeak-client-codegen /usr/local/bin/
 
 # Defaults suited to a container (the binaries' own defaults listen on
 # 127.0.0.1, which is unreachable from outside a container). Everything else
