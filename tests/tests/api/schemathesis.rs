@@ -116,25 +116,43 @@ async fn schemathesis_finds_nothing_the_document_does_not_allow() {
     let seconds = env_number("OFFPEAK_SCHEMATHESIS_SECONDS", DEFAULT_SECONDS);
     let seed = env_number("OFFPEAK_SCHEMATHESIS_SEED", DEFAULT_SEED);
     let config = repo().join("tests/schemathesis/schemathesis.toml");
-    let mut command = tokio::process::Command::new(&st);
-    command
-        .arg("--config-file")
-        .arg(&config)
-        .arg("run")
-        .arg(env.url("/openapi.json"))
-        .args(["--max-time", &seconds.to_string(), "--seed", &seed.to_string(), "--workers", "2", "--no-color"])
-        .env("SCHEMATHESIS_HOOKS", repo().join("tests/schemathesis/hooks.py"))
-        .env("OFFPEAK_WFC_AUTH", &auth)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let child = command.output();
-    let output = match tokio::time::timeout(Duration::from_secs(seconds) + GRACE, child).await {
-        Err(_) => panic!("schemathesis ({}) did not finish within {seconds} s and {} s of grace", st.display(), GRACE.as_secs()),
-        Ok(Err(e)) => panic!("cannot run schemathesis ({}): {e}; tests/run.sh installs it", st.display()),
-        Ok(Ok(output)) => output,
+    let run = || {
+        let mut command = tokio::process::Command::new(&st);
+        command
+            .arg("--config-file")
+            .arg(&config)
+            .arg("run")
+            .arg(env.url("/openapi.json"))
+            .args(["--max-time", &seconds.to_string(), "--seed", &seed.to_string(), "--workers", "2", "--no-color"])
+            .env("SCHEMATHESIS_HOOKS", repo().join("tests/schemathesis/hooks.py"))
+            .env("OFFPEAK_WFC_AUTH", &auth)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command.output()
     };
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let mut attempt = 0;
+    let (output, report) = loop {
+        attempt += 1;
+        let output = match tokio::time::timeout(Duration::from_secs(seconds) + GRACE, run()).await {
+            Err(_) => panic!("schemathesis ({}) did not finish within {seconds} s and {} s of grace", st.display(), GRACE.as_secs()),
+            Ok(Err(e)) => panic!("cannot run schemathesis ({}): {e}; tests/run.sh installs it", st.display()),
+            Ok(Ok(output)) => output,
+        };
+        let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        // CPython 3.11's `ast.parse` (Debian 12's 3.11.2, this machine's
+        // 3.11.7) can raise this spurious SystemError in threaded code
+        // (CPython gh-106905); hypothesis parses its own source with it
+        // while it names a strategy. That is a "Runtime Error" of the
+        // fuzzer itself, not a finding about the API. Seen once, under the
+        // full suite's load; the run is then repeated once, whole, with the
+        // same seed, so a real finding fails the repeat as well.
+        if !output.status.success() && attempt == 1 && report.contains("SystemError: AST constructor recursion depth mismatch") {
+            println!("schemathesis hit CPython's ast.parse bug (gh-106905); running it once more:\n{report}");
+            continue;
+        }
+        break (output, report);
+    };
     // Shown with `--nocapture`, or by cargo when an assertion below fails.
     println!("{report}");
     assert!(
