@@ -577,9 +577,14 @@ async fn a_wrong_method_on_a_known_route_is_a_json_405() {
 // ---------------------------------------------------------------- 409 and Idempotency-Key
 
 async fn post_with_key(env: &TestEnv, key: &str, idem: &str, body: &str) -> Raw {
+    keyed_post(env, "/v1/jobs", key, idem, body).await
+}
+
+/// A submission with an `Idempotency-Key`, its body sent as given.
+async fn keyed_post(env: &TestEnv, path: &str, key: &str, idem: &str, body: &str) -> Raw {
     send(
         env.http
-            .post(env.url("/v1/jobs"))
+            .post(env.url(path))
             .bearer_auth(key)
             .header("content-type", "application/json")
             .header("idempotency-key", idem)
@@ -679,15 +684,7 @@ async fn an_empty_or_over_255_character_idempotency_key_is_a_400() {
 }
 
 async fn bulk_with_key(env: &TestEnv, key: &str, idem: &str, body: &str) -> Raw {
-    send(
-        env.http
-            .post(env.url("/v1/jobs/bulk"))
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .header("idempotency-key", idem)
-            .body(body.to_owned()),
-    )
-    .await
+    keyed_post(env, "/v1/jobs/bulk", key, idem, body).await
 }
 
 #[tokio::test]
