@@ -14,7 +14,7 @@
 //!   5,465 transactions/s without `NOTIFY` and 4,152 with it; with 16, 4,441
 //!   and 952. Sent from this task, the submissions' commits never wait for
 //!   it (3,988 transactions/s at 16 connections with a task sending `NOTIFY`
-//!   in a loop beside them; BENCHMARKS.md step 22). The cost is that a
+//!   in a loop beside them; BENCHMARKS.md, "Waking the release loop"). The cost is that a
 //!   process killed between a commit and its announcement leaves the job to
 //!   the loop's next poll (`OFFPEAK_RELEASE_INTERVAL_MS`), as before.
 //!   Rare or serial paths (schedule firings, followers put back to `held`)
