@@ -133,6 +133,7 @@ pub async fn run_woken<F, Fut, E>(
         if pause.is_zero() {
             continue;
         }
+        let deadline = Instant::now() + pause;
         let notified = async {
             match wake {
                 Some(w) if wakeable => w.notify.notified().await,
@@ -140,12 +141,16 @@ pub async fn run_woken<F, Fut, E>(
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
             _ = notified => {
-                woke = Woke::Notified;
-                let gap = wake.map_or(Duration::ZERO, |w| w.gap);
+                // Not before the gap is over, nor after the pause would
+                // have ended anyway (a due instant is not made late).
+                let gap_over = started + wake.map_or(Duration::ZERO, |w| w.gap);
+                if gap_over < deadline {
+                    woke = Woke::Notified;
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep_until(started + gap) => {}
+                    _ = tokio::time::sleep_until(gap_over.min(deadline)) => {}
                     _ = shutdown.wait() => {}
                 }
             }
@@ -153,4 +158,85 @@ pub async fn run_woken<F, Fut, E>(
         }
     }
     tracing::info!(duty, "{duty} loop stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use offpeak_runtime::shutdown::Shutdown;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+    const GAP: Duration = Duration::from_millis(50);
+
+    /// Runs the loop over `answers` (one per round; the loop stops after the
+    /// last), with a notification `notify_after` each round's start; returns
+    /// each round's reason and start, from the first round's.
+    async fn rounds(answers: Vec<Result<Next, &'static str>>, notify_after: Option<Duration>) -> Vec<(Woke, Duration)> {
+        let notify = Arc::new(Notify::new());
+        let (shutdown, signal) = Shutdown::new();
+        let seen: Arc<Mutex<Vec<(Woke, Instant)>>> = Arc::default();
+        let answers = Arc::new(Mutex::new(answers.into_iter()));
+        let wake = Wake { notify: &notify, gap: GAP };
+        run_woken("test", "nothing", INTERVAL, signal, Some(wake), |woke| {
+            let (seen, answers, notify) = (Arc::clone(&seen), Arc::clone(&answers), Arc::clone(&notify));
+            let shutdown = &shutdown;
+            async move {
+                seen.lock().unwrap().push((woke, Instant::now()));
+                let answer = answers.lock().unwrap().next();
+                if let Some(after) = notify_after {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        notify.notify_one();
+                    });
+                }
+                match answer {
+                    Some(a) => a,
+                    None => {
+                        shutdown.trigger();
+                        Ok(Next::Later)
+                    }
+                }
+            }
+        })
+        .await;
+        let seen = seen.lock().unwrap().clone();
+        let t0 = seen[0].1;
+        seen.into_iter().map(|(w, t)| (w, t - t0)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_cuts_the_pause_short_but_not_before_the_gap() {
+        let seen = rounds(vec![Ok(Next::Later)], Some(Duration::from_millis(10))).await;
+        assert_eq!(seen, vec![(Woke::Start, Duration::ZERO), (Woke::Notified, GAP)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_runs_at_the_instant_it_named_and_a_notification_does_not_make_it_late() {
+        let due = Duration::from_millis(30);
+        let seen = rounds(vec![Ok(Next::In(due)), Ok(Next::In(due))], Some(Duration::from_millis(10))).await;
+        // The notification came first, but the gap would end after the
+        // instant: the round runs at the instant.
+        assert_eq!(seen, vec![(Woke::Start, Duration::ZERO), (Woke::Due, due), (Woke::Due, due * 2)]);
+        let seen = rounds(vec![Ok(Next::In(INTERVAL * 5))], None).await;
+        assert_eq!(seen, vec![(Woke::Start, Duration::ZERO), (Woke::Interval, INTERVAL)], "never longer than the interval");
+        let seen = rounds(vec![Ok(Next::In(Duration::ZERO))], None).await;
+        assert_eq!(seen, vec![(Woke::Start, Duration::ZERO), (Woke::Due, Duration::ZERO)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_or_failed_round_waits_whatever_is_announced() {
+        let seen = rounds(vec![Ok(Next::Blocked), Err("down"), Ok(Next::Now)], Some(Duration::from_millis(10))).await;
+        assert_eq!(
+            seen,
+            vec![
+                (Woke::Start, Duration::ZERO),
+                (Woke::Interval, INTERVAL),
+                (Woke::Retry, INTERVAL * 2),
+                (Woke::More, INTERVAL * 2),
+            ]
+        );
+    }
 }
