@@ -86,9 +86,15 @@ pub struct ServeArgs {
     /// Most jobs released per round.
     #[arg(long, env = "OFFPEAK_RELEASE_ROUND_MAX", default_value_t = release::ROUND_MAX_DEFAULT)]
     pub release_round_max: i64,
-    /// Pause between release rounds when nothing more is due, in milliseconds.
+    /// Longest pause between release rounds when nothing more is due, in milliseconds: the poll
+    /// for work nobody announced. The loop wakes earlier at the next instant a held job becomes due
+    /// or its window closes, and when a job due now is announced (LISTEN offpeak_release).
     #[arg(long, env = "OFFPEAK_RELEASE_INTERVAL_MS", default_value_t = release::RELEASE_INTERVAL_DEFAULT.as_millis() as u64)]
     pub release_interval_ms: u64,
+    /// Least time from the start of a release round to a round that an announcement of due jobs
+    /// starts, in milliseconds: under a stream of jobs due now, at most one round per this.
+    #[arg(long, env = "OFFPEAK_RELEASE_NOTIFY_GAP_MS", default_value_t = release::NOTIFY_GAP_DEFAULT.as_millis() as u64)]
+    pub release_notify_gap_ms: u64,
     /// Ready batch messages in RabbitMQ above which release pauses (backpressure).
     #[arg(long, env = "OFFPEAK_MAX_QUEUE_DEPTH", default_value_t = release::MAX_QUEUE_DEPTH_DEFAULT)]
     pub max_queue_depth: u32,
@@ -437,6 +443,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let release = (!a.no_release).then(|| ReleaseConfig {
         interval: Duration::from_millis(a.release_interval_ms),
+        notify_gap: Duration::from_millis(a.release_notify_gap_ms),
         batch_max: a.batch_max,
         per_tenant: a.release_per_tenant,
         round_max: a.release_round_max,

@@ -21,7 +21,9 @@
 //!    refusal does. A low-priority job is held until its window like any
 //!    other.
 //! 4. **Advance** every claimed schedule's `next_fire_at` past `now`, and
-//!    commit.
+//!    commit; a round that made a job due now or soon tells the release
+//!    loops in the same transaction (`NOTIFY`, delivered at the commit,
+//!    see [`crate::wake`]).
 //!
 //! So a firing exists once and has one job: a second replica skips the
 //! locked schedules, finds them advanced after the commit, and even with
@@ -54,6 +56,7 @@ use uuid::Uuid;
 use offpeak_core::clock::SharedClock;
 use offpeak_store::jobs::{self as jobs_db, Admission, Admitted, NewInput, NewJob};
 use offpeak_store::quota::Scope;
+use offpeak_store::release::Due;
 use offpeak_store::schedules::{self as db, Advance, NewFiring, ScheduleRow};
 use offpeak_store::tenants::{self as tenants_db, Tenant};
 use offpeak_core::prices::{PriceTable, RouteTable};
@@ -250,6 +253,8 @@ impl Firer {
         recorded.sort_by_key(|f| rows.get(&f.schedule_id).map(|r| r.tenant_id));
         let mut last_fired: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
         let mut tenants: HashMap<Uuid, Tenant> = HashMap::new();
+        // The strongest announcement the round's held jobs call for.
+        let mut due: Option<Due> = None;
         for firing in &recorded {
             let Some(row) = rows.get(&firing.schedule_id) else { continue };
             let tenant = match tenants.get(&row.tenant_id) {
@@ -291,6 +296,9 @@ impl Firer {
                 }
             };
             jobs_db::insert_many(&mut tx, &job, &inputs, &admission).await?;
+            if inputs.iter().any(|i| matches!(i.admitted, Admitted::Held)) {
+                due = due.max(Due::of(job.release_at, now));
+            }
             let last = last_fired.entry(row.id).or_insert(firing.fire_at);
             *last = (*last).max(firing.fire_at);
         }
@@ -298,6 +306,11 @@ impl Firer {
             advance.last_fired_at = last_fired.get(&advance.schedule_id).copied();
         }
         db::advance(&mut tx, &advances).await?;
+        // One firing round at a time per replica: its notification's commit
+        // lock (see `notify_due`) holds up nobody.
+        if let Some(due) = due {
+            offpeak_store::release::notify_due(&mut *tx, due).await?;
+        }
         tx.commit().await?;
 
         report.created = recorded.len() as u64;

@@ -20,13 +20,18 @@
 //! submission is retried alone, so an error is answered to the submission
 //! it belongs to.
 //!
+//! After its commit, a group announces the jobs it stored that are due now
+//! or soon to the release loops ([`crate::wake::DueSignal`]): one
+//! announcement per group, sent off the lane.
+//!
 //! Submissions under an `Idempotency-Key` do not come here: their insert
 //! must find the original job when the key is taken, one by one.
 //!
 //! ```rust,no_run
 //! # async fn example(pool: sqlx::PgPool, single: offpeak_scheduler::admission::Single) {
 //! use offpeak_scheduler::group_commit::{GroupCommit, GroupCommitConfig};
-//! let groups = GroupCommit::start(pool, Default::default(), Default::default(), GroupCommitConfig::default());
+//! let due = offpeak_scheduler::wake::DueSignal::start(pool.clone());
+//! let groups = GroupCommit::start(pool, Default::default(), Default::default(), GroupCommitConfig::default(), due);
 //! match groups.submit(single).await {
 //!     Ok(Ok(Ok(job))) => println!("stored {}", job.id),
 //!     Ok(Ok(Err(refused))) => println!("over the quota: {}", refused.exceeded.limit),
@@ -47,6 +52,7 @@ use offpeak_core::prices::PriceTable;
 
 use crate::admission::{self, CacheConfig, Refused, Single};
 use crate::metrics;
+use crate::wake::DueSignal;
 
 /// Lanes, hence transactions (and pool connections) in flight at once.
 pub const LANES_DEFAULT: usize = 4;
@@ -94,13 +100,14 @@ pub struct Stopped;
 impl GroupCommit {
     /// Spawns `config.lanes` lanes on the current runtime; zero lanes turn
     /// group commit off ([`GroupCommit::enabled`] is then false and callers
-    /// commit each submission on its own).
-    pub fn start(pool: PgPool, cache: CacheConfig, prices: PriceTable, config: GroupCommitConfig) -> Self {
+    /// commit each submission on its own). `due` announces the jobs due
+    /// now or soon after each commit.
+    pub fn start(pool: PgPool, cache: CacheConfig, prices: PriceTable, config: GroupCommitConfig, due: DueSignal) -> Self {
         if config.lanes == 0 {
             return Self { queue: None };
         }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let lane = Arc::new(Lane { pool, cache, prices, max_group: config.max_group.max(1), queue: Mutex::new(rx) });
+        let lane = Arc::new(Lane { pool, cache, prices, max_group: config.max_group.max(1), queue: Mutex::new(rx), due });
         for _ in 0..config.lanes {
             tokio::spawn(Arc::clone(&lane).run());
         }
@@ -134,6 +141,7 @@ struct Lane {
     /// Shared by all lanes: the lane holding it takes the next group. It is
     /// held only while a group is taken off the queue, never during I/O.
     queue: Mutex<mpsc::Receiver<Pending>>,
+    due: DueSignal,
 }
 
 impl Lane {
@@ -204,6 +212,7 @@ impl Lane {
             });
         }
         tx.commit().await?;
+        self.due.rows(outcomes.iter().filter_map(|o| o.as_ref().ok()));
         Ok(outcomes)
     }
 }

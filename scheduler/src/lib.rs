@@ -21,4 +21,5 @@ pub mod rounds;
 pub mod semantic;
 pub mod startup;
 pub mod ui;
+pub mod wake;
 pub mod webhooks;

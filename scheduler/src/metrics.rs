@@ -71,6 +71,43 @@ pub static RELEASE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_release_errors_total", "Release rounds that failed, by cause", &["kind"])
         .expect("metric registers once")
 });
+pub static RELEASE_WAKEUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_release_wakeups_total",
+        "Release rounds by what started them: start, more (the last round was cut short), due (a held job's due instant or window close), notified (a job due now was announced), interval (the pause ran out), retry (after a failed round)",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+pub static RELEASE_WAKE_LATE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "offpeak_release_wake_late_seconds",
+        "From the due instant the release loop slept until to the start of the round it woke for",
+        vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+    )
+    .expect("metric registers once")
+});
+pub static RELEASE_LISTENING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "offpeak_release_listening",
+        "1 while the release loop listens for announcements of due jobs (LISTEN offpeak_release); 0 while its connection is being re-established"
+    )
+    .expect("metric registers once")
+});
+pub static RELEASE_LISTENER_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_release_listener_lost_total",
+        "Times the release loop's LISTEN connection was lost or could not be made; it reconnects, and runs a round for what it may have missed"
+    )
+    .expect("metric registers once")
+});
+pub static DUE_NOTIFY_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_due_notify_errors_total",
+        "Announcements of due jobs (NOTIFY offpeak_release after a submission's commit) that failed; the jobs are released at the next poll instead"
+    )
+    .expect("metric registers once")
+});
 pub static JOBS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("offpeak_jobs", "Jobs in the database by state (refreshed periodically)", &["state"])
         .expect("metric registers once")
@@ -127,7 +164,7 @@ pub fn render() -> String {
     let _ = (&*JOBS_SUBMITTED, &*JOBS_CANCELLED, &*JOBS_RELEASED, &*JOBS_ROLLED_OVER, &*BATCHES_PUBLISHED, &*BATCH_SIZE);
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
     let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS, &*JOBS_BY_STATE_MODEL, &*HELD_BY_DUE);
-    let _ = &*JOBS_UPGRADED;
+    let _ = (&*JOBS_UPGRADED, &*RELEASE_WAKEUPS, &*RELEASE_WAKE_LATE, &*RELEASE_LISTENING, &*RELEASE_LISTENER_LOST, &*DUE_NOTIFY_ERRORS);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

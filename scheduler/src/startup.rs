@@ -53,14 +53,23 @@ pub async fn serve(
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
     let auth = Arc::new(api::auth::AuthCache::new(api_config.auth_cache_ttl));
+    let due = crate::wake::DueSignal::start(pool.clone());
     let groups = crate::group_commit::GroupCommit::start(
         pool.clone(),
         api_config.cache,
         api_config.prices.clone(),
         api_config.group_commit,
+        due.clone(),
     );
-    let state =
-        AppState { pool: pool.clone(), clock: clock.clone(), config: Arc::new(api_config), publisher: Some(publisher.clone()), auth, groups };
+    let state = AppState {
+        pool: pool.clone(),
+        clock: clock.clone(),
+        config: Arc::new(api_config),
+        publisher: Some(publisher.clone()),
+        auth,
+        groups,
+        due,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     // Set by the release loop, read by the webhook delivery loop.
     let pressure = crate::release::Pressure::default();

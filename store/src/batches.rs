@@ -355,6 +355,12 @@ pub async fn finish(
     .bind(list_price)
     .fetch_all(&mut *tx)
     .await?;
+    // Followers of a dead leader are back to `held`, due (they were due
+    // when claimed): a release loop is told at the commit, in this
+    // transaction. Rare, so its notification's commit lock costs nothing.
+    if rows.iter().any(|(_, follower)| follower.as_deref() == Some("held")) {
+        crate::release::notify_due(&mut *tx, crate::release::Due::Now).await?;
+    }
     tx.commit().await?;
     let mut out = Finished::default();
     for (id, follower_state) in rows {

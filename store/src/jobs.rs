@@ -528,9 +528,14 @@ pub(crate) async fn hold_unstarted_batches(conn: &mut PgConnection, batch_ids: &
 }
 
 /// The SQL of a CTE that puts the followers of the jobs of a CTE `c` (just
-/// cancelled) back to `held`, except those cancelled themselves.
+/// cancelled) back to `held`, except those cancelled themselves. They were
+/// due when they were claimed, so they are due now: the CTE announces it
+/// (`pg_notify` on `release::DUE_CHANNEL`, once per transaction however
+/// many rows call it, and only if one does), so a release loop sends them
+/// without waiting for its next poll.
 pub(crate) const FREE_FOLLOWERS_OF_C: &str = "UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
-             WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)";
+             WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)
+             RETURNING pg_notify('offpeak_release', 'now')";
 
 /// The children of each of these jobs of the tenant (the jobs upgraded from
 /// it, `POST /v1/jobs/{id}/upgrade`), oldest first, in one query over the

@@ -223,8 +223,16 @@ impl TestEnv {
 
     /// Runs the release loop in the background until the environment drops.
     pub fn start_release_loop(&mut self) {
-        let r = self.releaser();
-        self.tasks.push(tokio::spawn(r.run(self.signal.clone())));
+        self.start_release_loop_with(self.options.release.clone());
+    }
+
+    /// Runs a release loop with `config` in the background until the
+    /// environment drops; returns a clone of its releaser, which counts the
+    /// loop's rounds ([`Releaser::rounds`]) and shares its wake-ups.
+    pub fn start_release_loop_with(&mut self, config: ReleaseConfig) -> Releaser {
+        let r = self.releaser_with(config);
+        self.tasks.push(tokio::spawn(r.clone().run(self.signal.clone())));
+        r
     }
 
     /// The context an in-process worker uses (fast retries for tests).

@@ -503,6 +503,7 @@ pub async fn submit(
                 offpeak_store::groups::count_job(&mut tx, group_id, row.id).await?;
             }
             tx.commit().await?;
+            state.due.rows([&row]);
             Ok(created(&tenant, row, list_price))
         }
         InsertOutcome::Existing(row) => {
@@ -748,6 +749,9 @@ pub async fn submit_bulk(
         offpeak_store::groups::set_cache_hits(&mut tx, group_id, cache_hits).await?;
     }
     tx.commit().await?;
+    if (cache_hits as usize) < ids.len() {
+        state.due.job(template.release_at, template.created_at);
+    }
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
         first_job_id = %ids[0], last_job_id = %ids[ids.len() - 1], "jobs submitted in bulk");
     metrics::JOBS_SUBMITTED
@@ -1019,6 +1023,7 @@ pub async fn upgrade(
     match db::insert_one(&mut tx, &job, &inputs[0], &admission, None).await {
         Ok(InsertOutcome::Inserted(row)) => {
             tx.commit().await?;
+            state.due.rows([&row]);
             metrics::JOBS_UPGRADED.with_label_values(&[row.model.as_str()]).inc();
             Ok(created(&tenant, row, list_price))
         }

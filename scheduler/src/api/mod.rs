@@ -180,6 +180,9 @@ pub struct AppState {
     pub auth: Arc<auth::AuthCache>,
     /// The lanes single submissions are committed through.
     pub groups: crate::group_commit::GroupCommit,
+    /// Announces stored jobs that are due now or soon to the release loops,
+    /// after their commit ([`crate::wake`]).
+    pub due: crate::wake::DueSignal,
 }
 
 /// The whole API as a router; `startup` serves it, tests too.

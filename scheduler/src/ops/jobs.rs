@@ -124,6 +124,15 @@ pub async fn retry_jobs(
         let ids = operator::retry(pool, &RetryFilter { limit: left, ..filter.clone() }, &group, release_at, closes, now).await?;
         moved.extend(ids.into_iter().map(|id| Retried { id, timezone: group.timezone, release_at }));
     }
+    // Retried jobs may be due now (`release_now`, normal priority, a
+    // window open): the release loops are told, after the retry committed
+    // (as `soon`, so they also read the next due instant again). A failure
+    // to tell them costs only their next poll.
+    if !moved.is_empty() {
+        if let Err(e) = offpeak_store::release::notify_due(pool, offpeak_store::release::Due::Soon).await {
+            tracing::warn!(error = %e, "could not announce the retried jobs to the release loops; they are released at their next poll");
+        }
+    }
     Ok(moved)
 }
 

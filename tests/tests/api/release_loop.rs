@@ -1,6 +1,8 @@
 //! The release loop: replicas never publish a job twice, release is fair
 //! between tenants, backpressure stops publishing, and jobs whose window
-//! closed roll over to the next one.
+//! closed roll over to the next one. And what wakes the loop (issue #17):
+//! the next due instant, announcements of due jobs over `LISTEN/NOTIFY`
+//! (surviving a lost connection), never a spin on work it cannot do.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -308,4 +310,270 @@ async fn a_job_cancelled_after_the_round_read_it_is_left_out_and_its_followers_w
     // The next round sends it on its own.
     let report = env.release_once().await;
     assert_eq!((report.released, report.coalesced), (1, 0), "{report:?}");
+}
+
+// ----- What wakes the loop ------------------------------------------------------------
+
+/// An interval far longer than any bounded wait below: a job released
+/// within one was released by a wake-up, not by the poll.
+const LONG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Waits (up to `timeout`) until the job has left `held`.
+async fn wait_released(env: &TestEnv, id: Uuid, timeout: Duration) -> offpeak_store::jobs::JobRow {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let row = env.job(id).await;
+        if row.state != "held" {
+            return row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {id} still held after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the loop listens (its listener connects beside its first round).
+async fn wait_listening(r: &offpeak_scheduler::release::Releaser) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !r.wakeups().listening() {
+        assert!(tokio::time::Instant::now() < deadline, "the release loop does not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn submit(env: &TestEnv, key: &str, body: serde_json::Value) -> Uuid {
+    let (status, resp) = env.post(key, "/v1/jobs", &body).await;
+    assert_eq!(status, 201, "{resp}");
+    resp["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The next due instant is after the round's own instant (so a due job
+/// the round did not release never wakes it again), within the span, and
+/// a held job's window close counts (its roll-over).
+#[tokio::test]
+async fn the_next_due_instant_is_after_the_rounds_own_and_a_window_close_counts() {
+    use offpeak_store::release::next_due;
+    let env = TestEnv::with(EnvOptions { now: at("2027-06-01T01:59:30Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let other = env.tenant("other", "Asia/Tokyo").await;
+    submit(&env, &key, json!({"model": "flux-dev", "input": {"p": 1}})).await;
+    submit(&env, &other, json!({"model": "flux-dev", "input": {"p": 2}})).await;
+
+    let report = env.release_once().await;
+    assert_eq!((report.released, report.next_due), (0, Some(at("2027-06-01T02:00:00Z"))), "{report:?}");
+    let pool = &env.pool;
+    let s = |t: &str| at(t);
+    assert_eq!(next_due(pool, s("2027-06-01T01:59:30Z"), s("2027-06-01T02:00:30Z")).await.unwrap(), Some(s("2027-06-01T02:00:00Z")));
+    assert_eq!(next_due(pool, s("2027-06-01T02:00:00Z"), s("2027-06-01T02:01:00Z")).await.unwrap(), None, "not the round's own instant");
+    assert_eq!(next_due(pool, s("2027-06-01T01:00:00Z"), s("2027-06-01T01:01:00Z")).await.unwrap(), None, "beyond the span");
+    assert_eq!(
+        next_due(pool, s("2027-06-01T05:59:30Z"), s("2027-06-01T06:00:30Z")).await.unwrap(),
+        Some(s("2027-06-01T06:00:00Z")),
+        "the UTC job's window closes at 06:00"
+    );
+    assert_eq!(
+        next_due(pool, s("2027-06-01T16:59:30Z"), s("2027-06-01T17:00:30Z")).await.unwrap(),
+        Some(s("2027-06-01T17:00:00Z")),
+        "Tokyo's job, a probe of another tenant"
+    );
+}
+
+/// With a manual clock, the loop sleeps until the next due instant as the
+/// clock reads it (capped by the interval): once the clock reaches it, the
+/// job is released at once, not a 60 s interval later.
+#[tokio::test]
+async fn the_loop_wakes_at_the_next_due_instant_not_after_its_interval() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T01:59:59.700Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let id = submit(&env, &key, json!({"model": "flux-dev", "input": {"p": 1}})).await;
+    assert_eq!(env.job(id).await.release_at, at("2027-06-01T02:00:00Z"));
+    let r = env.start_release_loop_with(ReleaseConfig { interval: LONG_INTERVAL, ..Default::default() });
+
+    // The loop wakes every 300 ms (the clock does not move by itself), and
+    // finds nothing due before the clock says 02:00.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.job(id).await.state, "held", "not before its instant");
+    assert!(r.rounds() >= 2, "woken at the due instant as the clock reads it ({} rounds)", r.rounds());
+
+    env.clock.set(at("2027-06-01T02:00:00Z"));
+    let row = wait_released(&env, id, Duration::from_secs(10)).await;
+    assert_eq!(row.queued_at, Some(at("2027-06-01T02:00:00Z")), "released by a round at its instant");
+}
+
+/// With the real clock: a job copied in (announced by nobody) 1.5 s before
+/// it is due is released by a round at its instant or just after it, never
+/// before, without waiting for the 60 s interval.
+#[tokio::test]
+async fn with_the_real_clock_a_job_is_released_at_its_instant_never_before() {
+    use offpeak_core::clock::SystemClock;
+    use offpeak_runtime::shutdown::Shutdown;
+    let env = TestEnv::new().await;
+    env.tenant("acme", "UTC").await;
+    let tenant: Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'").fetch_one(&env.pool).await.unwrap();
+    let due = Utc::now() + chrono::Duration::milliseconds(1500);
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, created_at)
+         VALUES ($1, $2, 'flux-dev', '{\"p\": 1}', 'low', 'UTC', 'held', $3, $3 + interval '4 hours', now())",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(due)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let cfg = ReleaseConfig { interval: LONG_INTERVAL, ..Default::default() };
+    let r = offpeak_scheduler::release::Releaser::new(env.pool.clone(), env.publisher.clone(), std::sync::Arc::new(SystemClock), cfg);
+    let (shutdown, signal) = Shutdown::new();
+    let task = tokio::spawn(r.run(signal));
+
+    let row = wait_released(&env, id, Duration::from_secs(20)).await;
+    let queued_at = row.queued_at.expect("queued");
+    assert!(queued_at >= due, "released at {queued_at}, before its instant {due}");
+    assert!(queued_at - due < chrono::Duration::seconds(10), "released at {queued_at}: the interval's poll, not the instant {due}");
+    shutdown.trigger();
+    task.await.unwrap();
+}
+
+/// Every path that stores a job due now announces it: a normal-priority
+/// job (grouped single, keyed single, bulk, a schedule's firing) and a
+/// follower freed by its leader's cancel are released at once, with a
+/// 60 s interval.
+#[tokio::test]
+async fn jobs_due_now_are_released_at_once_by_their_announcement() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let r = env.start_release_loop_with(ReleaseConfig { interval: LONG_INTERVAL, ..Default::default() });
+    wait_listening(&r).await;
+    // Past the first round and its reading of the next due instant.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bound = Duration::from_secs(15);
+
+    let single = submit(&env, &key, json!({"model": "flux-dev", "priority": "normal", "input": {"p": "single"}})).await;
+    assert_eq!(wait_released(&env, single, bound).await.state, "queued", "a grouped single submission");
+
+    let resp = env
+        .http
+        .post(env.url("/v1/jobs"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "k-1")
+        .json(&json!({"model": "flux-dev", "priority": "normal", "input": {"p": "keyed"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = TestEnv::read(resp).await;
+    assert_eq!(status, 201, "{body}");
+    let keyed: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(wait_released(&env, keyed, bound).await.state, "queued", "a keyed single submission");
+
+    let (status, body) = env
+        .post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "priority": "normal", "inputs": [{"p": "b1"}, {"p": "b2"}]}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for id in bulk_ids(&body) {
+        assert_eq!(wait_released(&env, id, bound).await.state, "queued", "a bulk submission");
+    }
+
+    // A leader and its follower, released together; no worker runs, so the
+    // leader stays queued until it is cancelled, which frees the follower.
+    let leader = submit(&env, &key, json!({"model": "flux-schnell", "priority": "normal", "input": {"p": "same"}})).await;
+    assert_eq!(wait_released(&env, leader, bound).await.state, "queued");
+    let follower = submit(&env, &key, json!({"model": "flux-schnell", "priority": "normal", "input": {"p": "same"}})).await;
+    let f = wait_released(&env, follower, bound).await;
+    assert_eq!((f.state.as_str(), f.cache_source), ("queued", Some(leader)), "coalesced behind its leader");
+    let (status, body) = env.delete(&key, &format!("/v1/jobs/{leader}")).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let f = env.job(follower).await;
+        if f.state == "queued" && f.batch_id.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the freed follower was not released on its own: {f:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A schedule's firing, made due at once (normal priority).
+    let (status, s) = env
+        .post(&key, "/v1/schedules", &json!({"name": "tick", "cron": "* * * * *",
+            "job": {"model": "flux-dev", "priority": "normal", "input": {"p": "tick"}}}))
+        .await;
+    assert_eq!(status, 201, "{s}");
+    env.clock.set(at("2027-06-01T12:01:00.250Z"));
+    let firer = offpeak_scheduler::firing::Firer::new(env.pool.clone(), env.shared_clock(), Default::default());
+    assert_eq!(firer.run_once().await.unwrap().created, 1);
+    let fired: Uuid = sqlx::query_scalar("SELECT id FROM jobs WHERE metadata->>'schedule_id' = $1")
+        .bind(s["id"].as_str().unwrap())
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(wait_released(&env, fired, bound).await.state, "queued", "a schedule's firing");
+}
+
+/// A loop that cannot release what is due (the queue is at its depth
+/// limit) waits its interval between rounds, and announcements of more due
+/// jobs do not wake it: it does not spin.
+#[tokio::test]
+async fn the_loop_does_not_spin_on_due_jobs_it_cannot_release() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let (status, body) = env
+        .post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "priority": "normal", "inputs": [{"p": 1}, {"p": 2}, {"p": 3}]}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let cfg = ReleaseConfig { interval: Duration::from_secs(1), batch_max: 1, max_queue_depth: 1, ..Default::default() };
+    let r = env.start_release_loop_with(cfg);
+    wait_listening(&r).await;
+    // One batch fills the queue; every round after is throttled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while env.queue_depth().await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing was released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = r.rounds();
+    // 3 s of normal-priority submissions, each announced, 10 a second.
+    for i in 0..30 {
+        submit(&env, &key, json!({"model": "flux-dev", "priority": "normal", "input": {"more": i}})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rounds = r.rounds() - before;
+    assert!(rounds <= 6, "{rounds} rounds in about 3 s with a 1 s interval: the loop spins or announcements wake it");
+    assert_eq!(env.queue_depth().await, 1);
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(held, 32, "nothing more was released");
+}
+
+/// The listener's connection killed: it reconnects by itself, and jobs
+/// announced afterwards still wake the loop.
+#[tokio::test]
+async fn the_listener_survives_its_connection_being_killed() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let r = env.start_release_loop_with(ReleaseConfig { interval: LONG_INTERVAL, ..Default::default() });
+    wait_listening(&r).await;
+    let listener = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_optional(&env.pool)
+        .await
+        .unwrap()
+    };
+    let pid = listener().await.expect("a connection LISTENs");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&env.pool).await.unwrap();
+    assert!(killed);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(new) = listener().await {
+            if new != pid && r.wakeups().listening() {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the listener did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the round the reconnection runs for what it may have missed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = submit(&env, &key, json!({"model": "flux-dev", "priority": "normal", "input": {"p": 1}})).await;
+    assert_eq!(wait_released(&env, id, Duration::from_secs(15)).await.state, "queued");
 }
