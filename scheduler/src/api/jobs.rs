@@ -565,11 +565,16 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(k.to_owned()))
 }
 
+/// The 409 of an `Idempotency-Key` reused with another body, single or bulk.
+fn idempotency_conflict() -> ApiError {
+    ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body")
+}
+
 /// The answer to a bulk request whose `Idempotency-Key` is taken: the
 /// original submission's jobs for the same body, a 409 for another.
 fn bulk_replay(original: offpeak_store::groups::KeyedBulk, request_hash: &[u8], now: DateTime<Utc>) -> ApiResult<Response> {
     if original.request_hash != request_hash {
-        return Err(ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body"));
+        return Err(idempotency_conflict());
     }
     let answer = BulkResponse {
         count: original.ids.len(),
@@ -591,7 +596,7 @@ async fn replay(pool: &sqlx::PgPool, row: JobRow, request_hash: &[u8]) -> ApiRes
     if row.request_hash.as_deref() == Some(request_hash) {
         Ok((StatusCode::OK, [("idempotent-replayed", "true")], Json(JobView::read(pool, row).await?)).into_response())
     } else {
-        Err(ApiError::conflict("idempotency_conflict", "this Idempotency-Key was already used with a different request body"))
+        Err(idempotency_conflict())
     }
 }
 
