@@ -1,6 +1,6 @@
 //! offpeak's domain, with no I/O: what a job is and the states it moves
 //! through ([`job`]), what it costs and which model a use case gets
-//! ([`prices`]), the off-peak window ([`window`]) and the one search for a
+//! ([`prices`]), which provider and protocol serves a model ([`providers`]), the off-peak window ([`window`]) and the one search for a
 //! timezone's offset changes it rests on ([`tz`]), recurring schedules
 //! ([`schedule`]), tenants and the one rule for their window ([`tenant`]),
 //! daily quotas ([`quota`]), the batch message between scheduler and worker
@@ -21,6 +21,7 @@ pub mod jsonb;
 pub mod message;
 pub mod preview;
 pub mod prices;
+pub mod providers;
 pub mod quota;
 pub mod schedule;
 pub mod semantic;
