@@ -34,7 +34,8 @@ use offpeak_core::prices::PriceTable;
 use offpeak_runtime::shutdown::{Shutdown, ShutdownSignal};
 use offpeak_worker::consumer::{self, ConsumerConfig};
 use offpeak_worker::process::{process_batch, Backoff, BatchContext};
-use offpeak_worker::provider::ProviderClient;
+use offpeak_worker::provider::Providers;
+use offpeak_core::providers::{Adapter, Catalog, Provider};
 
 use crate::sim::{self, RunningSim, SimConfig};
 
@@ -239,7 +240,12 @@ impl TestEnv {
     pub fn batch_context(&self) -> BatchContext {
         BatchContext {
             pool: self.pool.clone(),
-            provider: ProviderClient::new(&self.sim.url, "test-provider-key".into(), Duration::from_secs(10)).expect("http client"),
+            providers: Providers::from_catalog(
+                &Catalog::single(Provider::new("default", Adapter::Batch, &self.sim.url, "PROVIDER_API_KEY"), PriceTable::default().models()),
+                |_| Some("test-provider-key".into()),
+                Duration::from_secs(10),
+            )
+            .expect("http client"),
             prices: PriceTable::default(),
             backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(100) },
             clock: self.shared_clock(),

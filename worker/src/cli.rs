@@ -17,7 +17,8 @@ use offpeak_runtime::shutdown::{self, Shutdown};
 use crate::consumer::{self, ConsumerConfig};
 use crate::listen::{self, Listen};
 use crate::process::{Backoff, BatchContext};
-use crate::provider::ProviderClient;
+use crate::provider::Providers;
+use offpeak_core::providers::{Adapter, Catalog, Provider};
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-worker", version, about = "offpeak worker: consumes batches, calls the provider, writes results")]
@@ -72,12 +73,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         "worker listening on http://{} (/healthz, /readyz, /metrics)", bound.addr
     );
     let prices = cli.prices.table()?;
-    let provider = ProviderClient::new(&cli.provider_url, cli.provider_api_key.clone(), Duration::from_secs(cli.provider_timeout_secs))?;
+    let catalog = Catalog::single(Provider::new("default", Adapter::Batch, &cli.provider_url, "PROVIDER_API_KEY"), prices.models());
+    let providers = Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs))?;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let ctx = Arc::new(BatchContext {
         pool,
-        provider,
+        providers,
         prices,
         backoff: Backoff { base: Duration::from_millis(cli.retry_base_ms), cap: Duration::from_millis(cli.retry_cap_ms) },
         clock,
@@ -114,6 +116,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     consumer::run(ctx, config, signal).await;
     let _ = http.await;
     Ok(())
+}
+
+/// A provider's API key, from the environment variable it names:
+/// `PROVIDER_API_KEY` through its flag (which has a local default), any
+/// other from the environment.
+fn provider_key(cli: &Cli, env: &str) -> Option<String> {
+    if env == "PROVIDER_API_KEY" {
+        return Some(cli.provider_api_key.clone());
+    }
+    std::env::var(env).ok().filter(|k| !k.is_empty())
 }
 
 /// Which worker answers: on `/healthz` and `/readyz`, so that of several

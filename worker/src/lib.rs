@@ -4,7 +4,7 @@
 //!
 //! - [`consumer`]: the consume loop, acks, reconnection, graceful shutdown;
 //! - [`process`]: one batch from start to written outcome, with retries;
-//! - [`provider`]: the HTTP client of the provider's batch API;
+//! - [`provider`]: the providers' protocols, one adapter each, and every model's route;
 //! - [`listen`]: the address of `/healthz`, `/readyz` and `/metrics` (one
 //!   exact address, or the first free port of a range: the default);
 //! - [`cli`]: configuration and wiring.

@@ -32,7 +32,7 @@ use offpeak_core::prices::{Charge, PriceTable};
 use offpeak_core::message::BatchMessage;
 
 use crate::metrics;
-use crate::provider::{CallOutcome, ItemResult, ProviderClient};
+use crate::provider::{CallItem, CallOutcome, ItemResult, Providers, Route};
 
 /// Backoff between provider attempts: `base × 2^(attempt-1)`, capped, with
 /// "equal jitter" (half fixed, half random) so retries of many batches spread
@@ -64,7 +64,8 @@ impl Backoff {
 #[derive(Debug, Clone)]
 pub struct BatchContext {
     pub pool: PgPool,
-    pub provider: ProviderClient,
+    /// Every model's provider, protocol and limits.
+    pub providers: Providers,
     pub prices: PriceTable,
     pub backoff: Backoff,
     pub clock: SharedClock,
@@ -112,6 +113,11 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
     // has the same body under the same Idempotency-Key.
     jobs.sort_by_key(|j| j.id);
 
+    // A model the scheduler's configuration has and this worker's has not
+    // (configuration rolled out to the scheduler first) is a transient
+    // error: retried with backoff, and `dead` if it never gets one.
+    let route = ctx.providers.route(&msg.model).cloned();
+
     let mut first = true;
     loop {
         if !first {
@@ -121,70 +127,81 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
             }
         }
         first = false;
-        let inputs: Vec<&serde_json::value::RawValue> = jobs.iter().map(|j| &*j.input.0).collect();
+        let items: Vec<CallItem<'_>> = jobs.iter().map(|j| CallItem { job_id: j.id, input: &j.input.0 }).collect();
         report.provider_calls += 1;
         let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
-        let outcome = ctx
-            .provider
-            .call(msg.batch_id, &msg.model, &inputs)
-            .instrument(tracing::info_span!("provider_call", attempt, inputs = inputs.len()))
-            .await;
-        let outcomes: Vec<Outcome> = match outcome {
-            CallOutcome::Results(items) => jobs
-                .iter()
-                .zip(items)
-                .map(|(job, item)| match item {
-                    ItemResult::Output(result) => {
-                        let Charge { list, charged } = charge(ctx, &msg.model, job);
-                        Outcome {
-                            id: job.id,
-                            state: JobState::Succeeded,
-                            result: Some(result),
-                            error: None,
-                            credits: charged,
-                            list_credits: list,
-                        }
-                    }
-                    ItemResult::Error(error) => failed(job, error),
-                })
-                .collect(),
-            CallOutcome::Permanent { error } => jobs.iter().map(|j| failed(j, error.clone())).collect(),
-            CallOutcome::Transient { error, retry_after } => {
-                // Jobs out of attempts are dead; the rest are tried again.
-                let (out, keep): (Vec<StartedJob>, Vec<StartedJob>) =
-                    jobs.into_iter().partition(|j| j.attempts >= j.max_attempts);
-                if !out.is_empty() {
-                    let dead: Vec<Outcome> = out
-                        .iter()
-                        .map(|j| Outcome {
-                            id: j.id,
-                            state: JobState::Dead,
-                            result: None,
-                            error: Some(error.clone()),
-                            credits: 0,
-                            list_credits: 0,
-                        })
-                        .collect();
-                    report.written += finish(ctx, msg, &dead, &mut report).await?;
-                }
-                jobs = keep;
-                if jobs.is_empty() {
-                    return Ok(report);
-                }
-                db::record_transient_error(&ctx.pool, msg.batch_id, &error).await?;
-                let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
-                let pause = ctx.backoff.delay(attempt, retry_after);
-                metrics::RETRIES.with_label_values(&[&msg.model]).inc();
-                tracing::warn!(
-                    batch_id = %msg.batch_id, model = %msg.model, attempt, retry_in_ms = pause.as_millis() as u64,
-                    error = %error, "transient provider error; retrying"
-                );
-                tokio::time::sleep(pause).await;
-                continue;
+        let outcome = match &route {
+            Some(route) => {
+                route
+                    .call(&msg.model, msg.batch_id, &items)
+                    .instrument(tracing::info_span!("provider_call", attempt, inputs = items.len(), provider = %route.provider))
+                    .await
             }
+            None => CallOutcome::Transient {
+                error: crate::provider::error_json(
+                    "model_not_configured",
+                    &format!("this worker's configuration has no provider for model '{}'", msg.model),
+                ),
+                retry_after: None,
+            },
         };
-        report.written += finish(ctx, msg, &outcomes, &mut report).await?;
-        return Ok(report);
+        drop(items);
+        // Per job: its final outcome, or the transient error it is tried
+        // again for.
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
+        let mut again: Vec<(StartedJob, Value, Option<Duration>)> = Vec::new();
+        match outcome {
+            CallOutcome::Results(items) => {
+                for (job, item) in jobs.into_iter().zip(items) {
+                    match item {
+                        ItemResult::Output(result) => {
+                            let Charge { list, charged } = charge(ctx, &msg.model, &job);
+                            outcomes.push(Outcome {
+                                id: job.id,
+                                state: JobState::Succeeded,
+                                result: Some(result),
+                                error: None,
+                                credits: charged,
+                                list_credits: list,
+                            });
+                        }
+                        ItemResult::Error(error) => outcomes.push(failed(&job, error)),
+                        ItemResult::Transient { error, retry_after } => again.push((job, error, retry_after)),
+                    }
+                }
+            }
+            CallOutcome::Permanent { error } => outcomes.extend(jobs.iter().map(|j| failed(j, error.clone()))),
+            CallOutcome::Transient { error, retry_after } => {
+                again.extend(jobs.into_iter().map(|j| (j, error.clone(), retry_after)));
+            }
+        }
+        // Jobs out of attempts are dead; the rest are tried again.
+        let mut keep = Vec::with_capacity(again.len());
+        let mut last_error = None;
+        let mut wait = None;
+        for (job, error, retry_after) in again {
+            if job.attempts >= job.max_attempts {
+                outcomes.push(Outcome { id: job.id, state: JobState::Dead, result: None, error: Some(error), credits: 0, list_credits: 0 });
+            } else {
+                wait = wait.max(retry_after);
+                last_error = Some(error);
+                keep.push(job);
+            }
+        }
+        if !outcomes.is_empty() {
+            report.written += finish(ctx, msg, route.as_deref(), &outcomes, &mut report).await?;
+        }
+        jobs = keep;
+        let Some(error) = last_error else { return Ok(report) };
+        db::record_transient_error(&ctx.pool, msg.batch_id, &error).await?;
+        let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
+        let pause = ctx.backoff.delay(attempt, wait);
+        metrics::RETRIES.with_label_values(&[&msg.model]).inc();
+        tracing::warn!(
+            batch_id = %msg.batch_id, model = %msg.model, attempt, jobs = jobs.len(), retry_in_ms = pause.as_millis() as u64,
+            error = %error, "transient provider error; retrying"
+        );
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -201,8 +218,10 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
     ctx.prices.charge(model, priority).unwrap_or(Charge { list: 0, charged: 0 })
 }
 
-async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
+async fn finish(ctx: &BatchContext, msg: &BatchMessage, route: Option<&Route>, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
     let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
+    // The provider the usage ledger reports the jobs under (issue #20).
+    let _provider = route.map(|r| r.provider.as_str());
     let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now())
         .instrument(tracing::info_span!("write", outcomes = outcomes.len()))
         .await?;

@@ -70,8 +70,9 @@ async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twi
     // The same call the worker makes: the started jobs' inputs, as stored, in id order.
     let mut started = offpeak_store::batches::start_attempt(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
     started.sort_by_key(|j| j.id);
-    let inputs: Vec<&serde_json::value::RawValue> = started.iter().map(|j| &*j.input.0).collect();
-    ctx.provider.call(batch_id, "flux-dev", &inputs).await;
+    let items: Vec<offpeak_worker::provider::CallItem<'_>> =
+        started.iter().map(|j| offpeak_worker::provider::CallItem { job_id: j.id, input: &j.input.0 }).collect();
+    ctx.providers.route("flux-dev").expect("flux-dev has a provider").call("flux-dev", batch_id, &items).await;
     assert_eq!(env.sim.sim.stats().items, 8);
 
     env.clock.advance(chrono::Duration::minutes(20));
