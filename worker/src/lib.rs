@@ -5,12 +5,14 @@
 //! - [`consumer`]: the consume loop, acks, reconnection, graceful shutdown;
 //! - [`process`]: one batch from start to written outcome, with retries;
 //! - [`provider`]: the providers' protocols, one adapter each, and every model's route;
+//! - [`limits`]: limits on provider calls shared by every worker;
 //! - [`listen`]: the address of `/healthz`, `/readyz` and `/metrics` (one
 //!   exact address, or the first free port of a range: the default);
 //! - [`cli`]: configuration and wiring.
 
 pub mod cli;
 pub mod consumer;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod process;

@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use offpeak_core::providers::{Adapter, Catalog, Limits};
 
+use crate::limits::Gate;
 use crate::metrics;
 
 pub mod batch;
@@ -92,9 +93,9 @@ pub struct Route {
     /// `openai-images` / `openai-batch`: the generation endpoint's path.
     pub endpoint: String,
     pub client: Client,
-    /// What a call must get past first: the provider's limits, then the
-    /// model's. Empty: unlimited.
-    pub limits: Vec<LimitKey>,
+    /// What every HTTP request of this route must get past first: the
+    /// provider's limits, then the model's.
+    pub gate: Gate,
 }
 
 impl Route {
@@ -103,7 +104,10 @@ impl Route {
     pub async fn call(&self, model: &str, batch_id: Uuid, items: &[CallItem<'_>]) -> CallOutcome {
         let started = Instant::now();
         let outcome = match &self.client {
-            Client::Batch(c) => c.call(batch_id, &self.provider_model, items).await,
+            Client::Batch(c) => {
+                let _permit = self.gate.pass().await;
+                c.call(batch_id, &self.provider_model, items).await
+            }
         };
         let kind = match &outcome {
             CallOutcome::Results(_) => "ok",
@@ -179,7 +183,7 @@ impl Providers {
                     provider_model: model.provider_model.clone(),
                     endpoint: model.endpoint.clone(),
                     client: client.clone(),
-                    limits,
+                    gate: Gate::new(limits),
                 }),
             );
         }
