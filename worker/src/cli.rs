@@ -71,7 +71,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         addr = %bound.addr, requested = %cli.listen, ports_in_use_before = bound.skipped, provider = %cli.provider_url,
         "worker listening on http://{} (/healthz, /readyz, /metrics)", bound.addr
     );
-    let prices = cli.prices.table()?;
+    let deployment = cli.prices.deployment(&cli.provider_url)?;
+    let prices = deployment.prices;
+    // TODO(lead): wire the catalog (each model's provider) into the worker.
+    let _catalog = deployment.catalog;
     let provider = ProviderClient::new(&cli.provider_url, cli.provider_api_key.clone(), Duration::from_secs(cli.provider_timeout_secs))?;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
     let clock: SharedClock = Arc::new(SystemClock);
