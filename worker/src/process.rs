@@ -203,7 +203,8 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
 
 async fn finish(ctx: &BatchContext, msg: &BatchMessage, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
     let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
-    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now())
+    // TODO(lead): the model's provider
+    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, "default", ctx.clock.now())
         .instrument(tracing::info_span!("write", outcomes = outcomes.len()))
         .await?;
     tracing::debug!(
