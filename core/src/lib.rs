@@ -1,6 +1,7 @@
 //! offpeak's domain, with no I/O: what a job is and the states it moves
 //! through ([`job`]), what it costs and which model a use case gets
-//! ([`prices`]), which provider and protocol serves a model ([`providers`]), the off-peak window ([`window`]) and the one search for a
+//! ([`prices`]), which provider and protocol serves a model ([`providers`]), the
+//! configuration file that names them ([`config`]), the off-peak window ([`window`]) and the one search for a
 //! timezone's offset changes it rests on ([`tz`]), recurring schedules
 //! ([`schedule`]), tenants and the one rule for their window ([`tenant`]),
 //! daily quotas ([`quota`]), the batch message between scheduler and worker
@@ -15,6 +16,7 @@
 //! the outside world.
 
 pub mod clock;
+pub mod config;
 pub mod hash;
 pub mod job;
 pub mod jsonb;

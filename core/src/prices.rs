@@ -1,10 +1,12 @@
 //! Prices and routes: what each model costs in credits, the off-peak
-//! multiplier that discounts low-priority jobs, and which model a `use_case`
-//! is routed to when a job asks for `"model": "auto"`.
+//! multiplier that discounts low-priority jobs, the discount of the
+//! provider each model goes through, and which model a `use_case` is
+//! routed to when a job asks for `"model": "auto"`.
 
 use std::collections::BTreeMap;
 
 use crate::job::Priority;
+use crate::providers::Catalog;
 
 /// Credits per call for each model the provider offers, and the off-peak
 /// multiplier.
@@ -14,10 +16,17 @@ use crate::job::Priority;
 /// to the defaults). Low-priority jobs, released in their off-peak window,
 /// pay the list price times `OFFPEAK_OFFPEAK_MULTIPLIER` (default 1.0);
 /// normal-priority jobs pay the list price.
+///
+/// A model may also go through a provider that charges less than the list
+/// price (OpenAI's Batch API charges half): its provider's
+/// `price_multiplier` ([`PriceTable::with_provider_multipliers`]) applies to
+/// every job of the model, whatever its priority.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceTable {
     prices: BTreeMap<String, i64>,
     offpeak_multiplier: f64,
+    /// Each model's provider multiplier, where it is not 1.0.
+    provider_multipliers: BTreeMap<String, f64>,
 }
 
 /// What one successful call costs: the list price and what is charged.
@@ -25,8 +34,9 @@ pub struct PriceTable {
 pub struct Charge {
     /// The price table's price, undiscounted.
     pub list: i64,
-    /// What the job is charged: `list`, or for a low-priority job `list`
-    /// times the off-peak multiplier, rounded half up to whole credits.
+    /// What the job is charged: `list` times the model's provider
+    /// multiplier and, for a low-priority job, the off-peak multiplier,
+    /// rounded half up to whole credits.
     pub charged: i64,
 }
 
@@ -42,7 +52,7 @@ impl Default for PriceTable {
         .into_iter()
         .map(|(m, p)| (m.to_owned(), p))
         .collect();
-        Self { prices, offpeak_multiplier: 1.0 }
+        Self { prices, offpeak_multiplier: 1.0, provider_multipliers: BTreeMap::new() }
     }
 }
 
@@ -57,6 +67,22 @@ pub struct InvalidMultiplier(pub f64);
 pub struct InvalidPrice(pub String);
 
 impl PriceTable {
+    /// A table of exactly these prices (no defaults), with an off-peak
+    /// multiplier of 1.0: the configuration file's models.
+    ///
+    /// # Errors
+    /// A negative price, or an empty model name.
+    pub fn from_prices(prices: impl IntoIterator<Item = (String, i64)>) -> Result<Self, InvalidPrice> {
+        let mut table = Self { prices: BTreeMap::new(), ..Self::default() };
+        for (model, credits) in prices {
+            if credits < 0 || model.is_empty() {
+                return Err(InvalidPrice(format!("{model}={credits}")));
+            }
+            table.prices.insert(model, credits);
+        }
+        Ok(table)
+    }
+
     /// The defaults with `overrides` applied (`model=credits,model=credits`).
     ///
     /// # Errors
@@ -98,22 +124,59 @@ impl PriceTable {
         self.offpeak_multiplier
     }
 
+    /// The same table with each priced model charged at its provider's
+    /// `price_multiplier` in `catalog` (models the catalog does not name
+    /// keep 1.0).
+    ///
+    /// # Errors
+    /// A provider's multiplier that is negative, infinite or NaN.
+    pub fn with_provider_multipliers(mut self, catalog: &Catalog) -> Result<Self, InvalidMultiplier> {
+        let mut multipliers = BTreeMap::new();
+        for model in self.prices.keys() {
+            let Some((_, provider)) = catalog.route(model) else { continue };
+            let m = provider.price_multiplier;
+            if !m.is_finite() || m < 0.0 {
+                return Err(InvalidMultiplier(m));
+            }
+            if m != 1.0 {
+                multipliers.insert(model.clone(), m);
+            }
+        }
+        self.provider_multipliers = multipliers;
+        Ok(self)
+    }
+
+    /// What `model`'s provider charges, as a multiple of its list price
+    /// (1.0 for a model the table does not know).
+    pub fn provider_multiplier(&self, model: &str) -> f64 {
+        self.provider_multipliers.get(model).copied().unwrap_or(1.0)
+    }
+
     /// Credits one successful call of `model` costs at list price, if the model is known.
     pub fn price(&self, model: &str) -> Option<i64> {
         self.prices.get(model).copied()
     }
 
     /// What one successful call of `model` costs a job of `priority`, if
-    /// the model is known. Credits stay whole: the discounted price is
-    /// rounded half up (`f64::round` on a non-negative number), so with a
-    /// 0.5 multiplier a 1-credit model costs 1 and a 5-credit one 3.
+    /// the model is known: the list price times the model's provider
+    /// multiplier and, for a low-priority job, the off-peak multiplier.
+    /// Credits stay whole: the product is rounded once, half up
+    /// (`f64::round` on a non-negative number), so with a 0.5 multiplier a
+    /// 1-credit model costs 1 and a 5-credit one 3, and with a provider's
+    /// 0.5 and an off-peak 0.5 a 5-credit model costs 1 (1.25), not 2.
     pub fn charge(&self, model: &str, priority: Priority) -> Option<Charge> {
         let list = self.price(model)?;
-        let charged = match priority {
-            Priority::Normal => list,
-            // Prices and the multiplier are small; the product fits an i64
+        let offpeak = match priority {
+            Priority::Normal => 1.0,
+            Priority::Low => self.offpeak_multiplier,
+        };
+        let provider = self.provider_multiplier(model);
+        let charged = if provider == 1.0 && offpeak == 1.0 {
+            list
+        } else {
+            // Prices and the multipliers are small; the product fits an i64
             // long before precision matters, and `as` saturates anyway.
-            Priority::Low => (list as f64 * self.offpeak_multiplier).round() as i64,
+            (list as f64 * provider * offpeak).round() as i64
         };
         Some(Charge { list, charged })
     }
@@ -163,6 +226,22 @@ impl RouteTable {
     #[must_use]
     pub fn none() -> Self {
         Self { routes: BTreeMap::new() }
+    }
+
+    /// A table of exactly these routes (no defaults): the configuration
+    /// file's. Check them against the prices with [`RouteTable::check`].
+    ///
+    /// # Errors
+    /// An empty use case or model, or a route to `auto`.
+    pub fn from_routes(routes: impl IntoIterator<Item = (String, String)>) -> Result<Self, InvalidRoute> {
+        let mut table = Self::none();
+        for (use_case, model) in routes {
+            if use_case.is_empty() || model.is_empty() || model == "auto" {
+                return Err(InvalidRoute(format!("{use_case}={model}")));
+            }
+            table.routes.insert(use_case, model);
+        }
+        Ok(table)
     }
 
     /// The defaults with `overrides` applied (`use_case=model,...`).
@@ -231,6 +310,53 @@ mod tests {
         assert!(PriceTable::default().with_offpeak_multiplier(-0.1).is_err());
         assert!(PriceTable::default().with_offpeak_multiplier(f64::NAN).is_err());
         assert!(PriceTable::default().with_offpeak_multiplier(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn a_providers_multiplier_applies_to_every_priority_and_compounds_with_the_offpeak_one() {
+        use crate::providers::{Adapter, Model, Provider};
+        let mut batch = Provider::new("openai-batch", Adapter::OpenaiBatch, "https://api.openai.com", "OPENAI_API_KEY");
+        batch.price_multiplier = 0.5;
+        let sim = Provider::new("sim", Adapter::Batch, "http://127.0.0.1:8090", "PROVIDER_API_KEY");
+        let catalog = Catalog::new(
+            vec![batch, sim],
+            vec![Model::new("flux-pro", "openai-batch"), Model::new("minimax-video", "openai-batch"), Model::new("flux-dev", "sim")],
+        )
+        .unwrap();
+        let t = PriceTable::default().with_provider_multipliers(&catalog).unwrap();
+        assert_eq!(t.provider_multiplier("flux-pro"), 0.5);
+        assert_eq!(t.provider_multiplier("flux-dev"), 1.0);
+        // Normal priority pays the provider's price: 5 × 0.5 = 2.5, half up.
+        assert_eq!(t.charge("flux-pro", Priority::Normal), Some(Charge { list: 5, charged: 3 }));
+        assert_eq!(t.charge("minimax-video", Priority::Normal), Some(Charge { list: 15, charged: 8 }));
+        assert_eq!(t.charge("flux-dev", Priority::Normal), Some(Charge { list: 2, charged: 2 }));
+        // A model the catalog does not name keeps its list price.
+        assert_eq!(t.charge("flux-schnell", Priority::Low), Some(Charge { list: 1, charged: 1 }));
+        let t = t.with_offpeak_multiplier(0.5).unwrap();
+        // One rounding of the whole product: 5 × 0.5 × 0.5 = 1.25 → 1 (not round(round(2.5) × 0.5) = 2).
+        assert_eq!(t.charge("flux-pro", Priority::Low), Some(Charge { list: 5, charged: 1 }));
+        // 15 × 0.25 = 3.75 → 4.
+        assert_eq!(t.charge("minimax-video", Priority::Low), Some(Charge { list: 15, charged: 4 }));
+        assert_eq!(t.charge("flux-dev", Priority::Low), Some(Charge { list: 2, charged: 1 }));
+        let mut free = Provider::new("free", Adapter::Batch, "http://x", "K");
+        free.price_multiplier = 0.0;
+        let c = Catalog::new(vec![free.clone()], vec![Model::new("flux-dev", "free")]).unwrap();
+        assert_eq!(PriceTable::default().with_provider_multipliers(&c).unwrap().charge("flux-dev", Priority::Normal).unwrap().charged, 0);
+        free.price_multiplier = f64::NAN;
+        let c = Catalog::new(vec![free], vec![Model::new("flux-dev", "free")]).unwrap();
+        assert!(PriceTable::default().with_provider_multipliers(&c).is_err());
+    }
+
+    #[test]
+    fn tables_from_a_file_have_no_defaults() {
+        let t = PriceTable::from_prices([("house".to_owned(), 4)]).unwrap();
+        assert_eq!(t.models().collect::<Vec<_>>(), ["house"]);
+        assert_eq!(t.price("flux-schnell"), None);
+        assert!(PriceTable::from_prices([("house".to_owned(), -1)]).is_err());
+        let r = RouteTable::from_routes([("banner".to_owned(), "house".to_owned())]).unwrap();
+        assert_eq!(r.use_cases().collect::<Vec<_>>(), ["banner"]);
+        r.check(&t).unwrap();
+        assert!(RouteTable::from_routes([("x".to_owned(), "auto".to_owned())]).is_err());
     }
 
     #[test]

@@ -78,6 +78,15 @@ impl Limits {
     }
 }
 
+/// The provider of a deployment without a configuration file: `batch` at
+/// `PROVIDER_URL` with the key in `PROVIDER_API_KEY`.
+pub const DEFAULT_PROVIDER: &str = "default";
+
+/// Not a provider: the key under which usage reports the jobs offpeak's
+/// caches answered without calling any provider. A configuration file may
+/// not name a provider so.
+pub const CACHE_PROVIDER: &str = "cache";
+
 /// Default time an `openai-batch` provider batch is first polled after its
 /// creation, and the longest pause between polls.
 pub const POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);

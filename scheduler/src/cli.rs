@@ -23,7 +23,13 @@ use crate::startup::Loops;
 use crate::operator_token::OperatorToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "offpeak-scheduler", version, about = "offpeak's HTTP API, release loop and operator commands")]
+#[command(
+    name = "offpeak-scheduler",
+    version,
+    about = "offpeak's HTTP API, release loop and operator commands",
+    after_help = "Every flag is also an environment variable. Providers, models, prices and routes can come from one \
+                  configuration file: `serve --config FILE` (OFFPEAK_CONFIG), checked at start; see docs/configuration.md."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -416,8 +422,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.batch_max == 0 || a.release_per_tenant < 1 || a.release_round_max < 1 || a.max_queue_depth == 0 {
         anyhow::bail!("--batch-max, --release-per-tenant, --release-round-max and --max-queue-depth must be at least 1");
     }
-    let prices = a.prices.table()?;
-    let routes = a.prices.routes()?;
+    // The API needs the prices and routes only; the catalog's providers are
+    // the workers' to call, so without a file the default provider's URL
+    // (the workers' --provider-url) does not matter here.
+    let deployment = a.prices.deployment(offpeak_runtime::config::PROVIDER_URL_DEFAULT)?;
+    let (prices, routes) = (deployment.prices, deployment.routes);
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
     let pool = db::connect(&a.db.database_url, a.db.db_max_connections, a.db.connect_timeout()).await?;
     let publisher =

@@ -272,14 +272,14 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
      ledger AS (
          INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
                                    credits, list_credits, cache_hit, finished_at,
-                                   preview_target_list, parent_id, upgrade_of_preview)
+                                   preview_target_list, parent_id, upgrade_of_preview, provider)
          SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at,
-                preview_target_list, parent_id, upgrade_of_preview
+                preview_target_list, parent_id, upgrade_of_preview, $10
          FROM done
          WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
          UNION ALL
          SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at,
-                preview_target_list, parent_id, upgrade_of_preview
+                preview_target_list, parent_id, upgrade_of_preview, $10
          FROM followers
          WHERE state = 'succeeded'
          ON CONFLICT (job_id) DO NOTHING
@@ -306,12 +306,15 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// second delivery of the same batch writes nothing and counts no credits
 /// twice, and the ledger always agrees with the jobs table.
 /// `list_price` is the model's list price, recorded as what the cache saved
-/// for each follower that succeeded.
+/// for each follower that succeeded. `provider` is the name of the provider
+/// the batch's model went to, recorded on every ledger row written (the
+/// followers' too: the same call answered them), for usage by provider.
 pub async fn finish(
     pool: &PgPool,
     batch_id: Uuid,
     outcomes: &[Outcome],
     list_price: i64,
+    provider: &str,
     now: DateTime<Utc>,
 ) -> Result<Finished, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
@@ -353,6 +356,7 @@ pub async fn finish(
     .bind(&credits)
     .bind(&list_credits)
     .bind(list_price)
+    .bind(provider)
     .fetch_all(&mut *tx)
     .await?;
     // Followers of a dead leader are back to `held`, due (they were due

@@ -56,6 +56,8 @@ impl UsageSums {
 pub enum KeyColumn {
     Model,
     User,
+    /// The provider the job was sent to; `None` for rows a cache answered.
+    Provider,
 }
 
 /// The aggregate columns every usage query selects (and the dashboard's
@@ -78,8 +80,9 @@ struct KeyedRow {
     sums: UsageSums,
 }
 
-/// The tenant's usage in `[start, end)` per model or per user (`None`: jobs
-/// without a `user_id`), in key order.
+/// The tenant's usage in `[start, end)` per model, per user (`None`: jobs
+/// without a `user_id`) or per provider (`None`: jobs a cache answered, and
+/// no provider was called for), in key order.
 pub async fn by_key<'e>(
     db: impl PgExecutor<'e>,
     tenant_id: Uuid,
@@ -90,6 +93,7 @@ pub async fn by_key<'e>(
     let column = match column {
         KeyColumn::Model => "model",
         KeyColumn::User => "user_id",
+        KeyColumn::Provider => "provider",
     };
     let sql = format!(
         "SELECT {column} AS key, {SUMS}

@@ -18,7 +18,6 @@ use crate::consumer::{self, ConsumerConfig};
 use crate::listen::{self, Listen};
 use crate::process::{Backoff, BatchContext};
 use crate::provider::Providers;
-use offpeak_core::providers::{Adapter, Catalog, Provider};
 
 #[derive(Debug, Parser)]
 #[command(name = "offpeak-worker", version, about = "offpeak worker: consumes batches, calls the provider, writes results")]
@@ -72,9 +71,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         addr = %bound.addr, requested = %cli.listen, ports_in_use_before = bound.skipped, provider = %cli.provider_url,
         "worker listening on http://{} (/healthz, /readyz, /metrics)", bound.addr
     );
-    let prices = cli.prices.table()?;
-    let catalog = Catalog::single(Provider::new("default", Adapter::Batch, &cli.provider_url, "PROVIDER_API_KEY"), prices.models());
-    let providers = Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs))?;
+    let deployment = cli.prices.deployment(&cli.provider_url)?;
+    let prices = deployment.prices;
+    let providers = Providers::from_catalog(&deployment.catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs))?;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let ctx = Arc::new(BatchContext {

@@ -220,9 +220,10 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
 
 async fn finish(ctx: &BatchContext, msg: &BatchMessage, route: Option<&Route>, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
     let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
-    // The provider the usage ledger reports the jobs under (issue #20).
-    let _provider = route.map(|r| r.provider.as_str());
-    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, ctx.clock.now())
+    // The provider the usage ledger reports the jobs under. A batch with no
+    // route writes only `dead` jobs, which get no ledger row.
+    let provider = route.map_or("none", |r| r.provider.as_str());
+    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, provider, ctx.clock.now())
         .instrument(tracing::info_span!("write", outcomes = outcomes.len()))
         .await?;
     tracing::debug!(

@@ -4650,18 +4650,19 @@ impl UsageGroup {
         Default::default()
     }
 }
-///What usage is grouped by: `model` (the default), `day` or `user`.
+///What usage is grouped by: `model` (the default), `day`, `user` or `provider`.
 ///
 /// <details><summary>JSON schema</summary>
 ///
 /// ```json
 ///{
-///  "description": "What usage is grouped by: `model` (the default), `day` or `user`.",
+///  "description": "What usage is grouped by: `model` (the default), `day`, `user` or `provider`.",
 ///  "type": "string",
 ///  "enum": [
 ///    "model",
 ///    "day",
-///    "user"
+///    "user",
+///    "provider"
 ///  ]
 ///}
 /// ```
@@ -4685,6 +4686,8 @@ pub enum UsageGroupBy {
     Day,
     #[serde(rename = "user")]
     User,
+    #[serde(rename = "provider")]
+    Provider,
 }
 impl ::std::convert::From<&Self> for UsageGroupBy {
     fn from(value: &UsageGroupBy) -> Self {
@@ -4697,6 +4700,7 @@ impl ::std::fmt::Display for UsageGroupBy {
             Self::Model => f.write_str("model"),
             Self::Day => f.write_str("day"),
             Self::User => f.write_str("user"),
+            Self::Provider => f.write_str("provider"),
         }
     }
 }
@@ -4709,6 +4713,7 @@ impl ::std::str::FromStr for UsageGroupBy {
             "model" => Ok(Self::Model),
             "day" => Ok(Self::Day),
             "user" => Ok(Self::User),
+            "provider" => Ok(Self::Provider),
             _ => Err("invalid value".into()),
         }
     }
@@ -4760,11 +4765,11 @@ impl ::std::convert::TryFrom<::std::string::String> for UsageGroupBy {
 ///      "format": "date-time"
 ///    },
 ///    "group_by": {
-///      "description": "`model`, `day` or `user`.",
+///      "description": "`model`, `day`, `user` or `provider`.",
 ///      "type": "string"
 ///    },
 ///    "groups": {
-///      "description": "One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.\n`{\"flux-schnell\": {\"requests\": 50000, \"credits\": 50000, ...}}`.",
+///      "description": "One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits) with usage in the\nrange, in key order, e.g.\n`{\"flux-schnell\": {\"requests\": 50000, \"credits\": 50000, ...}}`.",
 ///      "type": "object",
 ///      "additionalProperties": {
 ///        "$ref": "#/definitions/UsageGroup"
@@ -4793,9 +4798,10 @@ impl ::std::convert::TryFrom<::std::string::String> for UsageGroupBy {
 pub struct UsageResponse {
     ///Excluded.
     pub end: ::chrono::DateTime<::chrono::offset::Utc>,
-    ///`model`, `day` or `user`.
+    ///`model`, `day`, `user` or `provider`.
     pub group_by: ::std::string::String,
-    /**One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.
+    /**One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits) with usage in the
+range, in key order, e.g.
 `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.*/
     pub groups: ::std::collections::HashMap<::std::string::String, UsageGroup>,
     pub start: ::chrono::DateTime<::chrono::offset::Utc>,

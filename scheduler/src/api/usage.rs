@@ -1,4 +1,4 @@
-//! `GET /v1/usage` (requests and credits per model, day or user, from the
+//! `GET /v1/usage` (requests and credits per model, day, user or provider, from the
 //! usage ledger) and `GET /v1/tenant` (the tenant's settings and today's
 //! usage).
 //!
@@ -38,8 +38,9 @@ pub struct UsageParams {
     /// Defaults to the end of today (tenant's timezone).
     #[param(value_type = Option<String>, example = "2027-06-30")]
     end: Option<String>,
-    /// `model` (the default), `day` (in the tenant's timezone) or `user` (`user_id`; jobs without one are
-    /// under the key `""`).
+    /// `model` (the default), `day` (in the tenant's timezone), `user` (`user_id`; jobs without one are
+    /// under the key `""`) or `provider` (the configuration's name of the provider each job was sent to;
+    /// jobs answered by offpeak's caches, which called no provider, are under the key `cache`).
     #[param(value_type = Option<GroupBy>, example = "model")]
     group_by: Option<String>,
 }
@@ -89,27 +90,29 @@ impl From<&UsageSums> for UsageGroup {
 /// The tenant's usage in `[start, end)`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageResponse {
-    /// `model`, `day` or `user`.
+    /// `model`, `day`, `user` or `provider`.
     pub group_by: String,
     /// The tenant's timezone, which days are counted in.
     pub timezone: String,
     pub start: DateTime<Utc>,
     /// Excluded.
     pub end: DateTime<Utc>,
-    /// One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.
+    /// One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits) with usage in the
+    /// range, in key order, e.g.
     /// `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.
     pub groups: BTreeMap<String, UsageGroup>,
     /// All groups together.
     pub totals: UsageGroup,
 }
 
-/// What usage is grouped by: `model` (the default), `day` or `user`.
+/// What usage is grouped by: `model` (the default), `day`, `user` or `provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[schema(as = UsageGroupBy, rename_all = "lowercase")]
 pub enum GroupBy {
     Model,
     Day,
     User,
+    Provider,
 }
 
 impl GroupBy {
@@ -118,17 +121,18 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Day => "day",
             GroupBy::User => "user",
+            GroupBy::Provider => "provider",
         }
     }
 }
 
-/// `GET /v1/usage?start=&end=&group_by=model|day|user`.
+/// `GET /v1/usage?start=&end=&group_by=model|day|user|provider`.
 #[utoipa::path(
     get,
     path = "/v1/usage",
     tag = "usage",
     operation_id = "get_usage",
-    summary = "Requests, credits and savings per model, day or user, from the usage ledger",
+    summary = "Requests, credits and savings per model, day, user or provider, from the usage ledger",
     security(("api_key" = [])),
     params(UsageParams),
     responses(
@@ -149,8 +153,9 @@ pub async fn usage(
         None | Some("model") => GroupBy::Model,
         Some("day") => GroupBy::Day,
         Some("user") => GroupBy::User,
+        Some("provider") => GroupBy::Provider,
         Some(_) => {
-            return Err(ApiError::bad_request("invalid_query", "group_by must be one of: model, day, user").with_field("group_by"))
+            return Err(ApiError::bad_request("invalid_query", "group_by must be one of: model, day, user, provider").with_field("group_by"))
         }
     };
     let today = state.clock.now().with_timezone(&tz).date_naive();
@@ -166,12 +171,17 @@ pub async fn usage(
         return Err(ApiError::bad_request("invalid_query", format!("end ({end}) must be after start ({start})")).with_field("end"));
     }
     let groups: Vec<(String, UsageSums)> = match group_by {
-        GroupBy::Model | GroupBy::User => {
-            let column = if group_by == GroupBy::Model { KeyColumn::Model } else { KeyColumn::User };
+        GroupBy::Model | GroupBy::User | GroupBy::Provider => {
+            let (column, none) = match group_by {
+                GroupBy::Model => (KeyColumn::Model, ""),
+                GroupBy::User => (KeyColumn::User, ""),
+                // A NULL provider is a job no provider was called for: a cache answered it.
+                _ => (KeyColumn::Provider, offpeak_core::providers::CACHE_PROVIDER),
+            };
             db::by_key(&state.pool, tenant.id, column, start, end)
                 .await?
                 .into_iter()
-                .map(|(k, s)| (k.unwrap_or_default(), s))
+                .map(|(k, s)| (k.unwrap_or_else(|| none.to_owned()), s))
                 .collect()
         }
         GroupBy::Day => {

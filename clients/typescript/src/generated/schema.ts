@@ -245,7 +245,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Requests, credits and savings per model, day or user, from the usage ledger */
+        /** Requests, credits and savings per model, day, user or provider, from the usage ledger */
         get: operations["get_usage"];
         put?: never;
         post?: never;
@@ -1074,10 +1074,10 @@ export interface components {
             upgrades: number;
         };
         /**
-         * @description What usage is grouped by: `model` (the default), `day` or `user`.
+         * @description What usage is grouped by: `model` (the default), `day`, `user` or `provider`.
          * @enum {string}
          */
-        UsageGroupBy: "model" | "day" | "user";
+        UsageGroupBy: "model" | "day" | "user" | "provider";
         /** @description The tenant's usage in `[start, end)`. */
         UsageResponse: {
             /**
@@ -1085,10 +1085,11 @@ export interface components {
              * @description Excluded.
              */
             end: string;
-            /** @description `model`, `day` or `user`. */
+            /** @description `model`, `day`, `user` or `provider`. */
             group_by: string;
             /**
-             * @description One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.
+             * @description One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits) with usage in the
+             *     range, in key order, e.g.
              *     `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.
              */
             groups: {
@@ -2328,8 +2329,9 @@ export interface operations {
                  */
                 end?: string | unknown | unknown;
                 /**
-                 * @description `model` (the default), `day` (in the tenant's timezone) or `user` (`user_id`; jobs without one are
-                 *     under the key `""`).
+                 * @description `model` (the default), `day` (in the tenant's timezone), `user` (`user_id`; jobs without one are
+                 *     under the key `""`) or `provider` (the configuration's name of the provider each job was sent to;
+                 *     jobs answered by offpeak's caches, which called no provider, are under the key `cache`).
                  * @example model
                  */
                 group_by?: components["schemas"]["UsageGroupBy"];

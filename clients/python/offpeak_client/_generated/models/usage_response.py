@@ -21,9 +21,10 @@ class UsageResponse:
 
     Attributes:
         end (datetime.datetime): Excluded.
-        group_by (str): `model`, `day` or `user`.
-        groups (UsageResponseGroups): One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key
-            order, e.g.
+        group_by (str): `model`, `day`, `user` or `provider`.
+        groups (UsageResponseGroups): One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits)
+            with usage in the
+            range, in key order, e.g.
             `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.
         start (datetime.datetime):
         timezone (str): The tenant's timezone, which days are counted in.

@@ -15,7 +15,8 @@ T = TypeVar("T", bound="UsageResponseGroups")
 
 @_attrs_define
 class UsageResponseGroups:
-    """One entry per model, day (`YYYY-MM-DD`) or user with usage in the range, in key order, e.g.
+    """One entry per model, day (`YYYY-MM-DD`), user or provider (`cache` for cache hits) with usage in the
+    range, in key order, e.g.
     `{"flux-schnell": {"requests": 50000, "credits": 50000, ...}}`.
 
     """

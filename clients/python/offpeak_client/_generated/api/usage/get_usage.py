@@ -103,13 +103,13 @@ def sync_detailed(
     end: Any | Unset = UNSET,
     group_by: UsageGroupBy | Unset = UNSET,
 ) -> Response[ErrorBody | UsageResponse]:
-    """Requests, credits and savings per model, day or user, from the usage ledger
+    """Requests, credits and savings per model, day, user or provider, from the usage ledger
 
     Args:
         start (Any | Unset):
         end (Any | Unset):
-        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day` or
-            `user`.
+        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day`,
+            `user` or `provider`.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -139,13 +139,13 @@ def sync(
     end: Any | Unset = UNSET,
     group_by: UsageGroupBy | Unset = UNSET,
 ) -> ErrorBody | UsageResponse | None:
-    """Requests, credits and savings per model, day or user, from the usage ledger
+    """Requests, credits and savings per model, day, user or provider, from the usage ledger
 
     Args:
         start (Any | Unset):
         end (Any | Unset):
-        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day` or
-            `user`.
+        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day`,
+            `user` or `provider`.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -170,13 +170,13 @@ async def asyncio_detailed(
     end: Any | Unset = UNSET,
     group_by: UsageGroupBy | Unset = UNSET,
 ) -> Response[ErrorBody | UsageResponse]:
-    """Requests, credits and savings per model, day or user, from the usage ledger
+    """Requests, credits and savings per model, day, user or provider, from the usage ledger
 
     Args:
         start (Any | Unset):
         end (Any | Unset):
-        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day` or
-            `user`.
+        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day`,
+            `user` or `provider`.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -204,13 +204,13 @@ async def asyncio(
     end: Any | Unset = UNSET,
     group_by: UsageGroupBy | Unset = UNSET,
 ) -> ErrorBody | UsageResponse | None:
-    """Requests, credits and savings per model, day or user, from the usage ledger
+    """Requests, credits and savings per model, day, user or provider, from the usage ledger
 
     Args:
         start (Any | Unset):
         end (Any | Unset):
-        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day` or
-            `user`.
+        group_by (UsageGroupBy | Unset): What usage is grouped by: `model` (the default), `day`,
+            `user` or `provider`.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
