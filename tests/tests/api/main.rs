@@ -51,6 +51,7 @@ mod binaries;
 mod cache_and_quotas;
 mod cancel_and_list;
 mod clients;
+mod clock;
 mod costs;
 mod faults;
 mod group_commit;
