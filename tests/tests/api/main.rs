@@ -63,6 +63,7 @@ mod pipeline;
 mod preview;
 mod provider_faults;
 mod prune;
+mod races;
 mod recovery;
 mod release_loop;
 mod retry_window;
