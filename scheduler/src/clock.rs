@@ -136,13 +136,11 @@ impl Clock for DbClock {
         let (database, at) = *self.anchor.read().unwrap_or_else(|e| e.into_inner());
         let elapsed = chrono::Duration::from_std(at.elapsed()).unwrap_or(chrono::Duration::zero());
         let now = database + elapsed;
+        // Microseconds, PostgreSQL's precision: every instant returned is
+        // one it stores exactly, and comparing them is comparing integers.
         let us = now.timestamp_micros();
         let latest = self.latest.fetch_max(us, Ordering::AcqRel).max(us);
-        if latest == us {
-            now
-        } else {
-            DateTime::from_timestamp_micros(latest).unwrap_or(now)
-        }
+        DateTime::from_timestamp_micros(latest).unwrap_or(now)
     }
 }
 
@@ -238,4 +236,33 @@ pub async fn measure(pool: &PgPool, samples: usize) -> Result<Measurement, sqlx:
     }
     // `samples.max(1)` iterations ran, each either set `best` or returned.
     best.ok_or(sqlx::Error::RowNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurement(database: DateTime<Utc>, at: Instant) -> Measurement {
+        Measurement { database, at, round_trip: Duration::from_millis(1), offset: chrono::Duration::zero() }
+    }
+
+    #[test]
+    fn now_is_the_reading_plus_the_monotonic_time_since() {
+        let db = DateTime::from_timestamp(1_800_000_000, 0).expect("a valid instant");
+        let at = Instant::now() - Duration::from_secs(3);
+        let clock = DbClock::new(&measurement(db, at));
+        let now = clock.now();
+        assert!(now >= db + chrono::Duration::seconds(3) && now < db + chrono::Duration::seconds(4), "{now}");
+    }
+
+    #[test]
+    fn adopting_an_earlier_reading_never_moves_now_backwards() {
+        let db = DateTime::from_timestamp(1_800_000_000, 0).expect("a valid instant");
+        let clock = DbClock::new(&measurement(db, Instant::now()));
+        let before = clock.now();
+        clock.adopt(&measurement(db - chrono::Duration::seconds(5), Instant::now()));
+        assert!(clock.now() >= before, "held at {before}, not 5 s back");
+        clock.adopt(&measurement(db + chrono::Duration::seconds(60), Instant::now()));
+        assert!(clock.now() >= db + chrono::Duration::seconds(60), "a later reading is taken at once");
+    }
 }

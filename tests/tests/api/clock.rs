@@ -10,6 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{json, Value};
 
+use offpeak_core::clock::Clock;
+use offpeak_scheduler::clock::{measure, ClockSync, ClockSyncConfig};
+use offpeak_tests::harness::TestEnv;
 use offpeak_tests::procs::{System, SystemOptions};
 
 /// How far the fast replica's clock runs ahead.
@@ -124,4 +127,22 @@ async fn a_replica_whose_clock_runs_ten_minutes_fast_decides_by_the_databases_ti
     assert!(correct.abs() < 1.0, "the correct replica's offset gauge reads {correct}");
     assert!(sys.log(&fast.name).contains("clock disagrees"), "the fast replica warns about its clock:\n{}", sys.log(&fast.name));
     drop(fast);
+}
+
+/// On a host whose clock agrees with PostgreSQL's (this one), the measured
+/// offset is about zero, the round trip short, and the clock reads the
+/// host's time; a measurement refreshes it.
+#[tokio::test]
+async fn the_database_clock_measures_postgresql_and_agrees_with_a_correct_host() {
+    let env = TestEnv::new().await;
+    let m = measure(&env.pool, 5).await.expect("measure");
+    assert!(m.offset_seconds().abs() < 0.5, "{m:?}");
+    assert!(m.round_trip < Duration::from_secs(1), "{m:?}");
+    let sync = ClockSync::start(env.pool.clone(), ClockSyncConfig::default()).await.expect("start");
+    let clock = sync.clock();
+    let drift = (clock.now() - Utc::now()).num_milliseconds().abs();
+    assert!(drift < 500, "the database's time is {drift} ms from this host's");
+    let before = clock.now();
+    sync.run_once().await.expect("refresh");
+    assert!(clock.now() >= before, "never backwards across a refresh");
 }
