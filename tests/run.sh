@@ -11,7 +11,8 @@
 # `npm ci` in tests/ui) and the API fuzzer (schemathesis, pinned in
 # tests/schemathesis/requirements.txt, into a virtualenv at
 # target/schemathesis; see ensure_schemathesis), checks what the clients in
-# clients/ need (ensure_clients), builds the binaries the
+# clients/ need (ensure_clients), installs Debian's faketime (libfaketime, for
+# the clock test), builds the binaries the
 # end-to-end tests spawn from target/debug, then runs `cargo test --workspace`
 # with DATABASE_URL and AMQP_URL exported. Tests create and drop their own
 # databases (offpeak_test_*) and queues beside those URLs, so the URL's user
@@ -82,6 +83,7 @@ ensure_rabbitmq
 ensure_browser tests/ui   # the dashboard's browser test: node, npm, chromium, playwright-core
 ensure_schemathesis       # the API fuzzer of tests/tests/api/schemathesis.rs
 ensure_clients            # the TypeScript and Python clients' suites (tests/tests/api/clients.rs)
+ensure_commands faketime   # libfaketime: a scheduler replica with a wrong clock (tests/tests/api/clock.rs)
 echo "   DATABASE_URL=$DATABASE_URL" >&2
 echo "   AMQP_URL=$AMQP_URL" >&2
 deploy/validate.sh   # Dockerfile, compose file, Kubernetes manifests, dashboard and alerts, offline

@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use offpeak_runtime::broker::{self, Topology};
-use offpeak_core::clock::{SharedClock, SystemClock};
+use offpeak_core::clock::SharedClock;
 use offpeak_runtime::config::{BrokerArgs, DatabaseArgs, PriceArgs};
 use offpeak_store as db;
 use offpeak_runtime::shutdown::{self, Shutdown};
@@ -432,7 +432,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let publisher =
         broker::Publisher::connect(&a.broker.amqp_url, "offpeak-scheduler", Topology::new(&a.broker.queue), a.db.connect_timeout())
             .await?;
-    let clock: SharedClock = std::sync::Arc::new(SystemClock);
+    // Every decision is taken by PostgreSQL's time, measured before anything is served (clock.rs).
+    let clock_sync = offpeak_store::retry_unreachable(a.db.connect_timeout(), || {
+        crate::clock::ClockSync::start(pool.clone(), crate::clock::ClockSyncConfig::default())
+    })
+    .await?;
+    let clock: SharedClock = std::sync::Arc::new(clock_sync.clock());
     let cache = crate::admission::CacheConfig { ttl: Duration::from_secs(a.cache_ttl_secs) };
     let operator_token = a.operator_token.as_deref().filter(|t| !t.is_empty()).map(OperatorToken::new).transpose()?;
     if operator_token.is_none() {
@@ -516,6 +521,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; draining");
         trigger.trigger();
     });
+    tokio::spawn(clock_sync.run(signal.clone()));
     crate::startup::serve(listener, pool, publisher.clone(), clock, api, loops, signal).await?;
     publisher.close().await;
     Ok(())

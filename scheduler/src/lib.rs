@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod coalesce;
 pub mod firing;
 pub mod group_commit;

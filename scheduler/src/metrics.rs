@@ -8,8 +8,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_gauge, register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     TextEncoder,
 };
 
@@ -108,6 +108,33 @@ pub static DUE_NOTIFY_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+/// This replica's wall clock minus PostgreSQL's, at the last measurement
+/// ([`crate::clock`]). Decisions do not use the replica's clock, so a large
+/// value harms no job; it says the host's time is wrong (NTP), which its logs
+/// and any other program on it suffer from.
+pub static CLOCK_OFFSET: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "offpeak_clock_offset_seconds",
+        "This replica's wall clock minus PostgreSQL's clock_timestamp(), at the last measurement (the scheduler decides by the database's time)"
+    )
+    .expect("metric registers once")
+});
+/// The round trip of the measurement the clock adopted: the offset's error bound is half of it.
+pub static CLOCK_ROUND_TRIP: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "offpeak_clock_round_trip_seconds",
+        "Round trip of the clock measurement in use; the database time is known to within half of it"
+    )
+    .expect("metric registers once")
+});
+/// Measurements of the database's clock that failed (the last one stays in use).
+pub static CLOCK_SYNC_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_clock_sync_errors_total",
+        "Failed measurements of PostgreSQL's clock; the clock keeps extrapolating the last one on the monotonic clock"
+    )
+    .expect("metric registers once")
+});
 pub static JOBS_BY_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!("offpeak_jobs", "Jobs in the database by state (refreshed periodically)", &["state"])
         .expect("metric registers once")
@@ -165,6 +192,7 @@ pub fn render() -> String {
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
     let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS, &*JOBS_BY_STATE_MODEL, &*HELD_BY_DUE);
     let _ = (&*JOBS_UPGRADED, &*RELEASE_WAKEUPS, &*RELEASE_WAKE_LATE, &*RELEASE_LISTENING, &*RELEASE_LISTENER_LOST, &*DUE_NOTIFY_ERRORS);
+    let _ = (&*CLOCK_OFFSET, &*CLOCK_ROUND_TRIP, &*CLOCK_SYNC_ERRORS);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

@@ -1,7 +1,8 @@
 //! PostgreSQL, the system of record: all of offpeak's SQL, with typed rows.
 //!
 //! The modules follow the steps of a job's flow: [`tenants`] (who submits),
-//! [`jobs`] (submit, read, list, cancel), [`cache`] and [`quota`] (what
+//! [`jobs`] (submit, read, list, cancel), [`clock`] (the database's time, which
+//! every decision of the scheduler is taken by), [`cache`] and [`quota`] (what
 //! admission checks), [`release`] (the release loop's lock, fair claim,
 //! marking and roll-over), [`batches`] (a worker's start, attempts and
 //! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
@@ -17,6 +18,7 @@
 
 pub mod batches;
 pub mod cache;
+pub mod clock;
 pub mod edge;
 pub mod groups;
 pub mod jobs;

@@ -241,9 +241,25 @@ impl System {
 
     /// [`System::add_scheduler`] with extra environment (overriding the system's).
     pub fn add_scheduler_with(&mut self, env: &[(&str, &str)]) -> (Proc, String) {
+        self.add_scheduler_wrapped(&[], env)
+    }
+
+    /// [`System::add_scheduler_with`], run through `wrapper` (a program and
+    /// its arguments, e.g. `["faketime", "-f", "+10m"]`), which runs the
+    /// scheduler binary with the arguments that follow it.
+    pub fn add_scheduler_wrapped(&mut self, wrapper: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
         let port = free_port();
         let (out, err) = log_to(&log_dir(&self.id), &format!("scheduler-{port}"));
-        let child = Command::new(binary("offpeak-scheduler"))
+        let scheduler = binary("offpeak-scheduler");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&scheduler);
+                cmd
+            }
+            None => Command::new(&scheduler),
+        };
+        let child = cmd
             .arg("serve")
             .stdout(out)
             .stderr(err)

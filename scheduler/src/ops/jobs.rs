@@ -29,7 +29,7 @@ struct DueHour {
 /// Database errors.
 pub async fn stats(pool: &PgPool, as_json: bool) -> anyhow::Result<()> {
     let rows = ops::counts(pool).await?;
-    let now = Utc::now();
+    let now = offpeak_store::clock::database_now(pool).await?;
     // The dashboard's "due tonight" query, summed over models per hour.
     let mut tx = ops::dashboard::begin_read(pool).await?;
     let groups = ops::dashboard::held_due_by_hour(&mut tx, now, now + Duration::hours(24)).await?;
@@ -144,7 +144,7 @@ pub async fn retry(pool: &PgPool, filter: RetryFilter, release_now: bool, window
     if filter.states.iter().any(|s| !matches!(s, JobState::Dead | JobState::Failed)) {
         anyhow::bail!("--state must be dead or failed");
     }
-    let moved = retry_jobs(pool, &filter, release_now, window, Utc::now()).await?;
+    let moved = retry_jobs(pool, &filter, release_now, window, offpeak_store::clock::database_now(pool).await?).await?;
     if as_json {
         let jobs: Vec<_> = moved.iter().map(|r| json!({"id": r.id, "timezone": r.timezone.name(), "release_at": r.release_at})).collect();
         println!("{}", json!({"retried": jobs.len(), "jobs": jobs}));
@@ -167,7 +167,7 @@ pub async fn cancel(pool: &PgPool, filter: ops::CancelFilter, as_json: bool) -> 
     if filter.state.is_some_and(|s| !s.is_cancellable()) {
         anyhow::bail!("--state must be held or queued: only jobs no worker has started can be cancelled");
     }
-    let ids = ops::cancel(pool, &filter, Utc::now()).await?;
+    let ids = ops::cancel(pool, &filter, offpeak_store::clock::database_now(pool).await?).await?;
     if as_json {
         println!("{}", json!({"cancelled": ids.len(), "ids": ids}));
     } else {

@@ -3,6 +3,10 @@
 //! once its flags are parsed by `cli.rs`. Each prints a table a person can
 //! read, or JSON with `--json` for scripts. The SQL is the store's
 //! `operator` module, shared with the dashboard.
+//!
+//! "Now" is PostgreSQL's (`offpeak_store::clock::database_now`), read once
+//! per command, as the serving replicas decide by it (`crate::clock`): a
+//! `jobs retry` run on a host with a wrong clock gives the same `release_at`.
 
 pub mod jobs;
 pub mod prune;

@@ -1,6 +1,6 @@
 //! `prune`: deletes finished jobs past the retention period.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -13,7 +13,7 @@ use crate::cli::PruneArgs;
 /// # Errors
 /// Database errors (what was deleted before stays deleted).
 pub async fn prune(pool: &PgPool, older_than_days: i64, chunk: i64, as_json: bool) -> anyhow::Result<()> {
-    let before = Utc::now() - Duration::days(older_than_days);
+    let before = offpeak_store::clock::database_now(pool).await? - Duration::days(older_than_days);
     let mut total = 0u64;
     loop {
         let n = ops::prune_chunk(pool, before, chunk).await?;

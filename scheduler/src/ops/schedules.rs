@@ -54,7 +54,7 @@ async fn set_paused(a: ScheduleIdArgs, paused: bool) -> anyhow::Result<()> {
     let pool = db::connect(&a.db.database_url, 2, a.db.connect_timeout()).await?;
     let mut tx = pool.begin().await?;
     let mut row = sched_db::lock(&mut tx, None, a.id).await?.ok_or_else(|| anyhow::anyhow!("no schedule with id {}", a.id))?;
-    let now = chrono::Utc::now();
+    let now = offpeak_store::clock::database_now(&mut *tx).await?;
     row.next_fire_at = if paused {
         None
     } else if row.paused || row.next_fire_at.is_none() {

@@ -90,7 +90,7 @@ async fn set_enabled(a: WebhookIdArgs, enabled: bool) -> anyhow::Result<()> {
     let tenant_id = hooks::tenant_of(&pool, a.id)
         .await?.ok_or_else(|| anyhow::anyhow!("no webhook endpoint with id {}", a.id))?;
     let update = EndpointUpdate { enabled: Some(enabled), ..EndpointUpdate::default() };
-    hooks::update(&pool, tenant_id, a.id, &update, chrono::Utc::now()).await?;
+    hooks::update(&pool, tenant_id, a.id, &update, offpeak_store::clock::database_now(&pool).await?).await?;
     println!("{} {}", a.id, if enabled { "enabled" } else { "disabled" });
     Ok(())
 }

@@ -1,0 +1,162 @@
+//! The races the release, finish, cancel and rescue paths open, run for
+//! real: two tasks at once over many jobs against PostgreSQL and RabbitMQ,
+//! then every job counted. (Two releasers racing over 6,000 jobs is
+//! `release_loop::two_scheduler_replicas_never_publish_a_job_twice`; two
+//! rescuers, `recovery::two_rescuers_publish_a_stale_batch_once`; a cancel
+//! between a round's read and its write, step by step,
+//! `release_loop::a_job_cancelled_after_the_round_read_it_is_left_out_and_its_followers_wait`.)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rand::seq::SliceRandom;
+use serde_json::json;
+use uuid::Uuid;
+
+use offpeak_core::clock::{ManualClock, SharedClock};
+use offpeak_provider_sim::SimConfig;
+use offpeak_scheduler::release::ReleaseConfig;
+use offpeak_scheduler::rescue::{RescueConfig, Rescuer};
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// `n` normal-priority jobs with distinct inputs (no cache hit, no coalescing).
+async fn submit(env: &TestEnv, key: &str, n: usize) -> Vec<Uuid> {
+    let call = Uuid::now_v7();
+    let inputs: Vec<_> = (0..n).map(|i| json!({"prompt": format!("race {call} {i}")})).collect();
+    let (status, body) =
+        env.post(key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "priority": "normal"})).await;
+    assert_eq!(status, 201, "{body}");
+    bulk_ids(&body)
+}
+
+/// Small rounds and batches, so that a race meets many rounds.
+fn small_rounds() -> ReleaseConfig {
+    ReleaseConfig { per_tenant: 10, round_max: 10, batch_max: 5, max_queue_depth: 100_000, ..Default::default() }
+}
+
+/// What the provider billed, the ledger and the jobs say, checked against
+/// each other: every succeeded job billed once and written once.
+async fn assert_billed_once(env: &TestEnv, succeeded: i64) {
+    let stats = env.sim.sim.stats();
+    assert_eq!(stats.items as i64, succeeded, "the provider billed exactly the succeeded jobs: {stats:?}");
+    assert!(stats.max_billed_per_input <= 1, "an input was billed twice: {stats:?}");
+    let (ledger, ledger_credits): (i64, i64) =
+        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
+    let job_credits: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(credits), 0)::bigint FROM jobs").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(ledger, succeeded, "one ledger row per succeeded job");
+    assert_eq!(ledger_credits, job_credits, "the ledger agrees with the jobs");
+}
+
+/// A client cancels every job, in random order, while a release loop
+/// publishes them in small rounds and a worker runs them: each cancel
+/// either wins (200: the job ends `cancelled`, never started, never billed)
+/// or loses to a worker that started it (409: the job ends `succeeded`);
+/// never both, never neither.
+#[tokio::test]
+async fn a_cancel_racing_the_release_and_a_worker_wins_or_loses_never_both() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_worker();
+    let mut outcomes: BTreeMap<Uuid, u16> = BTreeMap::new();
+    let mut all = Vec::new();
+    // Several rounds of the race, each over fresh jobs.
+    for _ in 0..8 {
+        let mut ids = submit(&env, &key, 50).await;
+        all.extend(ids.iter().copied());
+        ids.shuffle(&mut rand::thread_rng());
+        let releaser = env.releaser_with(small_rounds());
+        let release = tokio::spawn(async move {
+            while releaser.run_once().await.expect("release round").released > 0 {}
+        });
+        let cancels: Vec<(Uuid, u16)> = futures_util::stream::iter(ids)
+            .map(|id| {
+                let (env, key) = (&env, &key);
+                async move { (id, env.delete(key, &format!("/v1/jobs/{id}")).await.0) }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        release.await.expect("release task");
+        outcomes.extend(cancels);
+    }
+    // Anything neither cancelled nor yet released goes out now.
+    while env.releaser_with(small_rounds()).run_once().await.unwrap().released > 0 {}
+    let rows = env.wait_terminal(&all, Duration::from_secs(60)).await;
+
+    let mut seen: BTreeMap<(u16, String), i64> = BTreeMap::new();
+    for row in &rows {
+        let status = outcomes[&row.id];
+        *seen.entry((status, row.state.as_str().to_owned())).or_default() += 1;
+        match status {
+            200 => {
+                assert_eq!(row.state, "cancelled", "a cancel answered 200 but the job ran: {row:?}");
+                assert!(row.started_at.is_none() && row.credits.is_none() && row.result.is_none(), "{row:?}");
+            }
+            409 => assert_eq!(row.state, "succeeded", "a cancel answered 409 but the job did not run: {row:?}"),
+            other => panic!("cancel answered {other} for {}", row.id),
+        }
+    }
+    println!("cancel answer and final state: {seen:?}");
+    let succeeded = rows.iter().filter(|r| r.state == "succeeded").count() as i64;
+    assert_billed_once(&env, succeeded).await;
+}
+
+/// The rescuer republishes every unfinished batch again and again (its
+/// clock an hour ahead, so each looks stale) while two workers run them:
+/// every delivery of a batch after the first finds its jobs running or
+/// finished; each job is written once, ledgered once, billed once (the
+/// replays carry the batch id as the provider's idempotency key).
+#[tokio::test]
+async fn a_finish_racing_the_rescuers_republish_writes_and_bills_each_job_once() {
+    let now = at("2027-06-01T12:00:00Z");
+    let sim = SimConfig { latency: Duration::from_millis(20), ..SimConfig::default() };
+    let mut env = TestEnv::with(EnvOptions { now, sim, ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 300).await;
+    let rescue_clock = ManualClock::new(now + chrono::Duration::hours(1));
+    let shared: SharedClock = Arc::new(rescue_clock.clone());
+    let cfg = RescueConfig { visibility_timeout: Duration::from_secs(1), limit: 1_000, ..Default::default() };
+    let rescuer = Rescuer::new(env.pool.clone(), env.publisher.clone(), shared, cfg);
+    // One batch of 10 per round, each republished at once: every batch is
+    // in the queue twice, its copies side by side, so that the workers
+    // (which run what they prefetch concurrently) often run both at once.
+    let releaser = env.releaser_with(ReleaseConfig { batch_max: 10, ..small_rounds() });
+    let mut republished = 0;
+    while releaser.run_once().await.unwrap().released > 0 {
+        republished += rescuer.run_once().await.unwrap().batches;
+    }
+    assert_eq!(republished, 30, "every batch republished once before the workers start");
+    env.start_worker();
+    env.start_worker();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        rescue_clock.advance(chrono::Duration::seconds(2));
+        republished += rescuer.run_once().await.unwrap().batches;
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state IN ('held', 'queued', 'running')")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after 60 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = env.wait_terminal(&ids, Duration::from_secs(5)).await;
+    assert!(rows.iter().all(|r| r.state == "succeeded"), "every job succeeded");
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM batches WHERE NOT finished").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(unfinished, 0, "every batch says it is finished");
+    rescue_clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(rescuer.run_once().await.unwrap().batches, 0, "a finished batch is never republished");
+    println!("republished {republished} times; provider: {:?}", env.sim.sim.stats());
+    assert_billed_once(&env, 300).await;
+}
