@@ -244,6 +244,7 @@ impl TestEnv {
                 &Catalog::single(Provider::new("default", Adapter::Batch, &self.sim.url, "PROVIDER_API_KEY"), PriceTable::default().models()),
                 |_| Some("test-provider-key".into()),
                 Duration::from_secs(10),
+                &offpeak_worker::limits::Limiter::new(self.pool.clone()),
             )
             .expect("http client"),
             prices: PriceTable::default(),

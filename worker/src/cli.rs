@@ -17,6 +17,7 @@ use offpeak_runtime::shutdown::{self, Shutdown};
 use crate::consumer::{self, ConsumerConfig};
 use crate::listen::{self, Listen};
 use crate::process::{Backoff, BatchContext};
+use crate::limits::Limiter;
 use crate::provider::Providers;
 use offpeak_core::providers::{Adapter, Catalog, Provider};
 
@@ -74,8 +75,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let prices = cli.prices.table()?;
     let catalog = Catalog::single(Provider::new("default", Adapter::Batch, &cli.provider_url, "PROVIDER_API_KEY"), prices.models());
-    let providers = Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs))?;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
+    let limiter = Limiter::new(pool.clone());
+    let providers =
+        Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs), &limiter)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let ctx = Arc::new(BatchContext {
         pool,
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         trigger.trigger();
     });
     consumer::run(ctx, config, signal).await;
+    limiter.release_all().await;
     let _ = http.await;
     Ok(())
 }
