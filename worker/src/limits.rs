@@ -321,8 +321,8 @@ mod tests {
         assert!(metrics::LIMIT_ERRORS.get() > before, "each failed attempt is counted");
     }
 
-    #[test]
-    fn keys_are_sorted_and_unlimited_ones_left_out() {
+    #[tokio::test]
+    async fn keys_are_sorted_and_unlimited_ones_left_out() {
         let limiter = Limiter::new(unreachable_pool());
         let l = Limits { requests_per_minute: Some(1), max_concurrent: None };
         let gate = Gate::new(

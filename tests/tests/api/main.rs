@@ -62,6 +62,7 @@ mod pipeline;
 mod preview;
 mod provider_faults;
 mod prune;
+mod rate_limits;
 mod recovery;
 mod release_loop;
 mod retry_window;
