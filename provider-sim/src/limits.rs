@@ -213,6 +213,7 @@ pub fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn durations_are_written_as_openai_does() {
@@ -246,6 +247,34 @@ mod tests {
         assert!(retry_after > Duration::from_secs(59) && retry_after <= MINUTE, "{retry_after:?}");
         let o = t.observed();
         assert_eq!((o.max_calls_in_any_minute, o.over_limit, o.max_in_flight), (4, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_a_provider_route_answers_openais_429_and_stats_are_not_counted() {
+        let sim = crate::spawn(crate::SimConfig { rpm_limit: Some(2), ..Default::default() }).await.expect("simulator starts");
+        let client = reqwest::Client::new();
+        let body = json!({"model": "flux-schnell", "inputs": [{"prompt": "x"}]});
+        let post = || client.post(format!("{}/v1/batch", sim.url)).bearer_auth("k").json(&body).send();
+        for remaining in ["1", "0"] {
+            let ok = post().await.expect("answer");
+            assert_eq!(ok.status(), 200);
+            assert_eq!(ok.headers()["x-ratelimit-limit-requests"], "2");
+            assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], remaining);
+            assert!(ok.headers().contains_key("x-ratelimit-reset-requests"));
+        }
+        let refused = post().await.expect("answer");
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((59..=60).contains(&wait), "{wait}");
+        assert_eq!(refused.headers()["x-ratelimit-remaining-requests"], "0");
+        let error: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!((error["error"]["code"].as_str(), error["error"]["type"].as_str()), (Some("rate_limit_exceeded"), Some("requests")));
+        for _ in 0..3 {
+            assert_eq!(client.get(format!("{}/v1/stats", sim.url)).send().await.unwrap().status(), 200);
+        }
+        let stats = sim.sim.stats();
+        assert_eq!((stats.max_calls_in_any_minute, stats.over_limit, stats.rate_limited, stats.batches), (3, 1, 1, 2));
+        assert_eq!(stats.max_in_flight, 1);
     }
 
     #[test]
