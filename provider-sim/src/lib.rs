@@ -67,6 +67,13 @@
 //! | `POST /v1/stats/reset` | clears the counters and stored responses |
 //! | `GET /healthz` | `ok` |
 //!
+//! # Limits
+//!
+//! Every provider route (all but the stats and `/healthz`) passes the
+//! [`limits`] middleware: optional `rpm_limit` and `max_concurrent` answered
+//! with OpenAI's 429 and `x-ratelimit-*` headers, and the most calls seen
+//! in flight and in any minute (`max_in_flight`, `max_calls_in_any_minute`).
+//!
 //! # Example
 //!
 //! ```rust,no_run
@@ -105,6 +112,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 
 pub mod embeddings;
+pub mod limits;
 
 pub use embeddings::{
     cosine, embed, DEFAULT_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS,
@@ -177,6 +185,12 @@ pub struct SimConfig {
     /// `embeddings_latency`) before it is answered: for a client's timeout
     /// test. `slow` is zero by default, so set it too.
     pub embeddings_hang: bool,
+    /// Calls accepted in any 60 s on the provider routes; one more is
+    /// refused with 429 (see [`limits`]). `None`: no limit.
+    pub rpm_limit: Option<u32>,
+    /// Calls in flight on the provider routes; one more is refused with
+    /// 429 (see [`limits`]). `None`: no limit.
+    pub max_concurrent: Option<u32>,
 }
 
 // By hand for `embedding_dimensions`, whose perfect value is not 0.
@@ -198,6 +212,8 @@ impl Default for SimConfig {
             embeddings_rate_limit_rate: 0.0,
             embeddings_garbage_rate: 0.0,
             embeddings_hang: false,
+            rpm_limit: None,
+            max_concurrent: None,
         }
     }
 }
@@ -224,6 +240,8 @@ impl fmt::Debug for SimConfig {
             )
             .field("embeddings_garbage_rate", &self.embeddings_garbage_rate)
             .field("embeddings_hang", &self.embeddings_hang)
+            .field("rpm_limit", &self.rpm_limit)
+            .field("max_concurrent", &self.max_concurrent)
             .finish()
     }
 }
@@ -270,6 +288,18 @@ pub struct SimStats {
     /// `embeddings_latency` or a hang counts only in `embedding_calls`.
     #[serde(default)]
     pub embedding_errors: u64,
+    /// The most calls in flight at once on the provider routes (see
+    /// [`limits`]), refused ones included.
+    #[serde(default)]
+    pub max_in_flight: u64,
+    /// The most calls arriving on the provider routes within any 60 s,
+    /// refused ones included.
+    #[serde(default)]
+    pub max_calls_in_any_minute: u64,
+    /// Calls refused with 429 by `rpm_limit` or `max_concurrent` (also
+    /// counted in `rate_limited`).
+    #[serde(default)]
+    pub over_limit: u64,
 }
 
 /// One item of a 200 response: externally tagged, so it serializes as
@@ -380,6 +410,8 @@ struct Inner {
     /// One async mutex per Idempotency-Key in flight. Entries are removed by
     /// [`KeyLock`] when the last holder leaves, so the map stays small.
     key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Calls in flight and per minute on the provider routes.
+    limits: limits::Tracker,
 }
 
 #[derive(Default)]
@@ -438,6 +470,7 @@ impl Simulator {
                 config: RwLock::new(config),
                 ledger: Mutex::new(Ledger::default()),
                 key_locks: Mutex::new(HashMap::new()),
+                limits: limits::Tracker::default(),
             }),
         }
     }
@@ -452,6 +485,8 @@ impl Simulator {
             .route("/v1/stats/inputs", get(get_billed_inputs))
             .route("/v1/stats/reset", post(post_reset))
             .route("/healthz", get(|| async { "ok" }))
+            // Every provider route (all but stats and healthz, see `limits`).
+            .layer(axum::middleware::from_fn_with_state(self.clone(), limits::middleware))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())
     }
@@ -482,6 +517,7 @@ impl Simulator {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> SimStats {
+        let observed = self.inner.limits.observed();
         let ledger = lock(&self.inner.ledger);
         SimStats {
             batches: ledger.batches,
@@ -498,6 +534,9 @@ impl Simulator {
             embedding_calls: ledger.embedding_calls,
             embedded_texts: ledger.embedded_texts,
             embedding_errors: ledger.embedding_errors,
+            max_in_flight: observed.max_in_flight,
+            max_calls_in_any_minute: observed.max_calls_in_any_minute,
+            over_limit: observed.over_limit,
         }
     }
 
@@ -511,6 +550,7 @@ impl Simulator {
     /// the configured seed. Calls in flight still count when they finish.
     pub fn reset(&self) {
         *lock(&self.inner.ledger) = Ledger::default();
+        self.inner.limits.reset();
         let seed = self.config().seed;
         *lock(&self.inner.rng) = new_rng(seed);
         *lock(&self.inner.embeddings_rng) = new_embeddings_rng(seed);

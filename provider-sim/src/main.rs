@@ -65,6 +65,12 @@ struct Args {
     /// Every embeddings call hangs for --slow-ms before it is answered.
     #[arg(long, env = "SIM_EMBEDDINGS_HANG")]
     embeddings_hang: bool,
+    /// Calls accepted in any 60 s on the provider routes; more are answered 429 (OpenAI's shape and headers).
+    #[arg(long, env = "SIM_RPM_LIMIT")]
+    rpm_limit: Option<u32>,
+    /// Calls in flight on the provider routes; more are answered 429.
+    #[arg(long, env = "SIM_MAX_CONCURRENT")]
+    max_concurrent: Option<u32>,
 }
 
 /// A vector length the embeddings API can return: 1 to 3072.
@@ -116,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
         embeddings_rate_limit_rate: args.embeddings_rate_limit_rate,
         embeddings_garbage_rate: args.embeddings_garbage_rate,
         embeddings_hang: args.embeddings_hang,
+        rpm_limit: args.rpm_limit,
+        max_concurrent: args.max_concurrent,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -6,7 +6,8 @@
 //! admission checks), [`release`] (the release loop's lock, fair claim,
 //! marking and roll-over), [`batches`] (a worker's start, attempts and
 //! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
-//! [`schedules`] (recurring schedules and their firings), [`semantic`]
+//! [`schedules`] (recurring schedules and their firings), [`limits`]
+//! (the provider calls' limits shared by every worker), [`semantic`]
 //! (the semantic cache's embeddings and source checks) and [`operator`]
 //! (retry, cancel, prune, counts, the dashboard's panels and the metrics
 //! gauges). Rows become `offpeak-core` types once, at the edge ([`edge`]):
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod edge;
 pub mod groups;
 pub mod jobs;
+pub mod limits;
 pub mod operator;
 pub(crate) mod outbox;
 pub mod quota;

@@ -244,6 +244,7 @@ impl TestEnv {
                 &Catalog::single(Provider::new("default", Adapter::Batch, &self.sim.url, "PROVIDER_API_KEY"), PriceTable::default().models()),
                 |_| Some("test-provider-key".into()),
                 Duration::from_secs(10),
+                &offpeak_worker::limits::Limiter::new(self.pool.clone()),
             )
             .expect("http client"),
             prices: PriceTable::default(),
@@ -283,6 +284,13 @@ impl TestEnv {
 
     /// Starts an in-process worker consuming this environment's queue.
     pub fn start_worker(&mut self) {
+        let ctx = self.batch_context();
+        self.start_worker_with(ctx);
+    }
+
+    /// Starts an in-process worker with its own context (its providers,
+    /// limits, backoff), consuming this environment's queue.
+    pub fn start_worker_with(&mut self, ctx: BatchContext) {
         let config = ConsumerConfig {
             amqp_url: amqp_url(),
             topology: self.topology.clone(),
@@ -290,8 +298,7 @@ impl TestEnv {
             shutdown_grace: Duration::from_secs(5),
             consumer_tag: consumer::new_consumer_tag(),
         };
-        let ctx = Arc::new(self.batch_context());
-        self.tasks.push(tokio::spawn(consumer::run(ctx, config, self.signal.clone())));
+        self.tasks.push(tokio::spawn(consumer::run(Arc::new(ctx), config, self.signal.clone())));
     }
 
     /// Creates a tenant and returns its API key.

@@ -17,6 +17,7 @@ use offpeak_runtime::shutdown::{self, Shutdown};
 use crate::consumer::{self, ConsumerConfig};
 use crate::listen::{self, Listen};
 use crate::process::{Backoff, BatchContext};
+use crate::limits::Limiter;
 use crate::provider::Providers;
 
 #[derive(Debug, Parser)]
@@ -73,8 +74,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let deployment = cli.prices.deployment(&cli.provider_url)?;
     let prices = deployment.prices;
-    let providers = Providers::from_catalog(&deployment.catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs))?;
+    let catalog = deployment.catalog;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
+    let limiter = Limiter::new(pool.clone());
+    let providers =
+        Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs), &limiter)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let ctx = Arc::new(BatchContext {
         pool,
@@ -113,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         trigger.trigger();
     });
     consumer::run(ctx, config, signal).await;
+    limiter.release_all().await;
     let _ = http.await;
     Ok(())
 }

@@ -60,10 +60,35 @@ pub static CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("offpeak_worker_broker_connected", "1 while the worker is consuming from RabbitMQ").expect("metric registers once")
 });
 
+pub static LIMIT_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "offpeak_provider_limit_wait_seconds",
+        "Time a provider call waited on a shared limit key (provider:NAME or model:NAME) before it was allowed; 0 when it did not wait",
+        &["key"],
+        vec![0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]
+    )
+    .expect("metric registers once")
+});
+pub static LIMIT_WAITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_provider_limit_waits_total",
+        "Provider calls that had to wait on a shared limit, by key and limit (requests_per_minute, concurrency)",
+        &["key", "limit"]
+    )
+    .expect("metric registers once")
+});
+pub static LIMIT_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_provider_limit_errors_total",
+        "Database errors while taking or giving back a place under the shared provider limits (the call waits and retries)"
+    )
+    .expect("metric registers once")
+});
+
 /// The default registry in Prometheus text format.
 pub fn render() -> String {
     // Touch every metric so each appears from the first scrape, not only once used.
-    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*CREDITS_SAVED, &*CACHE_HITS, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED);
+    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*CREDITS_SAVED, &*CACHE_HITS, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED, &*LIMIT_WAIT, &*LIMIT_WAITS, &*LIMIT_ERRORS);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()

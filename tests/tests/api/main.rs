@@ -65,6 +65,7 @@ mod preview;
 mod provider_faults;
 mod prune;
 mod races;
+mod rate_limits;
 mod recovery;
 mod release_loop;
 mod retry_window;

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use offpeak_core::providers::{Adapter, Catalog, Limits};
 
-use crate::limits::Gate;
+use crate::limits::{Gate, Limiter};
 use crate::metrics;
 
 pub mod batch;
@@ -141,7 +141,9 @@ pub struct Providers {
 impl Providers {
     /// The routes of every model of `catalog`. `key_of` reads a provider's
     /// key from the environment variable it names; `default_timeout` is the
-    /// timeout of a provider that sets none.
+    /// timeout of a provider that sets none; `limiter` is this process's
+    /// handle on the limits shared by every worker (used only by routes
+    /// with limits).
     ///
     /// # Errors
     /// A key that is not set, or an HTTP client that cannot be built.
@@ -149,6 +151,7 @@ impl Providers {
         catalog: &Catalog,
         key_of: impl Fn(&str) -> Option<String>,
         default_timeout: Duration,
+        limiter: &Limiter,
     ) -> Result<Self, ProviderSetupError> {
         let mut clients: HashMap<&str, Client> = HashMap::new();
         for p in catalog.providers() {
@@ -183,7 +186,7 @@ impl Providers {
                     provider_model: model.provider_model.clone(),
                     endpoint: model.endpoint.clone(),
                     client: client.clone(),
-                    gate: Gate::new(limits),
+                    gate: Gate::new(limiter, limits, provider.timeout.unwrap_or(default_timeout)),
                 }),
             );
         }
