@@ -310,10 +310,11 @@ fn render(request: &ImageRequest) -> Value {
             None | Some("auto") => "1024x1024",
             Some(s) => s,
         };
-        let quality = match request.quality.as_deref() {
-            Some(q @ ("low" | "medium" | "high")) => q,
-            _ => "high",
-        };
+        let quality = request
+            .quality
+            .as_deref()
+            .filter(|q| matches!(*q, "low" | "medium" | "high"))
+            .unwrap_or("high");
         let background = match request.background.as_deref() {
             Some("transparent") => "transparent",
             _ => "opaque",
