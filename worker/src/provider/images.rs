@@ -71,7 +71,7 @@ impl std::fmt::Debug for ImagesClient {
         f.debug_struct("ImagesClient")
             .field("base", &self.base)
             .field("api_key", &"<redacted>")
-            .field("max_concurrent", &self.slots.available_permits())
+            .field("free_slots", &self.slots.available_permits())
             .finish()
     }
 }
