@@ -580,9 +580,9 @@ impl EmbeddingRequest {
 
 /// An error in OpenAI's shape:
 /// `{"error": {"message", "type", "param", "code"}}` with its status.
-struct OpenAiError {
-    status: StatusCode,
-    error: ErrorFields,
+pub(crate) struct OpenAiError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: ErrorFields,
 }
 
 /// An error's body. Structs rather than `json!`, which would sort the keys:
@@ -593,16 +593,16 @@ struct ErrorBody<'a> {
 }
 
 #[derive(Serialize)]
-struct ErrorFields {
-    message: String,
+pub(crate) struct ErrorFields {
+    pub(crate) message: String,
     #[serde(rename = "type")]
-    kind: &'static str,
-    param: Option<String>,
-    code: Option<&'static str>,
+    pub(crate) kind: &'static str,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
 }
 
 impl OpenAiError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         kind: &'static str,
         code: Option<&'static str>,
@@ -620,7 +620,7 @@ impl OpenAiError {
     }
 
     /// A 400 `invalid_request_error` about `param`.
-    fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -631,7 +631,7 @@ impl OpenAiError {
         e
     }
 
-    fn unauthorized(failure: AuthFailure) -> Self {
+    pub(crate) fn unauthorized(failure: AuthFailure) -> Self {
         // OpenAI's codes: none for a missing key, `invalid_api_key` for a
         // wrong one. The key itself is not echoed.
         let (code, message) = match failure {

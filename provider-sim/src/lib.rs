@@ -56,12 +56,22 @@
 //! Embeddings are counted (`embedding_*` in [`SimStats`]) but not billed:
 //! they never change `items`, `by_model` or `max_billed_per_input`.
 //!
+//! # Images
+//!
+//! `POST /v1/images/generations` is OpenAI's image generation endpoint
+//! (`createImage`), which offpeak's `openai-images` adapter calls once per
+//! job: a `CreateImageRequest` answered with an `ImagesResponse`, errors in
+//! OpenAI's shape, the fault knobs above (`content_policy_violation` 400s
+//! stand for per-item errors), and an `Idempotency-Key` honoured as here.
+//! Its images are billed in the same ledger. See the [`images`] module.
+//!
 //! # Routes
 //!
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/batch` | the batch API above |
 //! | `POST /v1/embeddings` | OpenAI-compatible embeddings, see [`embeddings`] |
+//! | `POST /v1/images/generations` | OpenAI's image generation, one call per job, billed; see [`images`] |
 //! | `GET /v1/stats` | the counters, [`SimStats`] |
 //! | `GET /v1/stats/inputs` | billed count per input hash, see [`input_hash`] |
 //! | `POST /v1/stats/reset` | clears the counters and stored responses |
@@ -113,6 +123,7 @@ use tokio::task::JoinHandle;
 
 pub mod embeddings;
 pub mod limits;
+pub mod images;
 
 pub use embeddings::{
     cosine, embed, DEFAULT_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS,
@@ -139,7 +150,8 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 ///
 /// Rates are probabilities in `[0, 1]`: 0 never, 1 always. The fields named
 /// `embedding…` are about `POST /v1/embeddings`, the others about
-/// `POST /v1/batch`, except `slow`, `api_key` and `seed`, which both use.
+/// `POST /v1/batch` and `POST /v1/images/generations` (see [`images`]),
+/// except `slow`, `api_key` and `seed`, which every route uses.
 #[derive(Clone, PartialEq)]
 pub struct SimConfig {
     /// Delay before each call is answered (any outcome).
@@ -300,6 +312,13 @@ pub struct SimStats {
     /// counted in `rate_limited`).
     #[serde(default)]
     pub over_limit: u64,
+    /// Every `POST /v1/images/generations` received, whatever its outcome.
+    /// Its faults count in the counters above (`errors`, `rate_limited`,
+    /// `garbage`, `item_errors`, `rejected`, `slow`, `replays`) and its
+    /// images are billed in `items`, `by_model` and `max_billed_per_input`
+    /// (see [`images`]).
+    #[serde(default)]
+    pub image_calls: u64,
 }
 
 /// One item of a 200 response: externally tagged, so it serializes as
@@ -406,6 +425,8 @@ struct Inner {
     rng: Mutex<StdRng>,
     /// The embeddings calls' draws, apart from `rng` (see `SimConfig::seed`).
     embeddings_rng: Mutex<StdRng>,
+    /// The images calls' draws, apart from both (see [`images`]).
+    images_rng: Mutex<StdRng>,
     ledger: Mutex<Ledger>,
     /// One async mutex per Idempotency-Key in flight. Entries are removed by
     /// [`KeyLock`] when the last holder leaves, so the map stays small.
@@ -428,10 +449,12 @@ struct Ledger {
     embedding_calls: u64,
     embedded_texts: u64,
     embedding_errors: u64,
+    image_calls: u64,
     by_model: BTreeMap<String, u64>,
     /// Input hash (hex) → times billed.
     billed: HashMap<String, u64>,
-    /// Idempotency-Key → the successful response stored for it.
+    /// Idempotency-Key → the successful response stored for it (images
+    /// calls' keys prefixed `images:`).
     stored: HashMap<String, Stored>,
 }
 
@@ -460,6 +483,11 @@ fn new_embeddings_rng(seed: Option<u64>) -> StdRng {
     new_rng(seed.map(|seed| seed ^ 0x656d_6265_6464_696e)) // "embeddin"
 }
 
+/// The images calls' generator, likewise apart from the others.
+fn new_images_rng(seed: Option<u64>) -> StdRng {
+    new_rng(seed.map(|seed| seed ^ 0x696d_6167_6573_0000)) // "images"
+}
+
 impl Simulator {
     /// A simulator with empty counters.
     pub fn new(config: SimConfig) -> Self {
@@ -467,6 +495,7 @@ impl Simulator {
             inner: Arc::new(Inner {
                 rng: Mutex::new(new_rng(config.seed)),
                 embeddings_rng: Mutex::new(new_embeddings_rng(config.seed)),
+                images_rng: Mutex::new(new_images_rng(config.seed)),
                 config: RwLock::new(config),
                 ledger: Mutex::new(Ledger::default()),
                 key_locks: Mutex::new(HashMap::new()),
@@ -475,12 +504,14 @@ impl Simulator {
         }
     }
 
-    /// The HTTP routes: `/v1/batch`, `/v1/embeddings`, `/v1/stats`,
+    /// The HTTP routes: `/v1/batch`, `/v1/embeddings`,
+    /// `/v1/images/generations`, `/v1/stats`,
     /// `/v1/stats/inputs`, `/v1/stats/reset`, `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/batch", post(post_batch))
             .route("/v1/embeddings", post(embeddings::post_embeddings))
+            .route("/v1/images/generations", post(images::post_images))
             .route("/v1/stats", get(get_stats))
             .route("/v1/stats/inputs", get(get_billed_inputs))
             .route("/v1/stats/reset", post(post_reset))
@@ -511,6 +542,7 @@ impl Simulator {
         if config.seed.is_some() && config.seed != current.seed {
             *lock(&self.inner.rng) = new_rng(config.seed);
             *lock(&self.inner.embeddings_rng) = new_embeddings_rng(config.seed);
+            *lock(&self.inner.images_rng) = new_images_rng(config.seed);
         }
         *current = config;
     }
@@ -537,6 +569,7 @@ impl Simulator {
             max_in_flight: observed.max_in_flight,
             max_calls_in_any_minute: observed.max_calls_in_any_minute,
             over_limit: observed.over_limit,
+            image_calls: ledger.image_calls,
         }
     }
 
@@ -554,6 +587,7 @@ impl Simulator {
         let seed = self.config().seed;
         *lock(&self.inner.rng) = new_rng(seed);
         *lock(&self.inner.embeddings_rng) = new_embeddings_rng(seed);
+        *lock(&self.inner.images_rng) = new_images_rng(seed);
     }
 
     fn record(&self, update: impl FnOnce(&mut Ledger)) {

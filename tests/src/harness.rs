@@ -35,7 +35,7 @@ use offpeak_runtime::shutdown::{Shutdown, ShutdownSignal};
 use offpeak_worker::consumer::{self, ConsumerConfig};
 use offpeak_worker::process::{process_batch, Backoff, BatchContext};
 use offpeak_worker::provider::Providers;
-use offpeak_core::providers::{Adapter, Catalog, Provider};
+use offpeak_core::providers::{Adapter, Catalog, Model, Provider};
 
 use crate::sim::{self, RunningSim, SimConfig};
 
@@ -251,6 +251,36 @@ impl TestEnv {
             backoff: Backoff { base: Duration::from_millis(10), cap: Duration::from_millis(100) },
             clock: self.shared_clock(),
         }
+    }
+
+    /// The context of an in-process worker whose models go where
+    /// `catalog` says (every provider's key: `test-provider-key`), with
+    /// [`TestEnv::batch_context`]'s fast retries.
+    pub fn batch_context_with(&self, catalog: &Catalog) -> BatchContext {
+        BatchContext {
+            providers: Providers::from_catalog(
+                catalog,
+                |_| Some("test-provider-key".into()),
+                Duration::from_secs(10),
+                &offpeak_worker::limits::Limiter::new(self.pool.clone()),
+            )
+            .expect("providers set up"),
+            ..self.batch_context()
+        }
+    }
+
+    /// A catalog that sends every priced model to one `openai-images`
+    /// provider, `images`, at this environment's simulator, as the
+    /// provider's model `gpt-image-1`; `configure` adjusts the provider
+    /// (its timeout, its limits).
+    pub fn images_catalog(&self, configure: impl FnOnce(&mut Provider)) -> Catalog {
+        let mut provider = Provider::new("images", Adapter::OpenaiImages, &self.sim.url, "IMAGES_API_KEY");
+        configure(&mut provider);
+        let models = PriceTable::default()
+            .models()
+            .map(|m| Model { provider_model: "gpt-image-1".into(), ..Model::new(m, "images") })
+            .collect();
+        Catalog::new(vec![provider], models).expect("a catalog of one provider")
     }
 
     /// The batches released but not yet worked, as the messages a worker

@@ -28,6 +28,15 @@ pub static PROVIDER_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+/// `openai-images`: one request per job, by provider and outcome.
+pub static PROVIDER_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_provider_requests_total",
+        "Requests of the one-call-per-job adapters by provider and outcome (ok, rate_limited, timeout, connect, malformed_response, http_NNN, ...)",
+        &["provider", "outcome"]
+    )
+    .expect("metric registers once")
+});
 pub static JOBS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("offpeak_jobs_finished_total", "Jobs written to a terminal state by workers", &["model", "state"])
         .expect("metric registers once")

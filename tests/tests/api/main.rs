@@ -58,6 +58,7 @@ mod faults;
 mod group_commit;
 mod groups;
 mod hostile_input;
+mod openai_images;
 mod openapi;
 mod operator_cli;
 mod pipeline;

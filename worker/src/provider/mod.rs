@@ -5,7 +5,7 @@
 //! | adapter | module | a batch of jobs is |
 //! |---|---|---|
 //! | `batch` | [`batch`] | one call to `POST {base}/v1/batch` |
-//! | `openai-images` | (see the adapters' table in ARCHITECTURE.md) | one call per job |
+//! | `openai-images` | [`images`] | one call per job to `POST {base}{endpoint}` |
 //! | `openai-batch` | (see the adapters' table in ARCHITECTURE.md) | one provider batch, polled |
 //!
 //! [`Providers`] maps every model to its [`Route`]: its provider's client,
@@ -37,8 +37,10 @@ use crate::limits::{Gate, Limiter};
 use crate::metrics;
 
 pub mod batch;
+pub mod images;
 
 pub use batch::BatchClient;
+pub use images::ImagesClient;
 
 /// One job's answer.
 #[derive(Debug, Clone)]
@@ -72,6 +74,7 @@ pub struct CallItem<'a> {
 #[derive(Debug, Clone)]
 pub enum Client {
     Batch(BatchClient),
+    Images(ImagesClient),
 }
 
 /// A limit key and its limits: calls to one provider (`provider:NAME`) or
@@ -107,6 +110,16 @@ impl Route {
             Client::Batch(c) => {
                 let _permit = self.gate.pass().await;
                 c.call(batch_id, &self.provider_model, items).await
+            }
+            // Each request passes the gate itself.
+            Client::Images(c) => {
+                let target = images::Target {
+                    provider: &self.provider,
+                    endpoint: &self.endpoint,
+                    provider_model: &self.provider_model,
+                    gate: &self.gate,
+                };
+                c.call(&target, items).await
             }
         };
         let kind = match &outcome {
@@ -161,6 +174,10 @@ impl Providers {
             let client = match p.adapter {
                 Adapter::Batch => Client::Batch(
                     BatchClient::new(&p.base_url, key, timeout)
+                        .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
+                ),
+                Adapter::OpenaiImages => Client::Images(
+                    ImagesClient::new(&p.base_url, key, timeout, p.limits.max_concurrent)
                         .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
                 ),
                 adapter => return Err(ProviderSetupError::Unsupported { provider: p.name.clone(), adapter }),
