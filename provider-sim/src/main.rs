@@ -65,6 +65,15 @@ struct Args {
     /// Every embeddings call hangs for --slow-ms before it is answered.
     #[arg(long, env = "SIM_EMBEDDINGS_HANG")]
     embeddings_hang: bool,
+    /// OpenAI Batch API: milliseconds a provider batch takes from `validating` to `completed`.
+    #[arg(long, env = "SIM_OPENAI_BATCH_DURATION_MS", default_value_t = 0)]
+    openai_batch_duration_ms: u64,
+    /// OpenAI Batch API: probability that a provider batch ends `failed`.
+    #[arg(long, env = "SIM_OPENAI_BATCH_FAILURE_RATE", default_value_t = 0.0, value_parser = rate)]
+    openai_batch_failure_rate: f64,
+    /// OpenAI Batch API: probability that a provider batch ends `expired`, half of its requests done.
+    #[arg(long, env = "SIM_OPENAI_BATCH_EXPIRY_RATE", default_value_t = 0.0, value_parser = rate)]
+    openai_batch_expiry_rate: f64,
 }
 
 /// A vector length the embeddings API can return: 1 to 3072.
@@ -116,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
         embeddings_rate_limit_rate: args.embeddings_rate_limit_rate,
         embeddings_garbage_rate: args.embeddings_garbage_rate,
         embeddings_hang: args.embeddings_hang,
+        openai_batch_duration: Duration::from_millis(args.openai_batch_duration_ms),
+        openai_batch_failure_rate: args.openai_batch_failure_rate,
+        openai_batch_expiry_rate: args.openai_batch_expiry_rate,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
