@@ -4,7 +4,8 @@
 //! [`jobs`] (submit, read, list, cancel), [`cache`] and [`quota`] (what
 //! admission checks), [`release`] (the release loop's lock, fair claim,
 //! marking and roll-over), [`batches`] (a worker's start, attempts and
-//! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
+//! write-back, and the rescuer's search), [`provider_batches`] (batches
+//! at a provider's own batch API: record, poll lease, requeue), [`usage`] (the ledger's sums),
 //! [`schedules`] (recurring schedules and their firings), [`semantic`]
 //! (the semantic cache's embeddings and source checks) and [`operator`]
 //! (retry, cancel, prune, counts, the dashboard's panels and the metrics
@@ -22,6 +23,7 @@ pub mod groups;
 pub mod jobs;
 pub mod operator;
 pub(crate) mod outbox;
+pub mod provider_batches;
 pub mod quota;
 pub mod release;
 pub mod schedules;

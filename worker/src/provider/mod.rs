@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `batch` | [`batch`] | one call to `POST {base}/v1/batch` |
 //! | `openai-images` | (see the adapters' table in ARCHITECTURE.md) | one call per job |
-//! | `openai-batch` | (see the adapters' table in ARCHITECTURE.md) | one provider batch, polled |
+//! | `openai-batch` | [`openai_batch`] | one provider batch, handed over (`crate::handover`) and polled (`crate::poller`) |
 //!
 //! [`Providers`] maps every model to its [`Route`]: its provider's client,
 //! the provider's name for the model, and the limits its calls are under.
@@ -37,8 +37,10 @@ use crate::limits::Gate;
 use crate::metrics;
 
 pub mod batch;
+pub mod openai_batch;
 
 pub use batch::BatchClient;
+pub use openai_batch::OpenaiBatchClient;
 
 /// One job's answer.
 #[derive(Debug, Clone)]
@@ -72,6 +74,9 @@ pub struct CallItem<'a> {
 #[derive(Debug, Clone)]
 pub enum Client {
     Batch(BatchClient),
+    /// Not called through [`Route::call`]: its batches are handed over
+    /// (`crate::handover`) and polled (`crate::poller`).
+    OpenaiBatch(OpenaiBatchClient),
 }
 
 /// A limit key and its limits: calls to one provider (`provider:NAME`) or
@@ -108,6 +113,9 @@ impl Route {
                 let _permit = self.gate.pass().await;
                 c.call(batch_id, &self.provider_model, items).await
             }
+            Client::OpenaiBatch(_) => CallOutcome::Permanent {
+                error: error_json("wrong_protocol", "an openai-batch model's batches are handed over, not called"),
+            },
         };
         let kind = match &outcome {
             CallOutcome::Results(_) => "ok",
@@ -158,6 +166,10 @@ impl Providers {
             let client = match p.adapter {
                 Adapter::Batch => Client::Batch(
                     BatchClient::new(&p.base_url, key, timeout)
+                        .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
+                ),
+                Adapter::OpenaiBatch => Client::OpenaiBatch(
+                    OpenaiBatchClient::new(&p.base_url, key, timeout, p.poll_interval, p.poll_interval_max)
                         .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
                 ),
                 adapter => return Err(ProviderSetupError::Unsupported { provider: p.name.clone(), adapter }),
