@@ -252,6 +252,28 @@ impl TestEnv {
         }
     }
 
+    /// The context of an in-process worker whose every priced model goes
+    /// to the simulator's OpenAI Batch API (`openai-batch`), polled
+    /// without pauses (poll interval 0), for the poller to run in-process
+    /// ([`TestEnv::poller`]).
+    pub fn openai_batch_context(&self) -> BatchContext {
+        let mut provider = Provider::new("openai", Adapter::OpenaiBatch, &self.sim.url, "OPENAI_API_KEY");
+        provider.poll_interval = Duration::ZERO;
+        provider.poll_interval_max = Duration::ZERO;
+        let models = PriceTable::default().models().map(|m| offpeak_core::providers::Model::new(m, "openai")).collect();
+        let catalog = Catalog::new(vec![provider], models).expect("a catalog");
+        BatchContext {
+            providers: Providers::from_catalog(&catalog, |_| Some("test-provider-key".into()), Duration::from_secs(10)).expect("http client"),
+            ..self.batch_context()
+        }
+    }
+
+    /// A poller of provider batches with `ctx`, for a test to call
+    /// `run_once` on.
+    pub fn poller(&self, ctx: &BatchContext) -> offpeak_worker::poller::Poller {
+        offpeak_worker::poller::Poller::new(Arc::new(ctx.clone()), offpeak_worker::poller::PollerConfig::default())
+    }
+
     /// The batches released but not yet worked, as the messages a worker
     /// would get (followers of a coalesced job, which have no batch, aside).
     pub async fn queued_batches(&self) -> Vec<BatchMessage> {

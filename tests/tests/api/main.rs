@@ -56,6 +56,7 @@ mod faults;
 mod group_commit;
 mod groups;
 mod hostile_input;
+mod openai_batch;
 mod openapi;
 mod operator_cli;
 mod pipeline;
