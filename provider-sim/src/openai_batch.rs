@@ -18,8 +18,8 @@
 //! not allow (an endpoint outside its list, a window other than `24h`, a
 //! file not uploaded with purpose `batch`, metadata past 16 keys of 64
 //! characters with values of 512), 401 for a missing or wrong key, 404 for
-//! an unknown file or batch, 429 `rate_limit_exceeded` with `retry-after`,
-//! 500 `server_error`.
+//! an unknown file or batch, 409 for a cancel of a batch that has ended,
+//! 429 `rate_limit_exceeded` with `retry-after`, 500 `server_error`.
 //!
 //! # A batch's life
 //!
@@ -93,8 +93,7 @@ pub const BATCH_ENDPOINTS: [&str; 8] = [
     "/v1/videos",
 ];
 
-/// The metadata key offpeak tags its provider batches with; the simulator
-/// treats it as any other key.
+/// The only completion window the reference allows.
 pub const COMPLETION_WINDOW: &str = "24h";
 
 /// `error.code` of a request not run before its batch expired.
