@@ -72,6 +72,8 @@
 //! | `POST /v1/batch` | the batch API above |
 //! | `POST /v1/embeddings` | OpenAI-compatible embeddings, see [`embeddings`] |
 //! | `POST /v1/images/generations` | OpenAI's image generation, one call per job, billed; see [`images`] |
+//! | `POST /v1/files`, `GET /v1/files/{id}`, `GET /v1/files/{id}/content` | OpenAI's Files API, for batches, see [`openai_batch`] |
+//! | `POST /v1/batches`, `GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel` | OpenAI's Batch API, see [`openai_batch`] |
 //! | `GET /v1/stats` | the counters, [`SimStats`] |
 //! | `GET /v1/stats/inputs` | billed count per input hash, see [`input_hash`] |
 //! | `POST /v1/stats/reset` | clears the counters and stored responses |
@@ -124,6 +126,7 @@ use tokio::task::JoinHandle;
 pub mod embeddings;
 pub mod limits;
 pub mod images;
+pub mod openai_batch;
 
 pub use embeddings::{
     cosine, embed, DEFAULT_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS,
@@ -203,6 +206,15 @@ pub struct SimConfig {
     /// Calls in flight on the provider routes; one more is refused with
     /// 429 (see [`limits`]). `None`: no limit.
     pub max_concurrent: Option<u32>,
+    /// OpenAI Batch API: how long a provider batch takes from `validating`
+    /// to `completed` (a third validating, a third in progress, a third
+    /// finalizing); 0 ends it at its first read. See [`openai_batch`].
+    pub openai_batch_duration: Duration,
+    /// Probability that a provider batch ends `failed` after validation.
+    pub openai_batch_failure_rate: f64,
+    /// Probability that a provider batch not failed ends `expired`, half of
+    /// its requests done.
+    pub openai_batch_expiry_rate: f64,
 }
 
 // By hand for `embedding_dimensions`, whose perfect value is not 0.
@@ -226,6 +238,9 @@ impl Default for SimConfig {
             embeddings_hang: false,
             rpm_limit: None,
             max_concurrent: None,
+            openai_batch_duration: openai_batch::OPENAI_BATCH_DURATION_DEFAULT,
+            openai_batch_failure_rate: 0.0,
+            openai_batch_expiry_rate: 0.0,
         }
     }
 }
@@ -254,6 +269,9 @@ impl fmt::Debug for SimConfig {
             .field("embeddings_hang", &self.embeddings_hang)
             .field("rpm_limit", &self.rpm_limit)
             .field("max_concurrent", &self.max_concurrent)
+            .field("openai_batch_duration", &self.openai_batch_duration)
+            .field("openai_batch_failure_rate", &self.openai_batch_failure_rate)
+            .field("openai_batch_expiry_rate", &self.openai_batch_expiry_rate)
             .finish()
     }
 }
@@ -319,6 +337,15 @@ pub struct SimStats {
     /// (see [`images`]).
     #[serde(default)]
     pub image_calls: u64,
+    /// Every call of the Files and Batch API (`/v1/files...`, `/v1/batches...`).
+    #[serde(default)]
+    pub openai_calls: u64,
+    /// Provider batches created (`POST /v1/batches` that took effect).
+    #[serde(default)]
+    pub openai_batches: u64,
+    /// Files uploaded (`POST /v1/files` that took effect).
+    #[serde(default)]
+    pub files_uploaded: u64,
 }
 
 /// One item of a 200 response: externally tagged, so it serializes as
@@ -433,6 +460,9 @@ struct Inner {
     key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Calls in flight and per minute on the provider routes.
     limits: limits::Tracker,
+    /// The Files and Batch API's files and batches. Locked after `ledger`
+    /// when both are held.
+    openai: Mutex<openai_batch::OpenAiState>,
 }
 
 #[derive(Default)]
@@ -450,6 +480,9 @@ struct Ledger {
     embedded_texts: u64,
     embedding_errors: u64,
     image_calls: u64,
+    openai_calls: u64,
+    openai_batches: u64,
+    files_uploaded: u64,
     by_model: BTreeMap<String, u64>,
     /// Input hash (hex) → times billed.
     billed: HashMap<String, u64>,
@@ -500,6 +533,7 @@ impl Simulator {
                 ledger: Mutex::new(Ledger::default()),
                 key_locks: Mutex::new(HashMap::new()),
                 limits: limits::Tracker::default(),
+                openai: Mutex::new(openai_batch::OpenAiState::default()),
             }),
         }
     }
@@ -512,6 +546,12 @@ impl Simulator {
             .route("/v1/batch", post(post_batch))
             .route("/v1/embeddings", post(embeddings::post_embeddings))
             .route("/v1/images/generations", post(images::post_images))
+            .route("/v1/files", post(openai_batch::post_file))
+            .route("/v1/files/{file_id}", get(openai_batch::get_file))
+            .route("/v1/files/{file_id}/content", get(openai_batch::get_file_content))
+            .route("/v1/batches", post(openai_batch::post_batches).get(openai_batch::list_batches))
+            .route("/v1/batches/{batch_id}", get(openai_batch::get_batch))
+            .route("/v1/batches/{batch_id}/cancel", post(openai_batch::cancel_batch))
             .route("/v1/stats", get(get_stats))
             .route("/v1/stats/inputs", get(get_billed_inputs))
             .route("/v1/stats/reset", post(post_reset))
@@ -570,6 +610,9 @@ impl Simulator {
             max_calls_in_any_minute: observed.max_calls_in_any_minute,
             over_limit: observed.over_limit,
             image_calls: ledger.image_calls,
+            openai_calls: ledger.openai_calls,
+            openai_batches: ledger.openai_batches,
+            files_uploaded: ledger.files_uploaded,
         }
     }
 
@@ -584,6 +627,7 @@ impl Simulator {
     pub fn reset(&self) {
         *lock(&self.inner.ledger) = Ledger::default();
         self.inner.limits.reset();
+        self.reset_openai();
         let seed = self.config().seed;
         *lock(&self.inner.rng) = new_rng(seed);
         *lock(&self.inner.embeddings_rng) = new_embeddings_rng(seed);

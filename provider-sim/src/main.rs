@@ -71,6 +71,15 @@ struct Args {
     /// Calls in flight on the provider routes; more are answered 429.
     #[arg(long, env = "SIM_MAX_CONCURRENT")]
     max_concurrent: Option<u32>,
+    /// OpenAI Batch API: milliseconds a provider batch takes from `validating` to `completed`.
+    #[arg(long, env = "SIM_OPENAI_BATCH_DURATION_MS", default_value_t = 0)]
+    openai_batch_duration_ms: u64,
+    /// OpenAI Batch API: probability that a provider batch ends `failed`.
+    #[arg(long, env = "SIM_OPENAI_BATCH_FAILURE_RATE", default_value_t = 0.0, value_parser = rate)]
+    openai_batch_failure_rate: f64,
+    /// OpenAI Batch API: probability that a provider batch ends `expired`, half of its requests done.
+    #[arg(long, env = "SIM_OPENAI_BATCH_EXPIRY_RATE", default_value_t = 0.0, value_parser = rate)]
+    openai_batch_expiry_rate: f64,
 }
 
 /// A vector length the embeddings API can return: 1 to 3072.
@@ -124,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
         embeddings_hang: args.embeddings_hang,
         rpm_limit: args.rpm_limit,
         max_concurrent: args.max_concurrent,
+        openai_batch_duration: Duration::from_millis(args.openai_batch_duration_ms),
+        openai_batch_failure_rate: args.openai_batch_failure_rate,
+        openai_batch_expiry_rate: args.openai_batch_expiry_rate,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

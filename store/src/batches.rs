@@ -152,6 +152,10 @@ pub struct StaleBatch {
 /// LOCKED`: scheduler replicas rescue disjoint batches) and returns them with
 /// their unfinished jobs.
 ///
+/// A batch recorded at a provider's own batch API (`provider_batch_id`,
+/// the `openai-batch` adapter) is never a candidate: its message was acked
+/// on purpose, and the poller (`provider_batches`) owns it until it ends.
+///
 /// Candidates are the batches not `finished` (index `batches_unfinished`; BENCHMARKS.md step 11)
 /// touched before `cutoff`, oldest first; those of them with no open job
 /// left (their last jobs were cancelled) are marked `finished` on the way,
@@ -160,7 +164,7 @@ pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>,
     sqlx::query_as::<_, StaleBatch>(
         "WITH candidates AS MATERIALIZED (
              SELECT b.id, b.model, b.touched_at FROM batches b
-             WHERE NOT b.finished AND b.touched_at < $1
+             WHERE NOT b.finished AND b.touched_at < $1 AND b.provider_batch_id IS NULL
              ORDER BY b.touched_at
              LIMIT $2
              FOR UPDATE OF b SKIP LOCKED
@@ -240,7 +244,7 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
     "WITH done AS (
          UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
-                credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = b.attempts
+                credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = j.attempts + b.attempts
          FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
               AS u(id, state, result, error, credits, list_credits),
               batches b

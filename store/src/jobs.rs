@@ -446,7 +446,8 @@ pub enum CancelOutcome {
     NotCancellable(JobRow),
 }
 
-/// Cancels a job that has not started.
+/// Cancels a job that has not started, or whose batch is at a provider's
+/// own batch API ([`crate::provider_batches::at_provider`]).
 pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<CancelOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock first (see `cache::lock_leaders`): a release round attaching
@@ -461,7 +462,14 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
         return Ok(CancelOutcome::NotFound);
     };
     let cancellable = match (state.as_str(), batch_id) {
-        ("queued", Some(batch_id)) => hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id),
+        ("queued", Some(batch_id)) => {
+            hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id)
+                // The one running job that may be cancelled: its batch is at
+                // a provider's own batch API, which answers hours later. The
+                // poller's finish writes only jobs still queued, and this
+                // job's row lock orders the two.
+                || crate::provider_batches::at_provider(&mut tx, batch_id).await?
+        }
         _ => true,
     };
     let cancelled = if cancellable {
@@ -481,6 +489,10 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     } else {
         None
     };
+    if let (Some(_), Some(batch_id)) = (&cancelled, batch_id) {
+        // The last open job of a provider batch: the poller cancels it there.
+        crate::provider_batches::poll_now_if_empty(&mut tx, batch_id, now).await?;
+    }
     let outcome = match cancelled {
         Some(row) => CancelOutcome::Cancelled(row),
         None => match get(&mut *tx, tenant_id, id).await? {

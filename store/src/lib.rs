@@ -5,9 +5,11 @@
 //! every decision of the scheduler is taken by), [`cache`] and [`quota`] (what
 //! admission checks), [`release`] (the release loop's lock, fair claim,
 //! marking and roll-over), [`batches`] (a worker's start, attempts and
-//! write-back, and the rescuer's search), [`usage`] (the ledger's sums),
-//! [`schedules`] (recurring schedules and their firings), [`limits`]
-//! (the provider calls' limits shared by every worker), [`semantic`]
+//! write-back, and the rescuer's search), [`provider_batches`] (batches
+//! at a provider's own batch API: record, poll lease, requeue), [`usage`]
+//! (the ledger's sums), [`schedules`] (recurring schedules and their
+//! firings), [`limits`] (the provider calls' limits shared by every
+//! worker), [`semantic`]
 //! (the semantic cache's embeddings and source checks) and [`operator`]
 //! (retry, cancel, prune, counts, the dashboard's panels and the metrics
 //! gauges). Rows become `offpeak-core` types once, at the edge ([`edge`]):
@@ -26,6 +28,7 @@ pub mod jobs;
 pub mod limits;
 pub mod operator;
 pub(crate) mod outbox;
+pub mod provider_batches;
 pub mod quota;
 pub mod release;
 pub mod schedules;

@@ -269,6 +269,21 @@ impl TestEnv {
         }
     }
 
+    /// The context of an in-process worker whose every priced model goes
+    /// to the simulator's OpenAI Batch API (`openai-batch`), polled
+    /// without pauses (poll interval 0), for the poller to run in-process
+    /// ([`TestEnv::poller`]).
+    pub fn openai_batch_context(&self) -> BatchContext {
+        let mut provider = Provider::new("openai", Adapter::OpenaiBatch, &self.sim.url, "OPENAI_API_KEY");
+        provider.poll_interval = Duration::ZERO;
+        provider.poll_interval_max = Duration::ZERO;
+        let models = PriceTable::default().models().map(|m| offpeak_core::providers::Model::new(m, "openai")).collect();
+        let catalog = Catalog::new(vec![provider], models).expect("a catalog");
+        BatchContext {
+            ..self.batch_context_with(&catalog)
+        }
+    }
+
     /// A catalog that sends every priced model to one `openai-images`
     /// provider, `images`, at this environment's simulator, as the
     /// provider's model `gpt-image-1`; `configure` adjusts the provider
@@ -281,6 +296,12 @@ impl TestEnv {
             .map(|m| Model { provider_model: "gpt-image-1".into(), ..Model::new(m, "images") })
             .collect();
         Catalog::new(vec![provider], models).expect("a catalog of one provider")
+    }
+
+    /// A poller of provider batches with `ctx`, for a test to call
+    /// `run_once` on.
+    pub fn poller(&self, ctx: &BatchContext) -> offpeak_worker::poller::Poller {
+        offpeak_worker::poller::Poller::new(Arc::new(ctx.clone()), offpeak_worker::poller::PollerConfig::default())
     }
 
     /// The batches released but not yet worked, as the messages a worker

@@ -116,7 +116,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; finishing batches in hand");
         trigger.trigger();
     });
+    // The poller of provider batches (openai-batch): every worker runs one;
+    // their leases keep them off each other's batches.
+    let poller = tokio::spawn(crate::poller::Poller::new(Arc::clone(&ctx), crate::poller::PollerConfig::default()).run(signal.clone()));
     consumer::run(ctx, config, signal).await;
+    let _ = poller.await;
     limiter.release_all().await;
     let _ = http.await;
     Ok(())

@@ -4,6 +4,8 @@
 //!
 //! - [`consumer`]: the consume loop, acks, reconnection, graceful shutdown;
 //! - [`process`]: one batch from start to written outcome, with retries;
+//! - [`handover`]: a batch handed to a provider's own batch API (`openai-batch`), acked once recorded;
+//! - [`poller`]: polls provider batches until they end and writes their outcomes;
 //! - [`provider`]: the providers' protocols, one adapter each, and every model's route;
 //! - [`limits`]: limits on provider calls shared by every worker;
 //! - [`listen`]: the address of `/healthz`, `/readyz` and `/metrics` (one
@@ -12,8 +14,10 @@
 
 pub mod cli;
 pub mod consumer;
+pub mod handover;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod poller;
 pub mod process;
 pub mod provider;

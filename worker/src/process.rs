@@ -97,6 +97,11 @@ pub struct BatchReport {
 /// Database errors; the caller returns the message to the queue and the
 /// batch is picked up again from the state PostgreSQL holds.
 pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
+    // A provider batch API (openai-batch) works the batch for hours: the
+    // worker hands it over and acks; the poller writes the outcomes.
+    if let Some(route) = ctx.providers.route(&msg.model).filter(|r| r.adapter == offpeak_core::providers::Adapter::OpenaiBatch) {
+        return crate::handover::hand_over(ctx, msg, route).await;
+    }
     // Starts the batch and counts its first attempt: one write of the batch
     // row, where it once took six round trips, a row lock and two row
     // versions per job (BENCHMARKS.md, steps 1 and 9).
@@ -218,7 +223,9 @@ fn charge(ctx: &BatchContext, model: &str, job: &StartedJob) -> Charge {
     ctx.prices.charge(model, priority).unwrap_or(Charge { list: 0, charged: 0 })
 }
 
-async fn finish(ctx: &BatchContext, msg: &BatchMessage, route: Option<&Route>, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
+/// Writes outcomes through `batches::finish` and counts them (also the
+/// hand-over's and the poller's write).
+pub(crate) async fn finish(ctx: &BatchContext, msg: &BatchMessage, route: Option<&Route>, outcomes: &[Outcome], report: &mut BatchReport) -> Result<u64, sqlx::Error> {
     let list_price = ctx.prices.price(&msg.model).unwrap_or(0);
     // The provider the usage ledger reports the jobs under. A batch with no
     // route writes only `dead` jobs, which get no ledger row.

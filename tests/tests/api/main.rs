@@ -59,6 +59,7 @@ mod group_commit;
 mod groups;
 mod hostile_input;
 mod openai_images;
+mod openai_batch;
 mod openapi;
 mod operator_cli;
 mod pipeline;

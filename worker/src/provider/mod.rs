@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `batch` | [`batch`] | one call to `POST {base}/v1/batch` |
 //! | `openai-images` | [`images`] | one call per job to `POST {base}{endpoint}` |
-//! | `openai-batch` | (see the adapters' table in ARCHITECTURE.md) | one provider batch, polled |
+//! | `openai-batch` | [`openai_batch`] | one provider batch, handed over (`crate::handover`) and polled (`crate::poller`) |
 //!
 //! [`Providers`] maps every model to its [`Route`]: its provider's client,
 //! the provider's name for the model, and the limits its calls are under.
@@ -41,6 +41,9 @@ pub mod images;
 
 pub use batch::BatchClient;
 pub use images::ImagesClient;
+pub mod openai_batch;
+
+pub use openai_batch::OpenaiBatchClient;
 
 /// One job's answer.
 #[derive(Debug, Clone)]
@@ -75,6 +78,9 @@ pub struct CallItem<'a> {
 pub enum Client {
     Batch(BatchClient),
     Images(ImagesClient),
+    /// Not called through [`Route::call`]: its batches are handed over
+    /// (`crate::handover`) and polled (`crate::poller`).
+    OpenaiBatch(OpenaiBatchClient),
 }
 
 /// A limit key and its limits: calls to one provider (`provider:NAME`) or
@@ -121,6 +127,9 @@ impl Route {
                 };
                 c.call(&target, items).await
             }
+            Client::OpenaiBatch(_) => CallOutcome::Permanent {
+                error: error_json("wrong_protocol", "an openai-batch model's batches are handed over, not called"),
+            },
         };
         let kind = match &outcome {
             CallOutcome::Results(_) => "ok",
@@ -141,8 +150,6 @@ pub enum ProviderSetupError {
     MissingKey { provider: String, env: String },
     #[error("provider '{provider}': the HTTP client cannot be built: {source}")]
     Client { provider: String, source: reqwest::Error },
-    #[error("provider '{provider}' speaks {adapter}, which this worker does not speak yet")]
-    Unsupported { provider: String, adapter: Adapter },
 }
 
 /// Every model's route, built once at start.
@@ -180,7 +187,10 @@ impl Providers {
                     ImagesClient::new(&p.base_url, key, timeout, p.limits.max_concurrent)
                         .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
                 ),
-                adapter => return Err(ProviderSetupError::Unsupported { provider: p.name.clone(), adapter }),
+                Adapter::OpenaiBatch => Client::OpenaiBatch(
+                    OpenaiBatchClient::new(&p.base_url, key, timeout, p.poll_interval, p.poll_interval_max)
+                        .map_err(|source| ProviderSetupError::Client { provider: p.name.clone(), source })?,
+                ),
             };
             clients.insert(&p.name, client);
         }
