@@ -123,11 +123,16 @@ pub struct SystemOptions {
     pub database_url: Option<String>,
     /// The RabbitMQ to use (default: the harness's `AMQP_URL`).
     pub amqp_url: Option<String>,
+    /// The protocol every model is called through: with one, the system
+    /// runs from a configuration file (`OFFPEAK_CONFIG`) whose one provider
+    /// speaks it at the simulator, with the default models and prices;
+    /// without, from the environment alone (the `batch` protocol).
+    pub adapter: Option<offpeak_core::providers::Adapter>,
 }
 
 impl Default for SystemOptions {
     fn default() -> Self {
-        Self { workers: 2, sim_args: vec![], env: vec![], database_url: None, amqp_url: None }
+        Self { workers: 2, sim_args: vec![], env: vec![], database_url: None, amqp_url: None, adapter: None }
     }
 }
 
@@ -145,6 +150,24 @@ pub struct System {
     pub workers: Vec<Proc>,
     pub http: reqwest::Client,
     options: SystemOptions,
+}
+
+/// A configuration file with one provider, `sim`, speaking `adapter` at
+/// `sim_url`, and the default models at their default prices (so that a
+/// test's credits are the same whichever protocol carried its jobs). An
+/// `openai-batch` provider is polled every second.
+pub fn adapter_config(adapter: offpeak_core::providers::Adapter, sim_url: &str) -> String {
+    use offpeak_core::providers::Adapter;
+    let mut file = format!("[providers.sim]\nadapter = \"{adapter}\"\nbase_url = \"{sim_url}\"\napi_key_env = \"PROVIDER_API_KEY\"\n");
+    if adapter == Adapter::OpenaiBatch {
+        file.push_str("poll_interval_secs = 1\npoll_interval_max_secs = 1\n");
+    }
+    let prices = offpeak_core::prices::PriceTable::default();
+    for model in prices.models() {
+        let price = prices.price(model).unwrap_or(0);
+        file.push_str(&format!("\n[models.{model}]\nprovider = \"sim\"\nprice = {price}\n"));
+    }
+    file
 }
 
 impl System {
@@ -171,6 +194,11 @@ impl System {
             ("OFFPEAK_RETRY_CAP_MS".into(), "1000".into()),
             ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "info,lapin=off".into())),
         ];
+        if let Some(adapter) = options.adapter {
+            let path = log_dir(&id).join("offpeak.toml");
+            std::fs::write(&path, adapter_config(adapter, &format!("http://127.0.0.1:{sim_port}"))).expect("write the configuration file");
+            sys_env.push(("OFFPEAK_CONFIG".into(), path.display().to_string()));
+        }
         sys_env.extend(options.env.iter().cloned());
 
         let run = |args: &[&str]| {

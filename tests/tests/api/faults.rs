@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use offpeak_core::providers::Adapter;
 use offpeak_tests::procs::{System, SystemOptions};
 use offpeak_tests::services::{PrivatePostgres, PrivateRabbit};
 
@@ -393,4 +394,64 @@ async fn a_scheduler_killed_during_webhook_deliveries_and_a_postgres_restart_los
         assert!(tokio::time::Instant::now() < deadline, "{} job events and {} group events after the kill", job_ids.len(), groups.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The fault suite once per protocol: under load through `adapter`, SIGKILL
+/// a worker, SIGKILL the scheduler (a replacement takes over), restart
+/// RabbitMQ, then PostgreSQL; every job ends succeeded once and the
+/// simulator billed every item once.
+async fn every_fault_through(adapter: Adapter) {
+    let _serial = SERIAL.lock().await;
+    let private = Private::start().await;
+    let mut sim_args: Vec<String> = vec!["--latency-ms".into(), "150".into()];
+    if adapter == Adapter::OpenaiBatch {
+        // A provider batch takes a second and a half, so kills and restarts
+        // land while provider batches are open.
+        sim_args.extend(["--openai-batch-duration-ms".into(), "1500".into()]);
+    }
+    let mut sys = System::start(private.options(SystemOptions {
+        workers: 2,
+        sim_args,
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
+        adapter: Some(adapter),
+        ..Default::default()
+    }))
+    .await;
+    let jobs = 400;
+    sys.submit(jobs, "flux-dev").await;
+    wait_succeeded(&sys, 20).await;
+
+    let victim = sys.workers.remove(0);
+    victim.signal("KILL");
+    drop(victim);
+    sys.add_worker();
+
+    sys.scheduler.signal("KILL");
+    let (_replacement, _) = sys.add_scheduler();
+
+    private.rabbit.stop_app();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    private.rabbit.start_app();
+
+    private.pg.restart();
+
+    assert_exactly_once(&sys, jobs as i64, 2).await;
+    for w in &mut sys.workers {
+        assert!(w.is_running(), "{} survived ({adapter})", w.name);
+    }
+}
+
+#[tokio::test]
+async fn every_fault_through_the_batch_protocol_loses_nothing_and_bills_once() {
+    every_fault_through(Adapter::Batch).await;
+}
+
+#[tokio::test]
+async fn every_fault_through_openai_images_loses_nothing_and_bills_once() {
+    every_fault_through(Adapter::OpenaiImages).await;
+}
+
+#[tokio::test]
+async fn every_fault_through_openai_batch_loses_nothing_and_bills_once() {
+    every_fault_through(Adapter::OpenaiBatch).await;
 }
