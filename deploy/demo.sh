@@ -243,6 +243,63 @@ export NO_COLOR=1 # plain logs in .demo/*.log
 note "database offpeak_demo migrated; queue $QUEUE"
 
 heading "4. Starting the provider simulator, the scheduler and two workers"
+# The configuration file (docs/configuration.md): the default models on
+# the simulator's batch protocol, and one model through each of OpenAI's
+# protocols, which the simulator speaks too (section 14).
+cat >"$DEMO_DIR/offpeak.toml" <<TOML
+[providers.sim]
+adapter = "batch"
+base_url = "$SIM"
+api_key_env = "PROVIDER_API_KEY"
+
+[providers.sim-images]
+adapter = "openai-images"
+base_url = "$SIM"
+api_key_env = "PROVIDER_API_KEY"
+requests_per_minute = 600
+max_concurrent = 8
+
+[providers.sim-batch-api]
+adapter = "openai-batch"
+base_url = "$SIM"
+api_key_env = "PROVIDER_API_KEY"
+price_multiplier = 0.5
+poll_interval_secs = 1
+poll_interval_max_secs = 2
+
+[models.flux-schnell]
+provider = "sim"
+price = 1
+[models.flux-dev]
+provider = "sim"
+price = 2
+[models.flux-pro]
+provider = "sim"
+price = 5
+[models.minimax-video]
+provider = "sim"
+price = 15
+[models.stable-audio]
+provider = "sim"
+price = 3
+[models.image-now]
+provider = "sim-images"
+provider_model = "gpt-image-1"
+price = 4
+[models.image-overnight]
+provider = "sim-batch-api"
+provider_model = "gpt-image-1"
+price = 4
+
+[routes]
+thumbnail = "flux-schnell"
+preview = "flux-schnell"
+product-image = "flux-dev"
+marketing = "flux-dev"
+hero-image = "flux-pro"
+print = "flux-pro"
+TOML
+export OFFPEAK_CONFIG=$DEMO_DIR/offpeak.toml
 start_bg provider-sim "$BIN/provider-sim" --listen "127.0.0.1:$SIM_PORT" --latency-ms 200 --item-error-rate 0.05
 wait_http provider-sim "$SIM/healthz" 15
 # Low-priority (off-peak) work at half price, to show what it saves.
@@ -722,6 +779,23 @@ api GET "/v1/jobs/$preview"
 note "the preview lists its children: $(json "$DEMO_DIR/response.json" 'd["children"]')"
 api GET "/v1/usage"
 note "usage: $(json "$DEMO_DIR/response.json" '"previews %d, upgrades %d, saved_preview %d credits (the upgrade is counted once it has run)" % (d["totals"]["previews"], d["totals"]["upgrades"], d["totals"]["saved_preview"])')"
+
+heading "14. One model through each provider protocol (.demo/offpeak.toml)"
+note "flux-dev        -> sim            (batch: POST /v1/batch, one call per batch)"
+note "image-now       -> sim-images     (openai-images: POST /v1/images/generations, one call per job, 600/min shared)"
+note "image-overnight -> sim-batch-api  (openai-batch: a JSONL file, POST /v1/batches, polled; half price)"
+for model in flux-dev image-now image-overnight; do
+    for attempt in 1 2 3; do # the simulator rejects 5% of items
+        id=$(submit_one "{\"model\":\"$model\",\"priority\":\"normal\",\"input\":{\"prompt\":\"a paper boat on a pond, try $attempt\"}}" "a $model job")
+        wait_job "$id" "the $model job"
+        [[ $(json "$DEMO_DIR/response.json" 'd["state"]') == succeeded ]] && break
+    done
+    [[ $(json "$DEMO_DIR/response.json" 'd["state"]') == succeeded ]] || die "the $model job did not succeed"
+    note "$(json "$DEMO_DIR/response.json" '"%-16s %s, %s credits, result %s" % (d["model"], d["state"], d["credits"], json.dumps(d["result"])[:70] + "...")')"
+done
+api GET "/v1/usage?group_by=provider"
+want_status 200 "GET /v1/usage?group_by=provider"
+note "usage by provider: $(json "$DEMO_DIR/response.json" '", ".join("%s %d requests %d credits" % (k, v["requests"], v["credits"]) for k, v in sorted(d["groups"].items()))')"
 
 heading "A mistake, for comparison (\"timezone\": \"Mars/Olympus\")"
 api POST /v1/jobs '{"model":"flux-schnell","input":{"prompt":"red dust"},"timezone":"Mars/Olympus"}'

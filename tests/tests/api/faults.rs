@@ -403,23 +403,36 @@ async fn a_scheduler_killed_during_webhook_deliveries_and_a_postgres_restart_los
 async fn every_fault_through(adapter: Adapter) {
     let _serial = SERIAL.lock().await;
     let private = Private::start().await;
-    let mut sim_args: Vec<String> = vec!["--latency-ms".into(), "150".into()];
+    // Work for about 15 s on two workers, so that every fault lands while
+    // calls are in flight (checked below): 600 jobs as 120 batch calls of
+    // 1 s, 600 image calls of 0.4 s (8 at a time per worker), or 30
+    // provider batches that take 10 s each.
+    let (latency_ms, batch_max) = match adapter {
+        Adapter::Batch => ("1000", "5"),
+        Adapter::OpenaiImages => ("400", "20"),
+        Adapter::OpenaiBatch => ("100", "20"),
+    };
+    let mut sim_args: Vec<String> = vec!["--latency-ms".into(), latency_ms.into()];
     if adapter == Adapter::OpenaiBatch {
-        // A provider batch takes a second and a half, so kills and restarts
-        // land while provider batches are open.
-        sim_args.extend(["--openai-batch-duration-ms".into(), "1500".into()]);
+        sim_args.extend(["--openai-batch-duration-ms".into(), "10000".into()]);
     }
     let mut sys = System::start(private.options(SystemOptions {
         workers: 2,
         sim_args,
-        env: vec![("OFFPEAK_BATCH_MAX".into(), "20".into())],
+        env: vec![("OFFPEAK_BATCH_MAX".into(), batch_max.into())],
         adapter: Some(adapter),
         ..Default::default()
     }))
     .await;
-    let jobs = 400;
+    let jobs = 600;
     sys.submit(jobs, "flux-dev").await;
-    wait_succeeded(&sys, 20).await;
+    // Work under way: calls made (and for openai-batch, provider batches open).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let calls = |s: serde_json::Value| ["batches", "image_calls", "openai_batches"].iter().map(|k| s[k].as_u64().unwrap_or(0)).sum::<u64>();
+    while calls(sys.sim_stats().await) < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "no provider calls ({adapter})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let victim = sys.workers.remove(0);
     victim.signal("KILL");
@@ -433,6 +446,11 @@ async fn every_fault_through(adapter: Adapter) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     private.rabbit.start_app();
 
+    let before = sys.states().await;
+    assert!(
+        before.get("succeeded").copied().unwrap_or(0) < jobs as i64,
+        "the work ended before the last fault ({adapter}): {before:?}"
+    );
     private.pg.restart();
 
     assert_exactly_once(&sys, jobs as i64, 2).await;
