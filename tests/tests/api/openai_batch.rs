@@ -127,7 +127,7 @@ async fn hand_over_through(env: &TestEnv, ctx: &BatchContext, refused: impl Fn(&
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut healed = env.sim.sim.config();
-    (healed.error_rate, healed.rate_limit_rate, healed.garbage_rate) = (0.0, 0.0, 0.0);
+    (healed.error_rate, healed.rate_limit_rate, healed.garbage_rate, healed.slow_rate) = (0.0, 0.0, 0.0, 0.0);
     env.sim.sim.set_config(healed);
     tokio::time::timeout(Duration::from_secs(20), work).await.expect("the hand-over ends").unwrap();
 }
@@ -192,6 +192,26 @@ async fn garbled_answers_never_make_a_second_provider_batch() {
     let stats = env.sim.sim.stats();
     assert!(stats.garbage > 0, "{stats:?}");
     assert_eq!((stats.openai_batches, stats.items, stats.max_billed_per_input), (1, 4, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_and_never_make_a_second_provider_batch() {
+    // Every call hangs for a second, past the provider's 300 ms timeout,
+    // until the provider is healed.
+    let env = env_with(SimConfig { slow_rate: 1.0, slow: Duration::from_secs(1), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 3).await;
+    let mut provider = offpeak_core::providers::Provider::new("openai", offpeak_core::providers::Adapter::OpenaiBatch, &env.sim.url, "OPENAI_API_KEY");
+    (provider.poll_interval, provider.poll_interval_max) = (Duration::ZERO, Duration::ZERO);
+    provider.timeout = Some(Duration::from_millis(300));
+    let models = offpeak_core::prices::PriceTable::default().models().map(|m| offpeak_core::providers::Model::new(m, "openai")).collect();
+    let ctx = env.batch_context_with(&offpeak_core::providers::Catalog::new(vec![provider], models).unwrap());
+    hand_over_through(&env, &ctx, |s| s.slow >= 2).await;
+    env.poller(&ctx).run_once().await.unwrap();
+    assert_eq!(states(&env, &ids).await, vec!["succeeded"; 3]);
+    let stats = env.sim.sim.stats();
+    assert!(stats.slow >= 2, "{stats:?}");
+    assert_eq!((stats.openai_batches, stats.items, stats.max_billed_per_input), (1, 3, 1), "{stats:?}");
 }
 
 #[tokio::test]
