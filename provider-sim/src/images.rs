@@ -286,6 +286,17 @@ fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The path of this endpoint.
+pub(crate) const ENDPOINT: &str = "/v1/images/generations";
+
+/// What `POST /v1/images/generations` answers `body` with when it
+/// succeeds, if `body` is a valid request: the same `ImagesResponse`, for
+/// a Batch API request to this endpoint (see `openai_batch`).
+pub(crate) fn rendered(body: &Map<String, Value>) -> Option<Value> {
+    let bytes = serde_json::to_vec(body).ok()?;
+    ImageRequest::parse(&bytes).ok().map(|r| render(&r))
+}
+
 /// The body of a 200, as a JSON value (keys in `serde_json`'s order).
 fn render(request: &ImageRequest) -> Value {
     let id = hex::encode(&request.digest[..16]);

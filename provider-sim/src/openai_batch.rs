@@ -373,8 +373,17 @@ fn advance(state: &mut OpenAiState, ledger: &mut Ledger, config: &SimConfig) {
                     ledger.items += 1;
                     *ledger.by_model.entry(r.model.clone()).or_default() += 1;
                     *ledger.billed.entry(r.hash.clone()).or_default() += 1;
-                    let output = render_output(&r.model, &r.body, &r.digest);
-                    outputs.push(response_line(r, 200, json!({"created": b.created_at, "data": [output]})));
+                    // A request to the Images API is answered as that
+                    // endpoint answers it; any other, as the batch endpoint.
+                    let body = (b.endpoint == crate::images::ENDPOINT)
+                        .then(|| {
+                            let mut request = r.body.clone();
+                            request.insert("model".into(), json!(r.model));
+                            crate::images::rendered(&request)
+                        })
+                        .flatten()
+                        .unwrap_or_else(|| json!({"created": b.created_at, "data": [render_output(&r.model, &r.body, &r.digest)]}));
+                    outputs.push(response_line(r, 200, body));
                 }
             }
             b.completed = outputs.len();
@@ -867,7 +876,10 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!(out[1]["custom_id"], "job-1");
         assert_eq!(out[1]["response"]["status_code"], 200);
-        assert!(out[1]["response"]["body"]["data"][0]["url"].as_str().unwrap().contains("gpt-image-1"));
+        // Answered as the Images API answers the same request: gpt-image-1
+        // gives base64 images and usage.
+        let body = &out[1]["response"]["body"];
+        assert!(body["data"][0]["b64_json"].is_string() && body["usage"].is_object(), "{body}");
         // Reading it again bills nothing more.
         get_json(&sim, &format!("/v1/batches/{id}")).await;
         let stats = sim.sim.stats();
