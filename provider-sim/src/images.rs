@@ -541,15 +541,7 @@ impl Simulator {
 pub(crate) async fn post_images(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
     sim.record(|l| l.image_calls += 1);
     let config = sim.config();
-    if !config.latency.is_zero() {
-        tokio::time::sleep(config.latency).await;
-    }
-    // A hang: if the client gives up first, this future is dropped with the
-    // connection and nothing is billed or stored.
-    if config.slow_rate > 0.0 && lock(&sim.inner.images_rng).gen::<f64>() < config.slow_rate {
-        sim.record(|l| l.slow += 1);
-        tokio::time::sleep(config.slow).await;
-    }
+    sim.latency_and_hang(&config, &sim.inner.images_rng).await;
     let (response, outcome) = sim.handle_images(&headers, &body).await;
     tracing::debug!(
         status = response.status().as_u16(),

@@ -1151,6 +1151,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl Simulator {
+    /// A call's latency, then, drawn from `rng` with `slow_rate`, a hang
+    /// of `slow`. If the client gives up first, the handler's future is
+    /// dropped with the connection and nothing is billed or stored.
+    pub(crate) async fn latency_and_hang(&self, config: &SimConfig, rng: &Mutex<StdRng>) {
+        if !config.latency.is_zero() {
+            tokio::time::sleep(config.latency).await;
+        }
+        if config.slow_rate > 0.0 && lock(rng).gen::<f64>() < config.slow_rate {
+            self.record(|l| l.slow += 1);
+            tokio::time::sleep(config.slow).await;
+        }
+    }
+}
+
 fn json_bytes(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -1158,15 +1173,7 @@ fn json_bytes(status: StatusCode, body: Bytes) -> Response {
 async fn post_batch(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
     sim.record(|l| l.batches += 1);
     let config = sim.config();
-    if !config.latency.is_zero() {
-        tokio::time::sleep(config.latency).await;
-    }
-    // A hang: if the client gives up first, this future is dropped with the
-    // connection and nothing is billed or stored.
-    if config.slow_rate > 0.0 && lock(&sim.inner.rng).gen::<f64>() < config.slow_rate {
-        sim.record(|l| l.slow += 1);
-        tokio::time::sleep(config.slow).await;
-    }
+    sim.latency_and_hang(&config, &sim.inner.rng).await;
     let (response, outcome) = sim.handle_batch(&headers, &body).await;
     tracing::debug!(
         status = response.status().as_u16(),

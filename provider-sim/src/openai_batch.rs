@@ -242,13 +242,7 @@ impl Simulator {
     async fn openai_call(&self, headers: &HeaderMap) -> Result<(SimConfig, CallFate), Response> {
         self.record(|l| l.openai_calls += 1);
         let config = self.config();
-        if !config.latency.is_zero() {
-            tokio::time::sleep(config.latency).await;
-        }
-        if config.slow_rate > 0.0 && lock(&self.inner.rng).gen::<f64>() < config.slow_rate {
-            self.record(|l| l.slow += 1);
-            tokio::time::sleep(config.slow).await;
-        }
+        self.latency_and_hang(&config, &self.inner.rng).await;
         if let Err(failure) = check_bearer(&config, headers) {
             self.record(|l| l.rejected += 1);
             let (code, message) = match failure {

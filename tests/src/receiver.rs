@@ -7,7 +7,7 @@
 //! were signed, retries after real failures, redirects not followed,
 //! timeouts), and only a socket sees that.
 //!
-//! ```ignore
+//! ```text
 //! let rx = Receiver::start(Some(secret.clone())).await;
 //! // register rx.url() as the tenant's endpoint (the scheduler must run with
 //! // private destinations allowed: this is 127.0.0.1 over http) ...
