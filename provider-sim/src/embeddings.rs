@@ -901,15 +901,11 @@ impl Simulator {
     /// Draws an embeddings call's fate from the embeddings generator.
     fn draw_embeddings(&self, config: &SimConfig) -> Fate {
         let mut rng = lock(&self.inner.embeddings_rng);
-        // `gen::<f64>()` is in [0, 1): a rate of 1.0 always hits, 0.0 never.
-        if rng.gen::<f64>() < config.embeddings_error_rate {
-            Fate::Unavailable
-        } else if rng.gen::<f64>() < config.embeddings_rate_limit_rate {
-            Fate::RateLimited
-        } else if rng.gen::<f64>() < config.embeddings_garbage_rate {
-            Fate::Garbage(Garbage::ALL[rng.gen_range(0..Garbage::ALL.len())])
-        } else {
-            Fate::Success
+        match crate::draw_fault(&mut rng, config.embeddings_error_rate, config.embeddings_rate_limit_rate, config.embeddings_garbage_rate) {
+            Some(crate::Fault::ServerError) => Fate::Unavailable,
+            Some(crate::Fault::RateLimited) => Fate::RateLimited,
+            Some(crate::Fault::Garbage) => Fate::Garbage(Garbage::ALL[rng.gen_range(0..Garbage::ALL.len())]),
+            None => Fate::Success,
         }
     }
 }

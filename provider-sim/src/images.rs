@@ -408,21 +408,16 @@ impl Simulator {
     fn draw_images(&self) -> Fate {
         let config = self.config();
         let mut rng = lock(&self.inner.images_rng);
-        // `gen::<f64>()` is in [0, 1): a rate of 1.0 always hits, 0.0 never.
-        if rng.gen::<f64>() < config.error_rate {
-            Fate::ServerError(if rng.gen::<bool>() {
+        match crate::draw_fault(&mut rng, config.error_rate, config.rate_limit_rate, config.garbage_rate) {
+            Some(crate::Fault::ServerError) => Fate::ServerError(if rng.gen::<bool>() {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
-            })
-        } else if rng.gen::<f64>() < config.rate_limit_rate {
-            Fate::RateLimited
-        } else if rng.gen::<f64>() < config.garbage_rate {
-            Fate::Garbage(Garbage::ALL[rng.gen_range(0..Garbage::ALL.len())])
-        } else if rng.gen::<f64>() < config.item_error_rate {
-            Fate::ContentPolicy
-        } else {
-            Fate::Success
+            }),
+            Some(crate::Fault::RateLimited) => Fate::RateLimited,
+            Some(crate::Fault::Garbage) => Fate::Garbage(Garbage::ALL[rng.gen_range(0..Garbage::ALL.len())]),
+            None if rng.gen::<f64>() < config.item_error_rate => Fate::ContentPolicy,
+            None => Fate::Success,
         }
     }
 

@@ -784,19 +784,15 @@ impl Simulator {
     /// reproducible call by call.
     fn draw(&self, config: &SimConfig, items: usize) -> Fate {
         let mut rng = lock(&self.inner.rng);
-        // `gen::<f64>()` is in [0, 1): a rate of 1.0 always hits, 0.0 never.
-        if rng.gen::<f64>() < config.error_rate {
-            Fate::Unavailable
-        } else if rng.gen::<f64>() < config.rate_limit_rate {
-            Fate::RateLimited
-        } else if rng.gen::<f64>() < config.garbage_rate {
-            Fate::Garbage(GarbageKind::ALL[rng.gen_range(0..GarbageKind::ALL.len())])
-        } else {
-            Fate::Success {
+        match draw_fault(&mut rng, config.error_rate, config.rate_limit_rate, config.garbage_rate) {
+            Some(Fault::ServerError) => Fate::Unavailable,
+            Some(Fault::RateLimited) => Fate::RateLimited,
+            Some(Fault::Garbage) => Fate::Garbage(GarbageKind::ALL[rng.gen_range(0..GarbageKind::ALL.len())]),
+            None => Fate::Success {
                 rejected: (0..items)
                     .map(|_| rng.gen::<f64>() < config.item_error_rate)
                     .collect(),
-            }
+            },
         }
     }
 
@@ -1148,6 +1144,32 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.error }))).into_response()
+    }
+}
+
+/// A call's fault at the transport level, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    ServerError,
+    RateLimited,
+    Garbage,
+}
+
+/// Draws a call's fault with these rates, in one fixed order (server
+/// error, then rate limit, then garbage), so that a seeded run is
+/// reproducible call by call; the caller draws whatever else the call
+/// needs (a garbage kind, per-item rejections) from the same locked
+/// generator afterwards. `gen::<f64>()` is in [0, 1): a rate of 1.0 always
+/// hits, 0.0 never.
+pub(crate) fn draw_fault(rng: &mut StdRng, error_rate: f64, rate_limit_rate: f64, garbage_rate: f64) -> Option<Fault> {
+    if rng.gen::<f64>() < error_rate {
+        Some(Fault::ServerError)
+    } else if rng.gen::<f64>() < rate_limit_rate {
+        Some(Fault::RateLimited)
+    } else if rng.gen::<f64>() < garbage_rate {
+        Some(Fault::Garbage)
+    } else {
+        None
     }
 }
 

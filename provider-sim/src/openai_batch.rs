@@ -251,17 +251,11 @@ impl Simulator {
             };
             return Err(oai_error(StatusCode::UNAUTHORIZED, "invalid_request_error", code, message));
         }
-        let fate = {
-            let mut rng = lock(&self.inner.rng);
-            if rng.gen::<f64>() < config.error_rate {
-                CallFate::ServerError
-            } else if rng.gen::<f64>() < config.rate_limit_rate {
-                CallFate::RateLimited
-            } else if rng.gen::<f64>() < config.garbage_rate {
-                CallFate::Garbage
-            } else {
-                CallFate::Normal
-            }
+        let fate = match crate::draw_fault(&mut lock(&self.inner.rng), config.error_rate, config.rate_limit_rate, config.garbage_rate) {
+            Some(crate::Fault::ServerError) => CallFate::ServerError,
+            Some(crate::Fault::RateLimited) => CallFate::RateLimited,
+            Some(crate::Fault::Garbage) => CallFate::Garbage,
+            None => CallFate::Normal,
         };
         match fate {
             CallFate::ServerError => {
