@@ -97,9 +97,13 @@ pub struct BatchReport {
 /// Database errors; the caller returns the message to the queue and the
 /// batch is picked up again from the state PostgreSQL holds.
 pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<BatchReport, sqlx::Error> {
+    // A model the scheduler's configuration has and this worker's has not
+    // (configuration rolled out to the scheduler first) is a transient
+    // error: retried with backoff, and `dead` if it never gets one.
+    let route = ctx.providers.route(&msg.model).cloned();
     // A provider batch API (openai-batch) works the batch for hours: the
     // worker hands it over and acks; the poller writes the outcomes.
-    if let Some(route) = ctx.providers.route(&msg.model).filter(|r| r.adapter == offpeak_core::providers::Adapter::OpenaiBatch) {
+    if let Some(route) = route.as_ref().filter(|r| r.adapter == offpeak_core::providers::Adapter::OpenaiBatch) {
         return crate::handover::hand_over(ctx, msg, route).await;
     }
     // Starts the batch and counts its first attempt: one write of the batch
@@ -117,11 +121,6 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
     // makes it and whichever message (first or republished) it came from,
     // has the same body under the same Idempotency-Key.
     jobs.sort_by_key(|j| j.id);
-
-    // A model the scheduler's configuration has and this worker's has not
-    // (configuration rolled out to the scheduler first) is a transient
-    // error: retried with backoff, and `dead` if it never gets one.
-    let route = ctx.providers.route(&msg.model).cloned();
 
     let mut first = true;
     loop {
