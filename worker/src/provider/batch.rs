@@ -91,7 +91,7 @@ impl BatchClient {
             .await;
         match sent {
             // reqwest's error text names the URL, never headers.
-            Err(e) => CallOutcome::Transient { error: transport_error(&e), retry_after: None },
+            Err(e) => CallOutcome::Transient { error: transport_error(e), retry_after: None },
             Ok(resp) => classify(resp, inputs.len()).await,
         }
     }
@@ -102,7 +102,7 @@ async fn classify(resp: reqwest::Response, expected: usize) -> CallOutcome {
     let retry_after = retry_after(resp.headers());
     let body = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return CallOutcome::Transient { error: transport_error(&e), retry_after: None },
+        Err(e) => return CallOutcome::Transient { error: transport_error(e), retry_after: None },
     };
     if status.is_success() {
         return results_of(&body, expected);

@@ -152,7 +152,7 @@ impl ImagesClient {
                 .await;
             match sent {
                 // reqwest's error text names the URL, never headers.
-                Err(e) => ItemResult::Transient { error: transport_error(&e), retry_after: None },
+                Err(e) => ItemResult::Transient { error: transport_error(e), retry_after: None },
                 Ok(resp) => {
                     self.note_budget(resp.headers());
                     classify(resp).await
@@ -210,7 +210,7 @@ async fn classify(resp: reqwest::Response) -> ItemResult {
     let wait = retry_after(resp.headers());
     let body = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return ItemResult::Transient { error: transport_error(&e), retry_after: None },
+        Err(e) => return ItemResult::Transient { error: transport_error(e), retry_after: None },
     };
     if status.is_success() {
         return answer_of(&body);

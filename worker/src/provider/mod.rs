@@ -306,7 +306,7 @@ pub(crate) fn refusal(status: StatusCode, body: &[u8], retry_after: Option<Durat
 
 /// A failed request (timeout, refused connection, cut body) as an error.
 /// reqwest's error text names the URL, never headers; the URL is left out.
-pub(crate) fn transport_error(e: &reqwest::Error) -> Value {
+pub(crate) fn transport_error(e: reqwest::Error) -> Value {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -314,15 +314,7 @@ pub(crate) fn transport_error(e: &reqwest::Error) -> Value {
     } else {
         "transport"
     };
-    error_json(kind, &without_url(e))
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<provider>");
-    }
-    text
+    error_json(kind, &e.without_url().to_string())
 }
 
 /// Whether this JSON text, stored in `jsonb`, reads back as itself.

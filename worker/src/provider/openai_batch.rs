@@ -154,13 +154,13 @@ impl OpenaiBatchClient {
         let _permit = gate.pass().await;
         let resp = match request.bearer_auth(&self.api_key).send().await {
             Ok(r) => r,
-            Err(e) => return Err(Failure::Transient { error: transport_error(&e), retry_after: None }),
+            Err(e) => return Err(Failure::Transient { error: transport_error(e), retry_after: None }),
         };
         let status = resp.status();
         let wait = retry_after(resp.headers());
         let body = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Err(Failure::Transient { error: transport_error(&e), retry_after: None }),
+            Err(e) => return Err(Failure::Transient { error: transport_error(e), retry_after: None }),
         };
         if status.is_success() {
             return Ok(body);
