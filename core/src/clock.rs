@@ -32,11 +32,22 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        // Microseconds, PostgreSQL's precision, as the scheduler's database
+        // clock does: an instant handed back to a client (a normal job's
+        // `release_at`, a job submitted inside its window) then reads back
+        // the same from the database. With nanoseconds, a bulk replay's
+        // answer differed from the original between 02:00 and 06:00 UTC.
+        micros(Utc::now())
     }
 }
 
-/// A clock that only moves when told to. Cloning shares the same instant.
+/// `at` truncated to microseconds, PostgreSQL's precision.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// A clock that only moves when told to. Cloning shares the same instant,
+/// kept to microseconds like the real clocks.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<Mutex<DateTime<Utc>>>,
@@ -44,18 +55,18 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(at: DateTime<Utc>) -> Self {
-        Self { now: Arc::new(Mutex::new(at)) }
+        Self { now: Arc::new(Mutex::new(micros(at))) }
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
         // A poisoned lock only means another test thread panicked while
         // holding it; the stored instant is still valid.
-        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = micros(at);
     }
 
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        *now = micros(*now + by);
     }
 }
 
