@@ -765,7 +765,7 @@ pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn scaled(n: u64, scale: f64, min: u64) -> u64 {
+pub(super) fn scaled(n: u64, scale: f64, min: u64) -> u64 {
     ((n as f64 * scale).round() as u64).max(min)
 }
 
