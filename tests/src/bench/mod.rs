@@ -286,6 +286,14 @@ pub fn table(r: &Results) -> String {
         row("3", &run, "s until all published", format!("{:.1} s", b.published_secs), "≤ 30 s", Some(b.published_secs <= 30.0 && !b.timed_out));
         row("3", &run, "s until all finished", format!("{:.1} s{to}", b.finished_secs), "≤ 60 s", Some(b.finished_secs <= 60.0 && !b.timed_out));
         row("3", &run, "jobs/s published / finished", format!("{} / {}", rate(b.publish_rate), rate(b.finish_rate)), "", None);
+        row(
+            "3",
+            &run,
+            "CPU µs a job, opening to finished (`/proc`): PostgreSQL / whole machine",
+            format!("{:.0} / {:.0} µs", b.cpu.postgres_us, b.cpu.machine_us),
+            "≤ 50 / ≤ 80 µs",
+            Some(b.cpu.postgres_us <= 50.0 && b.cpu.machine_us <= 80.0 && !b.timed_out),
+        );
         if let Some(w) = &b.webhooks {
             let to = if w.timed_out { " (time limit hit)" } else { "" };
             row(
