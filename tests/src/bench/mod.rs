@@ -16,12 +16,14 @@
 //! | 6 `window` | window opening → first publish (the round's instant, and its commit as a 5 ms poll sees it), 100 openings: p50, p99 | |
 //! | 7 `semantic` | the semantic cache: index lookup p99 with 100,000 prompts in one scope; 20,000 jobs through the stack with the exact cache, then the semantic cache (misses, then rewordings) | the exact-cache phase |
 //! | 8 `savings` | issue #19's savings run: 1,000 hero-image requests (60% distinct, 10% repeats, 30% rewordings), as they are, then with each lever alone (off-peak price, exact cache, semantic cache, previews of which 20% are upgraded) and all together: credits, provider items, saving | the `before` phase: every request at full quality, no cache |
+//! | 9 `immediate` | issue #17's immediate path: 20,000 normal-priority jobs in 5 models, bulk requests of 4,000 sent at once, provider at 20 ms per call: first request → last result written, jobs/s | the same with `"cache": false` |
 //!
 //! `--scale` multiplies the sizes (and the 30 s of run 2); `--only` picks
 //! runs. The results are printed as a table and written into BENCHMARKS.md
 //! between two marker lines, so the hand-written history around them stays.
 //! `deploy/bench.sh` is the one command that builds and runs it.
 
+pub mod immediate;
 pub mod runs;
 pub mod savings;
 pub mod semantic;
@@ -51,6 +53,7 @@ pub enum Run {
     Window,
     Semantic,
     Savings,
+    Immediate,
 }
 
 /// Everything a benchmark run is told.
@@ -126,6 +129,7 @@ pub struct Results {
     pub window: Option<WindowResult>,
     pub semantic: Option<semantic::SemanticResult>,
     pub savings: Option<savings::SavingsResult>,
+    pub immediate: Option<immediate::ImmediateResult>,
 }
 
 /// Runs the chosen runs in order, printing each result as it comes.
@@ -189,6 +193,23 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
             eprintln!("bench:   together: {:.0}% saved against every request at full quality, no cache", t.saved * 100.0);
         }
         r.savings = Some(x);
+    }
+    if opts.wants(Run::Immediate) {
+        eprintln!("bench: run 9, the immediate path (issue #17)");
+        let x = immediate::immediate(opts).await?;
+        for p in [&x.default, &x.no_cache] {
+            eprintln!(
+                "bench:   cache {}: {:.0} jobs/s; submitted {:.2} s, released {:.2} s, finished {:.2} s ({} rounds, {} batches)",
+                p.cache.map_or("default".to_owned(), |c| c.to_string()),
+                p.rate,
+                p.submitted_secs,
+                p.released_secs,
+                p.finished_secs,
+                p.rounds,
+                p.batches
+            );
+        }
+        r.immediate = Some(x);
     }
     Ok(r)
 }
@@ -265,6 +286,14 @@ pub fn table(r: &Results) -> String {
         row("3", &run, "s until all published", format!("{:.1} s", b.published_secs), "≤ 30 s", Some(b.published_secs <= 30.0 && !b.timed_out));
         row("3", &run, "s until all finished", format!("{:.1} s{to}", b.finished_secs), "≤ 60 s", Some(b.finished_secs <= 60.0 && !b.timed_out));
         row("3", &run, "jobs/s published / finished", format!("{} / {}", rate(b.publish_rate), rate(b.finish_rate)), "", None);
+        row(
+            "3",
+            &run,
+            "CPU µs a job, opening to finished (`/proc`): PostgreSQL / whole machine",
+            format!("{:.0} / {:.0} µs", b.cpu.postgres_us, b.cpu.machine_us),
+            "≤ 50 / ≤ 80 µs",
+            Some(b.cpu.postgres_us <= 50.0 && b.cpu.machine_us <= 80.0 && !b.timed_out),
+        );
         if let Some(w) = &b.webhooks {
             let to = if w.timed_out { " (time limit hit)" } else { "" };
             row(
@@ -378,6 +407,32 @@ pub fn table(r: &Results) -> String {
     }
     if let Some(s) = &r.savings {
         savings_rows(s, &mut row);
+    }
+    if let Some(i) = &r.immediate {
+        let run = format!(
+            "immediate path, {} normal jobs, {} models, {}/request, {} ms/call, {} workers",
+            rate(i.jobs as f64),
+            i.models,
+            rate(i.per_request as f64),
+            i.latency_ms,
+            i.workers
+        );
+        let (d, n) = (&i.default, &i.no_cache);
+        row(
+            "9",
+            &run,
+            "jobs/s, first request → last result written (no `cache` field: exact cache)",
+            rate(d.rate),
+            "≥ 25,000",
+            Some(d.rate >= immediate::TARGET_RATE),
+        );
+        let times = |p: &immediate::ImmediatePhase| {
+            format!("{:.2} / {:.2} / {:.2} s ({} rounds, {} batches)", p.submitted_secs, p.released_secs, p.finished_secs, p.rounds, p.batches)
+        };
+        let what = "s until the last `201` / last job released / last result written";
+        row("9", &run, &format!("{what} (no `cache` field)"), times(d), "", None);
+        row("9", &run, "jobs/s with `\"cache\": false`", rate(n.rate), "", None);
+        row("9", &run, &format!("{what} (`\"cache\": false`)"), times(n), "", None);
     }
     t
 }

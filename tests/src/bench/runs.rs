@@ -305,6 +305,11 @@ pub struct BurstResult {
     pub ratio: Option<f64>,
     /// Seconds the backlog's COPY took (setup, not measured against a target).
     pub setup_copy_secs: f64,
+    /// CPU spent from the window's opening until every job finished, in
+    /// µs a job (`/proc`): by PostgreSQL's processes, and by the whole
+    /// machine (every process, RabbitMQ's, the simulator's and this
+    /// benchmark's polls included).
+    pub cpu: CpuPerJob,
     pub rss: Rss,
     /// The groups the jobs belong to, as the bulk submissions that would
     /// have made them: one per (tenant, model).
@@ -505,7 +510,9 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
     tokio::time::sleep(lead).await;
 
     let timeout = Duration::from_secs_f64(opts.burst_timeout_secs);
+    let cpu_before = CpuSample::read();
     let (published, finished, timed_out) = watch_until_done(&stack.pool, opening, timeout).await?;
+    let cpu = CpuSample::read().per_job_since(&cpu_before, jobs);
     let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetch_one(&stack.pool).await?;
     let webhooks = match &receiver {
         None => None,
@@ -542,10 +549,66 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
         bare_update_rate,
         ratio: bare_update_rate.map(|b| publish_rate / b),
         setup_copy_secs,
+        cpu,
         rss,
         groups: n_groups,
         webhooks,
     })
+}
+
+/// CPU seconds so far, from `/proc`: of every process named `postgres` (its
+/// children's that have exited included, through the postmaster's
+/// `cutime`), and of the whole machine (`/proc/stat`'s busy time).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    postgres: f64,
+    machine: f64,
+}
+
+/// [`CpuSample`]s' difference, in µs a job.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuPerJob {
+    pub postgres_us: f64,
+    pub machine_us: f64,
+}
+
+/// Clock ticks a second, as `/proc` counts CPU time (`USER_HZ`, 100 on
+/// every Linux architecture this runs on).
+const TICKS: f64 = 100.0;
+
+impl CpuSample {
+    fn read() -> Self {
+        let mut postgres = 0.0;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+                // `pid (comm) state ...`: comm may hold spaces, so split after its `)`.
+                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+                if &stat[open + 1..close] != "postgres" {
+                    continue;
+                }
+                let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+                // utime, stime, cutime, cstime: fields 14 to 17 of the line,
+                // 11 to 14 after the state (field 3).
+                let ticks: f64 = fields.get(11..15).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+                postgres += ticks / TICKS;
+            }
+        }
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .map_or(0.0, |line| {
+                // cpu user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+                let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum::<f64>() / TICKS
+            });
+        Self { postgres, machine }
+    }
+
+    fn per_job_since(&self, before: &CpuSample, jobs: u64) -> CpuPerJob {
+        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / jobs.max(1) as f64;
+        CpuPerJob { postgres_us: per(self.postgres, before.postgres), machine_us: per(self.machine, before.machine) }
+    }
 }
 
 /// Polls (every 100 ms, with two cheap index probes) until no job is held
@@ -765,7 +828,7 @@ pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn scaled(n: u64, scale: f64, min: u64) -> u64 {
+pub(super) fn scaled(n: u64, scale: f64, min: u64) -> u64 {
     ((n as f64 * scale).round() as u64).max(min)
 }
 

@@ -16,7 +16,7 @@ async fn every_run_of_the_benchmark_completes_at_a_thousandth_of_its_size() {
         .expect("run offpeak-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "offpeak-bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for run in ["bulk ingest", "single submission", "02:00 burst", "slow provider", "memory", "window precision"] {
+    for run in ["bulk ingest", "single submission", "02:00 burst", "slow provider", "memory", "window precision", "immediate path"] {
         assert!(stdout.contains(run), "no '{run}' row in:\n{stdout}");
     }
 }
