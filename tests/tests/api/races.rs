@@ -160,3 +160,99 @@ async fn a_finish_racing_the_rescuers_republish_writes_and_bills_each_job_once()
     println!("republished {republished} times; provider: {:?}", env.sim.sim.stats());
     assert_billed_once(&env, 300).await;
 }
+
+/// Release rounds until one finds nothing more to do (a round whose jobs
+/// all wait on leaders releases none, and more may be due).
+async fn drain(releaser: &offpeak_scheduler::release::Releaser) {
+    while releaser.run_once().await.expect("release round").more {}
+}
+
+/// Identical jobs wait for the one of them in flight (its leader); here
+/// each leader is cancelled by its tenant while release rounds attach new
+/// identical jobs to it. A round locks the leader's row `FOR KEY SHARE`
+/// and a cancel locks it `FOR UPDATE`, so either the round attaches first
+/// and the cancel then sends those jobs back to `held`, or the cancel wins
+/// and the round finds no leader. No
+/// job may be left waiting on a leader that has ended; then everything
+/// runs, and each distinct input is billed once per leader that ran.
+#[tokio::test]
+async fn cancelling_leaders_while_rounds_attach_followers_strands_no_follower() {
+    let mut env = TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await;
+    let key = env.tenant("acme", "UTC").await;
+    let mut all = Vec::new();
+    let mut cancelled_leaders = 0;
+    for wave in 0..8 {
+        let inputs: Vec<_> = (0..20).map(|i| json!({"prompt": format!("coalesce {wave} {i}")})).collect();
+        let body = json!({"model": "flux-schnell", "inputs": inputs, "priority": "normal"});
+        let (status, leaders) = env.post(&key, "/v1/jobs/bulk", &body).await;
+        assert_eq!(status, 201, "{leaders}");
+        let leaders = bulk_ids(&leaders);
+        drain(&env.releaser_with(small_rounds())).await;
+        let in_flight: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state = 'queued' AND cache_key IS NOT NULL AND cache_source IS NULL",
+        )
+            .bind(&leaders)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        assert_eq!(in_flight, 20, "each released job leads its input");
+        // Three identical jobs per input, then rounds and cancels at once.
+        let mut followers = Vec::new();
+        for _ in 0..3 {
+            let (status, more) = env.post(&key, "/v1/jobs/bulk", &body).await;
+            assert_eq!(status, 201, "{more}");
+            followers.extend(bulk_ids(&more));
+        }
+        let releaser = env.releaser_with(small_rounds());
+        let release = tokio::spawn(async move { drain(&releaser).await });
+        let mut order = leaders.clone();
+        order.shuffle(&mut rand::thread_rng());
+        let answers: Vec<u16> = futures_util::stream::iter(order)
+            .map(|id| {
+                let (env, key) = (&env, &key);
+                async move { env.delete(key, &format!("/v1/jobs/{id}")).await.0 }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        release.await.expect("release task");
+        assert!(answers.iter().all(|s| *s == 200), "no worker runs yet, so every cancel wins: {answers:?}");
+        cancelled_leaders += answers.len();
+        let stranded: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs f JOIN jobs l ON l.id = f.cache_source
+             WHERE f.state = 'queued' AND f.batch_id IS NULL AND l.state NOT IN ('queued', 'running')",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        assert_eq!(stranded, 0, "a job waits on a leader that has ended");
+        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND state <> 'cancelled'")
+            .bind(&leaders)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0, "a cancelled leader still leads");
+        all.extend(followers);
+    }
+    // Everything left runs: one new leader per input, its followers answered.
+    env.start_worker();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        drain(&env.releaser_with(small_rounds())).await;
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE id = ANY($1) AND state IN ('held', 'queued', 'running')")
+            .bind(&all)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = env.wait_terminal(&all, Duration::from_secs(5)).await;
+    assert!(rows.iter().all(|r| r.state == "succeeded"), "every identical job got an answer");
+    let stats = env.sim.sim.stats();
+    assert_eq!(stats.items, 160, "one call per input, {cancelled_leaders} cancelled leaders billed nothing: {stats:?}");
+    assert!(stats.max_billed_per_input <= 1, "an input was billed twice: {stats:?}");
+}
