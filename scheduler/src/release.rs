@@ -79,7 +79,7 @@ pub const NOTIFY_GAP_DEFAULT: Duration = Duration::from_millis(50);
 pub const BATCH_MAX_DEFAULT: usize = 100;
 /// Default most jobs one tenant gets per round; a round is split evenly
 /// between the tenants with due jobs, up to this many each.
-pub const PER_TENANT_DEFAULT: i64 = 1_000;
+pub const PER_TENANT_DEFAULT: i64 = 5_000;
 /// Default most jobs per round across tenants.
 pub const ROUND_MAX_DEFAULT: i64 = 5_000;
 /// Default ready batch messages above which release pauses.
