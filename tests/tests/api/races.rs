@@ -55,6 +55,14 @@ async fn assert_billed_once(env: &TestEnv, succeeded: i64) {
     assert_eq!(ledger_credits, job_credits, "the ledger agrees with the jobs");
 }
 
+/// Jobs not ended yet (`held`, `queued` or `running`), every tenant's.
+async fn open_jobs(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state IN ('held', 'queued', 'running')")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
 /// A client cancels every job, in random order, while a release loop
 /// publishes them in small rounds and a worker runs them: each cancel
 /// either wins (200: the job ends `cancelled`, never started, never billed)
@@ -140,10 +148,7 @@ async fn a_finish_racing_the_rescuers_republish_writes_and_bills_each_job_once()
     loop {
         rescue_clock.advance(chrono::Duration::seconds(2));
         republished += rescuer.run_once().await.unwrap().batches;
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state IN ('held', 'queued', 'running')")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+        let open = open_jobs(&env).await;
         if open == 0 {
             break;
         }
@@ -239,11 +244,7 @@ async fn cancelling_leaders_while_rounds_attach_followers_strands_no_follower() 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         drain(&env.releaser_with(small_rounds())).await;
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE id = ANY($1) AND state IN ('held', 'queued', 'running')")
-            .bind(&all)
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+        let open = open_jobs(&env).await;
         if open == 0 {
             break;
         }
