@@ -20,8 +20,9 @@
 //!
 //! The clock starts just before the first request is sent. "Submitted" is
 //! when the last `201` has been read (measured by the benchmark's own clock).
-//! "Finished" is exact: once a poll every [`POLL`] finds no job open
-//! (`held`, `queued` or `running`), it reads `max(finished_at)` of the jobs
+//! "Finished" is exact: once the burst's watcher (`runs::watch_until_done`)
+//! finds no job open (`held`, `queued` or `running`), it reads
+//! `max(finished_at)` of the jobs
 //! (the worker's instant for the last result, taken just before the commit
 //! that writes it) and takes the wall-clock instant of the start from it; the
 //! poll only decides when to look, so its interval does not enter the
@@ -34,7 +35,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::runs::{burst_models, scaled};
+use super::runs::{burst_models, scaled, watch_until_done};
 use super::stack::Stack;
 use super::Options;
 
@@ -48,8 +49,6 @@ pub const PER_REQUEST: usize = 4_000;
 pub const LATENCY: Duration = Duration::from_millis(20);
 /// Workers.
 pub const WORKERS: usize = 2;
-/// How often the run looks whether every job is finished.
-pub const POLL: Duration = Duration::from_millis(20);
 /// The issue's target, jobs per second from the first submission to the last result.
 pub const TARGET_RATE: f64 = 25_000.0;
 
@@ -87,6 +86,17 @@ pub struct ImmediatePhase {
     pub batches: u64,
     /// Jobs that succeeded, of `jobs`.
     pub succeeded: u64,
+}
+
+impl ImmediatePhase {
+    /// `submitted / released / finished s (n rounds, m batches)`, for the
+    /// table and the progress line.
+    pub fn times(&self) -> String {
+        format!(
+            "{:.2} / {:.2} / {:.2} s ({} rounds, {} batches)",
+            self.submitted_secs, self.released_secs, self.finished_secs, self.rounds, self.batches
+        )
+    }
 }
 
 /// Run 9.
@@ -171,17 +181,9 @@ async fn phase(
         submitted = submitted.max(r??);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('held', 'queued', 'running'))")
-            .fetch_one(&stack.pool)
-            .await?;
-        if !open {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the immediate run's jobs did not finish within 300 s");
-        tokio::time::sleep(POLL).await;
-    }
+    // Its times are its polls'; the figures below are the rows' own.
+    let (_, _, timed_out) = watch_until_done(&stack.pool, started_at, Duration::from_secs(300)).await?;
+    anyhow::ensure!(!timed_out, "the immediate run's jobs did not finish within 300 s");
     let (stored, succeeded, last_queued, last_finished, rounds, batches): (i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64, i64) =
         sqlx::query_as(
             "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), max(queued_at), max(finished_at),

@@ -199,14 +199,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
         let x = immediate::immediate(opts).await?;
         for p in [&x.default, &x.no_cache] {
             eprintln!(
-                "bench:   cache {}: {:.0} jobs/s; submitted {:.2} s, released {:.2} s, finished {:.2} s ({} rounds, {} batches)",
+                "bench:   cache {}: {:.0} jobs/s; submitted / released / finished {}",
                 p.cache.map_or("default".to_owned(), |c| c.to_string()),
                 p.rate,
-                p.submitted_secs,
-                p.released_secs,
-                p.finished_secs,
-                p.rounds,
-                p.batches
+                p.times()
             );
         }
         r.immediate = Some(x);
@@ -426,13 +422,10 @@ pub fn table(r: &Results) -> String {
             "≥ 25,000",
             Some(d.rate >= immediate::TARGET_RATE),
         );
-        let times = |p: &immediate::ImmediatePhase| {
-            format!("{:.2} / {:.2} / {:.2} s ({} rounds, {} batches)", p.submitted_secs, p.released_secs, p.finished_secs, p.rounds, p.batches)
-        };
         let what = "s until the last `201` / last job released / last result written";
-        row("9", &run, &format!("{what} (no `cache` field)"), times(d), "", None);
+        row("9", &run, &format!("{what} (no `cache` field)"), d.times(), "", None);
         row("9", &run, "jobs/s with `\"cache\": false`", rate(n.rate), "", None);
-        row("9", &run, &format!("{what} (`\"cache\": false`)"), times(n), "", None);
+        row("9", &run, &format!("{what} (`\"cache\": false`)"), n.times(), "", None);
     }
     t
 }

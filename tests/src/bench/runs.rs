@@ -614,7 +614,7 @@ impl CpuSample {
 /// Polls (every 100 ms, with two cheap index probes) until no job is held
 /// and then none is open; returns seconds from `opening` to each, and
 /// whether `timeout` cut it short.
-async fn watch_until_done(pool: &PgPool, opening: DateTime<Utc>, timeout: Duration) -> anyhow::Result<(f64, f64, bool)> {
+pub(super) async fn watch_until_done(pool: &PgPool, opening: DateTime<Utc>, timeout: Duration) -> anyhow::Result<(f64, f64, bool)> {
     let since = |_: ()| (Utc::now() - opening).to_std().unwrap_or_default().as_secs_f64();
     let deadline = Instant::now() + timeout;
     let mut published = None;
