@@ -88,16 +88,10 @@ pub async fn run(
     prices: &PriceTable,
     now: DateTime<Utc>,
 ) -> Result<CacheStep, sqlx::Error> {
-    let mut keys: Vec<Vec<u8>> = claimed.iter().filter_map(|j| j.cache_key.clone()).collect();
-    if keys.is_empty() || !config.enabled() {
+    if !claimed.iter().any(|j| j.cache_key.is_some()) || !config.enabled() {
         return Ok(CacheStep { send: claimed, ..Default::default() });
     }
-    keys.sort();
-    keys.dedup();
-    let in_flight = cache::lock_leaders(conn, &keys).await?;
-    let rest: Vec<Vec<u8>> = keys.into_iter().filter(|k| !in_flight.contains_key(k)).collect();
-    let cached = cache::lookup(conn, &rest, config.since(now)).await?;
-    let plan = plan(claimed, &in_flight, &cached);
+    let plan = plan_locked(conn, claimed, config, now).await?;
 
     let answers: Vec<Answer> = plan
         .answer
@@ -116,6 +110,27 @@ pub async fn run(
         metrics::CREDITS_SAVED.with_label_values(&[model, "cache"]).inc_by(u64::try_from(a.list_credits).unwrap_or(0));
     }
     Ok(CacheStep { send: plan.send, answered: answered.len() as u64, follow: plan.follow })
+}
+
+/// Steps 1 to 3 on `claimed`, in the caller's transaction, which holds the
+/// release lock: the leaders in flight of their keys are locked until it
+/// ends, and the plan is made from them and the cache. Shared by a release
+/// round and a submission released at once (`crate::direct`), so both
+/// follow one rule.
+///
+/// # Errors
+/// Database errors only.
+pub async fn plan_locked(conn: &mut PgConnection, claimed: Vec<ClaimedJob>, config: CacheConfig, now: DateTime<Utc>) -> Result<Plan, sqlx::Error> {
+    let mut keys: Vec<Vec<u8>> = claimed.iter().filter_map(|j| j.cache_key.clone()).collect();
+    if keys.is_empty() || !config.enabled() {
+        return Ok(Plan { send: claimed, ..Default::default() });
+    }
+    keys.sort();
+    keys.dedup();
+    let in_flight = cache::lock_leaders(conn, &keys).await?;
+    let rest: Vec<Vec<u8>> = keys.into_iter().filter(|k| !in_flight.contains_key(k)).collect();
+    let cached = cache::lookup(conn, &rest, config.since(now)).await?;
+    Ok(plan(claimed, &in_flight, &cached))
 }
 
 /// Step 5: attaches the round's followers to their leaders, after the round
