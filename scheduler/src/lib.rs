@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod coalesce;
+pub mod direct;
 pub mod firing;
 pub mod group_commit;
 pub mod metrics;

@@ -27,6 +27,20 @@ pub static JOBS_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static JOBS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("offpeak_jobs_released_total", "Jobs moved from held to queued").expect("metric registers once")
 });
+pub static JOBS_RELEASED_AT_SUBMIT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_jobs_released_at_submit_total",
+        "Of offpeak_jobs_released_total, jobs released by their own bulk submission, stored queued at once (nothing else waited for the queue)"
+    )
+    .expect("metric registers once")
+});
+pub static RELEASE_AT_SUBMIT_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "offpeak_release_at_submit_failures_total",
+        "Bulk submissions whose batches could not be published with them; their jobs were held for the release loop instead"
+    )
+    .expect("metric registers once")
+});
 pub static JOBS_ROLLED_OVER: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("offpeak_jobs_rolled_over_total", "Held jobs whose window closed before release, moved to the next window")
         .expect("metric registers once")
@@ -192,7 +206,7 @@ pub fn render() -> String {
     let _ = (&*BATCHES_RESCUED, &*QUEUE_DEPTH, &*RELEASE_THROTTLED, &*RELEASE_ERRORS, &*JOBS_BY_STATE, &*HTTP_REQUESTS);
     let _ = (&*CACHE_HITS, &*JOBS_COALESCED, &*CREDITS_SAVED, &*QUOTA_REFUSALS, &*JOBS_BY_STATE_MODEL, &*HELD_BY_DUE);
     let _ = (&*JOBS_UPGRADED, &*RELEASE_WAKEUPS, &*RELEASE_WAKE_LATE, &*RELEASE_LISTENING, &*RELEASE_LISTENER_LOST, &*DUE_NOTIFY_ERRORS);
-    let _ = (&*CLOCK_OFFSET, &*CLOCK_ROUND_TRIP, &*CLOCK_SYNC_ERRORS);
+    let _ = (&*CLOCK_OFFSET, &*CLOCK_ROUND_TRIP, &*CLOCK_SYNC_ERRORS, &*JOBS_RELEASED_AT_SUBMIT, &*RELEASE_AT_SUBMIT_FAILED);
     let mut buf = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

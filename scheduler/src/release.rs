@@ -103,6 +103,9 @@ pub struct ReleaseConfig {
     /// The semantic cache: due jobs that asked for it are answered by a
     /// rewording that succeeded (`crate::semantic`).
     pub semantic: SemanticConfig,
+    /// Bulk submissions due at once may release their own jobs while a
+    /// round leaves nothing due behind (`crate::direct`).
+    pub at_submit: bool,
 }
 
 impl Default for ReleaseConfig {
@@ -118,6 +121,7 @@ impl Default for ReleaseConfig {
             cache: CacheConfig::default(),
             prices: PriceTable::default(),
             semantic: SemanticConfig::default(),
+            at_submit: true,
         }
     }
 }
@@ -165,10 +169,11 @@ impl ReleaseError {
 }
 
 /// Fault-test hook: with `OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS=N` set, a round
-/// pauses N ms after its batches are confirmed and before it commits, and
-/// says so in the log, so a fault test can SIGKILL the scheduler exactly
-/// there. Unset (always, outside tests) it costs one cached lookup.
-async fn failpoint_after_publish() {
+/// (or a submission released at once, `crate::direct`) pauses N ms after
+/// its batches are confirmed and before it commits, and says so in the
+/// log, so a fault test can SIGKILL the scheduler exactly there. Unset
+/// (always, outside tests) it costs one cached lookup.
+pub(crate) async fn failpoint_after_publish() {
     static PAUSE: std::sync::LazyLock<Option<Duration>> = std::sync::LazyLock::new(|| {
         std::env::var("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
     });
@@ -255,6 +260,9 @@ pub struct Releaser {
     due: Arc<Mutex<Option<DueReading>>>,
     /// Rounds run, by this releaser and its clones.
     rounds: Arc<AtomicU64>,
+    /// Opened after each round that left nothing due behind, for
+    /// submissions that release their own jobs (`crate::direct`).
+    room: crate::direct::Room,
 }
 
 impl Releaser {
@@ -273,7 +281,18 @@ impl Releaser {
             wakeups: Wakeups::default(),
             due: Arc::default(),
             rounds: Arc::default(),
+            room: crate::direct::Room::default(),
         }
+    }
+
+    /// Opens `room` after every round that leaves nothing due behind (and
+    /// closes it after any other), if `at_submit` is set: the API of this
+    /// replica then releases submissions due at once with their own
+    /// transaction (see [`crate::direct`]).
+    #[must_use]
+    pub fn with_room(mut self, room: crate::direct::Room) -> Self {
+        self.room = room;
+        self
     }
 
     /// Rounds run so far by this releaser and its clones (the loop's
@@ -302,6 +321,25 @@ impl Releaser {
     /// Database or broker errors; the round's transaction is rolled back and
     /// nothing it claimed is lost.
     pub async fn run_once(&self) -> Result<ReleaseReport, ReleaseError> {
+        let mut depth = None;
+        let result = self.round(&mut depth).await;
+        match (&result, depth) {
+            (Ok(r), Some(depth)) => {
+                // What the queue has room for after this round's batches;
+                // open for a few rounds' time, so a loop that stops running
+                // rounds does not leave it open.
+                let left = i64::from(self.config.max_queue_depth) - i64::from(depth) - r.batches as i64;
+                let fresh_for = (self.config.interval * 4).max(Duration::from_secs(1));
+                let open = self.config.at_submit && !r.more && !r.throttled;
+                self.room.after_round(open, left, self.config.batch_max, fresh_for);
+            }
+            _ => self.room.close(),
+        }
+        result
+    }
+
+    /// [`Self::run_once`]'s round; `depth`: the queue's depth it read.
+    async fn round(&self, depth_read: &mut Option<u32>) -> Result<ReleaseReport, ReleaseError> {
         self.rounds.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now();
         let mut report = ReleaseReport { rolled_over: self.roll_over(now).await?, ..Default::default() };
@@ -311,6 +349,7 @@ impl Releaser {
         }
 
         let depth = self.publisher.depth().await?;
+        *depth_read = Some(depth);
         metrics::QUEUE_DEPTH.set(i64::from(depth));
         // Batches waiting: the pipeline is busy whatever this round finds.
         if depth > 0 {

@@ -29,6 +29,9 @@ pub struct Loops {
     pub prune: Option<PruneConfig>,
     /// Webhook deliveries and group completion ([`crate::webhooks`]).
     pub webhooks: Option<crate::webhooks::DeliveryConfig>,
+    /// Shared by the API and the release loop (if this replica runs one),
+    /// which opens it (`crate::direct`); closed by default.
+    pub room: crate::direct::Room,
 }
 
 /// The shortest pause between two refreshes of the counting gauges.
@@ -61,6 +64,7 @@ pub async fn serve(
         api_config.group_commit,
         due.clone(),
     );
+    let room = loops.room.clone();
     let state = AppState {
         pool: pool.clone(),
         clock: clock.clone(),
@@ -69,12 +73,14 @@ pub async fn serve(
         auth,
         groups,
         due,
+        room: room.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     // Set by the release loop, read by the webhook delivery loop.
     let pressure = crate::release::Pressure::default();
     if let Some(cfg) = loops.release {
-        let releaser = Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg).with_pressure(pressure.clone());
+        let releaser =
+            Releaser::new(pool.clone(), publisher.clone(), clock.clone(), cfg).with_pressure(pressure.clone()).with_room(room);
         tasks.spawn(releaser.run(shutdown.clone()));
     }
     if let Some(cfg) = loops.rescue {

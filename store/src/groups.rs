@@ -13,6 +13,7 @@
 //! (`GET /v1/groups/{id}`) show the job's state as it is now.
 
 use chrono::{DateTime, Utc};
+use offpeak_core::job::JobState;
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -72,15 +73,17 @@ pub async fn create(
     Ok(inserted == 1)
 }
 
-/// Records how many of a keyed bulk submission's inputs were answered from
-/// the cache, which a replay of it repeats.
+/// Records what a keyed bulk submission answered, which a replay of it
+/// repeats: how many of its inputs were answered from the cache, and the
+/// `state` of the others (`queued` if they were released with it).
 ///
 /// # Errors
 /// Database errors only.
-pub async fn set_cache_hits(conn: &mut PgConnection, id: Uuid, cache_hits: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE job_groups SET cache_hits = $2 WHERE id = $1")
+pub async fn set_answer(conn: &mut PgConnection, id: Uuid, cache_hits: u64, state: JobState) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE job_groups SET cache_hits = $2, answered_state = $3 WHERE id = $1")
         .bind(id)
         .bind(i64::try_from(cache_hits).unwrap_or(i64::MAX))
+        .bind((state == JobState::Queued).then_some(state.as_str()))
         .execute(conn)
         .await?;
     Ok(())
@@ -92,6 +95,9 @@ pub struct KeyedBulk {
     pub group_id: Uuid,
     pub request_hash: Vec<u8>,
     pub cache_hits: u64,
+    /// The `state` its answer gave: `queued` if its jobs were released
+    /// with it, else `held`.
+    pub state: JobState,
     /// Its jobs' ids, in the order of its inputs (the order they were made in).
     pub ids: Vec<Uuid>,
     pub release_at: Option<DateTime<Utc>>,
@@ -104,15 +110,15 @@ pub struct KeyedBulk {
 /// # Errors
 /// Database errors only.
 pub async fn by_idempotency_key(pool: &PgPool, tenant_id: Uuid, key: &str) -> Result<Option<KeyedBulk>, sqlx::Error> {
-    let group: Option<(Uuid, Vec<u8>, Option<i64>)> = sqlx::query_as(
-        "SELECT id, request_hash, cache_hits FROM job_groups
+    let group: Option<(Uuid, Vec<u8>, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT id, request_hash, cache_hits, answered_state IS NOT NULL FROM job_groups
          WHERE tenant_id = $1 AND idempotency_key = $2 AND idempotency_key IS NOT NULL",
     )
     .bind(tenant_id)
     .bind(key)
     .fetch_optional(pool)
     .await?;
-    let Some((group_id, request_hash, cache_hits)) = group else { return Ok(None) };
+    let Some((group_id, request_hash, cache_hits, queued)) = group else { return Ok(None) };
     let jobs: Vec<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
         "SELECT j.id, j.release_at, j.window_closes_at FROM job_groups g JOIN job_view j ON {JOBS_OF_G}
          WHERE g.id = $1 ORDER BY j.id"
@@ -124,6 +130,7 @@ pub async fn by_idempotency_key(pool: &PgPool, tenant_id: Uuid, key: &str) -> Re
         group_id,
         request_hash,
         cache_hits: cache_hits.map_or(0, |c| u64::try_from(c).unwrap_or(0)),
+        state: if queued { JobState::Queued } else { JobState::Held },
         release_at: jobs.first().map(|j| j.1),
         window_closes_at: jobs.first().and_then(|j| j.2),
         ids: jobs.into_iter().map(|j| j.0).collect(),

@@ -168,6 +168,11 @@ pub struct NewInput {
 pub enum Admitted {
     /// Stored `held`, waiting for release, with its reservation.
     Held,
+    /// Stored `queued` in this batch, with its reservation: released with
+    /// its submission (the scheduler's `direct`), the batch recorded and
+    /// published by the same transaction
+    /// ([`crate::release::record_batches`]).
+    Queued(Uuid),
     /// Answered at once from the cache: `succeeded`, 0 credits.
     CacheHit(super::cache::CacheHit),
     /// Refused by a quota (a schedule's firing, which has nobody to answer
@@ -180,6 +185,7 @@ impl Admitted {
     pub fn state(&self) -> &'static str {
         match self {
             Admitted::Held => "held",
+            Admitted::Queued(_) => "queued",
             Admitted::CacheHit(_) => "succeeded",
             Admitted::Refused(_) => "failed",
         }
@@ -228,8 +234,8 @@ fn insert_sql(returning: &str) -> String {
     format!(
         "WITH u AS (
              SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::bytea[], $4::text[], $5::uuid[], $6::jsonb[], $7::jsonb[],
-                                  $8::int8[])
-                 AS u(id, input, cache_key, state, source, result, error, n)
+                                  $8::int8[], $33::uuid[])
+                 AS u(id, input, cache_key, state, source, result, error, n, batch_id)
          ),
          t AS (
              SELECT * FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[],
@@ -247,15 +253,16 @@ fn insert_sql(returning: &str) -> String {
                  idempotency_key, request_hash, state, release_at, window_closes_at, max_attempts, created_at, use_case,
                  cache_key, cache_source, result, error, cache_hit, credits, finished_at, quota_day, reserved_credits,
                  group_id, parent_id, upgrade_hash, upgrade_model, upgrade_use_case, preview_target_list,
-                 upgrade_of_preview, semantic)
+                 upgrade_of_preview, semantic, batch_id, queued_at)
              SELECT u.id, t.tenant_id, t.model, u.input, t.priority, t.timezone, t.user_id, t.metadata,
                  t.idempotency_key, t.request_hash, u.state, t.release_at, t.window_closes_at, t.max_attempts, t.created_at,
                  t.use_case, u.cache_key, u.source, u.result, u.error, u.state = 'succeeded',
-                 CASE WHEN u.state = 'held' THEN NULL ELSE 0 END,
-                 CASE WHEN u.state = 'held' THEN NULL ELSE t.created_at END,
-                 t.quota_day, CASE WHEN u.state = 'held' THEN t.reserved ELSE 0 END, t.group_id,
+                 CASE WHEN u.state IN ('held', 'queued') THEN NULL ELSE 0 END,
+                 CASE WHEN u.state IN ('held', 'queued') THEN NULL ELSE t.created_at END,
+                 t.quota_day, CASE WHEN u.state IN ('held', 'queued') THEN t.reserved ELSE 0 END, t.group_id,
                  t.parent_id, t.upgrade_hash, t.upgrade_model, t.upgrade_use_case, t.preview_target_list,
-                 t.upgrade_of_preview, t.semantic
+                 t.upgrade_of_preview, t.semantic, u.batch_id,
+                 CASE WHEN u.state = 'queued' THEN t.created_at END
              FROM u JOIN t USING (n)
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
@@ -316,6 +323,7 @@ fn bind_insert<'q, O>(
         .bind(column(templates, |t| t.0.lineage.upgrade.as_ref().map(|u| u.list_credits)))
         .bind(column(templates, |t| t.0.lineage.upgrade_of_preview))
         .bind(column(templates, |t| t.0.semantic))
+        .bind(column(jobs, |j| if let Admitted::Queued(b) = j.0.admitted { Some(b) } else { None }))
 }
 
 /// Inserts jobs that share nothing (each its own tenant, model, template

@@ -187,6 +187,21 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
         .map(|b| NewBatch { id: b.id, model: b.model.clone(), job_ids: b.job_ids.iter().copied().filter(|id| moved.contains(id)).collect() })
         .filter(|b| !b.job_ids.is_empty())
         .collect();
+    record_batches(conn, &queued, now).await?;
+    Ok(queued)
+}
+
+/// Records the rows of batches whose jobs are `queued` in them (by a
+/// round's [`mark_queued_many`], or inserted so by a submission released at
+/// once, `jobs::Admitted::Queued`), in the caller's transaction: one
+/// statement, whatever the number of batches.
+///
+/// # Errors
+/// Database errors only.
+pub async fn record_batches(conn: &mut PgConnection, queued: &[NewBatch], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    if queued.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = queued.iter().map(|b| b.id).collect();
     let models: Vec<&str> = queued.iter().map(|b| b.model.as_str()).collect();
     let counts: Vec<i32> = queued.iter().map(|b| b.job_ids.len() as i32).collect();
@@ -200,7 +215,30 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(queued)
+    Ok(())
+}
+
+/// Undoes [`record_batches`] and the `queued` state of the batches' jobs,
+/// in the caller's transaction that wrote them, when their messages could
+/// not be published: the jobs go back to `held`, due, for the release
+/// loop. Returns the jobs put back.
+///
+/// # Errors
+/// Database errors only.
+pub async fn unrecord_batches(conn: &mut PgConnection, batches: &[NewBatch]) -> Result<u64, sqlx::Error> {
+    let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
+    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
+    let moved = sqlx::query(
+        "UPDATE jobs SET state = 'held', batch_id = NULL, queued_at = NULL
+         WHERE id = ANY($1) AND batch_id = ANY($2) AND state = 'queued'",
+    )
+    .bind(&job_ids)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM batches WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
+    Ok(moved)
 }
 
 /// Jobs of one timezone and one tenant window (`None`: the deployment's),

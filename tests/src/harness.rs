@@ -90,6 +90,10 @@ pub struct TestEnv {
     pub api_url: String,
     pub http: reqwest::Client,
     pub options: EnvOptions,
+    /// The API's [`offpeak_scheduler::direct::Room`]: closed unless a
+    /// release loop opens it ([`TestEnv::start_release_loop_at_submit`]),
+    /// so bulk submissions are held for rounds as in every other test.
+    pub room: offpeak_scheduler::direct::Room,
     shutdown: Shutdown,
     signal: ShutdownSignal,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -140,10 +144,13 @@ impl TestEnv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind API port");
         let api_url = format!("http://{}", listener.local_addr().expect("bound address"));
         let shared_clock: SharedClock = Arc::new(clock.clone());
+        let room = offpeak_scheduler::direct::Room::default();
         let server = tokio::spawn({
-            let (pool, publisher, api, signal) = (pool.clone(), publisher.clone(), options.api.clone(), signal.clone());
+            let (pool, publisher, api, signal, room) =
+                (pool.clone(), publisher.clone(), options.api.clone(), signal.clone(), room.clone());
             async move {
-                let _ = offpeak_scheduler::startup::serve(listener, pool, publisher, shared_clock, api, Default::default(), signal).await;
+                let loops = offpeak_scheduler::startup::Loops { room, ..Default::default() };
+                let _ = offpeak_scheduler::startup::serve(listener, pool, publisher, shared_clock, api, loops, signal).await;
             }
         });
         Self {
@@ -158,6 +165,7 @@ impl TestEnv {
             api_url,
             http: reqwest::Client::new(),
             options,
+            room,
             shutdown,
             signal,
             tasks: vec![server],
@@ -232,6 +240,15 @@ impl TestEnv {
     /// loop's rounds ([`Releaser::rounds`]) and shares its wake-ups.
     pub fn start_release_loop_with(&mut self, config: ReleaseConfig) -> Releaser {
         let r = self.releaser_with(config);
+        self.tasks.push(tokio::spawn(r.clone().run(self.signal.clone())));
+        r
+    }
+
+    /// Runs a release loop with `config` that opens the API's room, as a
+    /// replica's does (`offpeak_scheduler::direct`): bulk submissions due
+    /// at once release their own jobs while its rounds leave nothing due.
+    pub fn start_release_loop_at_submit(&mut self, config: ReleaseConfig) -> Releaser {
+        let r = self.releaser_with(config).with_room(self.room.clone());
         self.tasks.push(tokio::spawn(r.clone().run(self.signal.clone())));
         r
     }

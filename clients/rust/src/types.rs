@@ -535,7 +535,7 @@ impl<'de> ::serde::Deserialize<'de> for BulkRequestUserId {
 ///      "format": "date-time"
 ///    },
 ///    "state": {
-///      "description": "`held`: the state of every job that was not a cache hit.",
+///      "description": "The state of the jobs that were not cache hits: `queued` when all of them were released with the\nsubmission (it was due at once and nothing else waited for the queue), else `held`: some or all wait\nfor the release loop (a job identical to one on its way to the provider waits to share its result).",
 ///      "$ref": "#/definitions/JobState"
 ///    },
 ///    "window_closes_at": {
@@ -561,7 +561,9 @@ pub struct BulkResponse {
     ///The jobs' ids, in the order of `inputs`.
     pub ids: ::std::vec::Vec<::uuid::Uuid>,
     pub release_at: ::chrono::DateTime<::chrono::offset::Utc>,
-    ///`held`: the state of every job that was not a cache hit.
+    /**The state of the jobs that were not cache hits: `queued` when all of them were released with the
+submission (it was due at once and nothing else waited for the queue), else `held`: some or all wait
+for the release loop (a job identical to one on its way to the provider waits to share its result).*/
     pub state: JobState,
     pub window_closes_at: ::std::option::Option<
         ::chrono::DateTime<::chrono::offset::Utc>,

@@ -579,7 +579,7 @@ fn bulk_replay(original: offpeak_store::groups::KeyedBulk, request_hash: &[u8], 
     let answer = BulkResponse {
         count: original.ids.len(),
         ids: original.ids,
-        state: JobState::Held.as_str(),
+        state: original.state.as_str(),
         cache_hits: original.cache_hits,
         // Jobs pruned since (past the retention period) are gone from the
         // answer; their instants are then those of the group's creation.
@@ -655,7 +655,9 @@ pub struct BulkResponse {
     /// The jobs' ids, in the order of `inputs`.
     ids: Vec<Uuid>,
     count: usize,
-    /// `held`: the state of every job that was not a cache hit.
+    /// The state of the jobs that were not cache hits: `queued` when all of them were released with the
+    /// submission (it was due at once and nothing else waited for the queue), else `held`: some or all wait
+    /// for the release loop (a job identical to one on its way to the provider waits to share its result).
     #[schema(value_type = super::schema::JobStateName)]
     state: &'static str,
     /// Inputs answered at once from an identical job's result (`succeeded`, 0 credits); read them with
@@ -749,12 +751,25 @@ pub async fn submit_bulk(
             .ok_or_else(|| ApiError::internal("a bulk submission's Idempotency-Key was taken, and its group is not found"))?;
         return bulk_replay(original, &request_hash, state.clock.now());
     }
+    let mut inputs = inputs;
+    // Released by this transaction, if nothing else waits for the queue.
+    let direct = match &state.publisher {
+        Some(_) => crate::direct::prepare(&mut tx, &state.room, state.config.cache, &template, &mut inputs).await?,
+        None => None,
+    };
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
-    if keyed.is_some() && cache_hits > 0 {
-        offpeak_store::groups::set_cache_hits(&mut tx, group_id, cache_hits).await?;
+    let released = match (direct, &state.publisher) {
+        (Some(direct), Some(publisher)) => direct.publish(&mut tx, publisher, &template.model).await?,
+        _ => 0,
+    };
+    let held = (ids.len() as u64).saturating_sub(cache_hits + released);
+    // `queued` only when every job that was not a cache hit was released.
+    let answered_state = if held > 0 || released == 0 { JobState::Held } else { JobState::Queued };
+    if keyed.is_some() && (cache_hits > 0 || answered_state != JobState::Held) {
+        offpeak_store::groups::set_answer(&mut tx, group_id, cache_hits, answered_state).await?;
     }
     tx.commit().await?;
-    if (cache_hits as usize) < ids.len() {
+    if held > 0 {
         state.due.job(template.release_at, template.created_at);
     }
     tracing::debug!(tenant_id = %tenant.id, model = %template.model, jobs = ids.len(), cache_hits,
@@ -770,7 +785,7 @@ pub async fn submit_bulk(
         Json(BulkResponse {
             count: ids.len(),
             ids,
-            state: JobState::Held.as_str(),
+            state: answered_state.as_str(),
             cache_hits,
             release_at: template.release_at,
             window_closes_at: template.window_closes_at,

@@ -174,7 +174,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub clock: SharedClock,
     pub config: Arc<ApiConfig>,
-    /// For readiness: is the broker connection up?
+    /// For readiness (is the broker connection up?), and for bulk
+    /// submissions released at once (`crate::direct`).
     pub publisher: Option<Publisher>,
     /// Tenants by API key, for `config.auth_cache_ttl`.
     pub auth: Arc<auth::AuthCache>,
@@ -183,6 +184,10 @@ pub struct AppState {
     /// Announces stored jobs that are due now or soon to the release loops,
     /// after their commit ([`crate::wake`]).
     pub due: crate::wake::DueSignal,
+    /// Open while this replica's release loop leaves nothing due behind:
+    /// a bulk submission due at once then releases its own jobs
+    /// (`crate::direct`).
+    pub room: crate::direct::Room,
 }
 
 /// The whole API as a router; `startup` serves it, tests too.

@@ -69,6 +69,7 @@ mod prune;
 mod races;
 mod rate_limits;
 mod recovery;
+mod release_at_submit;
 mod release_loop;
 mod retry_window;
 mod round_trip;

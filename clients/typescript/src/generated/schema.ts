@@ -428,7 +428,11 @@ export interface components {
             ids: string[];
             /** Format: date-time */
             release_at: string;
-            /** @description `held`: the state of every job that was not a cache hit. */
+            /**
+             * @description The state of the jobs that were not cache hits: `queued` when all of them were released with the
+             *     submission (it was due at once and nothing else waited for the queue), else `held`: some or all wait
+             *     for the release loop (a job identical to one on its way to the provider waits to share its result).
+             */
             state: components["schemas"]["JobState"];
             /** Format: date-time */
             window_closes_at: string | null;

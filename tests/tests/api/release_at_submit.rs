@@ -1,0 +1,241 @@
+//! Release at submission (`offpeak_scheduler::direct`): a bulk submission
+//! due at once is stored `queued` in its batches and published by its own
+//! transaction while the release loop leaves nothing due behind, and is
+//! held for the loop otherwise; identical jobs still reach the provider
+//! once, whichever path each took.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use offpeak_core::job::JobState;
+use offpeak_scheduler::release::ReleaseConfig;
+use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+async fn env() -> TestEnv {
+    TestEnv::with(EnvOptions { now: at("2027-06-01T12:00:00Z"), ..Default::default() }).await
+}
+
+fn config() -> ReleaseConfig {
+    ReleaseConfig { interval: Duration::from_millis(50), ..Default::default() }
+}
+
+/// Waits until the release loop has opened the API's room.
+async fn room_open(env: &TestEnv) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while env.room.batch_max().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the release loop never opened the room");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn bulk(env: &TestEnv, key: &str, inputs: &[Value], priority: &str) -> Value {
+    let (status, body) =
+        env.post(key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "priority": priority})).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn prompts(tag: &str, n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"prompt": format!("{tag} {i}")})).collect()
+}
+
+/// The transaction ids that wrote the rows as they are now (`xmin`).
+async fn writers(env: &TestEnv, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!("SELECT DISTINCT xmin::text FROM {table}")).fetch_all(&env.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_submission_due_at_once_is_queued_by_its_own_transaction_and_runs_once() {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(config());
+    room_open(&env).await;
+
+    let body = bulk(&env, &key, &prompts("direct", 250), "normal").await;
+    assert_eq!(body["state"], "queued", "{body}");
+    let ids = bulk_ids(&body);
+
+    // Stored queued in three batches of at most 100, each row written once
+    // so far, by the submission's own transaction: the batches' rows and
+    // every job row carry the same `xmin`, and no round rewrote them.
+    let (queued, batches, queued_at_submission): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'queued'), count(DISTINCT batch_id),
+                count(*) FILTER (WHERE queued_at = created_at) FROM jobs",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!((queued, batches, queued_at_submission), (250, 3, 250));
+    let jobs_by = writers(&env, "jobs").await;
+    assert_eq!(jobs_by.len(), 1, "one transaction wrote every job row");
+    assert_eq!(writers(&env, "batches").await, jobs_by, "and the batches' rows");
+    let counts: Vec<i32> = sqlx::query_scalar("SELECT job_count FROM batches ORDER BY job_count DESC").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(counts, vec![100, 100, 50]);
+    assert_eq!(env.queue_depth().await, 3, "published before the answer");
+    // Reads back through the API as it is stored.
+    let (status, job) = env.get(&key, &format!("/v1/jobs/{}", ids[0])).await;
+    assert_eq!((status, job["state"].as_str()), (200, Some("queued")), "{job}");
+
+    env.start_worker();
+    let rows = env.wait_terminal(&ids, Duration::from_secs(30)).await;
+    assert!(rows.iter().all(|r| r.state == JobState::Succeeded && !r.cache_hit), "every job succeeded from a provider call");
+    let stats = env.sim.sim.stats();
+    assert_eq!(stats.items, 250, "billed once each: {stats:?}");
+    assert!(stats.max_billed_per_input <= 1, "{stats:?}");
+    let (ledger, credits): (i64, i64) =
+        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
+    assert_eq!((ledger, credits), (250, 250), "one ledger row a job, 1 credit each");
+}
+
+#[tokio::test]
+async fn identical_inputs_released_at_submission_reach_the_provider_once() {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(config());
+    room_open(&env).await;
+
+    // A leader in flight (no worker yet): the same input submitted again
+    // waits for it instead of being sent.
+    let first = bulk(&env, &key, &[json!({"prompt": "x"})], "normal").await;
+    assert_eq!(first["state"], "queued", "{first}");
+    room_open(&env).await;
+    let second = bulk(&env, &key, &[json!({"prompt": "x"}), json!({"prompt": "y"}), json!({"prompt": "y"})], "normal").await;
+    assert_eq!(second["state"], "held", "the second x and the second y wait for their leaders: {second}");
+    let second_ids = bulk_ids(&second);
+    let (x2, y1, y2) = (env.job(second_ids[0]).await, env.job(second_ids[1]).await, env.job(second_ids[2]).await);
+    assert_eq!(y1.state, JobState::Queued, "y leads: sent with its submission");
+    assert!(y1.batch_id.is_some());
+    // The followers are held (due) or, once a round has attached them, queued without a batch.
+    for follower in [&x2, &y2] {
+        assert!(follower.batch_id.is_none(), "a follower is never sent: {follower:?}");
+    }
+
+    env.start_worker();
+    let mut ids = bulk_ids(&first);
+    ids.extend(&second_ids);
+    let rows = env.wait_terminal(&ids, Duration::from_secs(30)).await;
+    assert!(rows.iter().all(|r| r.state == JobState::Succeeded), "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.cache_hit).count(), 2, "the two followers share their leaders' results");
+    let stats = env.sim.sim.stats();
+    assert_eq!(stats.items, 2, "x and y billed once each: {stats:?}");
+    assert!(stats.max_billed_per_input <= 1, "{stats:?}");
+
+    // Once x has succeeded, a new submission of it is a cache hit at once.
+    room_open(&env).await;
+    let third = bulk(&env, &key, &[json!({"prompt": "x"}), json!({"prompt": "z"})], "normal").await;
+    assert_eq!((third["cache_hits"].as_u64(), third["state"].as_str()), (Some(1), Some("queued")), "{third}");
+}
+
+#[tokio::test]
+async fn submissions_are_held_for_the_loop_when_the_queue_lacks_room_or_the_option_is_off() {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    // Room for two batches of ten; no worker, so what is published stays.
+    env.start_release_loop_at_submit(ReleaseConfig { batch_max: 10, max_queue_depth: 2, ..config() });
+    room_open(&env).await;
+    let too_big = bulk(&env, &key, &prompts("big", 25), "normal").await;
+    assert_eq!(too_big["state"], "held", "three batches do not fit in room for two: {too_big}");
+    // The loop then releases what the queue has room for, fairly, and the room closes while the rest waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while env.queue_depth().await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the loop released nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let small = bulk(&env, &key, &prompts("small", 5), "normal").await;
+    assert_eq!(small["state"], "held", "the queue is full: {small}");
+    // Not due at once: held until its window, as always.
+    let low = bulk(&env, &key, &prompts("low", 5), "low").await;
+    assert_eq!(low["state"], "held");
+
+    // With the option off, the loop never opens the room.
+    let mut off = self::env().await;
+    let key = off.tenant("acme", "UTC").await;
+    let releaser = off.start_release_loop_at_submit(ReleaseConfig { at_submit: false, ..config() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while releaser.rounds() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the loop ran no round");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(off.room.batch_max(), None);
+    let body = bulk(&off, &key, &prompts("off", 5), "normal").await;
+    assert_eq!(body["state"], "held", "{body}");
+}
+
+/// Tenants submit overlapping inputs at once, from several tasks, while the
+/// loop's rounds release and coalesce what their submissions held and two
+/// workers run the batches: no submission fails (two leaders of one key
+/// would be a unique violation), every job ends succeeded exactly once,
+/// and every distinct input is billed once.
+#[tokio::test]
+async fn concurrent_submissions_released_at_once_and_rounds_bill_each_input_once() {
+    let mut env = env().await;
+    let keys = [env.tenant("acme", "UTC").await, env.tenant("globex", "UTC").await];
+    env.start_release_loop_at_submit(ReleaseConfig { batch_max: 5, max_queue_depth: 100_000, ..config() });
+    env.start_worker();
+    env.start_worker();
+    room_open(&env).await;
+
+    let tasks: Vec<_> = (0..6)
+        .map(|t| {
+            let (http, url, key) = (env.http.clone(), env.url("/v1/jobs/bulk"), keys[t % 2].clone());
+            tokio::spawn(async move {
+                let (mut ids, mut queued_answers) = (Vec::new(), 0);
+                for round in 0..5 {
+                    // 12 of 30 prompts, overlapping between tasks and rounds.
+                    let inputs: Vec<Value> = (0..12).map(|i| json!({"prompt": format!("tenant {} p{}", t % 2, (t * 7 + round * 5 + i) % 30)})).collect();
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"model": "flux-schnell", "inputs": inputs, "priority": "normal"}))
+                        .send()
+                        .await
+                        .expect("request");
+                    let (status, body) = TestEnv::read(resp).await;
+                    assert_eq!(status, 201, "{body}");
+                    ids.extend(bulk_ids(&body));
+                    queued_answers += usize::from(body["state"] == "queued");
+                }
+                (ids, queued_answers)
+            })
+        })
+        .collect();
+    let (mut ids, mut queued_answers): (Vec<Uuid>, usize) = (Vec::new(), 0);
+    for t in tasks {
+        let (task_ids, queued) = t.await.expect("a submitting task");
+        ids.extend(task_ids);
+        queued_answers += queued;
+    }
+    // The first submission meets no leader and an empty cache.
+    assert!(queued_answers > 0, "some submissions were released whole with their transaction");
+    assert_eq!(ids.len(), 6 * 5 * 12);
+    let rows = env.wait_terminal(&ids, Duration::from_secs(60)).await;
+    assert!(rows.iter().all(|r| r.state == JobState::Succeeded), "every job succeeded");
+    let sent: Vec<&_> = rows.iter().filter(|r| !r.cache_hit).collect();
+    let stats = env.sim.sim.stats();
+    assert!(stats.max_billed_per_input <= 1, "an input was billed twice: {stats:?}");
+    assert_eq!(stats.items as usize, sent.len(), "billed once for each job that was sent: {stats:?}");
+    // 30 prompts per tenant (each tenant's own: the cache key includes the tenant).
+    assert!(sent.len() <= 60, "{} jobs sent for 60 distinct inputs", sent.len());
+}
+
+#[tokio::test]
+async fn a_replay_of_a_keyed_submission_released_at_once_answers_as_the_original_did() {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(config());
+    room_open(&env).await;
+    let body = json!({"model": "flux-schnell", "inputs": prompts("keyed", 3), "priority": "normal"});
+    let send = || env.http.post(env.url("/v1/jobs/bulk")).bearer_auth(&key).header("Idempotency-Key", "nightly-7").json(&body).send();
+    let (status, original) = TestEnv::read(send().await.expect("request")).await;
+    assert_eq!((status, original["state"].as_str()), (201, Some("queued")), "{original}");
+    let (status, replay) = TestEnv::read(send().await.expect("request")).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay, original, "the replay answers what the original did");
+}
