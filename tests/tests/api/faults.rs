@@ -285,6 +285,8 @@ async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_n
         env: vec![
             ("OFFPEAK_BATCH_MAX".into(), "25".into()),
             ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
+            // The round's window, not the submission's (the next test's).
+            ("OFFPEAK_RELEASE_AT_SUBMIT".into(), "false".into()),
         ],
         ..Default::default()
     }))
@@ -302,6 +304,67 @@ async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_n
 
     // A new scheduler (without the failpoint) and workers take over.
     let (replacement, _) = sys.add_scheduler_with(&[("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS", "")]);
+    sys.add_worker();
+    sys.add_worker();
+    assert_exactly_once(&sys, 100, 2).await;
+    drop(replacement);
+}
+
+/// The same window in a bulk submission released with its own transaction
+/// (`offpeak_scheduler::direct`): its batches are confirmed by the broker,
+/// its transaction is not committed, and the scheduler is killed. Nothing
+/// of the submission is stored (all or none), the client gets no answer
+/// and sends it again under its `Idempotency-Key`, and the orphaned
+/// messages start nothing: each job runs and is billed once.
+#[tokio::test]
+async fn a_scheduler_killed_between_publishing_a_submissions_batches_and_committing_it_stores_nothing() {
+    let _serial = SERIAL.lock().await;
+    let private = Private::start().await;
+    let mut sys = System::start(private.options(SystemOptions {
+        workers: 0,
+        sim_args: vec![],
+        env: vec![
+            ("OFFPEAK_BATCH_MAX".into(), "25".into()),
+            ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
+        ],
+        ..Default::default()
+    }))
+    .await;
+    // The release loop's first round opens the room for submissions.
+    let api = sys.api.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sys.metric(&api, "offpeak_release_wakeups_total", &[]).await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the release loop ran no round");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inputs: Vec<serde_json::Value> = (0..100).map(|i| serde_json::json!({"prompt": format!("killed {i}")})).collect();
+    let body = serde_json::json!({"model": "flux-dev", "inputs": inputs, "priority": "normal"});
+    let (http, key) = (sys.http.clone(), sys.key.clone());
+    let send = |api: String| {
+        http.post(format!("{api}/v1/jobs/bulk")).bearer_auth(&key).header("Idempotency-Key", "tonight-1").json(&body).send()
+    };
+    let first = tokio::spawn(send(api.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !sys.log("scheduler").contains("failpoint: published, not committed") {
+        assert!(tokio::time::Instant::now() < deadline, "the submission never reached the failpoint");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sys.scheduler.signal("KILL");
+    assert!(first.await.expect("the request task").is_err(), "the killed scheduler answered");
+    assert!(sys.states().await.is_empty(), "nothing of the submission was stored");
+
+    let (replacement, api) = sys.add_scheduler_with(&[("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS", "")]);
+    // Sent again until the replacement listens.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let resp = loop {
+        match send(api.clone()).await {
+            Ok(resp) => break resp,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "the replacement never answered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resp.status(), 201, "stored now, as new");
     sys.add_worker();
     sys.add_worker();
     assert_exactly_once(&sys, 100, 2).await;
