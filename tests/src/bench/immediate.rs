@@ -26,8 +26,14 @@
 //! (the worker's instant for the last result, taken just before the commit
 //! that writes it) and takes the wall-clock instant of the start from it; the
 //! poll only decides when to look, so its interval does not enter the
-//! figure. "Released" is likewise `max(queued_at)` (the instant of the
-//! release round that published the last job), for where the time goes.
+//! figure. "Released" is likewise `max(queued_at)`, for where the time
+//! goes: the instant of the release round that published the last job, or,
+//! for a submission released with its own transaction
+//! (`offpeak_scheduler::direct`), the submission's (its `created_at`; the
+//! publish is before its `201`). "Releases" counts the distinct instants:
+//! rounds and such submissions. CPU a job is read from `/proc` from just
+//! before the first request to the last result (PostgreSQL's processes, and
+//! the whole machine), as run 3 does.
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +41,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::runs::{burst_models, scaled, watch_until_done};
+use super::runs::{burst_models, scaled, watch_until_done, CpuPerJob, CpuSample};
 use super::stack::Stack;
 use super::Options;
 
@@ -80,12 +86,15 @@ pub struct ImmediatePhase {
     pub finished_secs: f64,
     /// Jobs ÷ `finished_secs`.
     pub rate: f64,
-    /// Release rounds that published the jobs (distinct `queued_at`).
+    /// Release rounds, and submissions released with their own
+    /// transaction, that published the jobs (distinct `queued_at`).
     pub rounds: u64,
     /// Batches the jobs went in.
     pub batches: u64,
     /// Jobs that succeeded, of `jobs`.
     pub succeeded: u64,
+    /// CPU a job from the first request to the last result.
+    pub cpu: CpuPerJob,
 }
 
 impl ImmediatePhase {
@@ -93,8 +102,8 @@ impl ImmediatePhase {
     /// table and the progress line.
     pub fn times(&self) -> String {
         format!(
-            "{:.2} / {:.2} / {:.2} s ({} rounds, {} batches)",
-            self.submitted_secs, self.released_secs, self.finished_secs, self.rounds, self.batches
+            "{:.2} / {:.2} / {:.2} s ({} releases, {} batches); CPU µs a job, PostgreSQL / machine: {:.0} / {:.0}",
+            self.submitted_secs, self.released_secs, self.finished_secs, self.rounds, self.batches, self.cpu.postgres_us, self.cpu.machine_us
         )
     }
 }
@@ -160,6 +169,7 @@ async fn phase(
         .collect();
 
     let url = format!("{}/v1/jobs/bulk", stack.api);
+    let cpu_before = CpuSample::read();
     let started_at: DateTime<Utc> = Utc::now();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -183,6 +193,7 @@ async fn phase(
 
     // Its times are its polls'; the figures below are the rows' own.
     let (_, _, timed_out) = watch_until_done(&stack.pool, started_at, Duration::from_secs(300)).await?;
+    let cpu = CpuSample::read().per_job_since(&cpu_before, jobs as u64);
     anyhow::ensure!(!timed_out, "the immediate run's jobs did not finish within 300 s");
     let (stored, succeeded, last_queued, last_finished, rounds, batches): (i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64, i64) =
         sqlx::query_as(
@@ -206,5 +217,6 @@ async fn phase(
         rounds: u64::try_from(rounds).unwrap_or(0),
         batches: u64::try_from(batches).unwrap_or(0),
         succeeded: u64::try_from(succeeded).unwrap_or(0),
+        cpu,
     })
 }

@@ -422,7 +422,7 @@ pub fn table(r: &Results) -> String {
             "≥ 25,000",
             Some(d.rate >= immediate::TARGET_RATE),
         );
-        let what = "s until the last `201` / last job released / last result written";
+        let what = "s until the last `201` / last job released / last result written, and CPU a job";
         row("9", &run, &format!("{what} (no `cache` field)"), d.times(), "", None);
         row("9", &run, "jobs/s with `\"cache\": false`", rate(n.rate), "", None);
         row("9", &run, &format!("{what} (`\"cache\": false`)"), n.times(), "", None);

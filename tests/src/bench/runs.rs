@@ -560,7 +560,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
 /// children's that have exited included, through the postmaster's
 /// `cutime`), and of the whole machine (`/proc/stat`'s busy time).
 #[derive(Debug, Clone, Copy, Default)]
-struct CpuSample {
+pub(crate) struct CpuSample {
     postgres: f64,
     machine: f64,
 }
@@ -577,7 +577,7 @@ pub struct CpuPerJob {
 const TICKS: f64 = 100.0;
 
 impl CpuSample {
-    fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let mut postgres = 0.0;
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
@@ -605,7 +605,7 @@ impl CpuSample {
         Self { postgres, machine }
     }
 
-    fn per_job_since(&self, before: &CpuSample, jobs: u64) -> CpuPerJob {
+    pub(crate) fn per_job_since(&self, before: &CpuSample, jobs: u64) -> CpuPerJob {
         let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / jobs.max(1) as f64;
         CpuPerJob { postgres_us: per(self.postgres, before.postgres), machine_us: per(self.machine, before.machine) }
     }
