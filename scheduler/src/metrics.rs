@@ -25,7 +25,7 @@ pub static JOBS_CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("offpeak_jobs_cancelled_total", "Jobs cancelled through the API").expect("metric registers once")
 });
 pub static JOBS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("offpeak_jobs_released_total", "Jobs moved from held to queued").expect("metric registers once")
+    register_int_counter!("offpeak_jobs_released_total", "Jobs moved from held to queued, or stored queued by a bulk submission released at once").expect("metric registers once")
 });
 pub static JOBS_RELEASED_AT_SUBMIT: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
