@@ -273,32 +273,35 @@ async fn the_metrics_of_both_binaries_agree_with_the_jobs_table() {
     assert_eq!(spent, credits as f64);
 }
 
+/// A system whose scheduler pauses between its batches' confirms and its
+/// commit (`OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS`), with `env` besides, and
+/// no worker at first, so published but uncommitted batches wait in the
+/// queue for the workers that come later to find them orphaned.
+async fn pausing_after_publish(private: &Private, env: &[(&str, &str)]) -> System {
+    let mut all = vec![("OFFPEAK_BATCH_MAX".into(), "25".into()), ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into())];
+    all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    System::start(private.options(SystemOptions { workers: 0, sim_args: vec![], env: all, ..Default::default() })).await
+}
+
+/// Waits for the scheduler to reach the failpoint (`who` published, not
+/// committed), then SIGKILLs it.
+async fn kill_at_the_failpoint(sys: &System, who: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !sys.log("scheduler").contains("failpoint: published, not committed") {
+        assert!(tokio::time::Instant::now() < deadline, "{who} never reached the failpoint");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sys.scheduler.signal("KILL");
+}
+
 #[tokio::test]
 async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let private = Private::start().await;
-    // Workers first find the orphaned messages; no worker at first, so the
-    // published-but-uncommitted batches wait in the queue.
-    let mut sys = System::start(private.options(SystemOptions {
-        workers: 0,
-        sim_args: vec![],
-        env: vec![
-            ("OFFPEAK_BATCH_MAX".into(), "25".into()),
-            ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
-            // The round's window, not the submission's (the next test's).
-            ("OFFPEAK_RELEASE_AT_SUBMIT".into(), "false".into()),
-        ],
-        ..Default::default()
-    }))
-    .await;
+    // The round's window, not the submission's (the next test's).
+    let mut sys = pausing_after_publish(&private, &[("OFFPEAK_RELEASE_AT_SUBMIT", "false")]).await;
     sys.submit(100, "flux-dev").await;
-    // Wait for the failpoint: batches confirmed by the broker, not committed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !sys.log("scheduler").contains("failpoint: published, not committed") {
-        assert!(tokio::time::Instant::now() < deadline, "the release never reached the failpoint");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sys.scheduler.signal("KILL");
+    kill_at_the_failpoint(&sys, "the release").await;
     let states = sys.states().await;
     assert_eq!(states.get("held").copied(), Some(100), "the release rolled back: {states:?}");
 
@@ -320,16 +323,7 @@ async fn a_scheduler_killed_between_publishing_a_batch_and_committing_it_loses_n
 async fn a_scheduler_killed_between_publishing_a_submissions_batches_and_committing_it_stores_nothing() {
     let _serial = SERIAL.lock().await;
     let private = Private::start().await;
-    let mut sys = System::start(private.options(SystemOptions {
-        workers: 0,
-        sim_args: vec![],
-        env: vec![
-            ("OFFPEAK_BATCH_MAX".into(), "25".into()),
-            ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "60000".into()),
-        ],
-        ..Default::default()
-    }))
-    .await;
+    let mut sys = pausing_after_publish(&private, &[]).await;
     // The release loop's first round opens the room for submissions.
     let api = sys.api.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -345,12 +339,7 @@ async fn a_scheduler_killed_between_publishing_a_submissions_batches_and_committ
         http.post(format!("{api}/v1/jobs/bulk")).bearer_auth(&key).header("Idempotency-Key", "tonight-1").json(&body).send()
     };
     let first = tokio::spawn(send(api.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !sys.log("scheduler").contains("failpoint: published, not committed") {
-        assert!(tokio::time::Instant::now() < deadline, "the submission never reached the failpoint");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sys.scheduler.signal("KILL");
+    kill_at_the_failpoint(&sys, "the submission").await;
     assert!(first.await.expect("the request task").is_err(), "the killed scheduler answered");
     assert!(sys.states().await.is_empty(), "nothing of the submission was stored");
 

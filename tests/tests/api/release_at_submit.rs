@@ -26,6 +26,16 @@ fn config() -> ReleaseConfig {
     ReleaseConfig { interval: Duration::from_millis(50), ..Default::default() }
 }
 
+/// An environment with one tenant (its key returned) and a release loop
+/// that has opened the API's room.
+async fn releasing_at_submit() -> (TestEnv, String) {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(config());
+    room_open(&env).await;
+    (env, key)
+}
+
 /// Waits until the release loop has opened the API's room.
 async fn room_open(env: &TestEnv) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -53,10 +63,7 @@ async fn writers(env: &TestEnv, table: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_bulk_submission_due_at_once_is_queued_by_its_own_transaction_and_runs_once() {
-    let mut env = env().await;
-    let key = env.tenant("acme", "UTC").await;
-    env.start_release_loop_at_submit(config());
-    room_open(&env).await;
+    let (mut env, key) = releasing_at_submit().await;
 
     let body = bulk(&env, &key, &prompts("direct", 250), "normal").await;
     assert_eq!(body["state"], "queued", "{body}");
@@ -96,10 +103,7 @@ async fn a_bulk_submission_due_at_once_is_queued_by_its_own_transaction_and_runs
 
 #[tokio::test]
 async fn identical_inputs_released_at_submission_reach_the_provider_once() {
-    let mut env = env().await;
-    let key = env.tenant("acme", "UTC").await;
-    env.start_release_loop_at_submit(config());
-    room_open(&env).await;
+    let (mut env, key) = releasing_at_submit().await;
 
     // A leader in flight (no worker yet): the same input submitted again
     // waits for it instead of being sent.
@@ -227,10 +231,7 @@ async fn concurrent_submissions_released_at_once_and_rounds_bill_each_input_once
 
 #[tokio::test]
 async fn a_replay_of_a_keyed_submission_released_at_once_answers_as_the_original_did() {
-    let mut env = env().await;
-    let key = env.tenant("acme", "UTC").await;
-    env.start_release_loop_at_submit(config());
-    room_open(&env).await;
+    let (env, key) = releasing_at_submit().await;
     let body = json!({"model": "flux-schnell", "inputs": prompts("keyed", 3), "priority": "normal"});
     let send = || env.http.post(env.url("/v1/jobs/bulk")).bearer_auth(&key).header("Idempotency-Key", "nightly-7").json(&body).send();
     let (status, original) = TestEnv::read(send().await.expect("request")).await;
