@@ -15,6 +15,12 @@
 //!   queue's depth, and left room in the queue for the batches taken since.
 //!   Under contention (another tenant's due backlog, a full queue) every
 //!   submission is held and released by the loop's fair rounds, as before.
+//!   The room is each replica's own reading: several replicas may each
+//!   hand out the room their last round saw before the next round reads
+//!   the depth again (at most four intervals), as rounds of several
+//!   replicas may each publish the room they read before the release lock.
+//!   A replica that runs no release loop (`OFFPEAK_NO_RELEASE`) never
+//!   opens its room.
 //! - **One leader per cache key, under the release lock.** The
 //!   transaction takes the release lock before it reads the leaders in
 //!   flight and the cache, and keeps it to its commit: rounds and such
