@@ -461,7 +461,8 @@ for i in d["ids"]:
 PY
 printf '   %-8s %-14s %-22s %-6s  ->  %-7s %s\n' "low x$(json "$DEMO_DIR/response.json" 'd["count"]')" flux-schnell "$BULK_TZ" \
     "$(local_time "$BULK_TZ")" "$(json "$DEMO_DIR/response.json" 'd["state"]')" "$(short_ts "$(json "$DEMO_DIR/response.json" 'd["release_at"]')")"
-note "(a low-priority job is due at once inside its window; the release loop queues it)"
+note "(a low-priority job is due at once inside its window: a bulk submission then queues its jobs itself"
+note " when nothing else waits for the queue, else the release loop does)"
 
 heading "8. Watching the jobs (GET /v1/jobs every second, up to ${DEMO_TIMEOUT}s)"
 note "(a line when the counts change, and every 10 s)"
