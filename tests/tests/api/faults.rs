@@ -324,14 +324,15 @@ async fn a_scheduler_killed_between_publishing_a_submissions_batches_and_committ
     let _serial = SERIAL.lock().await;
     let private = Private::start().await;
     let mut sys = pausing_after_publish(&private, &[]).await;
-    // The release loop's first round opens the room for submissions.
+    // The release loop's rounds open the room for submissions: a second
+    // wake-up means the first round has ended (a loop runs one at a time),
+    // and each round keeps the room open for four intervals.
     let api = sys.api.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sys.metric(&api, "offpeak_release_wakeups_total", &[]).await < 1.0 {
+    while sys.metric(&api, "offpeak_release_wakeups_total", &[]).await < 2.0 {
         assert!(tokio::time::Instant::now() < deadline, "the release loop ran no round");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let inputs: Vec<serde_json::Value> = (0..100).map(|i| serde_json::json!({"prompt": format!("killed {i}")})).collect();
     let body = serde_json::json!({"model": "flux-dev", "inputs": inputs, "priority": "normal"});
     let (http, key) = (sys.http.clone(), sys.key.clone());
