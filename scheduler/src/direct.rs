@@ -159,10 +159,7 @@ pub async fn prepare(
     let hits: std::collections::HashMap<Uuid, offpeak_store::cache::CacheHit> =
         plan.answer.into_iter().map(|(id, _, hit)| (id, hit)).collect();
     let send: Vec<Uuid> = plan.send.iter().map(|j| j.id).collect();
-    let batches: Vec<NewBatch> = send
-        .chunks(batch_max)
-        .map(|ids| NewBatch { id: Uuid::now_v7(), model: template.model.clone(), job_ids: ids.to_vec() })
-        .collect();
+    let batches = NewBatch::cut(&template.model, &send, batch_max);
     let released = !batches.is_empty() && room.take(batches.len() as i64);
     let batch_of: std::collections::HashMap<Uuid, Uuid> = if released {
         batches.iter().flat_map(|b| b.job_ids.iter().map(move |&j| (j, b.id))).collect()
@@ -182,33 +179,34 @@ pub async fn prepare(
 impl Released {
     /// Records the batches and publishes their messages, in the
     /// submission's transaction, after its insert and before its commit;
-    /// returns the jobs released. A publish that fails is logged and
-    /// counted, and puts the jobs back to `held` (0 released): the caller
-    /// announces them to the release loop after its commit.
+    /// returns the messages published. A publish that fails is logged and
+    /// counted, and puts the jobs back to `held` (none published): the
+    /// caller announces them to the release loop after its commit. Count
+    /// what was published with [`count`] once the commit is done.
     ///
     /// # Errors
     /// Database errors only.
-    pub async fn publish(self, conn: &mut PgConnection, publisher: &Publisher, model: &str) -> Result<u64, sqlx::Error> {
+    pub async fn publish(self, conn: &mut PgConnection, publisher: &Publisher) -> Result<Vec<BatchMessage>, sqlx::Error> {
         db::record_batches(conn, &self.batches, self.now).await?;
-        let messages: Vec<BatchMessage> =
-            self.batches.iter().map(|b| BatchMessage::new(b.id, b.model.clone(), b.job_ids.clone(), self.now)).collect();
+        let messages: Vec<BatchMessage> = self.batches.iter().map(|b| b.message(self.now)).collect();
         if let Err(e) = publisher.publish_all(&messages).await {
             metrics::RELEASE_AT_SUBMIT_FAILED.inc();
-            tracing::warn!(error = %e, model, batches = messages.len(),
+            tracing::warn!(error = %e, batches = messages.len(),
                 "could not publish a submission's batches; its jobs are held for the release loop instead");
             db::unrecord_batches(conn, &self.batches).await?;
-            return Ok(0);
+            return Ok(Vec::new());
         }
         crate::release::failpoint_after_publish().await;
-        let released: u64 = self.batches.iter().map(|b| b.job_ids.len() as u64).sum();
-        metrics::JOBS_RELEASED.inc_by(released);
-        metrics::JOBS_RELEASED_AT_SUBMIT.inc_by(released);
-        metrics::BATCHES_PUBLISHED.with_label_values(&[model]).inc_by(messages.len() as u64);
-        for m in &messages {
-            metrics::BATCH_SIZE.observe(m.job_ids.len() as f64);
-        }
-        Ok(released)
+        Ok(messages)
     }
+}
+
+/// Counts a submission's published batches after its commit, as a round
+/// counts its own (`offpeak_jobs_released_total` and the batch metrics),
+/// and in `offpeak_jobs_released_at_submit_total`.
+pub fn count(messages: &[BatchMessage]) {
+    crate::release::count_released(messages);
+    metrics::JOBS_RELEASED_AT_SUBMIT.inc_by(messages.iter().map(|m| m.job_ids.len() as u64).sum());
 }
 
 #[cfg(test)]

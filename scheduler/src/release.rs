@@ -183,6 +183,17 @@ pub(crate) async fn failpoint_after_publish() {
     }
 }
 
+/// Counts released batches once their release has committed (a round's, or
+/// a submission's released at once, `crate::direct`): the jobs, the batches
+/// per model and their sizes.
+pub(crate) fn count_released(messages: &[BatchMessage]) {
+    for m in messages {
+        metrics::JOBS_RELEASED.inc_by(m.job_ids.len() as u64);
+        metrics::BATCHES_PUBLISHED.with_label_values(&[&m.model]).inc();
+        metrics::BATCH_SIZE.observe(m.job_ids.len() as f64);
+    }
+}
+
 /// Whether the jobs' own pipeline is busy: a release round found batches
 /// waiting in the queue or released jobs less than [`PRESSURE_HOLD`] ago.
 /// Background work that competes with it for the same database (the
@@ -386,18 +397,13 @@ impl Releaser {
         for job in semantic.send {
             by_model.entry(job.model).or_default().push(job.id);
         }
-        let mut batches = Vec::new();
-        for (model, ids) in by_model {
-            for chunk in ids.chunks(self.config.batch_max) {
-                batches.push(db::NewBatch { id: Uuid::now_v7(), model: model.clone(), job_ids: chunk.to_vec() });
-            }
-        }
+        let batches: Vec<db::NewBatch> =
+            by_model.iter().flat_map(|(model, ids)| db::NewBatch::cut(model, ids, self.config.batch_max)).collect();
         // One statement for all jobs of the round and one for all batch rows.
         let batches = db::mark_queued_many(&mut tx, &batches, now).await?;
         report.released = batches.iter().map(|b| b.job_ids.len() as u64).sum();
         report.coalesced = coalesce::attach_followers(&mut tx, &step.follow, now).await?;
-        let messages: Vec<BatchMessage> =
-            batches.into_iter().map(|b| BatchMessage::new(b.id, b.model, b.job_ids, now)).collect();
+        let messages: Vec<BatchMessage> = batches.iter().map(|b| b.message(now)).collect();
         if !messages.is_empty() {
             for m in &messages {
                 tracing::debug!(batch_id = %m.batch_id, model = %m.model, job_ids = ?m.job_ids, "publishing batch");
@@ -411,11 +417,7 @@ impl Releaser {
         if report.released > 0 {
             self.pressure.set(true);
         }
-        metrics::JOBS_RELEASED.inc_by(report.released);
-        for m in &messages {
-            metrics::BATCHES_PUBLISHED.with_label_values(&[&m.model]).inc();
-            metrics::BATCH_SIZE.observe(m.job_ids.len() as f64);
-        }
+        count_released(&messages);
         if !report.more {
             report.next_due = self.next_due(now).await;
         }

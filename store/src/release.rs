@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use offpeak_core::message::BatchMessage;
 use offpeak_core::window::WindowSpec;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -140,6 +141,21 @@ pub struct NewBatch {
     pub id: Uuid,
     pub model: String,
     pub job_ids: Vec<Uuid>,
+}
+
+impl NewBatch {
+    /// Jobs of one model cut into batches of at most `batch_max`, each with
+    /// a new id (time-ordered, as the jobs'), in the order given.
+    #[must_use]
+    pub fn cut(model: &str, ids: &[Uuid], batch_max: usize) -> Vec<NewBatch> {
+        ids.chunks(batch_max.max(1)).map(|c| NewBatch { id: Uuid::now_v7(), model: model.to_owned(), job_ids: c.to_vec() }).collect()
+    }
+
+    /// The message a worker gets for this batch, published at `now`.
+    #[must_use]
+    pub fn message(&self, now: DateTime<Utc>) -> BatchMessage {
+        BatchMessage::new(self.id, self.model.clone(), self.job_ids.clone(), now)
+    }
 }
 
 /// Moves a batch's jobs that are still `held` to `queued` and records the

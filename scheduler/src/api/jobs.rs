@@ -738,7 +738,7 @@ pub async fn submit_bulk(
         submission.into_inputs().into_iter().map(|i| (Uuid::now_v7(), i.into_value())).collect();
     let ids: Vec<Uuid> = inputs.iter().map(|i| i.0).collect();
     let mut tx = state.pool.begin().await?;
-    let (inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
+    let (mut inputs, admission) = admit(&mut tx, &state, &tenant, &template, inputs, use_cache).await?;
     // The group first: the insert's cache hits count as done in it at once.
     let keyed = idempotency_key.as_deref().map(|k| (k, request_hash.as_slice()));
     if !offpeak_store::groups::create(&mut tx, group_id, tenant.id, &ids, template.created_at, keyed).await? {
@@ -751,17 +751,19 @@ pub async fn submit_bulk(
             .ok_or_else(|| ApiError::internal("a bulk submission's Idempotency-Key was taken, and its group is not found"))?;
         return bulk_replay(original, &request_hash, state.clock.now());
     }
-    let mut inputs = inputs;
     // Released by this transaction, if nothing else waits for the queue.
     let direct = match &state.publisher {
-        Some(_) => crate::direct::prepare(&mut tx, &state.room, state.config.cache, &template, &mut inputs).await?,
+        Some(publisher) => crate::direct::prepare(&mut tx, &state.room, state.config.cache, &template, &mut inputs)
+            .await?
+            .map(|released| (released, publisher)),
         None => None,
     };
     let cache_hits = db::insert_many(&mut tx, &template, &inputs, &admission).await?;
-    let released = match (direct, &state.publisher) {
-        (Some(direct), Some(publisher)) => direct.publish(&mut tx, publisher, &template.model).await?,
-        _ => 0,
+    let published = match direct {
+        Some((released, publisher)) => released.publish(&mut tx, publisher).await?,
+        None => Vec::new(),
     };
+    let released: u64 = published.iter().map(|m| m.job_ids.len() as u64).sum();
     let held = (ids.len() as u64).saturating_sub(cache_hits + released);
     // `queued` only when every job that was not a cache hit was released.
     let answered_state = if held > 0 || released == 0 { JobState::Held } else { JobState::Queued };
@@ -769,6 +771,7 @@ pub async fn submit_bulk(
         offpeak_store::groups::set_answer(&mut tx, group_id, cache_hits, answered_state).await?;
     }
     tx.commit().await?;
+    crate::direct::count(&published);
     if held > 0 {
         state.due.job(template.release_at, template.created_at);
     }
