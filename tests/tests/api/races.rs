@@ -63,6 +63,22 @@ async fn open_jobs(env: &TestEnv) -> i64 {
         .unwrap()
 }
 
+/// Runs `step` (then pauses `pause`) until no job is open, for at most 60
+/// s; returns the sum of what the steps returned.
+async fn until_no_job_is_open<F: std::future::Future<Output = u64>>(env: &TestEnv, pause: Duration, mut step: impl FnMut() -> F) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut sum = 0;
+    loop {
+        sum += step().await;
+        let open = open_jobs(env).await;
+        if open == 0 {
+            return sum;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after 60 s");
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// A client cancels every job, in random order, while a release loop
 /// publishes them in small rounds and a worker runs them: each cancel
 /// either wins (200: the job ends `cancelled`, never started, never billed)
@@ -144,17 +160,12 @@ async fn a_finish_racing_the_rescuers_republish_writes_and_bills_each_job_once()
     assert_eq!(republished, 30, "every batch republished once before the workers start");
     env.start_worker();
     env.start_worker();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let rescuer = &rescuer;
+    republished += until_no_job_is_open(&env, Duration::from_millis(10), || {
         rescue_clock.advance(chrono::Duration::seconds(2));
-        republished += rescuer.run_once().await.unwrap().batches;
-        let open = open_jobs(&env).await;
-        if open == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after 60 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        async move { rescuer.run_once().await.unwrap().batches }
+    })
+    .await;
     let rows = env.wait_terminal(&ids, Duration::from_secs(5)).await;
     assert!(rows.iter().all(|r| r.state == "succeeded"), "every job succeeded");
     let unfinished: i64 =
@@ -241,16 +252,11 @@ async fn cancelling_leaders_while_rounds_attach_followers_strands_no_follower() 
     }
     // Everything left runs: one new leader per input, its followers answered.
     env.start_worker();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    until_no_job_is_open(&env, Duration::from_millis(50), || async {
         drain(&env.releaser_with(small_rounds())).await;
-        let open = open_jobs(&env).await;
-        if open == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        0
+    })
+    .await;
     let rows = env.wait_terminal(&all, Duration::from_secs(5)).await;
     assert!(rows.iter().all(|r| r.state == "succeeded"), "every identical job got an answer");
     let stats = env.sim.sim.stats();
