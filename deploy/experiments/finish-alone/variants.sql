@@ -1,3 +1,10 @@
+-- The variants BENCHMARKS.md step 27 measured, one static statement each
+-- (so PL/pgSQL caches one plan per variant, as sqlx keeps one prepared
+-- statement per text). `full` is a copy of `store::batches::finish`'s SQL as
+-- of commit f5c783b, with its parameters as PL/pgSQL variables; the others
+-- repeat its terminal `UPDATE` on purpose, each a variant of its own. A
+-- snapshot for the measurement, not a second copy to keep in step: measure
+-- again from the store's text if the finish changes.
 \set ON_ERROR_STOP on
 CREATE TABLE job_results (
     job_id      UUID PRIMARY KEY,
