@@ -23,15 +23,18 @@
 //!   opens its room.
 //! - **One leader per cache key, under the release lock.** The
 //!   transaction takes the release lock before it reads the leaders in
-//!   flight and the cache, and keeps it to its commit: rounds and such
-//!   submissions run one at a time, as rounds did alone. Its jobs go
+//!   flight and the cache, and keeps it to its commit: shared, with its
+//!   model's own release lock exclusive (`db::lock_release_for`). So a
+//!   round runs alone, as before, and submissions of one model run one at
+//!   a time, while submissions of different models, which never share a
+//!   cache key, run side by side (BENCHMARKS.md step 28). Its jobs go
 //!   through the round's own cache step ([`coalesce::plan_locked`]): a key
 //!   answered by the cache is a cache hit, a key with a leader in flight (or
 //!   a second input with one key) stays `held`, due, and the next round
 //!   attaches it as a follower; the rest are sent.
 //! - **Published before the commit.** As a round does: a worker that gets
-//!   a message before the commit waits for the release lock
-//!   (`store::batches::start_attempt`), and a transaction that rolls back
+//!   a message before the commit waits for the release lock and its
+//!   model's (`store::batches::start_attempt`), and a transaction that rolls back
 //!   leaves an orphan message that starts nothing. A publish that fails
 //!   puts the jobs back to `held` in the same transaction
 //!   ([`db::unrecord_batches`]): the submission still succeeds, and the
@@ -154,7 +157,7 @@ pub async fn prepare(
     if claimed.is_empty() {
         return Ok(None);
     }
-    db::lock_release(conn).await?;
+    db::lock_release_for(conn, &template.model).await?;
     let plan = coalesce::plan_locked(conn, claimed, cache, now).await?;
     let hits: std::collections::HashMap<Uuid, offpeak_store::cache::CacheHit> =
         plan.answer.into_iter().map(|(id, _, hit)| (id, hit)).collect();

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::release::RELEASE_LOCK_NAME;
+use crate::release::wait_for_release;
 
 /// A job a worker is about to send to the provider.
 #[derive(Debug, Clone, FromRow)]
@@ -50,26 +50,30 @@ pub struct StartedJob {
 ///
 /// The release publishes a batch *before* it commits, so a worker fast
 /// enough may read the jobs before they have this batch id. Then nothing
-/// starts, and the worker waits for the release round in progress to end:
-/// it takes the release lock ([`lock_release`]) shared and lets it go at
+/// starts, and the worker waits for the release in progress to end (a
+/// round, or a submission of the batch's `model` released at once): it
+/// takes their locks shared ([`wait_for_release`]) and lets them go at
 /// once, holding no lock of the batch, and tries again, which then sees
-/// the committed round. If the round rolled back, the message was an
+/// the committed release. If the release rolled back, the message was an
 /// orphan and nothing starts. (It waited on the jobs' row locks before,
 /// `FOR UPDATE`, which wrote a lock into every job row: 8% of the batches
 /// of a 1,000,000-job burst came this way; BENCHMARKS.md step 11.)
 ///
 /// # Errors
 /// Database errors only.
-pub async fn start_attempt(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
+pub async fn start_attempt(
+    pool: &PgPool,
+    batch_id: Uuid,
+    model: &str,
+    job_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Vec<StartedJob>, sqlx::Error> {
     let started = try_start(pool, batch_id, job_ids, now).await?;
     if !started.is_empty() {
         return Ok(started);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-        .bind(RELEASE_LOCK_NAME)
-        .execute(&mut *tx)
-        .await?;
+    wait_for_release(&mut tx, model).await?;
     tx.commit().await?;
     try_start(pool, batch_id, job_ids, now).await
 }

@@ -30,7 +30,7 @@ pub struct ClaimedJob {
 /// The name the release lock ([`lock_release`]) is keyed by
 /// (`hashtextextended(name, 0)`), bound as a parameter by every statement
 /// that takes it.
-pub(crate) const RELEASE_LOCK_NAME: &str = "offpeak/release";
+const RELEASE_LOCK_NAME: &str = "offpeak/release";
 
 /// Takes the release lock for the caller's transaction, waiting for another
 /// replica's round to end: release rounds run one at a time across replicas
@@ -45,6 +45,49 @@ pub(crate) const RELEASE_LOCK_NAME: &str = "offpeak/release";
 /// Database errors only.
 pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(conn).await?;
+    Ok(())
+}
+
+/// Takes the release lock for the caller's transaction as a submission
+/// released at once needs it (the scheduler's `direct`): the release lock
+/// shared, which waits for a round and keeps rounds out, then `model`'s
+/// own release lock exclusive, which waits for another such submission of
+/// the same model. Submissions of different models run side by side, which
+/// the one exclusive lock did not allow: the insert of their rows was a
+/// queue of its own (BENCHMARKS.md step 28).
+///
+/// A model's lock is enough for one leader per cache key: a cache key is
+/// the hash of the tenant, the model and the input (`offpeak_core::hash`),
+/// so two submissions of different models never share one. Always in this
+/// order, the release lock first, as [`wait_for_release`] takes them.
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+        .bind(RELEASE_LOCK_NAME)
+        .bind(model)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Waits, in the caller's transaction, for any release in progress that
+/// may have published a batch of `model`: a round (the release lock,
+/// shared) and a submission released at once of that model (its model's
+/// lock, shared). Holds both until the transaction ends; the caller ends it
+/// at once (see `batches::start_attempt`).
+///
+/// # Errors
+/// Database errors only.
+pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))")
+        .bind(RELEASE_LOCK_NAME)
+        .bind(model)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -50,7 +50,7 @@ pub async fn hand_over(ctx: &BatchContext, msg: &BatchMessage, route: &Route) ->
     if pdb::recorded(&ctx.pool, msg.batch_id).await?.is_some() {
         return Ok(BatchReport::default());
     }
-    let mut jobs = db::start_attempt(&ctx.pool, msg.batch_id, &msg.job_ids, ctx.clock.now()).await?;
+    let mut jobs = db::start_attempt(&ctx.pool, msg.batch_id, &msg.model, &msg.job_ids, ctx.clock.now()).await?;
     let mut report = BatchReport { started: jobs.len(), ..Default::default() };
     if jobs.is_empty() {
         return Ok(report);

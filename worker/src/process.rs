@@ -109,7 +109,7 @@ pub async fn process_batch(ctx: &BatchContext, msg: &BatchMessage) -> Result<Bat
     // Starts the batch and counts its first attempt: one write of the batch
     // row, where it once took six round trips, a row lock and two row
     // versions per job (BENCHMARKS.md, steps 1 and 9).
-    let mut jobs = db::start_attempt(&ctx.pool, msg.batch_id, &msg.job_ids, ctx.clock.now()).await?;
+    let mut jobs = db::start_attempt(&ctx.pool, msg.batch_id, &msg.model, &msg.job_ids, ctx.clock.now()).await?;
     // The caller's `batch` span carries batch_id and model; the job ids are
     // here once, at debug level (a batch holds up to a hundred).
     tracing::debug!(job_ids = ?jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "batch started");

@@ -177,7 +177,7 @@ async fn a_running_job_cannot_be_cancelled() {
     env.release_once().await;
     // What a worker does first with a batch: mark its jobs running.
     let batch = env.job(id(&job)).await.batch_id.expect("released into a batch");
-    let started = offpeak_store::batches::start_attempt(&env.pool, batch, &[id(&job)], env.clock.now()).await.unwrap();
+    let started = offpeak_store::batches::start_attempt(&env.pool, batch, "flux-dev", &[id(&job)], env.clock.now()).await.unwrap();
     assert_eq!(started.len(), 1);
 
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&job))).await;
@@ -219,7 +219,7 @@ async fn a_start_after_a_cancel_leaves_the_cancelled_job_out_and_runs_the_rest()
     let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", id(&a))).await;
     assert_eq!(status, 200, "{body}");
 
-    let started = offpeak_store::batches::start_attempt(&env.pool, batch, &[id(&a), id(&b)], env.clock.now()).await.unwrap();
+    let started = offpeak_store::batches::start_attempt(&env.pool, batch, "flux-dev", &[id(&a), id(&b)], env.clock.now()).await.unwrap();
     assert_eq!(started.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id(&b)]);
     assert_eq!(started[0].attempts, 1);
     let (ra, rb) = (env.job(id(&a)).await, env.job(id(&b)).await);

@@ -68,7 +68,7 @@ async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twi
     // died before writing: the jobs are `running`, the provider has billed.
     let ctx = env.batch_context();
     // The same call the worker makes: the started jobs' inputs, as stored, in id order.
-    let mut started = offpeak_store::batches::start_attempt(&env.pool, batch_id, &ids, env.clock.now()).await.unwrap();
+    let mut started = offpeak_store::batches::start_attempt(&env.pool, batch_id, "flux-dev", &ids, env.clock.now()).await.unwrap();
     started.sort_by_key(|j| j.id);
     let items: Vec<offpeak_worker::provider::CallItem<'_>> =
         started.iter().map(|j| offpeak_worker::provider::CallItem { job_id: j.id, input: &j.input.0 }).collect();

@@ -240,3 +240,71 @@ async fn a_replay_of_a_keyed_submission_released_at_once_answers_as_the_original
     assert_eq!(status, 200, "{replay}");
     assert_eq!(replay, original, "the replay answers what the original did");
 }
+
+/// A submission released at once holds the release lock shared and its
+/// model's exclusive (`offpeak_store::release::lock_release_for`), from its
+/// cache step to its commit. Here a transaction holds them for
+/// `flux-dev`, with a batch of `flux-dev` jobs written and not committed,
+/// as such a submission does between its publish and its commit: a
+/// submission of another model is released meanwhile, one of the same
+/// model waits for it, and a worker handed the uncommitted batch waits for
+/// the commit instead of taking its message for an orphan.
+#[tokio::test]
+async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_waits_for_its_models() {
+    use offpeak_core::clock::Clock;
+    use offpeak_core::message::BatchMessage;
+    use offpeak_store::release as db;
+
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    // Rounds far apart, so none waits for the lock during the test (a round
+    // takes it exclusive, and then every later request queues behind it);
+    // the first round opens the room for four intervals.
+    env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
+    room_open(&env).await;
+
+    // Held (low, outside the window), then queued by the transaction below.
+    let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": prompts("dev", 5)})).await;
+    assert_eq!(status, 201, "{body}");
+    let ids = bulk_ids(&body);
+    let now = env.clock.now();
+    let mut tx = env.pool.begin().await.unwrap();
+    db::lock_release_for(&mut tx, "flux-dev").await.unwrap();
+    let batch_id = Uuid::now_v7();
+    assert_eq!(db::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap(), 5);
+
+    let ctx = env.batch_context();
+    let msg = BatchMessage::new(batch_id, "flux-dev".into(), ids.clone(), now);
+    let worker = tokio::spawn(async move { offpeak_worker::process::process_batch(&ctx, &msg).await.unwrap() });
+
+    // Another model: released while the flux-dev transaction is open.
+    let other = tokio::time::timeout(Duration::from_secs(10), bulk(&env, &key, &prompts("schnell", 3), "normal"))
+        .await
+        .expect("a submission of another model does not wait for the flux-dev one");
+    assert_eq!(other["state"], "queued", "{other}");
+
+    // The same model: waits for it.
+    let same = tokio::spawn({
+        let (http, url, key) = (env.http.clone(), format!("{}/v1/jobs/bulk", env.api_url), key.clone());
+        async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": "flux-dev", "inputs": prompts("dev again", 3), "priority": "normal"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!same.is_finished(), "a submission of the same model waits for the open one");
+    assert!(!worker.is_finished(), "the worker waits for the release of its batch's model");
+
+    tx.commit().await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the worker goes on after the commit").unwrap();
+    assert_eq!((report.started, report.succeeded), (5, 5));
+    let (status, same) = tokio::time::timeout(Duration::from_secs(10), same).await.expect("released after the commit").unwrap();
+    assert_eq!(status, 201, "{same}");
+    assert_eq!(same["state"], "queued", "{same}");
+}
