@@ -2,7 +2,7 @@
 # deploy/bench.sh: the benchmark of the whole pipeline (issue #5), one command.
 #
 #     deploy/bench.sh                         # every run at full size (≈ 15 min), writes BENCHMARKS.md
-#     deploy/bench.sh --only burst,memory     # some runs: bulk, single, burst, slow, memory, window, semantic, savings, immediate
+#     deploy/bench.sh --only burst,memory     # some runs: bulk, single, burst, burst-keys, slow, memory, window, semantic, savings, immediate
 #     deploy/bench.sh --scale 0.1             # a tenth of every size
 #     deploy/bench.sh --help                  # every option
 #

@@ -11,6 +11,7 @@
 //! | 1 `bulk` | `POST /v1/jobs/bulk`, 10,000 per request, 1,000,000 jobs, 4 clients | `COPY` of the same rows into an equivalent table |
 //! | 2 `single` | `POST /v1/jobs`, 64 clients, 30 s: req/s, p50, p99 | |
 //! | 3 `burst` | 1,000,000 held jobs, 1,000 tenants, 20 models, due at one instant: until published, until finished | bare `UPDATE ... WHERE id = ANY($1)` of as many rows |
+//! | 3 `burst-keys` | the same burst of jobs as the API stores them by default, with their cache keys (the release's coalescing step runs) | run 3 |
 //! | 4 `slow` | provider at 500 ms per call: jobs/s | `workers × prefetch × batch / latency` |
 //! | 5 `memory` | peak RSS (VmHWM) of scheduler and workers in runs 1 and 3, and run 3 at 100,000 jobs | 64 MiB |
 //! | 6 `window` | window opening → first publish (the round's instant, and its commit as a 5 ms poll sees it), 100 openings: p50, p99 | |
@@ -48,6 +49,8 @@ pub enum Run {
     Bulk,
     Single,
     Burst,
+    /// Run 3 with cache keys: the jobs as the API stores them by default.
+    BurstKeys,
     Slow,
     Memory,
     Window,
@@ -85,9 +88,10 @@ pub struct Options {
     /// Longest a burst may take before it is reported unfinished, in seconds.
     #[arg(long, default_value_t = 300.0)]
     pub burst_timeout_secs: f64,
-    /// Give the burst's jobs a cache key, as the API does for a job
+    /// Give the jobs of runs 3 and 5 a cache key, as the API does for a job
     /// submitted with the cache on (the default), so the release's
-    /// coalescing step runs; off, they are jobs submitted with `"cache": false`.
+    /// coalescing step runs; off, they are jobs submitted with `"cache":
+    /// false`. Run `burst-keys` always gives them keys.
     #[arg(long, default_value_t = false)]
     pub burst_cache_keys: bool,
     /// Subscribe every tenant of the burst to every webhook event (one
@@ -123,6 +127,8 @@ pub struct Results {
     pub bulk: Option<BulkResult>,
     pub single: Option<SingleResult>,
     pub burst: Option<BurstResult>,
+    /// Run 3 with cache keys (`burst-keys`).
+    pub burst_keys: Option<BurstResult>,
     pub slow: Option<SlowResult>,
     /// Run 3 at a tenth of the jobs (run 5).
     pub burst_small: Option<BurstResult>,
@@ -154,9 +160,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
     }
     if opts.wants(Run::Burst) {
         eprintln!("bench: run 3, the 02:00 burst ({burst_jobs} jobs)");
-        let x = runs::burst(opts, burst_jobs, true).await?;
+        let x = runs::burst(opts, burst_jobs, true, opts.burst_cache_keys).await?;
         eprintln!("bench:   published in {:.1} s, finished in {:.1} s", x.published_secs, x.finished_secs);
         r.burst = Some(x);
+    }
+    if opts.wants(Run::BurstKeys) {
+        eprintln!("bench: run 3 with cache keys, the 02:00 burst ({burst_jobs} jobs as the API stores them by default)");
+        let x = runs::burst(opts, burst_jobs, false, true).await?;
+        eprintln!("bench:   published in {:.1} s, finished in {:.1} s", x.published_secs, x.finished_secs);
+        r.burst_keys = Some(x);
     }
     if opts.wants(Run::Slow) {
         eprintln!("bench: run 4, slow provider");
@@ -167,7 +179,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Results> {
     if opts.wants(Run::Memory) {
         let n = (burst_jobs / 10).max(100);
         eprintln!("bench: run 5, the burst again at {n} jobs, for memory");
-        let x = runs::burst(opts, n, false).await?;
+        let x = runs::burst(opts, n, false, opts.burst_cache_keys).await?;
         eprintln!("bench:   published in {:.1} s, finished in {:.1} s", x.published_secs, x.finished_secs);
         r.burst_small = Some(x);
     }
@@ -276,8 +288,9 @@ pub fn table(r: &Results) -> String {
         );
         row("2", &run, "API ÷ bare commits", format!("{:.0}%", s.ratio * 100.0), "", None);
     }
-    if let Some(b) = &r.burst {
-        let run = format!("02:00 burst, {} jobs, {} tenants, {} models, 2 workers", rate(b.jobs as f64), b.tenants, b.models);
+    for b in [&r.burst, &r.burst_keys].into_iter().flatten() {
+        let keys = if b.cache_keys { "with cache keys (the default)" } else { "without cache keys (`\"cache\": false`)" };
+        let run = format!("02:00 burst, {} jobs {keys}, {} tenants, {} models, 2 workers", rate(b.jobs as f64), b.tenants, b.models);
         let to = if b.timed_out { " (time limit hit)" } else { "" };
         row("3", &run, "s until all published", format!("{:.1} s", b.published_secs), "≤ 30 s", Some(b.published_secs <= 30.0 && !b.timed_out));
         row("3", &run, "s until all finished", format!("{:.1} s{to}", b.finished_secs), "≤ 60 s", Some(b.finished_secs <= 60.0 && !b.timed_out));

@@ -288,6 +288,9 @@ pub struct BurstResult {
     pub jobs: u64,
     pub tenants: usize,
     pub models: usize,
+    /// The jobs carry cache keys and quota days, as the API stores a job
+    /// submitted with the cache on (the default).
+    pub cache_keys: bool,
     /// Seconds from the window opening until no job was `held`.
     pub published_secs: f64,
     /// Seconds from the window opening until every job was finished.
@@ -380,7 +383,7 @@ pub fn burst_models() -> Vec<String> {
 
 /// Run 3: `jobs` held jobs across 1,000 tenants and 20 models, all due at
 /// one instant a few seconds ahead; then publish and finish with 2 workers.
-pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Result<BurstResult> {
+pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool, cache_keys: bool) -> anyhow::Result<BurstResult> {
     let models = burst_models();
     let prices: Vec<String> = models.iter().map(|m| format!("{m}=1")).collect();
     let env = vec![("OFFPEAK_PRICES".into(), prices.join(",")), ("OFFPEAK_WEBHOOK_ALLOW_PRIVATE".into(), "true".into())];
@@ -444,7 +447,6 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
             offpeak_store::webhooks::create(&stack.pool, &e).await?;
         }
     }
-    let cache_keys = opts.burst_cache_keys;
     let rows = |release_at: DateTime<Utc>, ids: &[Uuid]| {
         let (tenants, models, groups) = (tenants.clone(), models.clone(), groups.clone());
         let close = release_at + chrono::Duration::hours(4);
@@ -453,7 +455,8 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
             let t = &tenants[i % tenants.len()];
             let m = &models[(i / tenants.len()) % models.len()];
             let g = groups[(i % tenants.len()) * models.len() + (i / tenants.len()) % models.len()];
-            // With `--burst-cache-keys`, as the API stores a job submitted
+            // With `cache_keys` (run `burst-keys`, or `--burst-cache-keys`
+            // for runs 3 and 5), as the API stores a job submitted
             // with the cache on (the default): its cache key, so the
             // release's coalescing step does its work, and its quota day.
             // Without, the rows of the runs in the table above.
@@ -540,6 +543,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool) -> anyhow::Re
         jobs,
         tenants: n_tenants,
         models: models.len(),
+        cache_keys,
         published_secs: published,
         finished_secs: finished,
         publish_rate,
