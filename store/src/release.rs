@@ -64,13 +64,7 @@ pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// # Errors
 /// Database errors only.
 pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
-        .bind(RELEASE_LOCK_NAME)
-        .bind(model)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    lock_release_shared_and_model(conn, model, "pg_advisory_xact_lock").await
 }
 
 /// Waits, in the caller's transaction, for any release in progress that
@@ -82,8 +76,14 @@ pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<()
 /// # Errors
 /// Database errors only.
 pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
+    lock_release_shared_and_model(conn, model, "pg_advisory_xact_lock_shared").await
+}
+
+/// The release lock shared, then `model`'s release lock by `model_lock`
+/// (one of PostgreSQL's two transaction-level advisory lock functions).
+async fn lock_release_shared_and_model(conn: &mut PgConnection, model: &str, model_lock: &'static str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))")
+    sqlx::query(&format!("SELECT {model_lock}(hashtextextended($1 || '/' || $2, 0))"))
         .bind(RELEASE_LOCK_NAME)
         .bind(model)
         .execute(&mut *conn)
