@@ -150,6 +150,9 @@ pub struct System {
     pub workers: Vec<Proc>,
     pub http: reqwest::Client,
     options: SystemOptions,
+    /// Workers started so far: each gets a name (and a log file) of its
+    /// own, `worker-<n>`, so a replacement never shares a dead one's log.
+    workers_started: usize,
 }
 
 /// A configuration file with one provider, `sim`, speaking `adapter` at
@@ -253,6 +256,7 @@ impl System {
             workers: vec![],
             http: reqwest::Client::new(),
             options: SystemOptions { env: sys_env, ..options.clone() },
+            workers_started: 0,
         };
         for _ in 0..options.workers {
             system.add_worker();
@@ -323,7 +327,8 @@ impl System {
     }
 
     fn spawn_worker(&mut self, port: Option<u16>) {
-        let name = format!("worker-{}", self.workers.len());
+        let name = format!("worker-{}", self.workers_started);
+        self.workers_started += 1;
         let (out, err) = log_to(&log_dir(&self.id), &name);
         let mut cmd = Command::new(binary("offpeak-worker"));
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
