@@ -64,7 +64,7 @@ pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// # Errors
 /// Database errors only.
 pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    lock_release_shared_and_model(conn, model, "pg_advisory_xact_lock").await
+    lock_release_shared_and_model(conn, model, false).await
 }
 
 /// Waits, in the caller's transaction, for any release in progress that
@@ -76,14 +76,19 @@ pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<()
 /// # Errors
 /// Database errors only.
 pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    lock_release_shared_and_model(conn, model, "pg_advisory_xact_lock_shared").await
+    lock_release_shared_and_model(conn, model, true).await
 }
 
-/// The release lock shared, then `model`'s release lock by `model_lock`
-/// (one of PostgreSQL's two transaction-level advisory lock functions).
-async fn lock_release_shared_and_model(conn: &mut PgConnection, model: &str, model_lock: &'static str) -> Result<(), sqlx::Error> {
+/// The release lock shared, then `model`'s release lock, shared or
+/// exclusive.
+async fn lock_release_shared_and_model(conn: &mut PgConnection, model: &str, model_shared: bool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
-    sqlx::query(&format!("SELECT {model_lock}(hashtextextended($1 || '/' || $2, 0))"))
+    let model_lock = if model_shared {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+    };
+    sqlx::query(model_lock)
         .bind(RELEASE_LOCK_NAME)
         .bind(model)
         .execute(&mut *conn)
