@@ -10,6 +10,9 @@
 //!                                                     ─▶ requeue (held, or dead by finish) ─▶ close
 //! ```
 //!
+//! A poll that fails on the database, or outlives its lease, gives the
+//! lease back ([`give_back`]); a poller killed mid-poll leaves it to run out.
+//!
 //! A batch with a `provider_batch_id` belongs to the poller: the rescuer
 //! (`batches::claim_stale_batches`) leaves it alone, and its queued jobs may
 //! be cancelled while it runs ([`at_provider`], used by `jobs::cancel`).
@@ -128,6 +131,25 @@ pub async fn reschedule(pool: &PgPool, batch_id: Uuid, status: Option<&str>, pol
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Gives back a lease taken by [`claim_due`] whose poll did not end
+/// (a database error, or a poll that outlived its lease): the batch is due
+/// again at `poll_at`. Only the caller's own lease is given back: if the
+/// poll rescheduled it already, or the lease ran out and another poller
+/// holds it now, `poll_at` is no longer `lease_until` and nothing changes.
+/// Returns whether it was given back.
+///
+/// # Errors
+/// Database errors only.
+pub async fn give_back(pool: &PgPool, batch_id: Uuid, lease_until: DateTime<Utc>, poll_at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE batches SET poll_at = $3 WHERE id = $1 AND poll_at = $2")
+        .bind(batch_id)
+        .bind(lease_until)
+        .bind(poll_at)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// A job of a provider batch still waiting for its answer.

@@ -318,7 +318,12 @@ impl TestEnv {
     /// A poller of provider batches with `ctx`, for a test to call
     /// `run_once` on.
     pub fn poller(&self, ctx: &BatchContext) -> offpeak_worker::poller::Poller {
-        offpeak_worker::poller::Poller::new(Arc::new(ctx.clone()), offpeak_worker::poller::PollerConfig::default())
+        self.poller_with(ctx, offpeak_worker::poller::PollerConfig::default())
+    }
+
+    /// A poller of provider batches with `ctx` and `config` (its lease).
+    pub fn poller_with(&self, ctx: &BatchContext, config: offpeak_worker::poller::PollerConfig) -> offpeak_worker::poller::Poller {
+        offpeak_worker::poller::Poller::new(Arc::new(ctx.clone()), config)
     }
 
     /// The batches released but not yet worked, as the messages a worker

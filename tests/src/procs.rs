@@ -195,6 +195,9 @@ impl System {
             ("OFFPEAK_RELEASE_INTERVAL_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_BASE_MS".into(), "100".into()),
             ("OFFPEAK_RETRY_CAP_MS".into(), "1000".into()),
+            // A worker killed mid-poll leaves its provider batch leased for
+            // this long (the default, for 120 s provider timeouts, is 450 s).
+            ("OFFPEAK_POLL_LEASE_SECS".into(), "10".into()),
             ("RUST_LOG".into(), std::env::var("OFFPEAK_TEST_LOG").unwrap_or_else(|_| "info,lapin=off".into())),
         ];
         if let Some(adapter) = options.adapter {

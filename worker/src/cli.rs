@@ -38,6 +38,11 @@ pub struct Cli {
     /// Timeout of one provider call, in seconds.
     #[arg(long, env = "OFFPEAK_PROVIDER_TIMEOUT_SECS", default_value_t = 120)]
     pub provider_timeout_secs: u64,
+    /// Seconds a poller leases a provider batch (openai-batch) for one poll: what a poller killed
+    /// mid-poll delays that batch's next poll. Default: three provider timeouts (the longest of the
+    /// openai-batch providers) and a quarter more.
+    #[arg(long, env = "OFFPEAK_POLL_LEASE_SECS")]
+    pub poll_lease_secs: Option<u64>,
     /// Batches this worker holds and works at once.
     #[arg(long, env = "OFFPEAK_WORKER_PREFETCH", default_value_t = consumer::PREFETCH_DEFAULT)]
     pub prefetch: u16,
@@ -118,7 +123,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     // The poller of provider batches (openai-batch): every worker runs one;
     // their leases keep them off each other's batches.
-    let poller = tokio::spawn(crate::poller::Poller::new(Arc::clone(&ctx), crate::poller::PollerConfig::default()).run(signal.clone()));
+    let lease = match cli.poll_lease_secs {
+        Some(secs) => Duration::from_secs(secs.max(1)),
+        // The longest timeout of the providers polled.
+        None => crate::poller::lease_for(
+            catalog
+                .providers()
+                .filter(|p| p.adapter == offpeak_core::providers::Adapter::OpenaiBatch)
+                .map(|p| p.timeout.unwrap_or(Duration::from_secs(cli.provider_timeout_secs)))
+                .max()
+                .unwrap_or(Duration::from_secs(cli.provider_timeout_secs)),
+        ),
+    };
+    let poller_config = crate::poller::PollerConfig { lease, ..Default::default() };
+    let poller = tokio::spawn(crate::poller::Poller::new(Arc::clone(&ctx), poller_config).run(signal.clone()));
     consumer::run(ctx, config, signal).await;
     let _ = poller.await;
     limiter.release_all().await;

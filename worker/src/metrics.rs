@@ -69,6 +69,16 @@ pub static CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("offpeak_worker_broker_connected", "1 while the worker is consuming from RabbitMQ").expect("metric registers once")
 });
 
+/// The poller of provider batches (`openai-batch`): polls by outcome.
+pub static POLLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "offpeak_worker_polls_total",
+        "Polls of provider batches by outcome (rescheduled, ended, cancelled; database_error and lease_exceeded give the lease back)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
 pub static LIMIT_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "offpeak_provider_limit_wait_seconds",
@@ -97,7 +107,7 @@ pub static LIMIT_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
 /// The default registry in Prometheus text format.
 pub fn render() -> String {
     // Touch every metric so each appears from the first scrape, not only once used.
-    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*CREDITS_SAVED, &*CACHE_HITS, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED, &*LIMIT_WAIT, &*LIMIT_WAITS, &*LIMIT_ERRORS);
+    let _ = (&*PROVIDER_LATENCY, &*PROVIDER_CALLS, &*JOBS_FINISHED, &*CREDITS_SPENT, &*CREDITS_SAVED, &*CACHE_HITS, &*RETRIES, &*BATCHES, &*IN_FLIGHT, &*RECONNECTS, &*CONNECTED, &*POLLS, &*LIMIT_WAIT, &*LIMIT_WAITS, &*LIMIT_ERRORS);
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()

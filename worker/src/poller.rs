@@ -6,7 +6,11 @@
 //! ([`Poller::run_once`]) leases the provider batches whose poll is due
 //! (`store::provider_batches::claim_due`: `FOR UPDATE SKIP LOCKED`, and
 //! `poll_at` moved past [`PollerConfig::lease`]), so one poller at a time
-//! works each, and one that dies gives it back when its lease runs out.
+//! works each. A poll that fails on the database, or is still running at
+//! four fifths of its lease, is given back at once (`give_back`): due again
+//! after one pass interval. A poller killed mid-poll leaves its lease to run
+//! out, so the lease is what such a kill costs: by default what one poll
+//! may take ([`lease_for`]), `OFFPEAK_POLL_LEASE_SECS` to set it.
 //!
 //! | the provider batch | what the poll does |
 //! |---|---|
@@ -38,9 +42,21 @@ use crate::provider::{error_json, Client, ItemResult, Route};
 
 /// Default pause between passes.
 pub const POLL_PASS_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
-/// Default lease of a claimed provider batch: longer than a poll takes
-/// (a status call and two file downloads, each under the provider timeout).
-pub const POLL_LEASE_DEFAULT: Duration = Duration::from_secs(10 * 60);
+/// Default lease of a claimed provider batch, for the default provider
+/// timeout of 120 s: [`lease_for`] it.
+pub const POLL_LEASE_DEFAULT: Duration = lease_for(Duration::from_secs(120));
+/// Provider calls one poll makes at most: the status, then the output and
+/// error files (or a cancel alone).
+const CALLS_PER_POLL: u32 = 3;
+
+/// The lease of one poll whose provider calls each take up to `timeout`:
+/// [`CALLS_PER_POLL`] timeouts, and a quarter more. A poll still running
+/// at four fifths of its lease (its calls' timeouts) is cut and given
+/// back, so the last fifth is a margin that no live poller outlives.
+pub const fn lease_for(timeout: Duration) -> Duration {
+    let calls = timeout.saturating_mul(CALLS_PER_POLL);
+    calls.saturating_add(Duration::from_millis(calls.as_millis() as u64 / 4))
+}
 /// Default most provider batches polled per pass.
 pub const POLL_LIMIT_DEFAULT: i64 = 16;
 
@@ -70,6 +86,9 @@ pub struct PollReport {
     pub requeued: u64,
     /// Provider batches cancelled because every job of theirs was.
     pub cancelled: u64,
+    /// Polls that failed on the database or outlived their lease; their
+    /// leases were given back (when the database allowed).
+    pub given_back: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -84,25 +103,60 @@ impl Poller {
     }
 
     /// One pass at the clock's instant: every due provider batch polled.
+    /// A poll that fails on the database, or outlives four fifths of its
+    /// lease, is logged, counted (`offpeak_worker_polls_total`) and given
+    /// back, and the pass goes on with the others.
     ///
     /// # Errors
-    /// Database errors; a batch claimed and not written is polled again
-    /// when its lease runs out.
+    /// Database errors of the claim itself (nothing is leased then).
     pub async fn run_once(&self) -> Result<PollReport, sqlx::Error> {
         let now = self.ctx.clock.now();
         let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
-        let due = pdb::claim_due(&self.ctx.pool, now, now + lease, self.config.limit).await?;
+        let lease_until = now.checked_add_signed(lease).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        let due = pdb::claim_due(&self.ctx.pool, now, lease_until, self.config.limit).await?;
         let mut report = PollReport::default();
-        let results = futures_util::future::join_all(due.iter().map(|b| self.poll(b))).await;
-        for r in results {
-            let one = r?;
+        let results = futures_util::future::join_all(due.iter().map(|b| self.poll_leased(b, lease_until))).await;
+        for one in results {
             report.polled += 1;
             report.closed += one.closed;
             report.written += one.written;
             report.requeued += one.requeued;
             report.cancelled += one.cancelled;
+            report.given_back += one.given_back;
         }
         Ok(report)
+    }
+
+    /// One leased poll, cut at four fifths of the lease; a poll that did
+    /// not end gives its lease back.
+    async fn poll_leased(&self, due: &DueBatch, lease_until: chrono::DateTime<chrono::Utc>) -> PollReport {
+        let span = tracing::info_span!("poll", batch_id = %due.id, provider_batch_id = %due.provider_batch_id, polls = due.polls);
+        let budget = self.config.lease.mul_f64(0.8);
+        let outcome = match tokio::time::timeout(budget, self.poll_one(due).instrument(span.clone())).await {
+            Ok(Ok(report)) => {
+                let outcome = match (report.closed, report.cancelled) {
+                    (0, _) => "rescheduled",
+                    (_, 0) => "ended",
+                    _ => "cancelled",
+                };
+                crate::metrics::POLLS.with_label_values(&[outcome]).inc();
+                return report;
+            }
+            Ok(Err(e)) => {
+                span.in_scope(|| tracing::warn!(error = %e, "polling the provider batch failed on the database; giving its lease back"));
+                "database_error"
+            }
+            Err(_) => {
+                span.in_scope(|| tracing::warn!(budget_ms = budget.as_millis() as u64, "polling the provider batch outlived its lease; cut, and its lease given back"));
+                "lease_exceeded"
+            }
+        };
+        crate::metrics::POLLS.with_label_values(&[outcome]).inc();
+        let again = self.ctx.clock.now() + chrono::Duration::from_std(self.config.interval).unwrap_or(chrono::Duration::zero());
+        if let Err(e) = pdb::give_back(&self.ctx.pool, due.id, lease_until, again).await {
+            span.in_scope(|| tracing::warn!(error = %e, "giving the lease back failed; the batch is polled again when its lease runs out"));
+        }
+        PollReport { given_back: 1, ..PollReport::default() }
     }
 
     /// Passes until shutdown; errors are logged and the pass is retried.
@@ -118,11 +172,6 @@ impl Poller {
                 _ = shutdown.wait() => {}
             }
         }
-    }
-
-    async fn poll(&self, due: &DueBatch) -> Result<PollReport, sqlx::Error> {
-        let span = tracing::info_span!("poll", batch_id = %due.id, provider_batch_id = %due.provider_batch_id, polls = due.polls);
-        self.poll_one(due).instrument(span).await
     }
 
     async fn poll_one(&self, due: &DueBatch) -> Result<PollReport, sqlx::Error> {
@@ -236,4 +285,17 @@ async fn read_files(client: &OpenaiBatchClient, route: &Route, batch: &ProviderB
         lines.extend(client.lines(&route.gate, file).await?);
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_lease_covers_three_calls_and_a_quarter_more() {
+        // The figure the README and docs/spec.md give for the default.
+        assert_eq!(POLL_LEASE_DEFAULT, Duration::from_secs(450));
+        assert_eq!(lease_for(Duration::from_secs(2)), Duration::from_millis(7_500));
+        assert_eq!(lease_for(Duration::MAX), Duration::MAX, "saturates, never overflows");
+    }
 }

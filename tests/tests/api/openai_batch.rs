@@ -12,6 +12,7 @@ use uuid::Uuid;
 use offpeak_core::clock::Clock;
 use offpeak_tests::harness::{bulk_ids, EnvOptions, TestEnv};
 use offpeak_tests::sim::SimConfig;
+use offpeak_worker::poller::PollerConfig;
 use offpeak_worker::process::{process_batch, BatchContext};
 
 async fn env_with(sim: SimConfig) -> TestEnv {
@@ -322,6 +323,56 @@ async fn two_pollers_racing_write_each_result_once() {
     assert_eq!(states(&env, &ids).await, vec!["succeeded"; 6]);
     assert_eq!(ledger_rows(&env).await, 6);
     assert_eq!(env.sim.sim.stats().items, 6);
+}
+
+#[tokio::test]
+async fn a_poll_that_outlives_its_lease_is_cut_and_gives_the_lease_back() {
+    let env = env_with(SimConfig::default()).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 3).await;
+    let ctx = env.openai_batch_context();
+    let batches = release_and_hand_over(&env, &ctx).await;
+    // Every call now hangs 5 s, under the client's 10 s timeout: the poll
+    // would take longer than a 1 s lease.
+    env.sim.sim.set_config(SimConfig { slow_rate: 1.0, slow: Duration::from_secs(5), ..SimConfig::default() });
+    let config = PollerConfig { lease: Duration::from_secs(1), interval: Duration::ZERO, ..PollerConfig::default() };
+    let started = std::time::Instant::now();
+    let r = env.poller_with(&ctx, config.clone()).run_once().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4), "cut at 0.8 s, not after the 5 s call: {:?}", started.elapsed());
+    assert_eq!((r.polled, r.given_back, r.written), (1, 1, 0), "{r:?}");
+    let poll_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT poll_at FROM batches WHERE id = $1").bind(batches[0]).fetch_one(&env.pool).await.unwrap();
+    assert!(poll_at <= env.clock.now(), "due again at once, not at the end of its lease: {poll_at}");
+    // The next pass, with the provider answering, writes every job.
+    env.sim.sim.set_config(SimConfig::default());
+    let r = env.poller_with(&ctx, config).run_once().await.unwrap();
+    assert_eq!((r.written, r.given_back), (3, 0), "{r:?}");
+    assert_eq!(states(&env, &ids).await, vec!["succeeded"; 3]);
+    assert_eq!(env.sim.sim.stats().items, 3);
+}
+
+#[tokio::test]
+async fn a_poller_killed_mid_poll_leaves_its_batch_to_the_next_when_the_lease_runs_out() {
+    let env = env_with(SimConfig::default()).await;
+    let key = env.tenant("acme", "UTC").await;
+    let ids = submit(&env, &key, 2).await;
+    let ctx = env.openai_batch_context();
+    release_and_hand_over(&env, &ctx).await;
+    env.sim.sim.set_config(SimConfig { slow_rate: 1.0, slow: Duration::from_secs(5), ..SimConfig::default() });
+    let config = PollerConfig { lease: Duration::from_secs(60), interval: Duration::ZERO, ..PollerConfig::default() };
+    // Killed mid-poll: the task stops where it is, nothing is given back.
+    let doomed = env.poller_with(&ctx, config.clone());
+    let pass = tokio::spawn(async move { doomed.run_once().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pass.abort();
+    env.sim.sim.set_config(SimConfig::default());
+    let r = env.poller_with(&ctx, config.clone()).run_once().await.unwrap();
+    assert_eq!(r.polled, 0, "leased to the killed poller: {r:?}");
+    env.clock.advance(chrono::Duration::seconds(61));
+    let r = env.poller_with(&ctx, config).run_once().await.unwrap();
+    assert_eq!((r.polled, r.written), (1, 2), "{r:?}");
+    assert_eq!(states(&env, &ids).await, vec!["succeeded"; 2]);
+    assert_eq!(env.sim.sim.stats().items, 2);
 }
 
 #[tokio::test]
