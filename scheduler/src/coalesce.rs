@@ -113,7 +113,7 @@ pub async fn run(
 }
 
 /// Steps 1 to 3 on `claimed`, in the caller's transaction, which holds the
-/// release lock: the leaders in flight of their keys are locked until it
+/// release lock of every model among them: the leaders in flight of their keys are locked until it
 /// ends, and the plan is made from them and the cache. Shared by a release
 /// round and a submission released at once (`crate::direct`), so both
 /// follow one rule.

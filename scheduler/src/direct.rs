@@ -18,23 +18,25 @@
 //!   The room is each replica's own reading: several replicas may each
 //!   hand out the room their last round saw before the next round reads
 //!   the depth again (at most four intervals), as rounds of several
-//!   replicas may each publish the room they read before the release lock.
+//!   replicas may each publish the room they read before the rounds' lock.
 //!   A replica that runs no release loop (`OFFPEAK_NO_RELEASE`) never
 //!   opens its room.
 //! - **One leader per cache key, under the release lock.** The
 //!   transaction takes the release lock before it reads the leaders in
 //!   flight and the cache, and keeps it to its commit: shared, with its
-//!   model's own release lock exclusive (`db::lock_release_for`). So a
-//!   round runs alone, as before, and submissions of one model run one at
-//!   a time, while submissions of different models, which never share a
-//!   cache key, run side by side (BENCHMARKS.md step 28). Its jobs go
+//!   model's own release lock exclusive (`db::lock_release_for`), which a
+//!   round also takes for each model it claimed (`db::claim_due`). So a
+//!   round and the submissions of the models it claimed run one at a time,
+//!   as do submissions of one model, while submissions of different models,
+//!   which never share a cache key, run side by side (BENCHMARKS.md step
+//!   28), and a round that claimed none of their model (or nothing) holds
+//!   them up no more (step 29). Its jobs go
 //!   through the round's own cache step ([`coalesce::plan_locked`]): a key
 //!   answered by the cache is a cache hit, a key with a leader in flight (or
 //!   a second input with one key) stays `held`, due, and the next round
 //!   attaches it as a follower; the rest are sent.
 //! - **Published before the commit.** As a round does: a worker that gets
-//!   a message before the commit waits for the release lock and its
-//!   model's (`store::batches::start_attempt`), and a transaction that rolls back
+//!   a message before the commit waits for its model's release lock (`store::batches::start_attempt`), and a transaction that rolls back
 //!   leaves an orphan message that starts nothing. A publish that fails
 //!   puts the jobs back to `held` in the same transaction
 //!   ([`db::unrecord_batches`]): the submission still succeeds, and the

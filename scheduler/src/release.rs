@@ -8,11 +8,13 @@
 //!    ready messages, publish nothing this round: workers are behind, and
 //!    flooding the broker would only move the backlog from PostgreSQL (where
 //!    it is cheap and queryable) into RabbitMQ memory.
-//! 3. **Claim.** In one transaction, under the release lock (one round at a
+//! 3. **Claim.** In one transaction, under the rounds' lock (one round at a
 //!    time across replicas), read due jobs, the round split evenly between
-//!    the tenants with due work, at most `per_tenant` each (fairness). They
-//!    are not row-locked: each write below re-checks that a job is still
-//!    `held`, so one cancelled meanwhile is left out.
+//!    the tenants with due work, at most `per_tenant` each (fairness), and
+//!    take the release lock of each model among them, which keeps out
+//!    submissions of those models released at once (`crate::direct`) until
+//!    the commit. They are not row-locked: each write below re-checks that a
+//!    job is still `held`, so one cancelled meanwhile is left out.
 //! 4. **Cache.** Claimed jobs identical to one that succeeded within the
 //!    cache TTL are answered with its result; identical jobs already on
 //!    their way to the provider, or claimed together, are coalesced so only
@@ -380,7 +382,7 @@ impl Releaser {
         db::lock_release(&mut tx).await?;
         let claim = db::claim_due(&mut tx, now, self.config.per_tenant, limit).await?;
         if claim.jobs.is_empty() {
-            // The release lock is let go before the next due instant is read.
+            // The round's lock is let go before the next due instant is read.
             tx.rollback().await?;
             report.next_due = self.next_due(now).await;
             return Ok(report);

@@ -27,34 +27,64 @@ pub struct ClaimedJob {
     pub semantic: bool,
 }
 
-/// The name the release lock ([`lock_release`]) is keyed by
-/// (`hashtextextended(name, 0)`), bound as a parameter by every statement
-/// that takes it.
+/// The name the release lock is keyed by (`hashtextextended(name, 0)`),
+/// bound as a parameter by every statement that takes it; a model's lock is
+/// keyed by this name, `/` and the model's.
 const RELEASE_LOCK_NAME: &str = "offpeak/release";
+/// The name of the lock rounds take exclusive, one round at a time.
+const ROUNDS_LOCK_NAME: &str = "offpeak/rounds";
 
-/// Takes the release lock for the caller's transaction, waiting for another
-/// replica's round to end: release rounds run one at a time across replicas
-/// (as River runs its scheduler on one leader), so [`claim_due`] can read
-/// due jobs without locking them. A round is bound by PostgreSQL's writes,
-/// so a second one in parallel on the same server would not add throughput;
-/// row locks on 5,000 claimed jobs did cost a tuple write and a WAL record
-/// each (claim 61–91 ms with them, 19–28 ms without, per round of 5,000 on
+/// Takes the locks a release round holds to its commit, waiting for another
+/// replica's round to end: the release lock shared, then the rounds' own
+/// lock exclusive. So release rounds run one at a time across replicas (as
+/// River runs its scheduler on one leader) and [`claim_due`] can read due
+/// jobs without locking them, which then takes the lock of each model it
+/// claimed, exclusive. A round is bound by PostgreSQL's writes, so a second
+/// one in parallel on the same server would not add throughput; row locks
+/// on 5,000 claimed jobs did cost a tuple write and a WAL record each
+/// (claim 61–91 ms with them, 19–28 ms without, per round of 5,000 on
 /// 300,000 held jobs; BENCHMARKS.md).
+///
+/// A round therefore excludes submissions released at once
+/// ([`lock_release_for`]) only of the models it claimed, and only from its
+/// claim to its commit: a round that finds nothing due, or due jobs of
+/// other models, holds none up. (Until step 29 of BENCHMARKS.md a round took
+/// the release lock exclusive, and every submission queued behind it.) A
+/// round of an older version, which takes the release lock exclusive, still
+/// runs alone.
 ///
 /// # Errors
 /// Database errors only.
 pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(ROUNDS_LOCK_NAME).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The release locks of `models`, exclusive, in sorted order (see
+/// [`lock_release`]; the caller holds the release lock shared).
+async fn lock_models(conn: &mut PgConnection, models: &[&str]) -> Result<(), sqlx::Error> {
+    let mut models = models.to_vec();
+    models.sort_unstable();
+    models.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || m, 0))
+         FROM unnest($2::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+    )
+    .bind(RELEASE_LOCK_NAME)
+    .bind(&models)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Takes the release lock for the caller's transaction as a submission
 /// released at once needs it (the scheduler's `direct`): the release lock
-/// shared, which waits for a round and keeps rounds out, then `model`'s
-/// own release lock exclusive, which waits for another such submission of
-/// the same model. Submissions of different models run side by side, which
-/// the one exclusive lock did not allow: the insert of their rows was a
-/// queue of its own (BENCHMARKS.md step 28).
+/// shared, then `model`'s own release lock exclusive, which waits for a
+/// round that claimed jobs of `model`, or another such submission of the
+/// same model, and keeps them out. Submissions of different models run side
+/// by side, which one exclusive lock did not allow: the insert of their
+/// rows was a queue of its own (BENCHMARKS.md step 28).
 ///
 /// A model's lock is enough for one leader per cache key: a cache key is
 /// the hash of the tenant, the model and the input (`offpeak_core::hash`),
@@ -68,9 +98,10 @@ pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<()
 }
 
 /// Waits, in the caller's transaction, for any release in progress that
-/// may have published a batch of `model`: a round (the release lock,
-/// shared) and a submission released at once of that model (its model's
-/// lock, shared). Holds both until the transaction ends; the caller ends it
+/// may have published a batch of `model`: a round that claimed jobs of it,
+/// or a submission of it released at once (both hold its model's lock
+/// exclusive), or a round of an older version (the release lock
+/// exclusive); both shared. Holds both until the transaction ends; the caller ends it
 /// at once (see `batches::start_attempt`).
 ///
 /// # Errors
@@ -128,10 +159,14 @@ struct ClaimRow {
     share: i64,
 }
 
-/// Reads each tenant's share of the due jobs, `total` in all. The caller
-/// holds the release lock ([`lock_release`]), so no other round reads
-/// them; they are not locked, so every write that follows re-checks that a
-/// job is still `held` (a job cancelled since this read is skipped).
+/// Reads each tenant's share of the due jobs, `total` in all, then takes
+/// the release lock of each model among them, exclusive, to the caller's
+/// commit: it waits for a submission of that model released at once to end,
+/// and keeps the next out, so that the round's cache step reads the leaders
+/// in flight alone. The caller holds the round's lock ([`lock_release`]),
+/// so no other round reads them; they are not locked, so every write that
+/// follows re-checks that a job is still `held` (a job cancelled since this
+/// read is skipped).
 ///
 /// Fairness: `total` is split evenly between the tenants that have due
 /// jobs (at most `per_tenant` each), each tenant's oldest first, so one
@@ -177,9 +212,13 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: 
     .bind(now)
     .bind(per_tenant)
     .bind(total)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
     let share = rows.first().map_or(per_tenant, |r| r.share);
+    if !rows.is_empty() {
+        let models: Vec<&str> = rows.iter().map(|r| r.job.model.as_str()).collect();
+        lock_models(&mut *conn, &models).await?;
+    }
     Ok(Claim { jobs: rows.into_iter().map(|r| r.job).collect(), share })
 }
 

@@ -257,9 +257,8 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
 
     let mut env = env().await;
     let key = env.tenant("acme", "UTC").await;
-    // Rounds far apart, so none waits for the lock during the test (a round
-    // takes it exclusive, and then every later request queues behind it);
-    // the first round opens the room for four intervals.
+    // Rounds far apart, so none runs during the test; the first round opens
+    // the room for four intervals.
     env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
     room_open(&env).await;
 
@@ -307,4 +306,67 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     let (status, same) = tokio::time::timeout(Duration::from_secs(10), same).await.expect("released after the commit").unwrap();
     assert_eq!(status, 201, "{same}");
     assert_eq!(same["state"], "queued", "{same}");
+}
+
+/// A release round holds up submissions released at once only of the
+/// models it claimed, from its claim to its commit
+/// (`offpeak_store::release::claim_due` takes their locks): a round that
+/// finds nothing due holds up none, and one that claimed `flux-dev` jobs
+/// lets a `flux-schnell` submission through while a `flux-dev` one waits
+/// for its commit. (A round used to take the release lock exclusive, and
+/// every submission queued behind it.)
+#[tokio::test]
+async fn a_round_holds_up_only_submissions_of_the_models_it_claimed() {
+    use offpeak_core::clock::Clock;
+    use offpeak_store::release as db;
+
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
+    room_open(&env).await;
+    let submit = |model: &'static str, tag: &'static str| {
+        let (http, url, key) = (env.http.clone(), format!("{}/v1/jobs/bulk", env.api_url), key.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": model, "inputs": prompts(tag, 3), "priority": "normal"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let released = |(status, body): (u16, Value)| {
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["state"], "queued", "released at once: {body}");
+    };
+
+    // Held until 02:00 (low, outside the window).
+    let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": prompts("tonight", 5)})).await;
+    assert_eq!(status, 201, "{body}");
+    let opens_at: DateTime<Utc> = body["release_at"].as_str().unwrap().parse().unwrap();
+
+    // A round that finds nothing due, open: a flux-dev submission goes through.
+    let mut idle = env.pool.begin().await.unwrap();
+    db::lock_release(&mut idle).await.unwrap();
+    assert!(db::claim_due(&mut idle, env.clock.now(), 100, 100).await.unwrap().jobs.is_empty());
+    released(tokio::time::timeout(Duration::from_secs(10), submit("flux-dev", "idle")).await.expect("an idle round holds up nothing").unwrap());
+    idle.rollback().await.unwrap();
+
+    // A round at 02:00 that claimed the five flux-dev jobs, open.
+    let mut round = env.pool.begin().await.unwrap();
+    db::lock_release(&mut round).await.unwrap();
+    assert_eq!(db::claim_due(&mut round, opens_at, 100, 100).await.unwrap().jobs.len(), 5);
+    released(
+        tokio::time::timeout(Duration::from_secs(10), submit("flux-schnell", "other"))
+            .await
+            .expect("a round that claimed flux-dev holds up no flux-schnell submission")
+            .unwrap(),
+    );
+    let same = submit("flux-dev", "same");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!same.is_finished(), "a flux-dev submission waits for the round that claimed flux-dev jobs");
+    round.commit().await.unwrap();
+    released(tokio::time::timeout(Duration::from_secs(10), same).await.expect("released after the round's commit").unwrap());
 }
