@@ -325,23 +325,32 @@ async fn two_pollers_racing_write_each_result_once() {
     assert_eq!(env.sim.sim.stats().items, 6);
 }
 
-#[tokio::test]
-async fn a_poll_that_outlives_its_lease_is_cut_and_gives_the_lease_back() {
+/// `n` jobs handed over to the simulator's Batch API as one provider
+/// batch, then every call to the simulator made to hang 5 s (under the
+/// client's 10 s timeout): the environment, the jobs, the context and our
+/// batch.
+async fn handed_over_then_slow(n: usize) -> (TestEnv, Vec<Uuid>, BatchContext, Uuid) {
     let env = env_with(SimConfig::default()).await;
     let key = env.tenant("acme", "UTC").await;
-    let ids = submit(&env, &key, 3).await;
+    let ids = submit(&env, &key, n).await;
     let ctx = env.openai_batch_context();
     let batches = release_and_hand_over(&env, &ctx).await;
-    // Every call now hangs 5 s, under the client's 10 s timeout: the poll
-    // would take longer than a 1 s lease.
+    assert_eq!(batches.len(), 1);
     env.sim.sim.set_config(SimConfig { slow_rate: 1.0, slow: Duration::from_secs(5), ..SimConfig::default() });
+    (env, ids, ctx, batches[0])
+}
+
+#[tokio::test]
+async fn a_poll_that_outlives_its_lease_is_cut_and_gives_the_lease_back() {
+    // The poll would take longer than a 1 s lease.
+    let (env, ids, ctx, batch) = handed_over_then_slow(3).await;
     let config = PollerConfig { lease: Duration::from_secs(1), interval: Duration::ZERO, ..PollerConfig::default() };
     let started = std::time::Instant::now();
     let r = env.poller_with(&ctx, config.clone()).run_once().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(4), "cut at 0.8 s, not after the 5 s call: {:?}", started.elapsed());
     assert_eq!((r.polled, r.given_back, r.written), (1, 1, 0), "{r:?}");
     let poll_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT poll_at FROM batches WHERE id = $1").bind(batches[0]).fetch_one(&env.pool).await.unwrap();
+        sqlx::query_scalar("SELECT poll_at FROM batches WHERE id = $1").bind(batch).fetch_one(&env.pool).await.unwrap();
     assert!(poll_at <= env.clock.now(), "due again at once, not at the end of its lease: {poll_at}");
     // The next pass, with the provider answering, writes every job.
     env.sim.sim.set_config(SimConfig::default());
@@ -353,12 +362,7 @@ async fn a_poll_that_outlives_its_lease_is_cut_and_gives_the_lease_back() {
 
 #[tokio::test]
 async fn a_poller_killed_mid_poll_leaves_its_batch_to_the_next_when_the_lease_runs_out() {
-    let env = env_with(SimConfig::default()).await;
-    let key = env.tenant("acme", "UTC").await;
-    let ids = submit(&env, &key, 2).await;
-    let ctx = env.openai_batch_context();
-    release_and_hand_over(&env, &ctx).await;
-    env.sim.sim.set_config(SimConfig { slow_rate: 1.0, slow: Duration::from_secs(5), ..SimConfig::default() });
+    let (env, ids, ctx, _) = handed_over_then_slow(2).await;
     let config = PollerConfig { lease: Duration::from_secs(60), interval: Duration::ZERO, ..PollerConfig::default() };
     // Killed mid-poll: the task stops where it is, nothing is given back.
     let doomed = env.poller_with(&ctx, config.clone());

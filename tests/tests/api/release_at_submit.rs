@@ -45,6 +45,35 @@ async fn room_open(env: &TestEnv) {
     }
 }
 
+/// An environment with one tenant (its key returned) whose release loop
+/// opened the API's room and runs its next round only after 5 s, so that
+/// none runs while a test holds release locks by hand (the room stays open
+/// for four intervals).
+async fn rounds_far_apart() -> (TestEnv, String) {
+    let mut env = env().await;
+    let key = env.tenant("acme", "UTC").await;
+    env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
+    room_open(&env).await;
+    (env, key)
+}
+
+/// A `normal` bulk submission of three jobs of `model`, posted in a task
+/// of its own (so that a test can see whether it waits): its status and
+/// body.
+fn spawn_bulk(env: &TestEnv, key: &str, model: &'static str, tag: &'static str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (http, url, key) = (env.http.clone(), format!("{}/v1/jobs/bulk", env.api_url), key.to_owned());
+    tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .bearer_auth(key)
+            .json(&json!({"model": model, "inputs": prompts(tag, 3), "priority": "normal"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    })
+}
+
 async fn bulk(env: &TestEnv, key: &str, inputs: &[Value], priority: &str) -> Value {
     let (status, body) =
         env.post(key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "priority": priority})).await;
@@ -255,12 +284,7 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     use offpeak_core::message::BatchMessage;
     use offpeak_store::release as db;
 
-    let mut env = env().await;
-    let key = env.tenant("acme", "UTC").await;
-    // Rounds far apart, so none runs during the test; the first round opens
-    // the room for four intervals.
-    env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
-    room_open(&env).await;
+    let (env, key) = rounds_far_apart().await;
 
     // Held (low, outside the window), then queued by the transaction below.
     let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": prompts("dev", 5)})).await;
@@ -283,19 +307,7 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     assert_eq!(other["state"], "queued", "{other}");
 
     // The same model: waits for it.
-    let same = tokio::spawn({
-        let (http, url, key) = (env.http.clone(), format!("{}/v1/jobs/bulk", env.api_url), key.clone());
-        async move {
-            let resp = http
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"model": "flux-dev", "inputs": prompts("dev again", 3), "priority": "normal"}))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        }
-    });
+    let same = spawn_bulk(&env, &key, "flux-dev", "dev again");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!same.is_finished(), "a submission of the same model waits for the open one");
     assert!(!worker.is_finished(), "the worker waits for the release of its batch's model");
@@ -320,23 +332,8 @@ async fn a_round_holds_up_only_submissions_of_the_models_it_claimed() {
     use offpeak_core::clock::Clock;
     use offpeak_store::release as db;
 
-    let mut env = env().await;
-    let key = env.tenant("acme", "UTC").await;
-    env.start_release_loop_at_submit(ReleaseConfig { interval: Duration::from_secs(5), ..Default::default() });
-    room_open(&env).await;
-    let submit = |model: &'static str, tag: &'static str| {
-        let (http, url, key) = (env.http.clone(), format!("{}/v1/jobs/bulk", env.api_url), key.clone());
-        tokio::spawn(async move {
-            let resp = http
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"model": model, "inputs": prompts(tag, 3), "priority": "normal"}))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        })
-    };
+    let (env, key) = rounds_far_apart().await;
+    let submit = |model: &'static str, tag: &'static str| spawn_bulk(&env, &key, model, tag);
     let released = |(status, body): (u16, Value)| {
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["state"], "queued", "released at once: {body}");
