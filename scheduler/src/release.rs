@@ -238,7 +238,7 @@ impl Pressure {
                 return;
             }
             let now = std::time::Instant::now();
-            if !marks.last.is_some_and(|last| last.elapsed() < PRESSURE_HOLD) {
+            if marks.last.is_none_or(|last| last.elapsed() >= PRESSURE_HOLD) {
                 marks.since = Some(now);
             }
             marks.last = Some(now);

@@ -354,7 +354,7 @@ pub async fn finish(
     // exactly the jobs this statement moved to a terminal state. A job never
     // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
     // that a row left by an operator's manual repair cannot block the write.
-    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&*FINISH_SQL)
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&FINISH_SQL)
     .bind(batch_id)
     .bind(&ids)
     .bind(&states)

@@ -195,7 +195,7 @@ pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<U
     let results: Vec<Value> = answers.iter().map(|a| a.hit.result.clone()).collect();
     let list: Vec<i64> = answers.iter().map(|a| a.list_credits).collect();
     let similarity: Vec<Option<f32>> = answers.iter().map(|a| a.similarity).collect();
-    sqlx::query_scalar(&*ANSWER_SQL)
+    sqlx::query_scalar(&ANSWER_SQL)
     .bind(&ids)
     .bind(&sources)
     .bind(&results)
