@@ -138,18 +138,17 @@ pub async fn reschedule(pool: &PgPool, batch_id: Uuid, status: Option<&str>, pol
 /// again at `poll_at`. Only the caller's own lease is given back: if the
 /// poll rescheduled it already, or the lease ran out and another poller
 /// holds it now, `poll_at` is no longer `lease_until` and nothing changes.
-/// Returns whether it was given back.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn give_back(pool: &PgPool, batch_id: Uuid, lease_until: DateTime<Utc>, poll_at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE batches SET poll_at = $3 WHERE id = $1 AND poll_at = $2")
+pub async fn give_back(pool: &PgPool, batch_id: Uuid, lease_until: DateTime<Utc>, poll_at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE batches SET poll_at = $3 WHERE id = $1 AND poll_at = $2")
         .bind(batch_id)
         .bind(lease_until)
         .bind(poll_at)
         .execute(pool)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
 /// A job of a provider batch still waiting for its answer.

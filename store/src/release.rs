@@ -56,15 +56,22 @@ const ROUNDS_LOCK_NAME: &str = "offpeak/rounds";
 /// # Errors
 /// Database errors only.
 pub async fn lock_release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
+    lock_release_shared(&mut *conn).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(ROUNDS_LOCK_NAME).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// The release locks of `models`, exclusive, in sorted order (see
-/// [`lock_release`]; the caller holds the release lock shared).
-async fn lock_models(conn: &mut PgConnection, models: &[&str]) -> Result<(), sqlx::Error> {
-    let mut models = models.to_vec();
+/// The release lock, shared: every taker of a model's lock takes it first.
+async fn lock_release_shared(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(conn).await?;
+    Ok(())
+}
+
+/// The release locks of `models`, exclusive, in sorted order, so that two
+/// takers of several never wait for each other in a cycle (the caller holds
+/// the release lock shared). The one statement that takes a model's lock
+/// exclusive: a round's claim and a submission released at once.
+async fn lock_models(conn: &mut PgConnection, mut models: Vec<&str>) -> Result<(), sqlx::Error> {
     models.sort_unstable();
     models.dedup();
     sqlx::query(
@@ -94,7 +101,8 @@ async fn lock_models(conn: &mut PgConnection, models: &[&str]) -> Result<(), sql
 /// # Errors
 /// Database errors only.
 pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    lock_release_shared_and_model(conn, model, false).await
+    lock_release_shared(&mut *conn).await?;
+    lock_models(conn, vec![model]).await
 }
 
 /// Waits, in the caller's transaction, for any release in progress that
@@ -107,22 +115,11 @@ pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<()
 /// # Errors
 /// Database errors only.
 pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    lock_release_shared_and_model(conn, model, true).await
-}
-
-/// The release lock shared, then `model`'s release lock, shared or
-/// exclusive.
-async fn lock_release_shared_and_model(conn: &mut PgConnection, model: &str, model_shared: bool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(RELEASE_LOCK_NAME).execute(&mut *conn).await?;
-    let model_lock = if model_shared {
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))"
-    } else {
-        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
-    };
-    sqlx::query(model_lock)
+    lock_release_shared(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))")
         .bind(RELEASE_LOCK_NAME)
         .bind(model)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -216,8 +213,7 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: 
     .await?;
     let share = rows.first().map_or(per_tenant, |r| r.share);
     if !rows.is_empty() {
-        let models: Vec<&str> = rows.iter().map(|r| r.job.model.as_str()).collect();
-        lock_models(&mut *conn, &models).await?;
+        lock_models(&mut *conn, rows.iter().map(|r| r.job.model.as_str()).collect()).await?;
     }
     Ok(Claim { jobs: rows.into_iter().map(|r| r.job).collect(), share })
 }

@@ -82,8 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let catalog = deployment.catalog;
     let pool = db::connect(&cli.db.database_url, cli.db.db_max_connections, cli.db.connect_timeout()).await?;
     let limiter = Limiter::new(pool.clone());
-    let providers =
-        Providers::from_catalog(&catalog, |env| provider_key(&cli, env), Duration::from_secs(cli.provider_timeout_secs), &limiter)?;
+    let default_timeout = Duration::from_secs(cli.provider_timeout_secs);
+    let providers = Providers::from_catalog(&catalog, |env| provider_key(&cli, env), default_timeout, &limiter)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let ctx = Arc::new(BatchContext {
         pool,
@@ -130,9 +130,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             catalog
                 .providers()
                 .filter(|p| p.adapter == offpeak_core::providers::Adapter::OpenaiBatch)
-                .map(|p| p.timeout.unwrap_or(Duration::from_secs(cli.provider_timeout_secs)))
+                .map(|p| p.timeout.unwrap_or(default_timeout))
                 .max()
-                .unwrap_or(Duration::from_secs(cli.provider_timeout_secs)),
+                .unwrap_or(default_timeout),
         ),
     };
     let poller_config = crate::poller::PollerConfig { lease, ..Default::default() };
