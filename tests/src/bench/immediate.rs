@@ -18,6 +18,10 @@
 //!   row with the target.
 //! - `no_cache`: `"cache": false`, as the Celery comparison does no caching.
 //!
+//! With `--immediate-one-model`, the five clients are five tenants, each
+//! sending its 4,000 jobs of one model (the same for all): what several
+//! tenants' submissions of one model cost each other. Not in the table.
+//!
 //! The clock starts just before the first request is sent. "Submitted" is
 //! when the last `201` has been read (measured by the benchmark's own clock).
 //! "Finished" is exact: once the burst's watcher (`runs::watch_until_done`)
@@ -115,16 +119,22 @@ impl ImmediatePhase {
 /// within 300 s.
 pub async fn immediate(opts: &Options) -> anyhow::Result<ImmediateResult> {
     let jobs = scaled(JOBS, opts.scale, MODELS as u64);
-    let models: Vec<String> = burst_models().into_iter().take(MODELS).collect();
+    // One model per client: five, or the first five times with --immediate-one-model.
+    let models: Vec<String> = if opts.immediate_one_model {
+        vec![burst_models().remove(0); MODELS]
+    } else {
+        burst_models().into_iter().take(MODELS).collect()
+    };
     let per_model = (jobs as usize).div_ceil(MODELS);
     let jobs = (per_model * MODELS) as u64;
     let per_request = PER_REQUEST.min(per_model);
     let requests = per_model.div_ceil(per_request) * MODELS;
     let default = phase(opts, &models, per_model, per_request, None).await?;
     let no_cache = phase(opts, &models, per_model, per_request, Some(false)).await?;
+    let distinct: std::collections::HashSet<&String> = models.iter().collect();
     Ok(ImmediateResult {
         jobs,
-        models: MODELS,
+        models: distinct.len(),
         per_request,
         requests,
         latency_ms: LATENCY.as_millis() as u64,
@@ -145,19 +155,30 @@ async fn phase(
     let env = vec![("OFFPEAK_PRICES".into(), prices.join(","))];
     let stack = Stack::start("immediate", opts.stack(WORKERS, LATENCY, env)).await?;
     let jobs = (per_model * models.len()) as i64;
+    // A tenant per client where they share a model, the stack's one otherwise.
+    let mut keys = Vec::with_capacity(models.len());
+    for (i, model) in models.iter().enumerate() {
+        if models[..i].contains(model) {
+            let (_, key) = offpeak_store::tenants::create(&stack.pool, &format!("immediate-{i}"), chrono_tz::UTC, None).await?;
+            keys.push(key);
+        } else {
+            keys.push(stack.key.clone());
+        }
+    }
 
     // Bodies are built before the clock starts (as in run 1): per model,
     // its requests in order.
     let label = if cache.is_none() { "default" } else { "no-cache" };
     let bodies: Vec<Vec<Vec<u8>>> = models
         .iter()
-        .map(|model| {
+        .enumerate()
+        .map(|(client, model)| {
             (0..per_model)
                 .collect::<Vec<_>>()
                 .chunks(per_request)
                 .map(|c| {
                     let inputs: Vec<serde_json::Value> =
-                        c.iter().map(|i| json!({"prompt": format!("immediate {label} {model} {i}")})).collect();
+                        c.iter().map(|i| json!({"prompt": format!("immediate {label} {model} {client} {i}")})).collect();
                     let mut body = json!({"model": model, "priority": "normal", "inputs": inputs});
                     if let Some(c) = cache {
                         body["cache"] = json!(c);
@@ -173,8 +194,8 @@ async fn phase(
     let started_at: DateTime<Utc> = Utc::now();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for requests in bodies {
-        let (http, url, key) = (stack.http.clone(), url.clone(), stack.key.clone());
+    for (requests, key) in bodies.into_iter().zip(keys) {
+        let (http, url) = (stack.http.clone(), url.clone());
         tasks.spawn(async move {
             for body in requests {
                 let resp = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send().await?;

@@ -94,6 +94,11 @@ pub struct Options {
     /// false`. Run `burst-keys` always gives them keys.
     #[arg(long, default_value_t = false)]
     pub burst_cache_keys: bool,
+    /// Run 9 with its five clients as five tenants submitting one model
+    /// (the burst's first), instead of one tenant submitting five: what
+    /// several tenants' submissions of a popular model cost each other.
+    #[arg(long, default_value_t = false)]
+    pub immediate_one_model: bool,
     /// Subscribe every tenant of the burst to every webhook event (one
     /// endpoint each, all at one local receiver that counts) and report how
     /// long the million deliveries take.
