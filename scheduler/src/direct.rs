@@ -24,19 +24,25 @@
 //! - **One leader per cache key, under the release lock.** The
 //!   transaction takes the release lock before it reads the leaders in
 //!   flight and the cache, and keeps it to its commit: shared, with its
-//!   model's own release lock exclusive (`db::lock_release_for`), which a
-//!   round also takes for each model it claimed (`db::claim_due`). So a
-//!   round and the submissions of the models it claimed run one at a time,
-//!   as do submissions of one model, while submissions of different models,
-//!   which never share a cache key, run side by side (BENCHMARKS.md step
-//!   28), and a round that claimed none of their model (or nothing) holds
-//!   them up no more (step 29). Its jobs go
+//!   model's own release lock shared and the lock of its tenant's
+//!   submissions of that model exclusive (`db::lock_release_for`). A round
+//!   takes the model's lock exclusive for each model it claimed
+//!   (`db::claim_due`). So a round and the submissions of the models it
+//!   claimed run one at a time, as do one tenant's submissions of one
+//!   model, while submissions that cannot share a cache key (the key
+//!   hashes the tenant, the model and the input) run side by side: of
+//!   different models (BENCHMARKS.md step 28) and of different tenants
+//!   (step 30). A round that claimed none of their model (or nothing)
+//!   holds them up no more (step 29). Its jobs go
 //!   through the round's own cache step ([`coalesce::plan_locked`]): a key
 //!   answered by the cache is a cache hit, a key with a leader in flight (or
 //!   a second input with one key) stays `held`, due, and the next round
 //!   attaches it as a follower; the rest are sent.
 //! - **Published before the commit.** As a round does: a worker that gets
-//!   a message before the commit waits for its model's release lock (`store::batches::start_attempt`), and a transaction that rolls back
+//!   a message before the commit waits for the commit in the batch's own
+//!   lock, which the submission takes exclusive before it publishes
+//!   (`db::lock_new_batches`; `store::batches::start_attempt` takes it
+//!   first), and a transaction that rolls back
 //!   leaves an orphan message that starts nothing. A publish that fails
 //!   puts the jobs back to `held` in the same transaction
 //!   ([`db::unrecord_batches`]): the submission still succeeds, and the
@@ -159,7 +165,7 @@ pub async fn prepare(
     if claimed.is_empty() {
         return Ok(None);
     }
-    db::lock_release_for(conn, &template.model).await?;
+    db::lock_release_for(conn, template.tenant_id, &template.model).await?;
     let plan = coalesce::plan_locked(conn, claimed, cache, now).await?;
     let hits: std::collections::HashMap<Uuid, offpeak_store::cache::CacheHit> =
         plan.answer.into_iter().map(|(id, _, hit)| (id, hit)).collect();
@@ -192,6 +198,9 @@ impl Released {
     /// # Errors
     /// Database errors only.
     pub async fn publish(self, conn: &mut PgConnection, publisher: &Publisher) -> Result<Vec<BatchMessage>, sqlx::Error> {
+        // Before the publish: a worker that gets a message before the
+        // commit waits for it in the batch's lock.
+        db::lock_new_batches(conn, &self.batches).await?;
         db::record_batches(conn, &self.batches, self.now).await?;
         let messages: Vec<BatchMessage> = self.batches.iter().map(|b| b.message(self.now)).collect();
         if let Err(e) = publisher.publish_all(&messages).await {

@@ -49,13 +49,15 @@ pub struct StartedJob {
 /// ([`lock_batch`]), which a cancel of its queued jobs takes too.
 ///
 /// The release publishes a batch *before* it commits, so a worker fast
-/// enough may read the jobs before they have this batch id. Then nothing
-/// starts, and the worker waits for the release in progress to end (a
-/// round, or a submission of the batch's `model` released at once): it
-/// takes their locks shared ([`wait_for_release`]) and lets them go at
-/// once, holding no lock of the batch, and tries again, which then sees
-/// the committed release. If the release rolled back, the message was an
-/// orphan and nothing starts. (It waited on the jobs' row locks before,
+/// enough may read the jobs before they have this batch id. A submission
+/// released at once holds the batch's lock until its commit
+/// (`release::lock_new_batches`), so the start waits for the commit in
+/// [`lock_batch`]. A release round does not: the start finds nothing, and
+/// the worker waits for the round in progress to end: it takes the locks
+/// a round holds exclusive, shared ([`wait_for_release`]: the batch's
+/// `model`'s), lets them go at once, holding no lock of the batch, and
+/// tries again, which then sees the committed release. If the release
+/// rolled back, the message was an orphan and nothing starts. (It waited on the jobs' row locks before,
 /// `FOR UPDATE`, which wrote a lock into every job row: 8% of the batches
 /// of a 1,000,000-job burst came this way; BENCHMARKS.md step 11.)
 ///

@@ -21,8 +21,10 @@
 //! A unique index allows one leader per key in flight. Release rounds run
 //! one at a time across scheduler replicas (`release::lock_release`) and
 //! hold the release lock of each model they claimed (`release::claim_due`),
-//! and a submission released at once holds its model's
-//! (`release::lock_release_for`; a key belongs to one model), so they do
+//! and a submission released at once holds the lock of its tenant's
+//! submissions of its model, with the model's shared
+//! (`release::lock_release_for`; a key belongs to one tenant and one
+//! model), so they do
 //! not race to send a key; the index is the backstop that makes a
 //! second leader an error rather than a second provider call.
 

@@ -70,7 +70,7 @@ async fn lock_release_shared(conn: &mut PgConnection) -> Result<(), sqlx::Error>
 /// The release locks of `models`, exclusive, in sorted order, so that two
 /// takers of several never wait for each other in a cycle (the caller holds
 /// the release lock shared). The one statement that takes a model's lock
-/// exclusive: a round's claim and a submission released at once.
+/// exclusive: a round's claim.
 async fn lock_models(conn: &mut PgConnection, mut models: Vec<&str>) -> Result<(), sqlx::Error> {
     models.sort_unstable();
     models.dedup();
@@ -87,41 +87,88 @@ async fn lock_models(conn: &mut PgConnection, mut models: Vec<&str>) -> Result<(
 
 /// Takes the release lock for the caller's transaction as a submission
 /// released at once needs it (the scheduler's `direct`): the release lock
-/// shared, then `model`'s own release lock exclusive, which waits for a
-/// round that claimed jobs of `model`, or another such submission of the
-/// same model, and keeps them out. Submissions of different models run side
-/// by side, which one exclusive lock did not allow: the insert of their
-/// rows was a queue of its own (BENCHMARKS.md step 28).
+/// shared, `model`'s own release lock shared, and the lock of the tenant's
+/// submissions of `model` exclusive. The model's lock waits for a round
+/// that claimed jobs of `model` (it holds it exclusive, [`claim_due`]) and
+/// keeps the next one out; the tenant's lock waits for another submission
+/// of the same tenant and model. Submissions of different models ran side
+/// by side since step 28 of BENCHMARKS.md; submissions of one model by
+/// different tenants now do too: until step 30 they took the model's lock
+/// exclusive and inserted their rows one after another.
 ///
-/// A model's lock is enough for one leader per cache key: a cache key is
-/// the hash of the tenant, the model and the input (`offpeak_core::hash`),
-/// so two submissions of different models never share one. Always in this
-/// order, the release lock first, as [`wait_for_release`] takes them.
+/// That is enough for one leader per cache key: a cache key is the hash of
+/// the tenant, the model and the input (`offpeak_core::hash`), so two
+/// submissions share one only if they share the tenant and the model.
+/// Always in this order, the release lock first, as [`wait_for_release`]
+/// takes them. A submission of an older version takes the model's lock
+/// exclusive, so it still excludes this one and a round.
+///
+/// A worker may get the submission's batches before its commit: it then
+/// waits in the batch's own lock, which the submission holds exclusive
+/// from before its publish to its commit ([`lock_new_batches`]), not in
+/// the model's, which the submission holds only shared.
 ///
 /// # Errors
 /// Database errors only.
-pub async fn lock_release_for(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
+pub async fn lock_release_for(conn: &mut PgConnection, tenant_id: Uuid, model: &str) -> Result<(), sqlx::Error> {
     lock_release_shared(&mut *conn).await?;
-    lock_models(conn, vec![model]).await
+    lock_model_shared(&mut *conn, model).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3::text, 0))")
+        .bind(RELEASE_LOCK_NAME)
+        .bind(model)
+        .bind(tenant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
-/// Waits, in the caller's transaction, for any release in progress that
-/// may have published a batch of `model`: a round that claimed jobs of it,
-/// or a submission of it released at once (both hold its model's lock
-/// exclusive), or a round of an older version (the release lock
-/// exclusive); both shared. Holds both until the transaction ends; the caller ends it
-/// at once (see `batches::start_attempt`).
-///
-/// # Errors
-/// Database errors only.
-pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
-    lock_release_shared(&mut *conn).await?;
+/// `model`'s release lock, shared: a submission of it and a worker's wait.
+async fn lock_model_shared(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 0))")
         .bind(RELEASE_LOCK_NAME)
         .bind(model)
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Takes the locks of batches about to be published (`batches::lock_batch`),
+/// exclusive, until the caller's transaction ends, in key order. A
+/// submission released at once takes them before its publish: a worker
+/// that gets one of the messages before the commit then waits for the
+/// commit in its start (`batches::start_attempt` locks the batch first),
+/// and finds the jobs. A worker of an older version does the same, so this
+/// needs no upgrade order. The batch ids are new, so nothing else waits on
+/// these locks but such a worker (or, by a hash collision of two ids, the
+/// holder of another batch's lock, which only waits).
+///
+/// # Errors
+/// Database errors only.
+pub async fn lock_new_batches(conn: &mut PgConnection, batches: &[NewBatch]) -> Result<(), sqlx::Error> {
+    let mut keys: Vec<i64> = batches.iter().map(|b| crate::batches::batch_lock_key(b.id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS b(k, n) ORDER BY n")
+        .bind(&keys)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Waits, in the caller's transaction, for any release round in progress
+/// that may have published a batch of `model`: a round that claimed jobs
+/// of it (it holds its model's lock exclusive), a submission of it of an
+/// older version (the same), or a round of an older version (the release
+/// lock exclusive); both shared. Holds both until the transaction ends; the
+/// caller ends it at once (see `batches::start_attempt`). A submission of
+/// this version holds its batches' own locks instead ([`lock_new_batches`]),
+/// which the start takes first.
+///
+/// # Errors
+/// Database errors only.
+pub async fn wait_for_release(conn: &mut PgConnection, model: &str) -> Result<(), sqlx::Error> {
+    lock_release_shared(&mut *conn).await?;
+    lock_model_shared(conn, model).await
 }
 
 /// What one round's claim read ([`claim_due`]).

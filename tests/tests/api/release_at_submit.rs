@@ -85,6 +85,11 @@ fn prompts(tag: &str, n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"prompt": format!("{tag} {i}")})).collect()
 }
 
+/// The tenant a job belongs to.
+async fn tenant_of(env: &TestEnv, job: Uuid) -> Uuid {
+    sqlx::query_scalar("SELECT tenant_id FROM jobs WHERE id = $1").bind(job).fetch_one(&env.pool).await.unwrap()
+}
+
 /// The transaction ids that wrote the rows as they are now (`xmin`).
 async fn writers(env: &TestEnv, table: &str) -> Vec<String> {
     sqlx::query_scalar(&format!("SELECT DISTINCT xmin::text FROM {table}")).fetch_all(&env.pool).await.unwrap()
@@ -270,14 +275,16 @@ async fn a_replay_of_a_keyed_submission_released_at_once_answers_as_the_original
     assert_eq!(replay, original, "the replay answers what the original did");
 }
 
-/// A submission released at once holds the release lock shared and its
-/// model's exclusive (`offpeak_store::release::lock_release_for`), from its
-/// cache step to its commit. Here a transaction holds them for
-/// `flux-dev`, with a batch of `flux-dev` jobs written and not committed,
-/// as such a submission does between its publish and its commit: a
-/// submission of another model is released meanwhile, one of the same
-/// model waits for it, and a worker handed the uncommitted batch waits for
-/// the commit instead of taking its message for an orphan.
+/// A submission released at once holds the release lock and its model's
+/// shared and its tenant's lock of that model exclusive
+/// (`offpeak_store::release::lock_release_for`), from its cache step to its
+/// commit, and its batches' locks from before its publish
+/// (`lock_new_batches`). Here a transaction holds them for `flux-dev`,
+/// with a batch of `flux-dev` jobs written and not committed, as such a
+/// submission does between its publish and its commit: a submission of
+/// another model is released meanwhile, one of the same model waits for
+/// it, and a worker handed the uncommitted batch waits for the commit
+/// instead of taking its message for an orphan.
 #[tokio::test]
 async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_waits_for_its_models() {
     use offpeak_core::clock::Clock;
@@ -290,10 +297,12 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": prompts("dev", 5)})).await;
     assert_eq!(status, 201, "{body}");
     let ids = bulk_ids(&body);
+    let tenant = tenant_of(&env, ids[0]).await;
     let now = env.clock.now();
     let mut tx = env.pool.begin().await.unwrap();
-    db::lock_release_for(&mut tx, "flux-dev").await.unwrap();
+    db::lock_release_for(&mut tx, tenant, "flux-dev").await.unwrap();
     let batch_id = Uuid::now_v7();
+    db::lock_new_batches(&mut tx, &[db::NewBatch { id: batch_id, model: "flux-dev".into(), job_ids: ids.clone() }]).await.unwrap();
     assert_eq!(db::mark_queued(&mut tx, batch_id, "flux-dev", &ids, now).await.unwrap(), 5);
 
     let ctx = env.batch_context();
@@ -310,7 +319,7 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     let same = spawn_bulk(&env, &key, "flux-dev", "dev again");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!same.is_finished(), "a submission of the same model waits for the open one");
-    assert!(!worker.is_finished(), "the worker waits for the release of its batch's model");
+    assert!(!worker.is_finished(), "the worker waits for the commit of its batch's release");
 
     tx.commit().await.unwrap();
     let report = tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the worker goes on after the commit").unwrap();
@@ -318,6 +327,82 @@ async fn submissions_of_different_models_are_released_side_by_side_and_a_worker_
     let (status, same) = tokio::time::timeout(Duration::from_secs(10), same).await.expect("released after the commit").unwrap();
     assert_eq!(status, 201, "{same}");
     assert_eq!(same["state"], "queued", "{same}");
+}
+
+/// A worker that gets a submission's batch before the submission has
+/// committed waits for the commit in the batch's lock
+/// (`offpeak_store::release::lock_new_batches`) and runs it. Here the
+/// scheduler pauses 3 s between its publish and its commit
+/// (`OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS`) while two workers consume: no
+/// message is taken for an orphan (a worker's `empty` batches), and each
+/// job runs and is billed once. The submission holds its model's lock
+/// only shared, so a worker waiting on that lock alone would not wait.
+#[tokio::test]
+async fn a_worker_faster_than_a_submissions_commit_waits_for_it_in_the_batchs_lock() {
+    use offpeak_tests::procs::{System, SystemOptions};
+
+    let sys = System::start(SystemOptions {
+        env: vec![("OFFPEAK_BATCH_MAX".into(), "25".into()), ("OFFPEAK_FAILPOINT_AFTER_PUBLISH_MS".into(), "3000".into())],
+        ..Default::default()
+    })
+    .await;
+    // A second wake-up means a first round has ended and opened the room.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sys.metric(&sys.api, "offpeak_release_wakeups_total", &[]).await < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the release loop ran no round");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = json!({"model": "flux-dev", "inputs": prompts("fast worker", 100), "priority": "normal"});
+    let resp = sys.http.post(format!("{}/v1/jobs/bulk", sys.api)).bearer_auth(&sys.key).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!((status, body["state"].as_str()), (201, Some("queued")), "released at once: {body}");
+    assert!(sys.log("scheduler").contains("failpoint: published, not committed"), "the submission paused after its publish");
+
+    let states = sys.wait_all_terminal(Duration::from_secs(60)).await;
+    assert_eq!(states.get("succeeded").copied(), Some(100), "{states:?}");
+    let stats = sys.sim_stats().await;
+    assert_eq!((stats["items"].as_u64(), stats["max_billed_per_input"].as_u64()), (Some(100), Some(1)), "{stats}");
+    let mut empty = 0.0;
+    for worker in &sys.workers {
+        empty += sys.metric(worker.url.as_deref().expect("a worker's URL"), "offpeak_worker_batches_total", &["outcome=\"empty\""]).await;
+    }
+    assert_eq!(empty, 0.0, "no worker took a batch of the submission for an orphan");
+}
+
+/// Submissions of one model by different tenants never share a cache key
+/// (it hashes the tenant), so neither waits for the other: each takes the
+/// model's release lock shared and only its tenant's lock of the model
+/// exclusive (`offpeak_store::release::lock_release_for`). Here a
+/// transaction holds `acme`'s locks for `flux-dev` as a submission does
+/// until its commit: `globex`'s `flux-dev` submission is released
+/// meanwhile, and `acme`'s next one waits for the commit. (Until step 30
+/// of BENCHMARKS.md, every submission of a model took its lock exclusive.)
+#[tokio::test]
+async fn submissions_of_one_model_by_different_tenants_are_released_side_by_side() {
+    use offpeak_store::release as db;
+
+    let (env, acme) = rounds_far_apart().await;
+    let globex = env.tenant("globex", "UTC").await;
+    let (status, body) = env.post(&acme, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": prompts("first", 1)})).await;
+    assert_eq!(status, 201, "{body}");
+    let acme_id = tenant_of(&env, bulk_ids(&body)[0]).await;
+
+    let mut tx = env.pool.begin().await.unwrap();
+    db::lock_release_for(&mut tx, acme_id, "flux-dev").await.unwrap();
+
+    let (status, other) = tokio::time::timeout(Duration::from_secs(10), spawn_bulk(&env, &globex, "flux-dev", "globex"))
+        .await
+        .expect("another tenant's submission of the model does not wait for acme's")
+        .unwrap();
+    assert_eq!((status, other["state"].as_str()), (201, Some("queued")), "released at once: {other}");
+
+    let same = spawn_bulk(&env, &acme, "flux-dev", "acme again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!same.is_finished(), "the same tenant's submission of the model waits for the open one");
+    tx.commit().await.unwrap();
+    let (status, same) = tokio::time::timeout(Duration::from_secs(10), same).await.expect("released after the commit").unwrap();
+    assert_eq!((status, same["state"].as_str()), (201, Some("queued")), "released at once: {same}");
 }
 
 /// A release round holds up submissions released at once only of the
