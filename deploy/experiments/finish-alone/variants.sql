@@ -147,6 +147,9 @@ ELSIF variant = 'ledger' THEN
          FROM unnest(ids, credits_, lists) AS u(id, credits, list_credits) JOIN jobs j ON j.id = u.id
          ON CONFLICT (job_id) DO NOTHING RETURNING 1)
     SELECT count(*) INTO n FROM ledger;
+ELSE
+    -- Variants of later experiments (step 31's `results-table/variants.sql`).
+    n := fin_more(variant, b, ids, states, results, errors, now_, credits_, lists);
 END IF;
 RETURN n;
 END $fn$;
@@ -166,5 +169,5 @@ BEGIN
     COMMIT;
   END LOOP;
   RAISE NOTICE '% over % batches: % jobs written, % µs a job (array building included)', variant, hi - lo, total,
-    round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / ((hi - lo) * 100));
+    round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / ((hi - lo) * 100), 1);
 END $pr$;

@@ -17,11 +17,11 @@ for keys in 0 1; do
     db=results_exp$keys
     "${psql[@]}" -d postgres -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     DATABASE_URL=postgres://postgres@127.0.0.1/$db "$scheduler" migrate >/dev/null
-    "${psql[@]}" -d $db -q -v keys=$keys -f setup.sql
-    "${psql[@]}" -d $db -q -f variants.sql
+    "${psql[@]}" -d $db -q -v keys=$keys -f ../finish-alone/setup.sql -f setup.sql
+    "${psql[@]}" -d $db -q -f ../finish-alone/variants.sql -f variants.sql
     echo "keys=$keys"
     lo=5030
-    for order in "update results outcomes noop" "noop outcomes results update"; do
+    for order in "update+ledger results-moved outcomes noop" "noop outcomes results-moved update+ledger"; do
         for v in $order; do
             hi=$((lo + 300))
             wal0=$("${psql[@]}" -d $db -Atc "SELECT wal_records || ' ' || wal_bytes FROM pg_stat_wal")
