@@ -87,7 +87,23 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        let target = self.kill_target().unwrap_or_else(|| self.pid().to_string());
+        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg("--").arg(target).status();
+    }
+
+    /// What `kill` is pointed at: the process's group when the process
+    /// leads one, the process otherwise. A wrapper (`faketime`, see
+    /// [`System::add_scheduler_wrapped`]) is started in a group of its own
+    /// because it forks the program it runs: a signal to the wrapper alone
+    /// left the program running after the test (a scheduler under
+    /// libfaketime outlived its test by half an hour). `None` once the
+    /// process has been reaped.
+    fn kill_target(&self) -> Option<String> {
+        let pid = self.child.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid pgrp ...`: comm may hold spaces and parentheses.
+        let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)).and_then(|g| g.parse::<u32>().ok());
+        Some(if pgrp == Some(pid) { format!("-{pid}") } else { pid.to_string() })
     }
 
     /// `true` while the process has not exited.
@@ -107,6 +123,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // A wrapper's group first: the program it forked goes with it.
+        if let Some(group) = self.kill_target().filter(|t| t.starts_with('-')) {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -289,7 +309,8 @@ impl System {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(args).arg(&scheduler);
+                // In a group of its own, so that killing it kills what it forks (`Proc::kill_target`).
+                cmd.args(args).arg(&scheduler).process_group(0);
                 cmd
             }
             None => Command::new(&scheduler),
