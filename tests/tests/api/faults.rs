@@ -71,7 +71,7 @@ async fn a_worker_killed_with_sigkill_while_holding_batches_loses_nothing_and_bi
     }))
     .await;
     sys.submit(200, "flux-dev").await;
-    // Let the worker take batches (prefetch 4) and call the provider.
+    // Let the worker take batches (its default prefetch, 8) and call the provider.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while sys.sim_stats().await["batches"].as_u64().unwrap_or(0) < 2 {
         assert!(tokio::time::Instant::now() < deadline);
