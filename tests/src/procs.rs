@@ -500,6 +500,10 @@ impl Drop for System {
                     }
                 }
             }
+        } else if std::env::var_os("OFFPEAK_TEST_KEEP_LOGS").is_some() {
+            // Kept for a rare failure's neighbours: what a passing run of
+            // the same test logged.
+            eprintln!("logs kept in {}", logs.display());
         } else {
             let _ = std::fs::remove_dir_all(&logs);
         }
