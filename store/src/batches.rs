@@ -128,6 +128,16 @@ pub(crate) fn batch_lock_key(batch_id: Uuid) -> i64 {
     ((v >> 64) as u64 ^ v as u64) as i64
 }
 
+/// The lock keys of several batches, sorted and without repeats: the order
+/// in which every taker of more than one batch's lock takes them, so that
+/// two such takers never wait for each other in a cycle.
+pub(crate) fn batch_lock_keys(batch_ids: impl IntoIterator<Item = Uuid>) -> Vec<i64> {
+    let mut keys: Vec<i64> = batch_ids.into_iter().map(batch_lock_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// Counts one more provider attempt for the batch (the same for all its
 /// jobs, which are sent together) and marks it as making progress, under
 /// the batch's lock.

@@ -125,9 +125,7 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         return Ok(HashMap::new());
     }
     // The leaders' batches' locks (`db::jobs::lock_batch`), shared, in key order.
-    let mut batch_keys: Vec<i64> = rows.iter().filter_map(|r| r.2).map(crate::batches::batch_lock_key).collect();
-    batch_keys.sort_unstable();
-    batch_keys.dedup();
+    let batch_keys = crate::batches::batch_lock_keys(rows.iter().filter_map(|r| r.2));
     sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS b(k, n) ORDER BY n")
         .bind(&batch_keys)
         .execute(&mut *conn)

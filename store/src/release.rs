@@ -145,9 +145,7 @@ async fn lock_model_shared(conn: &mut PgConnection, model: &str) -> Result<(), s
 /// # Errors
 /// Database errors only.
 pub async fn lock_new_batches(conn: &mut PgConnection, batches: &[NewBatch]) -> Result<(), sqlx::Error> {
-    let mut keys: Vec<i64> = batches.iter().map(|b| crate::batches::batch_lock_key(b.id)).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let keys = crate::batches::batch_lock_keys(batches.iter().map(|b| b.id));
     sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS b(k, n) ORDER BY n")
         .bind(&keys)
         .execute(conn)
