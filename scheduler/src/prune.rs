@@ -8,7 +8,10 @@
 //! small WAL bursts), at most [`PRUNE_CHUNKS_PER_PASS_DEFAULT`] chunks per
 //! pass; a pass cut short by that bound says so and the loop runs again at
 //! once. Then the batches left without jobs go too. The usage ledger is
-//! kept: usage stays answerable after its jobs are gone.
+//! kept: usage stays answerable after its jobs are gone. A job a worker
+//! ended is found by its outcome's `finished_at` (`job_outcomes_finished`);
+//! its outcome row keeps its usage without the result, error and state, or
+//! goes with the job when it is not usage (a failure that cost nothing).
 //!
 //! Chunks are claimed with `FOR UPDATE SKIP LOCKED`, so replicas pruning at
 //! the same time delete disjoint rows instead of waiting on each other. The

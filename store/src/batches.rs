@@ -86,6 +86,7 @@ async fn try_start(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTim
         "WITH open AS (
              SELECT id, input, max_attempts, priority FROM jobs
              WHERE id = ANY($2) AND batch_id = $1 AND state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
          ),
          b AS (
              UPDATE batches SET started_at = COALESCE(started_at, $3), attempts = attempts + 1, touched_at = $3
@@ -188,6 +189,7 @@ pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>,
          stale AS MATERIALIZED (
              SELECT c.id, c.model, c.touched_at, array_agg(j.id ORDER BY j.id) AS job_ids
              FROM candidates c JOIN jobs j ON j.batch_id = c.id AND j.state IN ('queued', 'running')
+                  AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
              GROUP BY c.id, c.model, c.touched_at
          ),
          closed AS (
@@ -216,7 +218,8 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
 /// a job that is being retried can see why. Under the batch's lock.
 pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued'")
+    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued'
+           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)")
         .bind(batch_id)
         .bind(error)
         .execute(&mut *tx)
@@ -254,55 +257,80 @@ pub struct Finished {
     pub followers_requeued: u64,
 }
 
-/// The SQL of [`finish`], built once: its text is fixed (the outbox's
-/// CTEs included), and this runs for every batch.
-static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The columns of an outcome row, in the order [`outcome_select`] gives them.
+const OUTCOME_COLUMNS: &str = "job_id, tenant_id, user_id, model, use_case, priority, state, result, error, credits, \
+    list_credits, cache_hit, cache_key, quota_day, reserved_credits, started_at, finished_at, attempts, provider, \
+    preview_target_list, parent_id, upgrade_of_preview, counted";
+
+/// The SQL of [`finish`], built once per variant: its text is fixed (the
+/// outbox's CTEs included), and this runs for every batch. `lock_jobs`
+/// locks the batch's job rows (`FOR NO KEY UPDATE`, no new version) before
+/// their outcomes are written: only for a batch at a provider's own batch
+/// API, whose queued jobs a cancel may still end (see `jobs::cancel`).
+fn finish_sql(lock_jobs: bool) -> String {
     format!(
-    "WITH done AS (
-         UPDATE jobs j SET state = u.state, result = u.result, error = u.error,
-                credits = u.credits, finished_at = $6, started_at = b.started_at, attempts = j.attempts + b.attempts
+    "WITH src AS (
+         SELECT j.id, j.tenant_id, u.state, u.result, u.error, u.credits, false AS cache_hit, j.group_id, j.model,
+                j.user_id, j.metadata, j.created_at, b.started_at, $6::timestamptz AS finished_at,
+                j.attempts + b.attempts AS attempts,
+                j.use_case, j.priority, u.list_credits, j.preview_target_list, j.parent_id, j.upgrade_of_preview,
+                j.cache_key, j.quota_day, j.reserved_credits
          FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
-              AS u(id, state, result, error, credits, list_credits),
-              batches b
-         WHERE b.id = $1 AND b.started_at IS NOT NULL
-           AND j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
-         RETURNING {done_cols}, j.use_case, j.priority, u.list_credits,
-                   j.preview_target_list, j.parent_id, j.upgrade_of_preview
+              AS u(id, state, result, error, credits, list_credits)
+         JOIN jobs j ON j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
+         JOIN batches b ON b.id = $1 AND b.started_at IS NOT NULL
+         {lock}
+     ),
+     written AS (
+         INSERT INTO job_outcomes ({OUTCOME_COLUMNS})
+         SELECT id, tenant_id, user_id, model, use_case, priority, state, result, error, credits,
+                list_credits, cache_hit, cache_key, quota_day, reserved_credits, started_at, finished_at, attempts, $10,
+                preview_target_list, parent_id, upgrade_of_preview,
+                state = 'succeeded' OR credits > 0 OR list_credits > 0
+         FROM src
+         ON CONFLICT (job_id) DO NOTHING
+         RETURNING job_id
+     ),
+     done AS (
+         SELECT src.* FROM src JOIN written w ON w.job_id = src.id
+     ),
+     answered AS (
+         SELECT f.id, f.tenant_id, d.state,
+                CASE WHEN d.state = 'succeeded' THEN d.result END AS result,
+                CASE WHEN d.state = 'failed' THEN d.error END AS error,
+                0::bigint AS credits, d.state = 'succeeded' AS cache_hit, f.group_id, f.model, f.user_id, f.metadata,
+                f.created_at, NULL::timestamptz AS started_at, d.finished_at, f.attempts, f.use_case, f.priority,
+                f.preview_target_list, f.parent_id, f.upgrade_of_preview, f.cache_key, f.quota_day, f.reserved_credits
+         FROM jobs f JOIN done d ON f.cache_source = d.id
+         WHERE f.state = 'queued' AND d.state IN ('succeeded', 'failed')
+         FOR NO KEY UPDATE OF f
+     ),
+     answered_written AS (
+         INSERT INTO job_outcomes ({OUTCOME_COLUMNS})
+         SELECT id, tenant_id, user_id, model, use_case, priority, state, result, error, 0,
+                CASE WHEN state = 'succeeded' THEN $9::bigint ELSE 0 END, cache_hit, cache_key, quota_day, reserved_credits,
+                started_at, finished_at, attempts, $10, preview_target_list, parent_id, upgrade_of_preview,
+                state = 'succeeded'
+         FROM answered
+         ON CONFLICT (job_id) DO NOTHING
+         RETURNING job_id
+     ),
+     freed AS (
+         UPDATE jobs f SET state = 'held', cache_source = NULL, queued_at = NULL
+         FROM done d
+         WHERE f.cache_source = d.id AND f.state = 'queued' AND d.state NOT IN ('succeeded', 'failed')
+         RETURNING {follower_cols}
      ),
      followers AS (
-         UPDATE jobs f SET
-             state = CASE WHEN d.state IN ('succeeded', 'failed') THEN d.state ELSE 'held' END,
-             result = CASE WHEN d.state = 'succeeded' THEN d.result END,
-             error = CASE WHEN d.state = 'failed' THEN d.error ELSE f.error END,
-             cache_hit = (d.state = 'succeeded'),
-             credits = CASE WHEN d.state IN ('succeeded', 'failed') THEN 0 END,
-             finished_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN $6 END,
-             cache_source = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.cache_source END,
-             queued_at = CASE WHEN d.state IN ('succeeded', 'failed') THEN f.queued_at END
-         FROM done d
-         WHERE f.cache_source = d.id AND f.state = 'queued'
-         RETURNING {follower_cols}, f.use_case, f.priority,
-                   f.preview_target_list, f.parent_id, f.upgrade_of_preview
+         SELECT {effect_columns} FROM answered a JOIN answered_written w ON w.job_id = a.id
+         UNION ALL
+         SELECT {effect_columns} FROM freed
      ),
      closed AS (
          UPDATE batches SET finished = true
          WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
-           AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2))
-     ),
-     ledger AS (
-         INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
-                                   credits, list_credits, cache_hit, finished_at,
-                                   preview_target_list, parent_id, upgrade_of_preview, provider)
-         SELECT id, tenant_id, user_id, model, use_case, priority, credits, list_credits, cache_hit, finished_at,
-                preview_target_list, parent_id, upgrade_of_preview, $10
-         FROM done
-         WHERE state = 'succeeded' OR credits > 0 OR list_credits > 0
-         UNION ALL
-         SELECT id, tenant_id, user_id, model, use_case, priority, 0, $9, true, finished_at,
-                preview_target_list, parent_id, upgrade_of_preview, $10
-         FROM followers
-         WHERE state = 'succeeded'
-         ON CONFLICT (job_id) DO NOTHING
+           AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2)
+                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = o.id AND x.state IS NOT NULL))
      ),
      ended AS (
          SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
@@ -310,12 +338,15 @@ static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
      SELECT id, NULL::text FROM done
      UNION ALL
      SELECT id, state FROM followers",
-    done_cols = crate::outbox::effect_columns("j"),
+    lock = if lock_jobs { "FOR NO KEY UPDATE OF j" } else { "" },
     follower_cols = crate::outbox::effect_columns("f"),
     effect_columns = crate::outbox::EFFECT_COLUMNS,
     effects = crate::outbox::terminal_effects("ended"),
     )
-});
+}
+
+static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| finish_sql(false));
+static FINISH_LOCKING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| finish_sql(true));
 
 /// Writes the outcomes of a batch, the outcomes of the jobs coalesced with
 /// its jobs (see [`super::cache`]), and the usage ledger rows of the jobs
@@ -335,6 +366,7 @@ pub async fn finish(
     outcomes: &[Outcome],
     list_price: i64,
     provider: &str,
+    at_provider: bool,
     now: DateTime<Utc>,
 ) -> Result<Finished, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
@@ -362,11 +394,15 @@ pub async fn finish(
     // jobs; with the primary key as the only path the generic plan is the
     // good one, and is kept (step 13).
     //
-    // The ledger INSERT reads the UPDATEs' RETURNING: the rows it writes are
-    // exactly the jobs this statement moved to a terminal state. A job never
-    // leaves a terminal state, so `ON CONFLICT` cannot match; it is there so
-    // that a row left by an operator's manual repair cannot block the write.
-    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(&FINISH_SQL)
+    // The outcome rows are the jobs' ends and their usage: the jobs' own
+    // rows are only read (BENCHMARKS.md step 33). A job already ended has
+    // its outcome, so `ON CONFLICT DO NOTHING` leaves it out of `done`: a
+    // second delivery of the batch writes nothing and counts no credits
+    // twice. Followers answered by a leader are locked `FOR NO KEY UPDATE`
+    // (a lock, not a new version) so that a cancel, which locks the job
+    // `FOR UPDATE`, and their answer take turns.
+    let sql: &str = if at_provider { &FINISH_LOCKING_SQL } else { &FINISH_SQL };
+    let rows: Vec<(Uuid, Option<String>)> = sqlx::query_as(sql)
     .bind(batch_id)
     .bind(&ids)
     .bind(&states)

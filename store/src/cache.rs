@@ -1,32 +1,36 @@
-//! The exact cache and in-flight coalescing, in the `jobs` table itself.
+//! The exact cache and in-flight coalescing, in the `jobs` table and the
+//! jobs' outcomes.
 //!
 //! A job's `cache_key` ([`offpeak_core::hash::cache_key`]) names its (tenant, model,
 //! canonical input). The cache is the set of jobs that *succeeded from a
-//! provider call* with that key within the TTL; there is no separate cache
-//! store to keep in step, expire or lose.
+//! provider call* with that key within the TTL (their outcome rows, copied
+//! the key: `job_outcomes_cache_source`); there is no separate cache store
+//! to keep in step, expire or lose.
 //!
 //! - At submission, a job whose key is in the cache is stored `succeeded` at
 //!   once with that result, `cache_hit`, 0 credits (`db::jobs::insert_many`).
 //! - At release, inside the release round's transaction, each due job with
 //!   a key is, in this order: answered from the cache (a job with its key
 //!   succeeded since it was submitted); or attached to the job with its key
-//!   already on its way to the provider (its *leader*), as a `queued`
-//!   follower with `cache_source` = leader and no batch; or, for the first
-//!   of several identical due jobs, sent as the leader of the others.
-//! - When a leader finishes (`db::jobs::finish`), its followers finish in
-//!   the same statement: succeeded as cache hits with its result, failed
-//!   with its error, or, if it died or was cancelled, back to `held` to get
-//!   their own chance.
+//!   already on its way to the provider (its *leader*: queued, without an
+//!   outcome), as a `queued` follower with `cache_source` = leader and no
+//!   batch; or, for the first of several identical due jobs, sent as the
+//!   leader of the others.
+//! - When a leader finishes (`db::batches::finish`), its followers finish in
+//!   the same statement: an outcome each, succeeded as cache hits with its
+//!   result, failed with its error, or, if it died or was cancelled, back to
+//!   `held` to get their own chance.
 //!
-//! A unique index allows one leader per key in flight. Release rounds run
+//! One leader per key in flight: release rounds run
 //! one at a time across scheduler replicas (`release::lock_release`) and
 //! hold the release lock of each model they claimed (`release::claim_due`),
 //! and a submission released at once holds the lock of its tenant's
 //! submissions of its model, with the model's shared
 //! (`release::lock_release_for`; a key belongs to one tenant and one
-//! model), so they do
-//! not race to send a key; the index is the backstop that makes a
-//! second leader an error rather than a second provider call.
+//! model), so they do not race to send a key. Until outcomes (BENCHMARKS.md
+//! step 33) a unique index over queued leaders was the backstop; a leader's
+//! row no longer leaves `queued` at its end, so the index
+//! (`jobs_cache_leaders`) is no longer unique.
 
 use std::collections::HashMap;
 
@@ -58,6 +62,10 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
+    // Results are outcome rows (`job_outcomes_cache_source`); those stored
+    // before outcomes existed are in `jobs` (`jobs_cache_source`): one
+    // probe of each per key, the newer result wins.
+    //
     // One probe of `jobs_cache_source` (cache_key, finished_at) per key, by
     // construction: with `cache_key = ANY($1)` as a filter, statistics
     // taken while a backlog was held (no finished jobs) let the planner scan
@@ -74,8 +82,17 @@ pub async fn lookup(conn: &mut PgConnection, keys: &[Vec<u8>], since: DateTime<U
         "SELECT k.key AS cache_key, h.id AS source, h.result
          FROM unnest($1::bytea[]) AS k(key)
          CROSS JOIN LATERAL (
-             SELECT id, result, finished_at FROM jobs
-             WHERE cache_key = k.key AND state = 'succeeded' AND NOT cache_hit AND result IS NOT NULL
+             SELECT id, result, finished_at FROM (
+                 (SELECT job_id AS id, result, finished_at FROM job_outcomes
+                  WHERE cache_key = k.key AND state = 'succeeded' AND NOT cache_hit AND result IS NOT NULL
+                  ORDER BY finished_at DESC
+                  LIMIT 1)
+                 UNION ALL
+                 (SELECT id, result, finished_at FROM jobs
+                  WHERE cache_key = k.key AND state = 'succeeded' AND NOT cache_hit AND result IS NOT NULL
+                  ORDER BY finished_at DESC
+                  LIMIT 1)
+             ) s
              ORDER BY finished_at DESC
              LIMIT 1
          ) h
@@ -110,12 +127,13 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         return Ok(HashMap::new());
     }
     let rows: Vec<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
-        // Only `jobs_cache_inflight` fits this predicate (`jobs_open_batch`
+        // Only `jobs_cache_leaders` fits this predicate (`jobs_open_batch`
         // requires `batch_id IS NOT NULL`, so the planner cannot pick it:
         // scanned here with stale statistics, it cost 458 ms a round;
         // BENCHMARKS.md step 5).
         "SELECT cache_key, id, batch_id FROM jobs
          WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
+           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
          FOR KEY SHARE",
     )
     .bind(keys)
@@ -133,7 +151,10 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     // A new statement, so a new snapshot: a finish that held the lock has committed.
     let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
     let open: std::collections::HashSet<Uuid> =
-        sqlx::query_scalar::<_, Uuid>("SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')")
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')
+               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)",
+        )
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?
@@ -167,7 +188,7 @@ static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                    j.preview_target_list, j.parent_id, j.upgrade_of_preview
      ),
      ledger AS (
-         INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+         INSERT INTO job_outcomes (job_id, tenant_id, user_id, model, use_case, priority,
                                    credits, list_credits, cache_hit, finished_at, semantic,
                                    preview_target_list, parent_id, upgrade_of_preview)
          SELECT id, tenant_id, user_id, model, use_case, priority, 0, list_credits, true, finished_at, semantic_hit,
@@ -227,7 +248,8 @@ pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTi
         "UPDATE jobs j SET state = 'queued', cache_source = u.leader, queued_at = $3
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
          WHERE j.id = u.id AND j.state = 'held'
-           AND EXISTS (SELECT 1 FROM jobs l WHERE l.id = u.leader AND l.state IN ('queued', 'running'))
+           AND EXISTS (SELECT 1 FROM jobs l WHERE l.id = u.leader AND l.state IN ('queued', 'running')
+                         AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = l.id))
          RETURNING j.id",
     )
     .bind(&followers)

@@ -297,7 +297,7 @@ pub async fn complete(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<V
                         'cancelled', count(j.id) FILTER (WHERE j.state = 'cancelled'),
                         'total', count(j.id)) AS counts,
                     COALESCE(sum(j.credits), 0)::bigint AS credits
-             FROM ready g LEFT JOIN jobs j ON {JOBS_OF_G}
+             FROM ready g LEFT JOIN job_view j ON {JOBS_OF_G}
              GROUP BY g.id
          ),
          closed AS (

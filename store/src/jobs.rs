@@ -268,7 +268,7 @@ fn insert_sql(returning: &str) -> String {
              RETURNING *
          ),
          ledger AS (
-             INSERT INTO usage_ledger (job_id, tenant_id, user_id, model, use_case, priority,
+             INSERT INTO job_outcomes (job_id, tenant_id, user_id, model, use_case, priority,
                                        credits, list_credits, cache_hit, finished_at,
                                        preview_target_list, parent_id, upgrade_of_preview)
              SELECT ins.id, ins.tenant_id, ins.user_id, ins.model, ins.use_case, ins.priority, 0, t.list, true, ins.finished_at,
@@ -469,7 +469,13 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     let Some((state, batch_id)) = locked else {
         return Ok(CancelOutcome::NotFound);
     };
+    // A queued job may have ended already: its end is its outcome row
+    // (`batches::finish`), read in a statement after the row lock, so a
+    // finish that held the row (a follower's answer, a provider batch's
+    // result) has committed.
+    let ended = state == "queued" && outcome_exists(&mut tx, id).await?;
     let cancellable = match (state.as_str(), batch_id) {
+        _ if ended => false,
         ("queued", Some(batch_id)) => {
             hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id)
                 // The one running job that may be cancelled: its batch is at
@@ -487,6 +493,7 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
             "WITH c AS (
                  UPDATE jobs SET state = 'cancelled', finished_at = $3
                  WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
+                   AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
                  RETURNING {JOB_COLUMNS}
              ),
              freed AS ({FREE_FOLLOWERS_OF_C}){effects}
@@ -510,6 +517,18 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Whether the job has an outcome row: a queued job that a worker (or its
+/// leader's finish) ended.
+///
+/// # Errors
+/// Database errors only.
+pub(crate) async fn outcome_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_outcomes WHERE job_id = $1 AND state IS NOT NULL)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
 
 /// Of these batches, the ones no worker has started, each held unstarted

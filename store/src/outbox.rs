@@ -87,7 +87,7 @@ pub(crate) fn fan_out(events: &str) -> String {
              SELECT s.event_id, e.id, s.tenant_id, s.event_type, s.payload, s.finished_at, s.finished_at
              FROM (SELECT x.tenant_id, x.finished_at, 'job.' || x.state AS event_type,
                           gen_random_uuid() AS event_id, {JOB_PAYLOAD} AS payload
-                   FROM (SELECT DISTINCT unnest(job_ids) AS job_id FROM {events}) ev JOIN jobs x ON x.id = ev.job_id
+                   FROM (SELECT DISTINCT unnest(job_ids) AS job_id FROM {events}) ev JOIN job_view x ON x.id = ev.job_id
                    WHERE x.state IN {TERMINAL}
                   ) s
              JOIN webhook_endpoints e

@@ -180,6 +180,7 @@ pub async fn open_jobs(pool: &PgPool, batch_id: Uuid) -> Result<Vec<OpenJob>, sq
         "SELECT j.id, j.attempts AS earlier_attempts, b.attempts AS batch_attempts, j.max_attempts, j.priority
          FROM jobs j JOIN batches b ON b.id = j.batch_id
          WHERE j.batch_id = $1 AND j.state = 'queued'
+           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
          ORDER BY j.id",
     )
     .bind(batch_id)
@@ -209,6 +210,7 @@ pub async fn requeue(pool: &PgPool, batch_id: Uuid, jobs: &[(Uuid, Value)]) -> R
                     attempts = j.attempts + b.attempts
              FROM unnest($2::uuid[], $3::jsonb[]) AS u(id, error), batches b
              WHERE b.id = $1 AND j.id = u.id AND j.batch_id = $1 AND j.state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
              RETURNING j.id
          ),
          freed AS (UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
@@ -236,7 +238,8 @@ pub async fn close(pool: &PgPool, batch_id: Uuid, status: &str) -> Result<(), sq
     let mut tx = lock_batch(pool, batch_id).await?;
     sqlx::query(
         "UPDATE batches SET poll_at = NULL, provider_status = $2,
-                finished = NOT EXISTS (SELECT 1 FROM jobs WHERE batch_id = $1 AND state = 'queued')
+                finished = NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
+                                       AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))
          WHERE id = $1",
     )
     .bind(batch_id)
@@ -271,7 +274,8 @@ pub async fn poll_now_if_empty(conn: &mut PgConnection, batch_id: Uuid, now: Dat
     sqlx::query(
         "UPDATE batches SET poll_at = LEAST(poll_at, $2)
          WHERE id = $1 AND provider_batch_id IS NOT NULL AND poll_at IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM jobs WHERE batch_id = $1 AND state = 'queued')",
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
+                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))",
     )
     .bind(batch_id)
     .bind(now)

@@ -8,7 +8,10 @@
 //! (`reserved_credits`, its price at submission). So a reservation is
 //! released or settled by the very statement that finishes the job, on
 //! every path that can finish one, and the quota can never disagree with
-//! the jobs table.
+//! the jobs table. A job a worker ended keeps its reservation in its own
+//! row and its charge in its outcome row (`job_outcomes`, which copies the
+//! day and the reservation): the sum adds `credits - reserved_credits` of
+//! each outcome of the day, so it counts the charge instead.
 //!
 //! Every job records its quota day, whether or not its tenant has a limit,
 //! so a limit set during the day counts the work already submitted that day.
@@ -31,10 +34,14 @@ pub use offpeak_core::quota::{check, Exceeded, Limits, Scope, Used};
 /// Database errors only.
 pub async fn used<'e>(db: impl sqlx::PgExecutor<'e>, tenant_id: Uuid, day: NaiveDate, user_id: Option<&str>) -> Result<Used, sqlx::Error> {
     let (tenant, user): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(sum(CASE WHEN finished_at IS NULL THEN reserved_credits ELSE COALESCE(credits, 0) END), 0)::bigint,
-                COALESCE(sum(CASE WHEN finished_at IS NULL THEN reserved_credits ELSE COALESCE(credits, 0) END)
-                         FILTER (WHERE user_id = $3), 0)::bigint
-         FROM jobs WHERE tenant_id = $1 AND quota_day = $2",
+        "WITH parts AS (
+             SELECT CASE WHEN finished_at IS NULL THEN reserved_credits ELSE COALESCE(credits, 0) END AS used, user_id
+             FROM jobs WHERE tenant_id = $1 AND quota_day = $2
+             UNION ALL
+             SELECT credits - reserved_credits, user_id
+             FROM job_outcomes WHERE tenant_id = $1 AND quota_day = $2 AND state IS NOT NULL
+         )
+         SELECT COALESCE(sum(used), 0)::bigint, COALESCE(sum(used) FILTER (WHERE user_id = $3), 0)::bigint FROM parts",
     )
     .bind(tenant_id)
     .bind(day)

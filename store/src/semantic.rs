@@ -154,7 +154,7 @@ pub async fn sources(conn: &mut PgConnection, candidates: &[Uuid], since: DateTi
         return Ok(HashMap::new());
     }
     let rows: Vec<Source> = sqlx::query_as(
-        "SELECT j.id, e.scope, j.result FROM jobs j JOIN job_embeddings e ON e.job_id = j.id
+        "SELECT j.id, e.scope, j.result FROM job_view j JOIN job_embeddings e ON e.job_id = j.id
          WHERE j.id = ANY($1) AND j.state = 'succeeded' AND NOT j.cache_hit AND j.result IS NOT NULL
            AND j.finished_at >= $2",
     )

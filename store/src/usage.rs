@@ -1,9 +1,11 @@
-//! The `usage_ledger` table: what each finished job cost and saved.
+//! The usage ledger: what each finished job cost and saved.
 //!
-//! Rows are written only in the statements that give jobs their terminal
-//! state ([`super::batches::finish`], and for cache hits
-//! [`super::jobs::insert_many`] and [`super::cache::answer`]); this module
-//! reads them. Every query
+//! `usage_ledger` is a view of the rows of `job_outcomes` that are usage
+//! (`counted`): a job a worker ended has one outcome row, its end and its
+//! usage (BENCHMARKS.md step 33). Rows are written only in the statements
+//! that give jobs their terminal state ([`super::batches::finish`], and for
+//! cache hits [`super::jobs::insert_many`] and [`super::cache::answer`]);
+//! this module reads them. Every query
 //! is scoped by `tenant_id` and a time range `[start, end)` on
 //! `finished_at`.
 

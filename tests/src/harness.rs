@@ -330,7 +330,7 @@ impl TestEnv {
     /// would get (followers of a coalesced job, which have no batch, aside).
     pub async fn queued_batches(&self) -> Vec<BatchMessage> {
         let rows: Vec<(Uuid, String, Vec<Uuid>)> = sqlx::query_as(
-            "SELECT batch_id, model, array_agg(id ORDER BY id) FROM jobs
+            "SELECT batch_id, model, array_agg(id ORDER BY id) FROM job_view
              WHERE state = 'queued' AND batch_id IS NOT NULL GROUP BY batch_id, model",
         )
         .fetch_all(&self.pool)

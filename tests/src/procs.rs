@@ -478,7 +478,7 @@ impl System {
     /// Succeeded jobs and their credits.
     pub async fn succeeded(&self) -> (i64, i64) {
         let mut c = self.db().await;
-        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM jobs WHERE state = 'succeeded'")
+        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM job_view WHERE state = 'succeeded'")
             .fetch_one(&mut c)
             .await
             .expect("query")

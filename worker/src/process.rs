@@ -229,7 +229,10 @@ pub(crate) async fn finish(ctx: &BatchContext, msg: &BatchMessage, route: Option
     // The provider the usage ledger reports the jobs under. A batch with no
     // route writes only `dead` jobs, which get no ledger row.
     let provider = route.map_or("none", |r| r.provider.as_str());
-    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, provider, ctx.clock.now())
+    // A batch at a provider's own batch API may still have its queued jobs
+    // cancelled: its finish locks their rows first (`batches::finish`).
+    let at_provider = route.is_some_and(|r| r.adapter == offpeak_core::providers::Adapter::OpenaiBatch);
+    let finished = db::finish(&ctx.pool, msg.batch_id, outcomes, list_price, provider, at_provider, ctx.clock.now())
         .instrument(tracing::info_span!("write", outcomes = outcomes.len()))
         .await?;
     tracing::debug!(

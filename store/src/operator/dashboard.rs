@@ -173,8 +173,14 @@ pub async fn finished_by_minute(conn: &mut PgConnection, from: DateTime<Utc>, un
                 COALESCE(sum(attempts), 0)::bigint AS attempts,
                 COALESCE(sum(CASE WHEN state = 'dead' THEN attempts ELSE GREATEST(attempts - 1, 0) END), 0)::bigint
                     AS failed_attempts
-         FROM jobs
-         WHERE finished_at >= $1 AND finished_at < $2 AND state IN ('succeeded', 'failed', 'dead')
+         FROM (
+             SELECT finished_at, state, attempts FROM jobs
+             WHERE finished_at >= $1 AND finished_at < $2 AND state IN ('succeeded', 'failed', 'dead')
+             UNION ALL
+             -- The jobs a worker ended: their end is their outcome row.
+             SELECT finished_at, state, attempts FROM job_outcomes
+             WHERE finished_at >= $1 AND finished_at < $2 AND state IS NOT NULL
+         ) f
          GROUP BY 1
          ORDER BY 1",
     )

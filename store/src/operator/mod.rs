@@ -81,6 +81,7 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
         "WITH c AS (
              UPDATE jobs SET state = 'cancelled', finished_at = $2
              WHERE id = ANY($1) AND state IN ('held', 'queued')
+               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
              RETURNING {}
          ),
          freed AS ({}){}
@@ -116,11 +117,37 @@ where
     .bind(chunk)
     .execute(db)
     .await?;
-    sqlx::query("DELETE FROM batches b WHERE b.published_at < $1 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running'))")
+    // Jobs a worker ended: their end is their outcome row. The job goes;
+    // the outcome keeps its usage (the ledger outlives pruning) without the
+    // result, error and state, or goes too when it is not usage.
+    let ended: i64 = sqlx::query_scalar(
+        "WITH gone AS (
+             SELECT job_id FROM job_outcomes
+             WHERE state IS NOT NULL AND finished_at < $1
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         ),
+         deleted AS (DELETE FROM jobs WHERE id IN (SELECT job_id FROM gone) RETURNING id),
+         dropped AS (DELETE FROM job_outcomes WHERE job_id IN (SELECT job_id FROM gone) AND NOT counted),
+         kept AS (
+             UPDATE job_outcomes SET state = NULL, result = NULL, error = NULL
+             WHERE job_id IN (SELECT job_id FROM gone) AND counted
+         )
+         SELECT count(*) FROM deleted",
+    )
+    .bind(before)
+    .bind(chunk)
+    .fetch_one(db)
+    .await?;
+    sqlx::query(
+        "DELETE FROM batches b WHERE b.published_at < $1
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')
+                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))",
+    )
         .bind(before)
         .execute(db)
         .await?;
-    Ok(res.rows_affected())
+    Ok(res.rows_affected() + u64::try_from(ended).unwrap_or(0))
 }
 
 /// Which finished jobs an operator gives another chance.
@@ -136,7 +163,10 @@ pub struct RetryFilter {
 }
 
 /// The filter's `WHERE` over `jobs j JOIN tenants t`, parameters `$1` to `$5`.
-const RETRY_MATCH: &str = "j.state = ANY($1) AND ($2::uuid IS NULL OR j.id = $2)
+/// A job's state is its outcome's when its row says `queued` and it has one.
+const RETRY_MATCH: &str = "(CASE WHEN j.state = 'queued'
+        THEN (SELECT x.state FROM job_outcomes x WHERE x.job_id = j.id AND x.state IS NOT NULL)
+        ELSE j.state END) = ANY($1) AND ($2::uuid IS NULL OR j.id = $2)
     AND ($3::uuid IS NULL OR j.tenant_id = $3) AND ($4::text IS NULL OR j.model = $4)";
 
 /// The (timezone, tenant window) groups of the jobs a retry would move: the
@@ -185,6 +215,7 @@ pub async fn retry<'e>(
     let sql = format!(
         "WITH moved AS (
              UPDATE jobs SET state = 'held', attempts = 0, result = NULL, credits = NULL, finished_at = NULL,
+                    error = COALESCE((SELECT x.error FROM job_outcomes x WHERE x.job_id = jobs.id AND x.state IS NOT NULL), error),
                     batch_id = NULL, queued_at = NULL, started_at = NULL, cache_source = NULL,
                     release_at = CASE WHEN priority = 'normal' THEN $11 ELSE $9 END,
                     window_closes_at = CASE WHEN priority = 'normal' THEN NULL ELSE $10 END
@@ -195,6 +226,11 @@ pub async fn retry<'e>(
                  ORDER BY j.id LIMIT $5
                  FOR UPDATE OF j SKIP LOCKED)
              RETURNING id, group_id
+         ),
+         -- A worker's end of a moved job is its outcome row: it goes (a
+         -- failed or dead job's is never usage: no credits, no list price).
+         unended AS (
+             DELETE FROM job_outcomes WHERE job_id IN (SELECT id FROM moved) AND state IS NOT NULL
          ),
          reopened AS (
              INSERT INTO group_progress (group_id, done)

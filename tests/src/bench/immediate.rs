@@ -220,7 +220,7 @@ async fn phase(
         sqlx::query_as(
             "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), max(queued_at), max(finished_at),
                     count(DISTINCT queued_at), count(DISTINCT batch_id)
-             FROM jobs",
+             FROM job_view",
         )
         .fetch_one(&stack.pool)
         .await?;

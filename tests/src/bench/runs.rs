@@ -516,7 +516,7 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool, cache_keys: b
     let cpu_before = CpuSample::read();
     let (published, finished, timed_out) = watch_until_done(&stack.pool, opening, timeout).await?;
     let cpu = CpuSample::read().per_job_since(&cpu_before, jobs);
-    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetch_one(&stack.pool).await?;
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'succeeded'").fetch_one(&stack.pool).await?;
     let webhooks = match &receiver {
         None => None,
         Some(r) => {
@@ -630,7 +630,7 @@ pub(super) async fn watch_until_done(pool: &PgPool, opening: DateTime<Utc>, time
             }
         }
         if published.is_some() {
-            let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))")
+            let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM batches WHERE NOT finished)")
                 .fetch_one(pool)
                 .await?;
             if !open {
@@ -699,7 +699,7 @@ pub async fn slow(opts: &Options) -> anyhow::Result<SlowResult> {
     let (_, _, timed_out) = watch_until_done(&stack.pool, opening, Duration::from_secs(600)).await?;
     anyhow::ensure!(!timed_out, "slow-provider run did not finish within 600 s");
     let finished: Vec<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT finished_at FROM jobs ORDER BY finished_at").fetch_all(&stack.pool).await?;
+        sqlx::query_scalar("SELECT finished_at FROM job_view ORDER BY finished_at").fetch_all(&stack.pool).await?;
     let _ = stack.stop().await;
     let (a, b) = (finished.len() / 10, finished.len() * 9 / 10);
     let span = (finished[b] - finished[a]).to_std().unwrap_or_default().as_secs_f64().max(1e-3);
@@ -772,7 +772,7 @@ pub async fn window_precision(opts: &Options) -> anyhow::Result<WindowResult> {
     let rows: Vec<(f64, f64)> = sqlx::query_as(
         "SELECT EXTRACT(EPOCH FROM min(queued_at) - release_at)::float8 * 1000,
                 EXTRACT(EPOCH FROM min(started_at) - release_at)::float8 * 1000
-         FROM jobs GROUP BY release_at",
+         FROM job_view GROUP BY release_at",
     )
     .fetch_all(&stack.pool)
     .await?;

@@ -342,7 +342,7 @@ pub async fn savings(opts: &Options) -> anyhow::Result<SavingsResult> {
         let total = |f: &str| usage["totals"][f].as_i64().unwrap_or(0);
         let (semantic_hits, exact_hits): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE cache_similarity IS NOT NULL), count(*) FILTER (WHERE cache_hit AND cache_similarity IS NULL)
-             FROM jobs WHERE tenant_id = $1",
+             FROM job_view WHERE tenant_id = $1",
         )
         .bind(tenant.id)
         .fetch_one(&stack.pool)
@@ -463,7 +463,7 @@ async fn wait_all_succeeded(stack: &Stack, ids: &[Uuid], phase: &str) -> anyhow:
     loop {
         let (ended, succeeded): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE finished_at IS NOT NULL), count(*) FILTER (WHERE state = 'succeeded')
-             FROM jobs WHERE id = ANY($1)",
+             FROM job_view WHERE id = ANY($1)",
         )
         .bind(ids)
         .fetch_one(&stack.pool)

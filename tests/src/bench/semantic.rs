@@ -203,7 +203,7 @@ async fn phase(stack: &Stack, jobs: u64, cache: &str, text: impl Fn(usize) -> St
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL").fetch_one(&stack.pool).await?;
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE finished_at IS NOT NULL").fetch_one(&stack.pool).await?;
         if done >= base + jobs as i64 {
             break;
         }

@@ -42,7 +42,7 @@ async fn submit(env: &TestEnv, key: &str, body: Value) -> Uuid {
 /// Ledger rows that disagree with the jobs table (see costs.rs), cache hits included.
 async fn ledger_disagreements(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM jobs j FULL JOIN usage_ledger l ON l.job_id = j.id
+        "SELECT count(*) FROM job_view j FULL JOIN usage_ledger l ON l.job_id = j.id
          WHERE (j.state = 'succeeded' OR l.job_id IS NOT NULL)
            AND (j.id IS NULL OR l.job_id IS NULL OR j.state <> 'succeeded'
                 OR l.tenant_id <> j.tenant_id OR l.user_id IS DISTINCT FROM j.user_id OR l.model <> j.model

@@ -27,7 +27,7 @@ async fn bulk(env: &TestEnv, key: &str, body: Value) -> Vec<Uuid> {
 /// user, model, credits or time differ from the job's.
 async fn ledger_disagreements(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM jobs j FULL JOIN usage_ledger l ON l.job_id = j.id
+        "SELECT count(*) FROM job_view j FULL JOIN usage_ledger l ON l.job_id = j.id
          WHERE (j.state = 'succeeded' OR l.job_id IS NOT NULL)
            AND (j.id IS NULL OR l.job_id IS NULL OR j.state <> 'succeeded'
                 OR l.tenant_id <> j.tenant_id OR l.user_id IS DISTINCT FROM j.user_id OR l.model <> j.model
@@ -99,11 +99,11 @@ async fn the_ledger_agrees_with_the_jobs_table_when_a_batch_is_delivered_twice()
     assert_eq!(process_batch(&ctx, msg).await.unwrap().written, 0);
 
     let (succeeded, credits): (i64, i64) =
-        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM jobs WHERE state = 'succeeded'")
+        sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM job_view WHERE state = 'succeeded'")
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'failed'").fetch_one(&env.pool).await.unwrap();
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'failed'").fetch_one(&env.pool).await.unwrap();
     assert!(succeeded > 0 && failed > 0, "the simulator rejected some items: {succeeded} succeeded, {failed} failed");
     assert_eq!(succeeded + failed, ids.len() as i64);
     let (rows, ledger_credits): (i64, i64) =

@@ -62,6 +62,7 @@ mod openai_images;
 mod openai_batch;
 mod openapi;
 mod operator_cli;
+mod outcomes;
 mod pipeline;
 mod preview;
 mod provider_faults;

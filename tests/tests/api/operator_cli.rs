@@ -59,7 +59,7 @@ async fn jobs_cancel_cancels_only_matching_unstarted_jobs() {
     assert!(ok, "{out}");
     let res: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(res["cancelled"], 4);
-    let cancelled: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'cancelled' AND finished_at IS NOT NULL")
+    let cancelled: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'cancelled' AND finished_at IS NOT NULL")
         .fetch_one(&env.pool)
         .await
         .unwrap();

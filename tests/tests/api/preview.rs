@@ -83,7 +83,7 @@ fn assert_refused(status: u16, body: &Value, want: (u16, &str, &str)) {
 /// parent and preview target.
 async fn ledger_disagreements(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM jobs j FULL JOIN usage_ledger l ON l.job_id = j.id
+        "SELECT count(*) FROM job_view j FULL JOIN usage_ledger l ON l.job_id = j.id
          WHERE (j.state = 'succeeded' OR l.job_id IS NOT NULL)
            AND (j.id IS NULL OR l.job_id IS NULL OR j.state <> 'succeeded'
                 OR l.tenant_id <> j.tenant_id OR l.model <> j.model OR l.credits <> j.credits

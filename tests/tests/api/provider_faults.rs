@@ -28,7 +28,7 @@ async fn submit(env: &TestEnv, key: &str, n: usize, model: &str) -> Vec<Uuid> {
 }
 
 async fn succeeded_credits(env: &TestEnv) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM jobs WHERE state = 'succeeded'")
+    sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM job_view WHERE state = 'succeeded'")
         .fetch_one(&env.pool)
         .await
         .unwrap()

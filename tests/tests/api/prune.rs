@@ -53,7 +53,7 @@ async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_u
     assert_eq!((second.jobs, second.more), (1, false));
     assert_eq!(pruner.run_once().await.unwrap().jobs, 0);
 
-    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs ORDER BY id").fetch_all(&env.pool).await.unwrap();
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM job_view ORDER BY id").fetch_all(&env.pool).await.unwrap();
     assert_eq!(states, ["cancelled", "held"], "yesterday's finished job and the held one stay");
     let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
     assert_eq!(ledger, 1, "usage outlives pruning");

@@ -50,7 +50,7 @@ async fn assert_billed_once(env: &TestEnv, succeeded: i64) {
     let (ledger, ledger_credits): (i64, i64) =
         sqlx::query_as("SELECT count(*), COALESCE(sum(credits), 0)::bigint FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
     let job_credits: i64 =
-        sqlx::query_scalar("SELECT COALESCE(sum(credits), 0)::bigint FROM jobs").fetch_one(&env.pool).await.unwrap();
+        sqlx::query_scalar("SELECT COALESCE(sum(credits), 0)::bigint FROM job_view").fetch_one(&env.pool).await.unwrap();
     assert_eq!(ledger, succeeded, "one ledger row per succeeded job");
     assert_eq!(ledger_credits, job_credits, "the ledger agrees with the jobs");
 }
@@ -205,7 +205,7 @@ async fn cancelling_leaders_while_rounds_attach_followers_strands_no_follower() 
         let leaders = bulk_ids(&leaders);
         drain(&env.releaser_with(small_rounds())).await;
         let in_flight: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND state = 'queued' AND cache_key IS NOT NULL AND cache_source IS NULL",
+            "SELECT count(*) FROM job_view WHERE id = ANY($1) AND state = 'queued' AND cache_key IS NOT NULL AND cache_source IS NULL",
         )
             .bind(&leaders)
             .fetch_one(&env.pool)
@@ -235,14 +235,14 @@ async fn cancelling_leaders_while_rounds_attach_followers_strands_no_follower() 
         assert!(answers.iter().all(|s| *s == 200), "no worker runs yet, so every cancel wins: {answers:?}");
         cancelled_leaders += answers.len();
         let stranded: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs f JOIN jobs l ON l.id = f.cache_source
+            "SELECT count(*) FROM job_view f JOIN job_view l ON l.id = f.cache_source
              WHERE f.state = 'queued' AND f.batch_id IS NULL AND l.state NOT IN ('queued', 'running')",
         )
         .fetch_one(&env.pool)
         .await
         .unwrap();
         assert_eq!(stranded, 0, "a job waits on a leader that has ended");
-        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND state <> 'cancelled'")
+        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE id = ANY($1) AND state <> 'cancelled'")
             .bind(&leaders)
             .fetch_one(&env.pool)
             .await

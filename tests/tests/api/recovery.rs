@@ -82,7 +82,7 @@ async fn a_batch_whose_worker_died_after_the_provider_answered_is_not_billed_twi
     assert!(rows.iter().all(|r| r.state == "succeeded"));
     let stats = env.sim.sim.stats();
     assert_eq!((stats.items, stats.replays), (8, 1), "the replay was answered from the provider's idempotency store");
-    let credits: i64 = sqlx::query_scalar("SELECT sum(credits)::bigint FROM jobs").fetch_one(&env.pool).await.unwrap();
+    let credits: i64 = sqlx::query_scalar("SELECT sum(credits)::bigint FROM job_view").fetch_one(&env.pool).await.unwrap();
     assert_eq!(credits, 16);
 }
 

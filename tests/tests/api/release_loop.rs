@@ -86,7 +86,7 @@ async fn two_scheduler_replicas_never_publish_a_job_twice() {
         }
     }
     assert_eq!(seen, all.into_iter().collect::<HashSet<_>>(), "every job published exactly once");
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'queued' AND batch_id IS NOT NULL")
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'queued' AND batch_id IS NOT NULL")
         .fetch_one(&env.pool)
         .await
         .unwrap();

@@ -86,7 +86,7 @@ fn semantic_job(prompt: &str) -> Value {
 /// semantic ledger rows that are not semantic hits (or the reverse).
 async fn ledger_disagreements(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM jobs j FULL JOIN usage_ledger l ON l.job_id = j.id
+        "SELECT count(*) FROM job_view j FULL JOIN usage_ledger l ON l.job_id = j.id
          WHERE (j.state = 'succeeded' OR l.job_id IS NOT NULL)
            AND (j.id IS NULL OR l.job_id IS NULL OR j.state <> 'succeeded'
                 OR l.credits <> j.credits OR l.finished_at <> j.finished_at OR l.cache_hit <> j.cache_hit

@@ -340,7 +340,7 @@ async fn now_shows_states_queue_workers_throughput_and_error_rate_as_the_databas
 
     // Throughput and error rate over the last hour, from the rows themselves.
     let finished: Vec<(String, i32, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT state, attempts, finished_at FROM jobs WHERE state IN ('succeeded', 'failed', 'dead')",
+        "SELECT state, attempts, finished_at FROM job_view WHERE state IN ('succeeded', 'failed', 'dead')",
     )
     .fetch_all(&env.pool)
     .await

@@ -220,7 +220,7 @@ async fn the_dashboard_in_chromium_shows_what_the_api_says_and_retries_a_dead_jo
     let retried = stdout.lines().find_map(|l| l.strip_prefix("RETRIED ")).expect("the script retried a job");
     let cancelled = stdout.lines().find_map(|l| l.strip_prefix("CANCELLED ")).expect("the script cancelled a job");
     let mut db = sys.db().await;
-    let state_of = |id: &str| sqlx::query_scalar::<_, String>("SELECT state FROM jobs WHERE id = $1::uuid").bind(id.to_owned());
+    let state_of = |id: &str| sqlx::query_scalar::<_, String>("SELECT state FROM job_view WHERE id = $1::uuid").bind(id.to_owned());
     assert_eq!(state_of(retried).fetch_one(&mut db).await.expect("job"), "succeeded");
     assert_eq!(state_of(cancelled).fetch_one(&mut db).await.expect("job"), "cancelled");
     let states = sys.states().await;
