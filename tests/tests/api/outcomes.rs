@@ -26,6 +26,19 @@ async fn bulk(env: &TestEnv, key: &str, prompts: impl Iterator<Item = String>) -
     bulk_ids(&body)
 }
 
+/// A test stack whose simulator rejects `rate` of the items (permanent
+/// failures), on a fixed clock, with one tenant; returns it and its key.
+async fn env_rejecting(rate: f64, seed: u64) -> (TestEnv, String) {
+    let env = TestEnv::with(EnvOptions {
+        now: at("2027-06-01T12:00:00Z"),
+        sim: SimConfig { item_error_rate: rate, seed: Some(seed), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    let key = env.tenant("acme", "UTC").await;
+    (env, key)
+}
+
 /// Each job's row version (`xmin`, `ctid`), by id.
 async fn versions(env: &TestEnv, ids: &[Uuid]) -> Vec<(Uuid, String, String)> {
     sqlx::query_as("SELECT id, xmin::text, ctid::text FROM jobs WHERE id = ANY($1) ORDER BY id")
@@ -48,13 +61,7 @@ async fn two_ends(env: &TestEnv) -> i64 {
 
 #[tokio::test]
 async fn a_job_a_worker_ends_keeps_its_released_row_and_its_end_is_one_outcome_row() {
-    let env = TestEnv::with(EnvOptions {
-        now: at("2027-06-01T12:00:00Z"),
-        sim: SimConfig { item_error_rate: 0.3, seed: Some(11), ..Default::default() },
-        ..Default::default()
-    })
-    .await;
-    let key = env.tenant("acme", "UTC").await;
+    let (env, key) = env_rejecting(0.3, 11).await;
     let ids = bulk(&env, &key, (0..60).map(|i| format!("twice {i}"))).await;
     env.release_once().await;
     let released = versions(&env, &ids).await;
@@ -160,16 +167,9 @@ async fn followers_cancelled_while_their_leaders_finish_end_once_each() {
 
 #[tokio::test]
 async fn pruning_a_job_a_worker_ended_keeps_its_usage_and_drops_its_result() {
-    let env = TestEnv::with(EnvOptions {
-        now: at("2027-06-01T12:00:00Z"),
-        sim: SimConfig { item_error_rate: 0.3, seed: Some(5), ..Default::default() },
-        ..Default::default()
-    })
-    .await;
-    let key = env.tenant("acme", "UTC").await;
+    let (env, key) = env_rejecting(0.3, 5).await;
     let ids = bulk(&env, &key, (0..30).map(|i| format!("old {i}"))).await;
-    env.release_once().await;
-    env.work_released(&env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     let usage_before: (i64, i64) =
         sqlx::query_as("SELECT count(*), sum(credits)::bigint FROM usage_ledger").fetch_one(&env.pool).await.unwrap();
     let succeeded: i64 =
@@ -202,17 +202,10 @@ async fn pruning_a_job_a_worker_ended_keeps_its_usage_and_drops_its_result() {
 
 #[tokio::test]
 async fn a_retried_job_a_worker_failed_ends_again_with_a_new_outcome() {
+    let (env, key) = env_rejecting(0.5, 3).await;
     let now = at("2027-06-01T12:00:00Z");
-    let env = TestEnv::with(EnvOptions {
-        now,
-        sim: SimConfig { item_error_rate: 0.5, seed: Some(3), ..Default::default() },
-        ..Default::default()
-    })
-    .await;
-    let key = env.tenant("acme", "UTC").await;
     let ids = bulk(&env, &key, (0..20).map(|i| format!("again {i}"))).await;
-    env.release_once().await;
-    env.work_released(&env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     let failed: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM job_view WHERE state = 'failed' ORDER BY id").fetch_all(&env.pool).await.unwrap();
     assert!(!failed.is_empty());
@@ -237,8 +230,7 @@ async fn a_retried_job_a_worker_failed_ends_again_with_a_new_outcome() {
     assert_eq!(errors_kept, errors_before, "the last error is kept until they run again");
 
     // They run again and end again, each with one outcome.
-    env.release_once().await;
-    env.work_released(&env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     let ended: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE id = ANY($1) AND state IN ('succeeded', 'failed')")
         .bind(&ids)
         .fetch_one(&env.pool)
@@ -252,13 +244,7 @@ async fn a_retried_job_a_worker_failed_ends_again_with_a_new_outcome() {
 
 #[tokio::test]
 async fn a_days_quota_counts_what_the_worker_charged_not_what_was_reserved() {
-    let env = TestEnv::with(EnvOptions {
-        now: at("2027-06-01T12:00:00Z"),
-        sim: SimConfig { item_error_rate: 0.4, seed: Some(9), ..Default::default() },
-        ..Default::default()
-    })
-    .await;
-    let key = env.tenant("acme", "UTC").await;
+    let (env, key) = env_rejecting(0.4, 9).await;
     let ids = bulk(&env, &key, (0..25).map(|i| format!("quota {i}"))).await;
     let (tenant_id, day): (Uuid, chrono::NaiveDate) =
         sqlx::query_as("SELECT tenant_id, quota_day FROM jobs WHERE id = $1").bind(ids[0]).fetch_one(&env.pool).await.unwrap();
@@ -266,8 +252,7 @@ async fn a_days_quota_counts_what_the_worker_charged_not_what_was_reserved() {
     assert!(reserved > 0);
     assert_eq!(offpeak_store::quota::used(&env.pool, tenant_id, day, None).await.unwrap().tenant, reserved);
 
-    env.release_once().await;
-    env.work_released(&env.batch_context()).await;
+    env.release_and_work(&env.batch_context()).await;
     let charged: i64 = sqlx::query_scalar("SELECT COALESCE(sum(credits), 0)::bigint FROM job_view").fetch_one(&env.pool).await.unwrap();
     let failed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'failed'").fetch_one(&env.pool).await.unwrap();
