@@ -83,17 +83,18 @@ pub async fn start_attempt(
 async fn try_start(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<StartedJob>, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
     let started = sqlx::query_as::<_, StartedJob>(
+        concat!(
         "WITH open AS (
              SELECT id, input, max_attempts, priority FROM jobs
              WHERE id = ANY($2) AND batch_id = $1 AND state = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
+               AND ", crate::edge::not_ended!("jobs"), "
          ),
          b AS (
              UPDATE batches SET started_at = COALESCE(started_at, $3), attempts = attempts + 1, touched_at = $3
              WHERE id = $1 AND EXISTS (SELECT 1 FROM open)
              RETURNING attempts
          )
-         SELECT open.id, open.input, b.attempts, open.max_attempts, open.priority FROM open CROSS JOIN b",
+         SELECT open.id, open.input, b.attempts, open.max_attempts, open.priority FROM open CROSS JOIN b"),
     )
     .bind(batch_id)
     .bind(job_ids)
@@ -179,6 +180,7 @@ pub struct StaleBatch {
 /// so no pass looks at them again.
 pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<StaleBatch>, sqlx::Error> {
     sqlx::query_as::<_, StaleBatch>(
+        concat!(
         "WITH candidates AS MATERIALIZED (
              SELECT b.id, b.model, b.touched_at FROM batches b
              WHERE NOT b.finished AND b.touched_at < $1 AND b.provider_batch_id IS NULL
@@ -189,14 +191,14 @@ pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>,
          stale AS MATERIALIZED (
              SELECT c.id, c.model, c.touched_at, array_agg(j.id ORDER BY j.id) AS job_ids
              FROM candidates c JOIN jobs j ON j.batch_id = c.id AND j.state IN ('queued', 'running')
-                  AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
+                  AND ", crate::edge::not_ended!("j"), "
              GROUP BY c.id, c.model, c.touched_at
          ),
          closed AS (
              UPDATE batches SET finished = true
              WHERE id IN (SELECT id FROM candidates) AND id NOT IN (SELECT id FROM stale)
          )
-         SELECT id, model, job_ids FROM stale ORDER BY touched_at",
+         SELECT id, model, job_ids FROM stale ORDER BY touched_at"),
     )
     .bind(cutoff)
     .bind(limit)
@@ -218,8 +220,10 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
 /// a job that is being retried can see why. Under the batch's lock.
 pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
-    let res = sqlx::query("UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued'
-           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)")
+    let res = sqlx::query(concat!(
+        "UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued' AND ",
+        crate::edge::not_ended!("jobs")
+    ))
         .bind(batch_id)
         .bind(error)
         .execute(&mut *tx)
@@ -257,7 +261,7 @@ pub struct Finished {
     pub followers_requeued: u64,
 }
 
-/// The columns of an outcome row, in the order [`outcome_select`] gives them.
+/// The columns of an outcome row, in the order the finish's two `INSERT`s give them.
 const OUTCOME_COLUMNS: &str = "job_id, tenant_id, user_id, model, use_case, priority, state, result, error, credits, \
     list_credits, cache_hit, cache_key, quota_day, reserved_credits, started_at, finished_at, attempts, provider, \
     preview_target_list, parent_id, upgrade_of_preview, counted";
@@ -330,7 +334,7 @@ fn finish_sql(lock_jobs: bool) -> String {
          UPDATE batches SET finished = true
          WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
            AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2)
-                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = o.id AND x.state IS NOT NULL))
+                           AND {not_ended})
      ),
      ended AS (
          SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
@@ -338,6 +342,7 @@ fn finish_sql(lock_jobs: bool) -> String {
      SELECT id, NULL::text FROM done
      UNION ALL
      SELECT id, state FROM followers",
+    not_ended = crate::edge::not_ended!("o"),
     lock = if lock_jobs { "FOR NO KEY UPDATE OF j" } else { "" },
     follower_cols = crate::outbox::effect_columns("f"),
     effect_columns = crate::outbox::EFFECT_COLUMNS,

@@ -131,10 +131,11 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         // requires `batch_id IS NOT NULL`, so the planner cannot pick it:
         // scanned here with stale statistics, it cost 458 ms a round;
         // BENCHMARKS.md step 5).
+        concat!(
         "SELECT cache_key, id, batch_id FROM jobs
          WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
-           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
-         FOR KEY SHARE",
+           AND ", crate::edge::not_ended!("jobs"), "
+         FOR KEY SHARE"),
     )
     .bind(keys)
     .fetch_all(&mut *conn)
@@ -151,10 +152,10 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     // A new statement, so a new snapshot: a finish that held the lock has committed.
     let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
     let open: std::collections::HashSet<Uuid> =
-        sqlx::query_scalar::<_, Uuid>(
-            "SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running')
-               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)",
-        )
+        sqlx::query_scalar::<_, Uuid>(concat!(
+            "SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running') AND ",
+            crate::edge::not_ended!("jobs")
+        ))
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?
@@ -245,12 +246,13 @@ pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTi
     let followers: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
     let leaders: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
     sqlx::query_scalar(
+        concat!(
         "UPDATE jobs j SET state = 'queued', cache_source = u.leader, queued_at = $3
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
          WHERE j.id = u.id AND j.state = 'held'
            AND EXISTS (SELECT 1 FROM jobs l WHERE l.id = u.leader AND l.state IN ('queued', 'running')
-                         AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = l.id))
-         RETURNING j.id",
+                         AND ", crate::edge::not_ended!("l"), ")
+         RETURNING j.id"),
     )
     .bind(&followers)
     .bind(&leaders)

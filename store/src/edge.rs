@@ -16,6 +16,18 @@
 /// as an SQL list, for `state IN {TERMINAL_STATES}` in a statement's text.
 pub(crate) const TERMINAL_STATES: &str = "('succeeded', 'failed', 'dead', 'cancelled')";
 
+/// The SQL condition "this job has not ended" over a `jobs` row named
+/// `$alias`, for statements that need a job still open: a job a worker
+/// ended keeps its row `queued` and has an outcome row (`job_outcomes`,
+/// BENCHMARKS.md step 33). A string literal, so a statement written with
+/// `concat!` stays a `&'static str`.
+macro_rules! not_ended {
+    ($alias:literal) => {
+        concat!("NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = ", $alias, ".id)")
+    };
+}
+pub(crate) use not_ended;
+
 use chrono_tz::Tz;
 use offpeak_core::tenant::Tenant;
 use offpeak_core::tz::{self, UnknownTimezone};

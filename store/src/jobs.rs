@@ -469,13 +469,7 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     let Some((state, batch_id)) = locked else {
         return Ok(CancelOutcome::NotFound);
     };
-    // A queued job may have ended already: its end is its outcome row
-    // (`batches::finish`), read in a statement after the row lock, so a
-    // finish that held the row (a follower's answer, a provider batch's
-    // result) has committed.
-    let ended = state == "queued" && outcome_exists(&mut tx, id).await?;
     let cancellable = match (state.as_str(), batch_id) {
-        _ if ended => false,
         ("queued", Some(batch_id)) => {
             hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id)
                 // The one running job that may be cancelled: its batch is at
@@ -488,16 +482,21 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     };
     let cancelled = if cancellable {
         // A cancelled leader's followers go back to `held`: the next round
-        // makes one of them the leader.
+        // makes one of them the leader. A queued job may have ended
+        // already (its outcome row, `batches::finish`): the update leaves
+        // it out, and it reads as not cancellable. This statement runs
+        // after the row lock, so a finish that held the row (a follower's
+        // answer, a provider batch's result) has committed.
         let sql = format!(
             "WITH c AS (
                  UPDATE jobs SET state = 'cancelled', finished_at = $3
                  WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
-                   AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
+                   AND {not_ended}
                  RETURNING {JOB_COLUMNS}
              ),
              freed AS ({FREE_FOLLOWERS_OF_C}){effects}
              SELECT {JOB_COLUMNS} FROM c",
+            not_ended = crate::edge::not_ended!("jobs"),
             effects = crate::outbox::terminal_effects("c")
         );
         sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?
@@ -517,18 +516,6 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     };
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// Whether the job has an outcome row: a queued job that a worker (or its
-/// leader's finish) ended.
-///
-/// # Errors
-/// Database errors only.
-pub(crate) async fn outcome_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_outcomes WHERE job_id = $1 AND state IS NOT NULL)")
-        .bind(id)
-        .fetch_one(conn)
-        .await
 }
 
 /// Of these batches, the ones no worker has started, each held unstarted

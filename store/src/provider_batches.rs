@@ -177,11 +177,12 @@ impl OpenJob {
 /// Database errors only.
 pub async fn open_jobs(pool: &PgPool, batch_id: Uuid) -> Result<Vec<OpenJob>, sqlx::Error> {
     sqlx::query_as::<_, OpenJob>(
+        concat!(
         "SELECT j.id, j.attempts AS earlier_attempts, b.attempts AS batch_attempts, j.max_attempts, j.priority
          FROM jobs j JOIN batches b ON b.id = j.batch_id
          WHERE j.batch_id = $1 AND j.state = 'queued'
-           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
-         ORDER BY j.id",
+           AND ", crate::edge::not_ended!("j"), "
+         ORDER BY j.id"),
     )
     .bind(batch_id)
     .fetch_all(pool)
@@ -205,17 +206,18 @@ pub async fn requeue(pool: &PgPool, batch_id: Uuid, jobs: &[(Uuid, Value)]) -> R
     let errors: Vec<Value> = jobs.iter().map(|j| j.1.clone()).collect();
     let mut tx = lock_batch(pool, batch_id).await?;
     let moved: Vec<Uuid> = sqlx::query_scalar(
+        concat!(
         "WITH c AS (
              UPDATE jobs j SET state = 'held', batch_id = NULL, queued_at = NULL, error = u.error,
                     attempts = j.attempts + b.attempts
              FROM unnest($2::uuid[], $3::jsonb[]) AS u(id, error), batches b
              WHERE b.id = $1 AND j.id = u.id AND j.batch_id = $1 AND j.state = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id)
+               AND ", crate::edge::not_ended!("j"), "
              RETURNING j.id
          ),
          freed AS (UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
                    WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c))
-         SELECT id FROM c",
+         SELECT id FROM c"),
     )
     .bind(batch_id)
     .bind(&ids)
@@ -237,10 +239,11 @@ pub async fn requeue(pool: &PgPool, batch_id: Uuid, jobs: &[(Uuid, Value)]) -> R
 pub async fn close(pool: &PgPool, batch_id: Uuid, status: &str) -> Result<(), sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
     sqlx::query(
+        concat!(
         "UPDATE batches SET poll_at = NULL, provider_status = $2,
                 finished = NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
-                                       AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))
-         WHERE id = $1",
+                                       AND ", crate::edge::not_ended!("j"), ")
+         WHERE id = $1"),
     )
     .bind(batch_id)
     .bind(status)
@@ -272,10 +275,11 @@ pub async fn at_provider(conn: &mut PgConnection, batch_id: Uuid) -> Result<bool
 /// Database errors only.
 pub async fn poll_now_if_empty(conn: &mut PgConnection, batch_id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
+        concat!(
         "UPDATE batches SET poll_at = LEAST(poll_at, $2)
          WHERE id = $1 AND provider_batch_id IS NOT NULL AND poll_at IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
-                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))",
+                           AND ", crate::edge::not_ended!("j"), ")"),
     )
     .bind(batch_id)
     .bind(now)

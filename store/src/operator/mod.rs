@@ -81,14 +81,15 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
         "WITH c AS (
              UPDATE jobs SET state = 'cancelled', finished_at = $2
              WHERE id = ANY($1) AND state IN ('held', 'queued')
-               AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = jobs.id)
+               AND {not_ended}
              RETURNING {}
          ),
          freed AS ({}){}
          SELECT id FROM c",
         crate::outbox::EFFECT_COLUMNS,
         crate::jobs::FREE_FOLLOWERS_OF_C,
-        crate::outbox::terminal_effects("c")
+        crate::outbox::terminal_effects("c"),
+        not_ended = crate::edge::not_ended!("jobs"),
     );
     let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
     tx.commit().await?;
@@ -140,9 +141,10 @@ where
     .fetch_one(db)
     .await?;
     sqlx::query(
+        concat!(
         "DELETE FROM batches b WHERE b.published_at < $1
            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')
-                           AND NOT EXISTS (SELECT 1 FROM job_outcomes x WHERE x.job_id = j.id))",
+                           AND ", crate::edge::not_ended!("j"), ")"),
     )
         .bind(before)
         .execute(db)
