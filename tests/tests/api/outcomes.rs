@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use offpeak_core::clock::Clock;
 use offpeak_core::job::JobState;
 use offpeak_tests::sim::SimConfig;
 use offpeak_store::operator::RetryFilter;
@@ -258,4 +259,67 @@ async fn a_days_quota_counts_what_the_worker_charged_not_what_was_reserved() {
         sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'failed'").fetch_one(&env.pool).await.unwrap();
     assert!(failed > 0 && charged < reserved, "failures cost nothing: {charged} of {reserved}");
     assert_eq!(offpeak_store::quota::used(&env.pool, tenant_id, day, None).await.unwrap().tenant, charged);
+}
+
+/// Jobs by (state, model) as `job_view` shows them, sorted.
+async fn view_counts(env: &TestEnv) -> Vec<(String, String, i64)> {
+    sqlx::query_as("SELECT state, model, count(*) FROM job_view GROUP BY state, model ORDER BY state, model")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_state_gauges_count_each_state_where_it_is_written_as_the_api_shows_it() {
+    let (env, key) = env_rejecting(0.3, 17).await;
+    // Ended by a worker (outcome rows): succeeded and failed.
+    bulk(&env, &key, (0..30).map(|i| format!("gauge {i}"))).await;
+    env.release_once().await;
+    env.work_released(&env.batch_context()).await;
+    // Answered at submission from those results (the job's own row).
+    bulk(&env, &key, (0..5).map(|i| format!("gauge {i}"))).await;
+    // Leaders in a batch a worker has started, and their followers waiting
+    // with no batch of their own; and a batch of another model not started.
+    bulk(&env, &key, (0..8).map(|i| format!("lead {i}"))).await;
+    bulk(&env, &key, (0..4).map(|i| format!("lead {i}"))).await;
+    let inputs: Vec<_> = (0..3).map(|i| json!({"prompt": format!("other {i}")})).collect();
+    let (status, body) =
+        env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-schnell", "inputs": inputs, "priority": "normal"})).await;
+    assert_eq!(status, 201, "{body}");
+    env.release_once().await;
+    let (batch, leaders): (Uuid, Vec<Uuid>) = sqlx::query_as(
+        "SELECT batch_id, array_agg(id) FROM jobs WHERE state = 'queued' AND model = 'flux-dev' AND batch_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM job_outcomes o WHERE o.job_id = jobs.id)
+         GROUP BY batch_id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    offpeak_store::batches::start_attempt(&env.pool, batch, "flux-dev", &leaders, env.clock.now()).await.unwrap();
+    // Held for tonight's window, and one of them cancelled.
+    let inputs: Vec<_> = (0..4).map(|i| json!({"prompt": format!("tonight {i}")})).collect();
+    let (status, body) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
+    assert_eq!(status, 201, "{body}");
+    let tonight = bulk_ids(&body);
+    let (status, body) = env.delete(&key, &format!("/v1/jobs/{}", tonight[0])).await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut gauges = offpeak_store::operator::gauges::by_state_and_model(&env.pool).await.unwrap();
+    gauges.sort();
+    let view = view_counts(&env).await;
+    assert_eq!(gauges, view, "the gauges count what the API shows");
+    let states: std::collections::BTreeSet<&str> = view.iter().map(|(s, _, _)| s.as_str()).collect();
+    for state in ["held", "queued", "running", "succeeded", "failed", "cancelled"] {
+        assert!(states.contains(state), "the jobs cover {state}: {view:?}");
+    }
+    let followers: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'queued' AND cache_source IS NOT NULL")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(followers, 4, "the identical jobs wait as followers");
+    let hits: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded' AND cache_hit")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(hits > 0, "some jobs were answered from the cache at submission");
 }
