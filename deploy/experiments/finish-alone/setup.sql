@@ -4,13 +4,7 @@
 -- With `-v keys=1` (step 31), each job has a cache key and a quota day, as
 -- the API stores a default job; without, none, as `"cache": false` does.
 \set ON_ERROR_STOP on
-\if :{?keys}
-\else
-\set keys 0
-\endif
-INSERT INTO tenants (id, name) SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 't' || g FROM generate_series(0, 999) g;
-CREATE FUNCTION pg_temp.jid(g bigint) RETURNS uuid LANGUAGE sql IMMUTABLE AS $$ SELECT ('0190a000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid $$;
-CREATE FUNCTION pg_temp.bid(g bigint) RETURNS uuid LANGUAGE sql IMMUTABLE AS $$ SELECT ('0190b000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid $$;
+\ir ../common.sql
 INSERT INTO batches (id, model, job_count, published_at, touched_at, started_at, attempts, finished)
 SELECT pg_temp.bid(b), 'flux-schnell', 100, now(), now(), now(), 1, b < 5000 FROM generate_series(0, 9999) b;
 INSERT INTO jobs (id, tenant_id, model, input, priority, timezone, state, release_at, window_closes_at, batch_id, attempts,
