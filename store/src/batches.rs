@@ -39,17 +39,17 @@ pub struct StartedJob {
 /// first provider attempt, and returns its jobs still to do.
 ///
 /// The start is one write of the batch's row (`started_at` the first time,
-/// `attempts + 1` every time), not of its jobs: a `queued` job of a started
-/// batch is `running` (the schema's `job_view`; BENCHMARKS.md step 9). The jobs are
-/// found by the ids the message carries and this batch id, and only those
-/// still `queued`: jobs finished (a redelivered batch) or cancelled are not
-/// sent again. A batch started before (its worker died, or the rescuer
+/// `attempts + 1` every time), not of its jobs: a member of a started batch
+/// is `running` (the schema's `job_view`; BENCHMARKS.md step 9). The jobs are
+/// found by the ids the message carries and their `batch_members` rows of
+/// this batch, and only those still live: jobs finished (a redelivered
+/// batch) or cancelled are not sent again. A batch started before (its worker died, or the rescuer
 /// published it again) starts again, and the provider's idempotency key,
 /// the batch id, makes the replayed call free. Runs under the batch's lock
 /// ([`lock_batch`]), which a cancel of its queued jobs takes too.
 ///
 /// The release publishes a batch *before* it commits, so a worker fast
-/// enough may read the jobs before they have this batch id. A submission
+/// enough may read the jobs before they are members of this batch. A submission
 /// released at once holds the batch's lock until its commit
 /// (`release::lock_new_batches`), so the start waits for the commit in
 /// [`lock_batch`]. A release round does not: the start finds nothing, and
@@ -85,9 +85,9 @@ async fn try_start(pool: &PgPool, batch_id: Uuid, job_ids: &[Uuid], now: DateTim
     let started = sqlx::query_as::<_, StartedJob>(
         concat!(
         "WITH open AS (
-             SELECT id, input, max_attempts, priority FROM jobs
-             WHERE id = ANY($2) AND batch_id = $1 AND state = 'queued'
-               AND ", crate::edge::not_ended!("jobs"), "
+             SELECT j.id, j.input, j.max_attempts, j.priority
+             FROM batch_members m JOIN jobs j ON j.id = m.job_id
+             WHERE m.job_id = ANY($2) AND m.batch_id = $1 AND ", crate::edge::live!("j"), "
          ),
          b AS (
              UPDATE batches SET started_at = COALESCE(started_at, $3), attempts = attempts + 1, touched_at = $3
@@ -190,8 +190,8 @@ pub async fn claim_stale_batches(conn: &mut PgConnection, cutoff: DateTime<Utc>,
          ),
          stale AS MATERIALIZED (
              SELECT c.id, c.model, c.touched_at, array_agg(j.id ORDER BY j.id) AS job_ids
-             FROM candidates c JOIN jobs j ON j.batch_id = c.id AND j.state IN ('queued', 'running')
-                  AND ", crate::edge::not_ended!("j"), "
+             FROM candidates c JOIN batch_members m ON m.batch_id = c.id
+                  JOIN jobs j ON j.id = m.job_id AND ", crate::edge::live!("j"), "
              GROUP BY c.id, c.model, c.touched_at
          ),
          closed AS (
@@ -221,8 +221,8 @@ pub async fn mark_republished(conn: &mut PgConnection, batch_ids: &[Uuid], now: 
 pub async fn record_transient_error(pool: &PgPool, batch_id: Uuid, error: &Value) -> Result<u64, sqlx::Error> {
     let mut tx = lock_batch(pool, batch_id).await?;
     let res = sqlx::query(concat!(
-        "UPDATE jobs SET error = $2 WHERE batch_id = $1 AND state = 'queued' AND ",
-        crate::edge::not_ended!("jobs")
+        "UPDATE jobs j SET error = $2 FROM batch_members m WHERE m.batch_id = $1 AND j.id = m.job_id AND ",
+        crate::edge::live!("j")
     ))
         .bind(batch_id)
         .bind(error)
@@ -281,7 +281,8 @@ fn finish_sql(lock_jobs: bool) -> String {
                 j.cache_key, j.quota_day, j.reserved_credits
          FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $7::bigint[], $8::bigint[])
               AS u(id, state, result, error, credits, list_credits)
-         JOIN jobs j ON j.id = u.id AND j.batch_id IS NOT DISTINCT FROM $1 AND j.state = 'queued'
+         JOIN batch_members m ON m.job_id = u.id AND m.batch_id IS NOT DISTINCT FROM $1
+         JOIN jobs j ON j.id = u.id AND j.state IN ('held', 'queued')
          JOIN batches b ON b.id = $1 AND b.started_at IS NOT NULL
          {lock}
      ),
@@ -325,6 +326,10 @@ fn finish_sql(lock_jobs: bool) -> String {
          WHERE f.cache_source = d.id AND f.state = 'queued' AND d.state NOT IN ('succeeded', 'failed')
          RETURNING {follower_cols}
      ),
+     freed_waiting AS (
+         INSERT INTO held_jobs ({held})
+         SELECT {held} FROM jobs f WHERE f.id IN (SELECT id FROM freed)
+     ),
      followers AS (
          SELECT {effect_columns} FROM answered a JOIN answered_written w ON w.job_id = a.id
          UNION ALL
@@ -333,8 +338,8 @@ fn finish_sql(lock_jobs: bool) -> String {
      closed AS (
          UPDATE batches SET finished = true
          WHERE id = $1 AND EXISTS (SELECT 1 FROM done)
-           AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.batch_id = $1 AND o.state = 'queued' AND o.id <> ALL($2)
-                           AND {not_ended})
+           AND NOT EXISTS (SELECT 1 FROM batch_members om JOIN jobs o ON o.id = om.job_id
+                           WHERE om.batch_id = $1 AND om.job_id <> ALL($2) AND {live})
      ),
      ended AS (
          SELECT {effect_columns} FROM done UNION ALL SELECT {effect_columns} FROM followers
@@ -342,7 +347,8 @@ fn finish_sql(lock_jobs: bool) -> String {
      SELECT id, NULL::text FROM done
      UNION ALL
      SELECT id, state FROM followers",
-    not_ended = crate::edge::not_ended!("o"),
+    live = crate::edge::live!("o"),
+    held = crate::edge::HELD_COLUMNS,
     lock = if lock_jobs { "FOR NO KEY UPDATE OF j" } else { "" },
     follower_cols = crate::outbox::effect_columns("f"),
     effect_columns = crate::outbox::EFFECT_COLUMNS,
@@ -385,8 +391,8 @@ pub async fn finish(
     // waits for the round to commit, and the statement below, with a new
     // snapshot, finds those followers (see `cache::lock_leaders`).
     let mut tx = lock_batch(pool, batch_id).await?;
-    // The batch's jobs are reached only through the primary key, from the
-    // ids given: `j.batch_id IS NOT DISTINCT FROM $1` (the same as `=`, as
+    // The batch's jobs are reached only through the primary keys, from the
+    // ids given: `m.batch_id IS NOT DISTINCT FROM $1` (the same as `=`, as
     // $1 is never NULL) is a filter no index can serve. With `=`,
     // PostgreSQL's generic plan for the prepared statement (used after
     // five runs) read the batch's jobs through `jobs_open_batch`, which

@@ -12,10 +12,11 @@
 //! - At release, inside the release round's transaction, each due job with
 //!   a key is, in this order: answered from the cache (a job with its key
 //!   succeeded since it was submitted); or attached to the job with its key
-//!   already on its way to the provider (its *leader*: queued, without an
-//!   outcome), as a `queued` follower with `cache_source` = leader and no
-//!   batch; or, for the first of several identical due jobs, sent as the
-//!   leader of the others.
+//!   already on its way to the provider (its *leader*: a member of a batch,
+//!   live, `batch_members_cache_key`), as a `queued` follower with
+//!   `cache_source` = leader and no batch; or, for the first of several
+//!   identical due jobs, sent as the leader of the others. Each leaves
+//!   `held_jobs` in the statement that moves it.
 //! - When a leader finishes (`db::batches::finish`), its followers finish in
 //!   the same statement: an outcome each, succeeded as cache hits with its
 //!   result, failed with its error, or, if it died or was cancelled, back to
@@ -28,9 +29,9 @@
 //! submissions of its model, with the model's shared
 //! (`release::lock_release_for`; a key belongs to one tenant and one
 //! model), so they do not race to send a key. Until outcomes (BENCHMARKS.md
-//! step 33) a unique index over queued leaders was the backstop; a leader's
-//! row no longer leaves `queued` at its end, so the index
-//! (`jobs_cache_leaders`) is no longer unique.
+//! step 33) a unique index over queued leaders was the backstop; a leader
+//! keeps its `batch_members` row at its end, so the index
+//! (`batch_members_cache_key`) is not unique.
 
 use std::collections::HashMap;
 
@@ -127,15 +128,14 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
         return Ok(HashMap::new());
     }
     let rows: Vec<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
-        // Only `jobs_cache_leaders` fits this predicate (`jobs_open_batch`
-        // requires `batch_id IS NOT NULL`, so the planner cannot pick it:
-        // scanned here with stale statistics, it cost 458 ms a round;
-        // BENCHMARKS.md step 5).
+        // Through `batch_members_cache_key` (members with a key), whatever
+        // the statistics say: no other index of the members has the key.
+        // (Over `jobs`, a batch index scanned with stale statistics once
+        // cost 458 ms a round; BENCHMARKS.md step 5.)
         concat!(
-        "SELECT cache_key, id, batch_id FROM jobs
-         WHERE cache_key = ANY($1) AND cache_source IS NULL AND state IN ('queued', 'running')
-           AND ", crate::edge::not_ended!("jobs"), "
-         FOR KEY SHARE"),
+        "SELECT m.cache_key, j.id, m.batch_id FROM batch_members m JOIN jobs j ON j.id = m.job_id
+         WHERE m.cache_key = ANY($1) AND ", crate::edge::live!("j"), "
+         FOR KEY SHARE OF j"),
     )
     .bind(keys)
     .fetch_all(&mut *conn)
@@ -153,8 +153,8 @@ pub async fn lock_leaders(conn: &mut PgConnection, keys: &[Vec<u8>]) -> Result<H
     let ids: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
     let open: std::collections::HashSet<Uuid> =
         sqlx::query_scalar::<_, Uuid>(concat!(
-            "SELECT id FROM jobs WHERE id = ANY($1) AND state IN ('queued', 'running') AND ",
-            crate::edge::not_ended!("jobs")
+            "SELECT id FROM jobs j WHERE id = ANY($1) AND ",
+            crate::edge::live!("j")
         ))
             .bind(&ids)
             .fetch_all(&mut *conn)
@@ -179,12 +179,15 @@ pub struct Answer {
 /// CTEs included), and this runs in every release round.
 static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-    "WITH done AS (
+    "WITH waiting AS (
+         DELETE FROM held_jobs WHERE id = ANY($1) RETURNING id
+     ),
+     done AS (
          UPDATE jobs j SET state = 'succeeded', result = u.result, cache_hit = true, cache_source = u.source,
                 credits = 0, finished_at = $5, cache_similarity = u.similarity
          FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::bigint[], $6::real[])
              AS u(id, source, result, list_credits, similarity)
-         WHERE j.id = u.id AND j.state = 'held'
+         WHERE j.id = u.id AND j.id IN (SELECT id FROM waiting) AND j.state = 'held'
          RETURNING {cols}, j.use_case, j.priority, u.list_credits, u.similarity IS NOT NULL AS semantic_hit,
                    j.preview_target_list, j.parent_id, j.upgrade_of_preview
      ),
@@ -204,7 +207,9 @@ static ANSWER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// Finishes held jobs as cache hits (0 credits, the source's result; a
 /// semantic hit with its similarity) and
-/// writes their usage ledger rows, in one statement. Returns the ids written.
+/// writes their usage ledger rows, in one statement; only jobs still
+/// waiting (their `held_jobs` row, which this deletes: a job cancelled
+/// since the claim has none). Returns the ids written.
 ///
 /// # Errors
 /// Database errors only.
@@ -229,7 +234,7 @@ pub async fn answer(conn: &mut PgConnection, answers: &[Answer], now: DateTime<U
 }
 
 /// Attaches held jobs to their leaders: `queued`, no batch, `cache_source`
-/// = the leader. Returns the jobs attached.
+/// = the leader; they leave `held_jobs`. Returns the jobs attached.
 ///
 /// Only to a leader that is queued or running when this runs: call it after
 /// the round has queued its own leaders. A leader claimed by the round but
@@ -247,11 +252,16 @@ pub async fn attach(conn: &mut PgConnection, pairs: &[(Uuid, Uuid)], now: DateTi
     let leaders: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
     sqlx::query_scalar(
         concat!(
-        "UPDATE jobs j SET state = 'queued', cache_source = u.leader, queued_at = $3
-         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
-         WHERE j.id = u.id AND j.state = 'held'
-           AND EXISTS (SELECT 1 FROM jobs l WHERE l.id = u.leader AND l.state IN ('queued', 'running')
-                         AND ", crate::edge::not_ended!("l"), ")
+        "WITH waiting AS (
+             DELETE FROM held_jobs h USING unnest($1::uuid[], $2::uuid[]) AS u(id, leader)
+             WHERE h.id = u.id
+               AND EXISTS (SELECT 1 FROM batch_members lm JOIN jobs l ON l.id = lm.job_id
+                           WHERE lm.job_id = u.leader AND ", crate::edge::live!("l"), ")
+             RETURNING h.id, u.leader
+         )
+         UPDATE jobs j SET state = 'queued', cache_source = w.leader, queued_at = $3
+         FROM waiting w
+         WHERE j.id = w.id AND j.state = 'held'
          RETURNING j.id"),
     )
     .bind(&followers)

@@ -18,7 +18,7 @@ pub(crate) const TERMINAL_STATES: &str = "('succeeded', 'failed', 'dead', 'cance
 
 /// The SQL condition "this job has not ended" over a `jobs` row named
 /// `$alias`, for statements that need a job still open: a job a worker
-/// ended keeps its row `queued` and has an outcome row (`job_outcomes`,
+/// ended keeps its row as the release left it and has an outcome row (`job_outcomes`,
 /// BENCHMARKS.md step 33). A string literal, so a statement written with
 /// `concat!` stays a `&'static str`.
 macro_rules! not_ended {
@@ -27,6 +27,22 @@ macro_rules! not_ended {
     };
 }
 pub(crate) use not_ended;
+
+/// The SQL condition "this job is live" over a `jobs` row named `$alias`:
+/// not ended in its own row (a live row is `held` or `queued`, migration
+/// `20261212000000`) nor by an outcome. Where it stands (waiting, in a
+/// batch, a follower) is said by the statement's join: `held_jobs`,
+/// `batch_members`, `cache_source`.
+macro_rules! live {
+    ($alias:literal) => {
+        concat!($alias, ".state IN ('held', 'queued') AND ", crate::edge::not_ended!($alias))
+    };
+}
+pub(crate) use live;
+
+/// The columns of a `held_jobs` row, named as in `jobs`: a statement that
+/// puts jobs back to waiting inserts them `SELECT`ed from the jobs' rows.
+pub(crate) const HELD_COLUMNS: &str = "id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic";
 
 use chrono_tz::Tz;
 use offpeak_core::tenant::Tenant;

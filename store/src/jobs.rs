@@ -3,11 +3,16 @@
 //! loop's statements are in [`crate::release`], the worker's in
 //! [`crate::batches`], the operator's in [`crate::operator`].
 //!
-//! Every state change is a guarded `UPDATE ... WHERE state IN (...)`: a job
-//! only ever leaves a non-terminal state, so two writers racing (two
-//! scheduler replicas, a batch delivered twice) cannot give a job two
-//! terminal states or count its credits twice. The loser's update matches no
-//! row.
+//! Every state change is a guarded `UPDATE ... WHERE state IN (...)`, a
+//! `DELETE` of the row that says where a live job waits (`held_jobs`), or
+//! an `INSERT` of an outcome that conflicts with an earlier one: a job only
+//! ever leaves a non-terminal state, so two writers racing (two scheduler
+//! replicas, a batch delivered twice) cannot give a job two terminal states
+//! or count its credits twice. The loser's statement matches no row.
+//!
+//! A submission stores a job that waits with its `held_jobs` row, and a
+//! job released at once with its `batch_members` row, in the same
+//! statement (migration `20261212000000`).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -90,9 +95,9 @@ impl JobRow {
 }
 
 /// The columns of [`JobRow`]. Read them `FROM job_view` (the schema's view;
-/// BENCHMARKS.md step 9), which derives `running` from the job's batch; a
-/// `RETURNING` of a job just inserted or cancelled, which is never running,
-/// may read them from `jobs` itself.
+/// BENCHMARKS.md step 9), which derives `queued` and `running` from the
+/// job's batch; a `RETURNING` of a job just inserted, which is in its
+/// submission's batch if in any, may read them from `jobs` itself.
 const JOB_COLUMNS: &str = "id, tenant_id, model, input, priority, timezone, user_id, metadata, \
     idempotency_key, request_hash, state, release_at, window_closes_at, batch_id, attempts, \
     max_attempts, result, error, credits, cache_hit, created_at, queued_at, started_at, finished_at, use_case, cache_source, group_id, \
@@ -267,6 +272,13 @@ fn insert_sql(returning: &str) -> String {
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ),
+         waiting AS (
+             INSERT INTO held_jobs ({held}) SELECT {held} FROM ins WHERE state = 'held'
+         ),
+         members AS (
+             INSERT INTO batch_members (job_id, batch_id, cache_key)
+             SELECT id, batch_id, cache_key FROM ins WHERE state = 'queued' AND batch_id IS NOT NULL
+         ),
          ledger AS (
              INSERT INTO job_outcomes (job_id, tenant_id, user_id, model, use_case, priority,
                                        credits, list_credits, cache_hit, finished_at,
@@ -276,7 +288,8 @@ fn insert_sql(returning: &str) -> String {
              FROM ins JOIN u USING (id) JOIN t USING (n) WHERE ins.cache_hit
          ){effects}
          SELECT {returning} FROM ins",
-        effects = crate::outbox::terminal_effects("ins")
+        effects = crate::outbox::terminal_effects("ins"),
+        held = crate::edge::HELD_COLUMNS,
     )
 }
 
@@ -457,28 +470,60 @@ pub enum CancelOutcome {
 /// Cancels a job that has not started, or whose batch is at a provider's
 /// own batch API ([`crate::provider_batches::at_provider`]).
 pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<CancelOutcome, sqlx::Error> {
+    // A try finds the job between waiting and a batch only when a leader's
+    // finish put it back to waiting as it read (a follower of a leader that
+    // died): the next try sees where it is.
+    for _ in 0..3 {
+        if let Some(outcome) = try_cancel(pool, tenant_id, id, now).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(sqlx::Error::Protocol(format!("job {id} moved between waiting and a batch during three cancels in a row")))
+}
+
+/// One try of [`cancel`]; `None`: the job was moving, nothing was written.
+async fn try_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<Option<CancelOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Lock first (see `cache::lock_leaders`): a release round attaching
-    // followers to this job commits before the update below looks for them.
-    let locked: Option<(String, Option<Uuid>)> =
-        sqlx::query_as("SELECT state, batch_id FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+    // Locks in the order every writer takes them: the job's `held_jobs` row
+    // first, then its row. A release round deletes the first before it
+    // writes anything of the job's, and holds it to its commit; so a cancel
+    // of a job a round is releasing waits for the round, and then reads it
+    // as a member of its batch. The job's row next (see
+    // `cache::lock_leaders`): a round attaching followers to this job
+    // commits before the update below looks for them.
+    let waiting: Option<Uuid> = sqlx::query_scalar("SELECT id FROM held_jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let locked: Option<(String, bool)> =
+        sqlx::query_as("SELECT state, cache_source IS NOT NULL FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
             .bind(tenant_id)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((state, batch_id)) = locked else {
-        return Ok(CancelOutcome::NotFound);
+    let Some((state, follower)) = locked else {
+        return Ok(Some(CancelOutcome::NotFound));
     };
-    let cancellable = match (state.as_str(), batch_id) {
-        ("queued", Some(batch_id)) => {
+    // A new statement: a round that released the job has committed.
+    let batch_id: Option<Uuid> = sqlx::query_scalar("SELECT batch_id FROM batch_members WHERE job_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let live = state == "held" || state == "queued";
+    let cancellable = match (live, waiting.is_some() || follower, batch_id) {
+        // Ended in its own row: the update below would match nothing.
+        (false, _, _) => false,
+        (true, true, _) => true,
+        (true, false, Some(batch_id)) => {
             hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id)
                 // The one running job that may be cancelled: its batch is at
                 // a provider's own batch API, which answers hours later. The
-                // poller's finish writes only jobs still queued, and this
+                // poller's finish writes only jobs still live, and this
                 // job's row lock orders the two.
                 || crate::provider_batches::at_provider(&mut tx, batch_id).await?
         }
-        _ => true,
+        (true, false, None) => return Ok(None),
     };
     let cancelled = if cancellable {
         // A cancelled leader's followers go back to `held`: the next round
@@ -487,19 +532,30 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
         // it out, and it reads as not cancellable. This statement runs
         // after the row lock, so a finish that held the row (a follower's
         // answer, a provider batch's result) has committed.
+        //
+        // A job still waiting leaves `held_jobs` in the same statement, so a
+        // release round's claim never sees it again; a round that claimed
+        // it already finds its row gone and leaves it out.
         let sql = format!(
             "WITH c AS (
                  UPDATE jobs SET state = 'cancelled', finished_at = $3
-                 WHERE tenant_id = $1 AND id = $2 AND state IN ('held', 'queued')
-                   AND {not_ended}
-                 RETURNING {JOB_COLUMNS}
+                 WHERE tenant_id = $1 AND id = $2 AND {live}
+                 RETURNING {effect_columns}
              ),
-             freed AS ({FREE_FOLLOWERS_OF_C}){effects}
-             SELECT {JOB_COLUMNS} FROM c",
-            not_ended = crate::edge::not_ended!("jobs"),
+             unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
+             {FREE_FOLLOWERS_OF_C}{effects}
+             SELECT id FROM c",
+            live = crate::edge::live!("jobs"),
+            effect_columns = crate::outbox::EFFECT_COLUMNS,
             effects = crate::outbox::terminal_effects("c")
         );
-        sqlx::query_as::<_, JobRow>(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?
+        let cancelled: Option<Uuid> = sqlx::query_scalar(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?;
+        match cancelled {
+            // The job as the API shows it, with its batch: a new statement
+            // sees the cancel.
+            Some(_) => get(&mut *tx, tenant_id, id).await?,
+            None => None,
+        }
     } else {
         None
     };
@@ -515,7 +571,7 @@ pub async fn cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
         },
     };
     tx.commit().await?;
-    Ok(outcome)
+    Ok(Some(outcome))
 }
 
 /// Of these batches, the ones no worker has started, each held unstarted
@@ -553,15 +609,23 @@ pub(crate) async fn hold_unstarted_batches(conn: &mut PgConnection, batch_ids: &
         .await
 }
 
-/// The SQL of a CTE that puts the followers of the jobs of a CTE `c` (just
-/// cancelled) back to `held`, except those cancelled themselves. They were
+/// The SQL of two CTEs (`freed`, `freed_waiting`) that put the followers
+/// of the jobs of a CTE `c` (just cancelled) back to waiting, `held` with
+/// their `held_jobs` rows, except those cancelled themselves. They were
 /// due when they were claimed, so they are due now: the CTE announces it
 /// (`pg_notify` on `release::DUE_CHANNEL`, once per transaction however
 /// many rows call it, and only if one does), so a release loop sends them
 /// without waiting for its next poll.
-pub(crate) const FREE_FOLLOWERS_OF_C: &str = "UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
+pub(crate) const FREE_FOLLOWERS_OF_C: &str = "freed AS (
+             UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
              WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)
-             RETURNING pg_notify('offpeak_release', 'now')";
+             RETURNING id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic,
+                       pg_notify('offpeak_release', 'now')
+         ),
+         freed_waiting AS (
+             INSERT INTO held_jobs (id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic)
+             SELECT id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic FROM freed
+         )";
 
 /// The children of each of these jobs of the tenant (the jobs upgraded from
 /// it, `POST /v1/jobs/{id}/upgrade`), oldest first, in one query over the

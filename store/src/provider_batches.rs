@@ -171,7 +171,7 @@ impl OpenJob {
     }
 }
 
-/// The jobs of our batch still `queued` in it (not finished, not cancelled).
+/// The jobs of our batch still live in it (not finished, not cancelled).
 ///
 /// # Errors
 /// Database errors only.
@@ -179,9 +179,8 @@ pub async fn open_jobs(pool: &PgPool, batch_id: Uuid) -> Result<Vec<OpenJob>, sq
     sqlx::query_as::<_, OpenJob>(
         concat!(
         "SELECT j.id, j.attempts AS earlier_attempts, b.attempts AS batch_attempts, j.max_attempts, j.priority
-         FROM jobs j JOIN batches b ON b.id = j.batch_id
-         WHERE j.batch_id = $1 AND j.state = 'queued'
-           AND ", crate::edge::not_ended!("j"), "
+         FROM batch_members m JOIN jobs j ON j.id = m.job_id JOIN batches b ON b.id = m.batch_id
+         WHERE m.batch_id = $1 AND ", crate::edge::live!("j"), "
          ORDER BY j.id"),
     )
     .bind(batch_id)
@@ -189,12 +188,12 @@ pub async fn open_jobs(pool: &PgPool, batch_id: Uuid) -> Result<Vec<OpenJob>, sq
     .await
 }
 
-/// Puts jobs the provider batch did not answer back to `held`, for a
-/// batch of their own later, each with its last error and the attempts it
-/// has used (`jobs.attempts`, which its next batch adds to). Only jobs
-/// still `queued` in this batch move; their followers (identical jobs
-/// waiting for them) go back to `held` too, and a release loop is told.
-/// Returns the jobs moved.
+/// Puts jobs the provider batch did not answer back to waiting (`held`,
+/// their `held_jobs` rows, out of the batch), for a batch of their own
+/// later, each with its last error and the attempts it has used
+/// (`jobs.attempts`, which its next batch adds to). Only jobs still live in
+/// this batch move; their followers (identical jobs waiting for them) go
+/// back to waiting too, and a release loop is told. Returns the jobs moved.
 ///
 /// # Errors
 /// Database errors only.
@@ -205,20 +204,24 @@ pub async fn requeue(pool: &PgPool, batch_id: Uuid, jobs: &[(Uuid, Value)]) -> R
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
     let errors: Vec<Value> = jobs.iter().map(|j| j.1.clone()).collect();
     let mut tx = lock_batch(pool, batch_id).await?;
-    let moved: Vec<Uuid> = sqlx::query_scalar(
-        concat!(
+    let sql = format!(
         "WITH c AS (
              UPDATE jobs j SET state = 'held', batch_id = NULL, queued_at = NULL, error = u.error,
                     attempts = j.attempts + b.attempts
-             FROM unnest($2::uuid[], $3::jsonb[]) AS u(id, error), batches b
-             WHERE b.id = $1 AND j.id = u.id AND j.batch_id = $1 AND j.state = 'queued'
-               AND ", crate::edge::not_ended!("j"), "
-             RETURNING j.id
+             FROM unnest($2::uuid[], $3::jsonb[]) AS u(id, error), batches b, batch_members m
+             WHERE b.id = $1 AND j.id = u.id AND m.job_id = j.id AND m.batch_id = $1 AND {live}
+             RETURNING {held_j}
          ),
-         freed AS (UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
-                   WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c))
-         SELECT id FROM c"),
-    )
+         out_of_batch AS (DELETE FROM batch_members WHERE job_id IN (SELECT id FROM c)),
+         waiting AS (INSERT INTO held_jobs ({held}) SELECT {held} FROM c),
+         {free}
+         SELECT id FROM c",
+        live = crate::edge::live!("j"),
+        held = crate::edge::HELD_COLUMNS,
+        held_j = crate::edge::HELD_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", "),
+        free = crate::jobs::FREE_FOLLOWERS_OF_C,
+    );
+    let moved: Vec<Uuid> = sqlx::query_scalar(&sql)
     .bind(batch_id)
     .bind(&ids)
     .bind(&errors)
@@ -241,8 +244,8 @@ pub async fn close(pool: &PgPool, batch_id: Uuid, status: &str) -> Result<(), sq
     sqlx::query(
         concat!(
         "UPDATE batches SET poll_at = NULL, provider_status = $2,
-                finished = NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
-                                       AND ", crate::edge::not_ended!("j"), ")
+                finished = NOT EXISTS (SELECT 1 FROM batch_members m JOIN jobs j ON j.id = m.job_id
+                                       WHERE m.batch_id = $1 AND ", crate::edge::live!("j"), ")
          WHERE id = $1"),
     )
     .bind(batch_id)
@@ -278,8 +281,8 @@ pub async fn poll_now_if_empty(conn: &mut PgConnection, batch_id: Uuid, now: Dat
         concat!(
         "UPDATE batches SET poll_at = LEAST(poll_at, $2)
          WHERE id = $1 AND provider_batch_id IS NOT NULL AND poll_at IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = $1 AND j.state = 'queued'
-                           AND ", crate::edge::not_ended!("j"), ")"),
+           AND NOT EXISTS (SELECT 1 FROM batch_members m JOIN jobs j ON j.id = m.job_id
+                           WHERE m.batch_id = $1 AND ", crate::edge::live!("j"), ")"),
     )
     .bind(batch_id)
     .bind(now)

@@ -5,8 +5,11 @@
 //! ([`DUE_CHANNEL`], [`notify_due`], [`listen_due`]).
 //!
 //! A round runs in one transaction under the release lock, so rounds run one
-//! at a time across replicas; every write re-checks that a job is still
-//! `held`, so a job cancelled since the claim is skipped.
+//! at a time across replicas. Waiting jobs are the rows of `held_jobs`; a
+//! round's writes start by deleting the rows of the jobs they move, so a
+//! job cancelled since the claim (its row deleted by the cancel) is
+//! skipped. A released job's own row is not written: the round inserts
+//! its `batch_members` row instead (migration `20261212000000`).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -231,8 +234,8 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: 
         "WITH due AS MATERIALIZED (
              SELECT t.id FROM tenants t
              WHERE EXISTS (
-                 SELECT 1 FROM jobs
-                 WHERE tenant_id = t.id AND state = 'held' AND release_at <= $1
+                 SELECT 1 FROM held_jobs
+                 WHERE tenant_id = t.id AND release_at <= $1
                    AND (window_closes_at IS NULL OR window_closes_at > $1)
              )
              ORDER BY random()
@@ -243,8 +246,8 @@ pub async fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, per_tenant: 
          SELECT j.id, d.id AS tenant_id, j.model, j.cache_key, j.semantic, s.n AS share
          FROM due d CROSS JOIN share s
          CROSS JOIN LATERAL (
-             SELECT id, model, cache_key, semantic FROM jobs
-             WHERE tenant_id = d.id AND state = 'held' AND release_at <= $1
+             SELECT id, model, cache_key, semantic FROM held_jobs
+             WHERE tenant_id = d.id AND release_at <= $1
                AND (window_closes_at IS NULL OR window_closes_at > $1)
              ORDER BY release_at, id
              LIMIT s.n
@@ -286,8 +289,8 @@ impl NewBatch {
     }
 }
 
-/// Moves a batch's jobs that are still `held` to `queued` and records the
-/// batch, in the caller's transaction. Returns the jobs moved.
+/// Moves a batch's jobs that are still waiting into the batch and records
+/// it, in the caller's transaction. Returns the jobs moved.
 pub async fn mark_queued(
     conn: &mut PgConnection,
     batch_id: Uuid,
@@ -300,29 +303,34 @@ pub async fn mark_queued(
     Ok(queued.iter().map(|b| b.job_ids.len() as u64).sum())
 }
 
-/// Moves the jobs of every batch of a release round that are still `held`
-/// to `queued`, and records the batches that got jobs, in the caller's
-/// transaction: two set-based statements per round, whatever the number of
-/// batches. Returns those batches with the jobs actually moved, in their
-/// order: a job cancelled since the claim is left out of its batch's
-/// message and count.
+/// Moves the jobs of every batch of a release round that are still waiting
+/// into their batches, and records the batches that got jobs, in the
+/// caller's transaction: two set-based statements per round, whatever the
+/// number of batches. Returns those batches with the jobs actually moved,
+/// in their order: a job cancelled since the claim is left out of its
+/// batch's message and count.
+///
+/// The jobs' own rows are not written: each job's `held_jobs` row is
+/// deleted and its `batch_members` row inserted, in one statement. That
+/// costs 31–64% of the `UPDATE` of every job to `queued` it replaces
+/// (BENCHMARKS.md step 34), which wrote a new version of each wide row and
+/// an entry in each of its indexes.
 pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now: DateTime<Utc>) -> Result<Vec<NewBatch>, sqlx::Error> {
     let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
     let batch_of: Vec<Uuid> = batches.iter().flat_map(|b| std::iter::repeat_n(b.id, b.job_ids.len())).collect();
-    // `j.id = ANY($1)` repeats the join condition on purpose: it gives the
-    // planner an index condition on jobs. Without it, knowing the array
-    // holds 5,000 ids, PostgreSQL chose a merge join that read the whole
-    // primary key in order (169 ms of a 5,000-job round at 100,000 jobs,
-    // growing with the table); with it, 5,000 index probes (33 ms).
+    // The round's instant is the batches' `published_at` ([`record_batches`]),
+    // which `job_view` shows as their jobs' `queued_at`.
     let moved: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE jobs j SET state = 'queued', batch_id = u.batch_id, queued_at = $3
-         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id)
-         WHERE j.id = u.id AND j.id = ANY($1) AND j.state = 'held'
-         RETURNING j.id",
+        "WITH waiting AS (
+             DELETE FROM held_jobs WHERE id = ANY($1) RETURNING id, cache_key
+         )
+         INSERT INTO batch_members (job_id, batch_id, cache_key)
+         SELECT u.id, u.batch_id, w.cache_key
+         FROM unnest($1::uuid[], $2::uuid[]) AS u(id, batch_id) JOIN waiting w ON w.id = u.id
+         RETURNING job_id",
     )
     .bind(&job_ids)
     .bind(&batch_of)
-    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     let moved: std::collections::HashSet<Uuid> = moved.into_iter().collect();
@@ -335,7 +343,7 @@ pub async fn mark_queued_many(conn: &mut PgConnection, batches: &[NewBatch], now
     Ok(queued)
 }
 
-/// Records the rows of batches whose jobs are `queued` in them (by a
+/// Records the rows of batches whose jobs are members of them (by a
 /// round's [`mark_queued_many`], or inserted so by a submission released at
 /// once, `jobs::Admitted::Queued`), in the caller's transaction: one
 /// statement, whatever the number of batches.
@@ -362,25 +370,38 @@ pub async fn record_batches(conn: &mut PgConnection, queued: &[NewBatch], now: D
     Ok(())
 }
 
-/// Undoes [`record_batches`] and the `queued` state of the batches' jobs,
-/// in the caller's transaction that wrote them, when their messages could
-/// not be published: the jobs go back to `held`, due, for the release
-/// loop. Returns the jobs put back.
+/// Undoes [`record_batches`] and the batches' members, in the caller's
+/// transaction that wrote them, when their messages could not be
+/// published: the jobs wait again (`held`, due), for the release loop.
+/// Returns the jobs put back.
 ///
 /// # Errors
 /// Database errors only.
 pub async fn unrecord_batches(conn: &mut PgConnection, batches: &[NewBatch]) -> Result<u64, sqlx::Error> {
     let job_ids: Vec<Uuid> = batches.iter().flat_map(|b| b.job_ids.iter().copied()).collect();
     let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
-    let moved = sqlx::query(
-        "UPDATE jobs SET state = 'held', batch_id = NULL, queued_at = NULL
-         WHERE id = ANY($1) AND batch_id = ANY($2) AND state = 'queued'",
-    )
-    .bind(&job_ids)
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    // A round's jobs kept their rows `held`; a submission's were inserted
+    // `queued` in their batch, and their rows go back to `held`. The rows
+    // read by `back` are as before this statement: the same columns.
+    let sql = format!(
+        "WITH gone AS (
+             DELETE FROM batch_members WHERE job_id = ANY($1) AND batch_id = ANY($2) RETURNING job_id
+         ),
+         unqueued AS (
+             UPDATE jobs SET state = 'held', batch_id = NULL, queued_at = NULL
+             WHERE id IN (SELECT job_id FROM gone) AND state = 'queued'
+         ),
+         back AS (
+             INSERT INTO held_jobs ({held})
+             SELECT {held} FROM jobs j WHERE j.id IN (SELECT job_id FROM gone) AND {live}
+             RETURNING id
+         )
+         SELECT count(*) FROM back",
+        held = crate::edge::HELD_COLUMNS,
+        live = crate::edge::live!("j"),
+    );
+    let moved: i64 = sqlx::query_scalar(&sql).bind(&job_ids).bind(&ids).fetch_one(&mut *conn).await?;
+    let moved = u64::try_from(moved).unwrap_or(0);
     sqlx::query("DELETE FROM batches WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
     Ok(moved)
 }
@@ -429,7 +450,7 @@ pub(crate) fn window_group(row: sqlx::postgres::PgRow) -> Result<WindowGroup, sq
 ///
 /// Runs every release round, so the usual answer (nothing expired) must be
 /// cheap whatever the backlog: first whether any held job's window closed
-/// by `now`, a range scan of the partial index `jobs_held_window` that stops
+/// by `now`, a range scan of the partial index `held_jobs_window` that stops
 /// at its first entry closing later. Only when one has does the `DISTINCT`
 /// run.
 ///
@@ -444,7 +465,7 @@ pub(crate) fn window_group(row: sqlx::postgres::PgRow) -> Result<WindowGroup, sq
 /// in the release's one connection (BENCHMARKS.md step 14).
 pub async fn expired_held_groups(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<WindowGroup>, sqlx::Error> {
     let expired: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'held' AND window_closes_at <= $1)",
+        "SELECT EXISTS (SELECT 1 FROM held_jobs WHERE window_closes_at <= $1)",
     )
     .bind(now)
     .persistent(false)
@@ -454,9 +475,9 @@ pub async fn expired_held_groups(pool: &PgPool, now: DateTime<Utc>) -> Result<Ve
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT DISTINCT j.timezone, t.window_start, t.window_end
-         FROM jobs j JOIN tenants t ON t.id = j.tenant_id
-         WHERE j.state = 'held' AND j.window_closes_at <= $1",
+        "SELECT DISTINCT h.timezone, t.window_start, t.window_end
+         FROM held_jobs h JOIN tenants t ON t.id = h.tenant_id
+         WHERE h.window_closes_at <= $1",
     )
     .bind(now)
     .fetch_all(pool)
@@ -477,7 +498,8 @@ pub async fn expired_held_groups(pool: &PgPool, now: DateTime<Utc>) -> Result<Ve
 }
 
 /// Moves the held jobs of one (timezone, tenant window) group whose window
-/// has closed to the next window.
+/// has closed to the next window: their rows, which the API reads, and
+/// their `held_jobs` rows, which the claim reads, in one statement.
 pub async fn roll_over<'e>(
     db: impl PgExecutor<'e>,
     now: DateTime<Utc>,
@@ -486,10 +508,14 @@ pub async fn roll_over<'e>(
     closes_at: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let res = sqlx::query(
-        "UPDATE jobs j SET release_at = $3, window_closes_at = $4
-         FROM tenants t
-         WHERE t.id = j.tenant_id AND j.state = 'held' AND j.window_closes_at <= $1 AND j.timezone = $2
-           AND t.window_start IS NOT DISTINCT FROM $5 AND t.window_end IS NOT DISTINCT FROM $6",
+        "WITH moved AS (
+             UPDATE held_jobs h SET release_at = $3, window_closes_at = $4
+             FROM tenants t
+             WHERE t.id = h.tenant_id AND h.window_closes_at <= $1 AND h.timezone = $2
+               AND t.window_start IS NOT DISTINCT FROM $5 AND t.window_end IS NOT DISTINCT FROM $6
+             RETURNING h.id
+         )
+         UPDATE jobs j SET release_at = $3, window_closes_at = $4 FROM moved WHERE j.id = moved.id",
     )
     .bind(now)
     .bind(group.stored().0)
@@ -606,14 +632,14 @@ pub async fn listen_due(pool: &PgPool) -> Result<sqlx::postgres::PgListener, sql
 /// short) is not a reason to wake, so a loop that wakes at this instant
 /// never spins on work it cannot do.
 ///
-/// Due instants: `jobs_held_due_order (tenant_id, release_at, id)` is
+/// Due instants: `held_jobs_due_order (tenant_id, release_at, id)` is
 /// ordered by tenant first, so the earliest due instant of all tenants is
 /// one probe per tenant (PostgreSQL 15 has no skip scan), each reading at
 /// most one entry, the first after `after`, and only if it is before
 /// `until`; about 4 ms for 1,000 tenants over 1,000,000 held jobs, warm
 /// (an index-only scan; BENCHMARKS.md). The entries of jobs released since
 /// the last vacuum lie before `after` (they were due), so they are not
-/// read. Window closes: a range scan of `jobs_held_window`, bounded by
+/// read. Window closes: a range scan of `held_jobs_window`, bounded by
 /// `until`.
 ///
 /// # Errors
@@ -623,12 +649,12 @@ pub async fn next_due(pool: &PgPool, after: DateTime<Utc>, until: DateTime<Utc>)
         "SELECT LEAST(
              (SELECT min(j.release_at) FROM tenants t
               CROSS JOIN LATERAL (
-                  SELECT release_at FROM jobs
-                  WHERE tenant_id = t.id AND state = 'held' AND release_at > $1 AND release_at <= $2
+                  SELECT release_at FROM held_jobs
+                  WHERE tenant_id = t.id AND release_at > $1 AND release_at <= $2
                   ORDER BY release_at LIMIT 1
               ) j),
-             (SELECT min(window_closes_at) FROM jobs
-              WHERE state = 'held' AND window_closes_at > $1 AND window_closes_at <= $2))",
+             (SELECT min(window_closes_at) FROM held_jobs
+              WHERE window_closes_at > $1 AND window_closes_at <= $2))",
     )
     .bind(after)
     .bind(until)

@@ -8,9 +8,9 @@
 //! `LIMIT`, or by the few groups it returns (hours × models, minutes, days ×
 //! models):
 //!
-//! - Queries by time over `jobs` (held ones) and `usage_ledger` visit the
+//! - Queries by time over `held_jobs` and `usage_ledger` visit the
 //!   tenants one by one (`CROSS JOIN LATERAL`), so the per-tenant indexes
-//!   `jobs_held_due_order (tenant_id, release_at, id)` and
+//!   `held_jobs_due_order (tenant_id, release_at, id)` and
 //!   `usage_ledger_tenant_time (tenant_id, finished_at)` serve them as range
 //!   scans instead of a scan of the whole table.
 //! - The last hour's finished jobs come from `jobs_finished (finished_at)`
@@ -91,8 +91,8 @@ pub async fn held_due_by_hour(conn: &mut PgConnection, now: DateTime<Utc>, until
              SELECT date_trunc('hour', GREATEST(j.release_at, $1), 'UTC') AS hour, j.model, j.timezone
              FROM tenants t
              CROSS JOIN LATERAL (
-                 SELECT release_at, model, timezone FROM jobs
-                 WHERE tenant_id = t.id AND state = 'held' AND release_at < $2
+                 SELECT release_at, model, timezone FROM held_jobs
+                 WHERE tenant_id = t.id AND release_at < $2
              ) j
          ) due
          GROUP BY GROUPING SETS ((hour, model), (hour, timezone))
@@ -126,7 +126,7 @@ pub async fn held_edges(conn: &mut PgConnection, now: DateTime<Utc>, until: Date
         "SELECT count(*) FILTER (WHERE j.release_at <= $1) AS due_now,
                 count(*) FILTER (WHERE j.release_at >= $2) AS later
          FROM tenants t
-         CROSS JOIN LATERAL (SELECT release_at FROM jobs WHERE tenant_id = t.id AND state = 'held') j",
+         CROSS JOIN LATERAL (SELECT release_at FROM held_jobs WHERE tenant_id = t.id) j",
     )
     .bind(now)
     .bind(until)

@@ -11,28 +11,31 @@ use sqlx::PgExecutor;
 /// whose join of every job with its outcome is most of a count's cost (at
 /// 1,000,000 jobs, half of them ended by a worker: 0.77–0.85 s through the
 /// view, 0.21–0.33 s so, BENCHMARKS.md step 34):
-/// - a state the job's own row holds (`held`, and the ends written there: a
-///   cancel, a cache hit, a refused firing): the rows not `queued`;
+/// - `held`: the rows of `held_jobs`;
+/// - an end written in the job's own row (a cancel, a cache hit, a refused
+///   firing): the rows neither `held` nor `queued`;
 /// - an end a worker wrote, or a leader's answer to a follower: the outcome
-///   rows with a state, one per `queued` job row that ended;
-/// - a `queued` job not ended: in a batch not finished (a batch is marked
-///   finished only once none of its jobs is open), `running` once the batch
-///   has started; or a follower waiting for its leader, with no batch of its
+///   rows with a state, one per live job row that ended;
+/// - a live member of a batch not finished (a batch is marked finished only
+///   once none of its jobs is open): `queued`, `running` once the batch has
+///   started; or a follower waiting for its leader, with no batch of its
 ///   own. Both read through indexes that hold only open work.
 pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
     sqlx::query_as(concat!(
         "SELECT state, model, sum(n)::bigint FROM (
-             SELECT state, model, count(*) AS n FROM jobs WHERE state <> 'queued' GROUP BY state, model
+             SELECT 'held' AS state, model, count(*) AS n FROM held_jobs GROUP BY model
+             UNION ALL
+             SELECT state, model, count(*) FROM jobs WHERE state NOT IN ('held', 'queued') GROUP BY state, model
              UNION ALL
              SELECT state, model, count(*) FROM job_outcomes WHERE state IS NOT NULL GROUP BY state, model
              UNION ALL
              SELECT CASE WHEN b.started_at IS NOT NULL THEN 'running' ELSE 'queued' END, j.model, count(*)
-             FROM batches b JOIN jobs j ON j.batch_id = b.id AND j.state = 'queued'
-             WHERE NOT b.finished AND ", crate::edge::not_ended!("j"), "
+             FROM batches b JOIN batch_members m ON m.batch_id = b.id JOIN jobs j ON j.id = m.job_id
+             WHERE NOT b.finished AND ", crate::edge::live!("j"), "
              GROUP BY 1, 2
              UNION ALL
              SELECT 'queued', j.model, count(*) FROM jobs j
-             WHERE j.state = 'queued' AND j.cache_source IS NOT NULL AND j.batch_id IS NULL AND ",
+             WHERE j.state = 'queued' AND j.cache_source IS NOT NULL AND ",
         crate::edge::not_ended!("j"), "
              GROUP BY 2
          ) s
@@ -52,7 +55,7 @@ pub async fn held_by_hours_until_due<'e>(db: impl PgExecutor<'e>, now: DateTime<
                      WHEN release_at > $1 + interval '24 hours' THEN 'later'
                      ELSE ceil(extract(epoch FROM release_at - $1) / 3600)::int::text END AS bucket,
                 count(*)
-         FROM jobs WHERE state = 'held'
+         FROM held_jobs
          GROUP BY 1",
     )
     .bind(now)

@@ -57,8 +57,8 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
     // round was attaching to these jobs are committed and seen (see
     // `db::cache::lock_leaders`). `job_view`: a queued job of a started
     // batch is running, not cancellable.
-    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "SELECT j.id, CASE WHEN j.state = 'queued' THEN j.batch_id END FROM jobs j
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        "SELECT j.id, j.cache_source IS NOT NULL FROM jobs j
          WHERE j.id IN (
              SELECT id FROM job_view
              WHERE state IN ('held', 'queued') AND ($1::text IS NULL OR state = $1)
@@ -72,51 +72,84 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
     .bind(f.limit)
     .fetch_all(&mut *tx)
     .await?;
-    // Queued jobs only of batches still unstarted, held so until commit.
-    let batches: Vec<Uuid> = rows.iter().filter_map(|r| r.1).collect();
+    let all: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    // Where each stands. The jobs still waiting, locked: a round releasing
+    // one holds its `held_jobs` row to its commit and is skipped here (this
+    // takes them after the jobs' rows, the other order from a round's, so
+    // it never waits). Then, in a new statement, the batches of the others.
+    let waiting: std::collections::HashSet<Uuid> =
+        sqlx::query_scalar("SELECT id FROM held_jobs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED")
+            .bind(&all)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let members: std::collections::HashMap<Uuid, Uuid> =
+        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT job_id, batch_id FROM batch_members WHERE job_id = ANY($1)")
+            .bind(&all)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    // Members only of batches still unstarted, held so until commit;
+    // followers; waiting jobs. A job between waiting and a batch (a round
+    // releasing it) is left for the next cancel.
+    let batches: Vec<Uuid> = members.values().copied().collect();
     let unstarted: std::collections::HashSet<Uuid> =
         crate::jobs::hold_unstarted_batches(&mut tx, &batches).await?.into_iter().collect();
-    let ids: Vec<Uuid> = rows.iter().filter(|r| r.1.is_none_or(|b| unstarted.contains(&b))).map(|r| r.0).collect();
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|(id, follower)| {
+            waiting.contains(id) || *follower || members.get(id).is_some_and(|b| unstarted.contains(b))
+        })
+        .map(|r| r.0)
+        .collect();
     let sql = format!(
         "WITH c AS (
              UPDATE jobs SET state = 'cancelled', finished_at = $2
-             WHERE id = ANY($1) AND state IN ('held', 'queued')
-               AND {not_ended}
+             WHERE id = ANY($1) AND {live}
              RETURNING {}
          ),
-         freed AS ({}){}
+         unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
+         {}{}
          SELECT id FROM c",
         crate::outbox::EFFECT_COLUMNS,
         crate::jobs::FREE_FOLLOWERS_OF_C,
         crate::outbox::terminal_effects("c"),
-        not_ended = crate::edge::not_ended!("jobs"),
+        live = crate::edge::live!("jobs"),
     );
     let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(cancelled)
 }
 
-/// Deletes up to `chunk` finished jobs that finished before `before`, and
-/// then the batches published before `before` that have no unfinished job
-/// left (found through `jobs_open_batch`; a finished job kept longer than
-/// its batch shows no batch on its dashboard page). Returns the jobs deleted; call again
+/// Deletes up to `chunk` finished jobs that finished before `before`, with
+/// their `batch_members` rows, and then the batches published before
+/// `before` that have no unfinished job left (found through
+/// `batch_members_batch`; a finished job kept longer than its batch shows
+/// no batch on its dashboard page). Returns the jobs deleted; call again
 /// until it returns 0 (small chunks keep locks and WAL bursts short).
 pub async fn prune_chunk<'e, E>(db: E, before: DateTime<Utc>, chunk: i64) -> Result<u64, sqlx::Error>
 where
     E: PgExecutor<'e> + Copy,
 {
     let sql = format!(
-        "DELETE FROM jobs WHERE id IN (
-             SELECT id FROM jobs
-             WHERE state IN {TERMINAL_STATES} AND finished_at < $1
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
+        "WITH deleted AS (
+             DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE state IN {TERMINAL_STATES} AND finished_at < $1
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id
+         ),
+         members AS (DELETE FROM batch_members WHERE job_id IN (SELECT id FROM deleted))
+         SELECT count(*) FROM deleted",
         TERMINAL_STATES = crate::edge::TERMINAL_STATES
     );
-    let res = sqlx::query(&sql)
+    let in_row: i64 = sqlx::query_scalar(&sql)
     .bind(before)
     .bind(chunk)
-    .execute(db)
+    .fetch_one(db)
     .await?;
     // Jobs a worker ended: their end is their outcome row. The job goes;
     // the outcome keeps its usage (the ledger outlives pruning) without the
@@ -129,6 +162,7 @@ where
              FOR UPDATE SKIP LOCKED
          ),
          deleted AS (DELETE FROM jobs WHERE id IN (SELECT job_id FROM gone) RETURNING id),
+         members AS (DELETE FROM batch_members WHERE job_id IN (SELECT job_id FROM gone)),
          dropped AS (DELETE FROM job_outcomes WHERE job_id IN (SELECT job_id FROM gone) AND NOT counted),
          kept AS (
              UPDATE job_outcomes SET state = NULL, result = NULL, error = NULL
@@ -143,13 +177,13 @@ where
     sqlx::query(
         concat!(
         "DELETE FROM batches b WHERE b.published_at < $1
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state IN ('queued', 'running')
-                           AND ", crate::edge::not_ended!("j"), ")"),
+           AND NOT EXISTS (SELECT 1 FROM batch_members m JOIN jobs j ON j.id = m.job_id
+                           WHERE m.batch_id = b.id AND ", crate::edge::live!("j"), ")"),
     )
         .bind(before)
         .execute(db)
         .await?;
-    Ok(res.rows_affected() + u64::try_from(ended).unwrap_or(0))
+    Ok(u64::try_from(in_row).unwrap_or(0) + u64::try_from(ended).unwrap_or(0))
 }
 
 /// Which finished jobs an operator gives another chance.
@@ -165,8 +199,8 @@ pub struct RetryFilter {
 }
 
 /// The filter's `WHERE` over `jobs j JOIN tenants t`, parameters `$1` to `$5`.
-/// A job's state is its outcome's when its row says `queued` and it has one.
-const RETRY_MATCH: &str = "(CASE WHEN j.state = 'queued'
+/// A job's state is its outcome's when its row is live and it has one.
+const RETRY_MATCH: &str = "(CASE WHEN j.state IN ('held', 'queued')
         THEN (SELECT x.state FROM job_outcomes x WHERE x.job_id = j.id AND x.state IS NOT NULL)
         ELSE j.state END) = ANY($1) AND ($2::uuid IS NULL OR j.id = $2)
     AND ($3::uuid IS NULL OR j.tenant_id = $3) AND ($4::text IS NULL OR j.model = $4)";
@@ -227,8 +261,12 @@ pub async fn retry<'e>(
                    AND j.timezone = $6 AND t.window_start IS NOT DISTINCT FROM $7 AND t.window_end IS NOT DISTINCT FROM $8
                  ORDER BY j.id LIMIT $5
                  FOR UPDATE OF j SKIP LOCKED)
-             RETURNING id, group_id
+             RETURNING {held}, group_id
          ),
+         -- Waiting again: out of the batch that ran them, into `held_jobs`
+         -- with the instant they are due again.
+         out_of_batch AS (DELETE FROM batch_members WHERE job_id IN (SELECT id FROM moved)),
+         waiting AS (INSERT INTO held_jobs ({held}) SELECT {held} FROM moved),
          -- A worker's end of a moved job is its outcome row: it goes (a
          -- failed or dead job's is never usage: no credits, no list price).
          unended AS (
@@ -247,7 +285,8 @@ pub async fn retry<'e>(
              RETURNING job_ids
          ){fan_out}
          SELECT id FROM moved",
-        fan_out = crate::outbox::fan_out("events")
+        fan_out = crate::outbox::fan_out("events"),
+        held = crate::edge::HELD_COLUMNS,
     );
     let (timezone, window_start, window_end) = group.stored();
     sqlx::query_scalar(&sql)

@@ -497,12 +497,15 @@ pub async fn burst(opts: &Options, jobs: u64, with_baseline: bool, cache_keys: b
     }
     sqlx::query("DROP TABLE jobs_bare").execute(&mut *conn).await?;
 
-    // The backlog: due at `opening`, far enough ahead for the COPY and a
-    // VACUUM ANALYZE (autovacuum would have done both during the day).
+    // The backlog: due at `opening`, far enough ahead for the COPY, the
+    // jobs' `held_jobs` rows (the API inserts both) and a VACUUM ANALYZE of
+    // both tables (autovacuum would have done it during the day).
     let opening = Utc::now() + chrono::Duration::from_std(copy_estimate * 2 + Duration::from_secs(5))?;
     let copy_started = Instant::now();
     copy_rows(&mut conn, &format!("COPY jobs {COLUMNS} FROM STDIN"), rows(opening, &ids)).await?;
+    hold_copied(&mut conn).await?;
     sqlx::query("VACUUM ANALYZE jobs").execute(&mut *conn).await?;
+    sqlx::query("VACUUM ANALYZE held_jobs").execute(&mut *conn).await?;
     let setup_copy_secs = copy_started.elapsed().as_secs_f64();
     drop(conn);
     announce(&stack.pool).await?;
@@ -615,16 +618,17 @@ impl CpuSample {
     }
 }
 
-/// Polls (every 100 ms, with two cheap index probes) until no job is held
-/// and then none is open; returns seconds from `opening` to each, and
-/// whether `timeout` cut it short.
+/// Polls (every 100 ms, with two cheap probes) until no job is held
+/// (waiting in `held_jobs`: a job a round released keeps `held` in its own
+/// row) and then no batch is open; returns seconds from `opening` to each,
+/// and whether `timeout` cut it short.
 pub(super) async fn watch_until_done(pool: &PgPool, opening: DateTime<Utc>, timeout: Duration) -> anyhow::Result<(f64, f64, bool)> {
     let since = |_: ()| (Utc::now() - opening).to_std().unwrap_or_default().as_secs_f64();
     let deadline = Instant::now() + timeout;
     let mut published = None;
     loop {
         if published.is_none() {
-            let held: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'held')").fetch_one(pool).await?;
+            let held: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM held_jobs)").fetch_one(pool).await?;
             if !held {
                 published = Some(since(()));
             }
@@ -693,6 +697,7 @@ pub async fn slow(opts: &Options) -> anyhow::Result<SlowResult> {
         rows,
     )
     .await?;
+    hold_copied(&mut conn).await?;
     drop(conn);
     announce(&stack.pool).await?;
     tokio::time::sleep((opening - Utc::now()).to_std().unwrap_or_default()).await;
@@ -713,7 +718,7 @@ pub async fn slow(opts: &Options) -> anyhow::Result<SlowResult> {
 pub struct WindowResult {
     pub openings: usize,
     /// Window opening → the release round that published its first batch
-    /// (`jobs.queued_at`, the round's instant).
+    /// (`job_view.queued_at`: its batch's `published_at`, the round's instant).
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -761,6 +766,7 @@ pub async fn window_precision(opts: &Options) -> anyhow::Result<WindowResult> {
         rows,
     )
     .await?;
+    hold_copied(&mut conn).await?;
     drop(conn);
     announce(&stack.pool).await?;
     let committed = tokio::spawn(watch_commits(stack.pool.clone(), openings, Duration::from_secs(120)));
@@ -804,16 +810,16 @@ async fn announce(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// Polls every [`COMMIT_POLL`] for release instants whose jobs have left
-/// `held` (committed), until `openings` of them are seen or `timeout`;
-/// returns, for each, milliseconds from the instant to the poll that saw
-/// it first.
+/// `held` (committed: `job_view`'s state; a released job's own row keeps
+/// `held`), until `openings` of them are seen or `timeout`; returns, for
+/// each, milliseconds from the instant to the poll that saw it first.
 async fn watch_commits(pool: PgPool, openings: usize, timeout: Duration) -> anyhow::Result<Vec<f64>> {
     let deadline = Instant::now() + timeout;
     let mut seen: std::collections::HashMap<DateTime<Utc>, DateTime<Utc>> = std::collections::HashMap::new();
     while seen.len() < openings && Instant::now() < deadline {
         // A few hundred rows in all: a scan costs less than the poll's interval.
         let due: Vec<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT DISTINCT release_at FROM jobs WHERE state <> 'held'").fetch_all(&pool).await?;
+            sqlx::query_scalar("SELECT DISTINCT release_at FROM job_view WHERE state <> 'held'").fetch_all(&pool).await?;
         let now = Utc::now();
         for at in due {
             seen.entry(at).or_insert(now);
@@ -872,6 +878,22 @@ async fn make_tenants(pool: &PgPool, n: usize) -> anyhow::Result<Vec<Uuid>> {
         .execute(pool)
         .await?;
     Ok(ids)
+}
+
+/// Makes the jobs just copied in `held` wait for the release loop, as the
+/// API's insert does: their `held_jobs` rows, which is all the loop's claim
+/// reads (a fresh database: every `held` job without one, and not
+/// released).
+async fn hold_copied(conn: &mut sqlx::PgConnection) -> anyhow::Result<u64> {
+    let held = sqlx::query(
+        "INSERT INTO held_jobs (id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic)
+         SELECT id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic FROM jobs
+         WHERE state = 'held' AND NOT EXISTS (SELECT 1 FROM batch_members m WHERE m.job_id = jobs.id)
+           AND NOT EXISTS (SELECT 1 FROM held_jobs h WHERE h.id = jobs.id)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(held.rows_affected())
 }
 
 /// Streams text-format rows through `COPY ... FROM STDIN`; returns the rows stored.

@@ -141,4 +141,10 @@ async fn a_group_whose_transaction_fails_is_retried_one_submission_at_a_time() {
     assert_eq!(jobs_and_transactions(&env, "good").await, (11, 11));
     let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE input ? 'doomed'").fetch_one(&env.pool).await.unwrap();
     assert_eq!(orphans, 0);
+    // Nor a `held_jobs` row (no foreign key) of a job that was not stored.
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM held_jobs h WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = h.id)")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0, "a held row without its job");
 }

@@ -189,12 +189,16 @@ async fn check(env: &TestEnv, key: &str, req: &Req) -> Result<(), String> {
     Ok(())
 }
 
-/// The jobs table's row count, and a digest of every job and schedule row.
+/// The jobs table's row count, and a digest of every job and schedule row,
+/// with where each live job stands (`held_jobs`, `batch_members`: a
+/// release or a cancel moves a job there without writing its row).
 async fn stored(env: &TestEnv) -> (i64, String) {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM jobs),
                 md5(coalesce((SELECT string_agg(j::text, ',' ORDER BY j.id) FROM jobs j), '') || '|' ||
-                    coalesce((SELECT string_agg(s::text, ',' ORDER BY s.id) FROM schedules s), ''))",
+                    coalesce((SELECT string_agg(s::text, ',' ORDER BY s.id) FROM schedules s), '') || '|' ||
+                    coalesce((SELECT string_agg(h::text, ',' ORDER BY h.id) FROM held_jobs h), '') || '|' ||
+                    coalesce((SELECT string_agg(m::text, ',' ORDER BY m.job_id) FROM batch_members m), ''))",
     )
     .fetch_one(&env.pool)
     .await

@@ -82,4 +82,5 @@ mod ui;
 mod ui_browser;
 mod webhooks;
 mod windows_api;
+mod upgrade;
 mod workers;

@@ -536,13 +536,15 @@ fn urlencode(s: &str) -> String {
 // ---------------------------------------------------------------- responses and request bodies
 
 /// Submits `body` and gives the job the state a worker would (`succeeded`,
-/// with a result), so that it can be upgraded; returns its id.
+/// with a result; no longer waiting in `held_jobs`), so that it can be
+/// upgraded; returns its id.
 async fn succeeded_job(env: &TestEnv, key: &str, body: &Value) -> String {
     let (status, job) = env.post(key, "/v1/jobs", body).await;
     assert_eq!(status, 201, "{job}");
     let id: Uuid = job["id"].as_str().expect("id").parse().expect("a uuid");
     sqlx::query(
-        "UPDATE jobs SET state = 'succeeded', result = '{\"url\": \"https://example.com/x.png\"}', credits = 0,
+        "WITH ended AS (DELETE FROM held_jobs WHERE id = $1)
+         UPDATE jobs SET state = 'succeeded', result = '{\"url\": \"https://example.com/x.png\"}', credits = 0,
                 finished_at = created_at
          WHERE id = $1",
     )

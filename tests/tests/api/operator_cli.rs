@@ -77,16 +77,23 @@ async fn prune_deletes_only_finished_jobs_past_the_retention_period() {
     let inputs: Vec<_> = (0..6).map(|i| json!({"p": i})).collect();
     env.post(&a, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
     // Two finished 40 days ago, one finished yesterday, three still held.
+    // Ended as a cancel ends a held job: its row, and out of `held_jobs`.
     sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '40 days'
-         WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 2)",
+        "WITH ended AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '40 days'
+             WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 2) RETURNING id
+         )
+         DELETE FROM held_jobs WHERE id IN (SELECT id FROM ended)",
     )
     .execute(&env.pool)
     .await
     .unwrap();
     sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '1 day'
-         WHERE id IN (SELECT id FROM jobs WHERE state = 'held' ORDER BY id LIMIT 1)",
+        "WITH ended AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = now() - interval '1 day'
+             WHERE id IN (SELECT id FROM held_jobs ORDER BY id LIMIT 1) RETURNING id
+         )
+         DELETE FROM held_jobs WHERE id IN (SELECT id FROM ended)",
     )
     .execute(&env.pool)
     .await

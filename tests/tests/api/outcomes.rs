@@ -50,10 +50,13 @@ async fn versions(env: &TestEnv, ids: &[Uuid]) -> Vec<(Uuid, String, String)> {
 }
 
 /// Jobs whose own row says they ended (cancelled, say) while they also have
-/// a worker's outcome: two ends for one job.
+/// a worker's outcome: two ends for one job. A live job's row says `held`
+/// (released by a round, or put back) or `queued` (released at submission,
+/// or a follower): neither is an end.
 async fn two_ends(env: &TestEnv) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM jobs j JOIN job_outcomes o ON o.job_id = j.id AND o.state IS NOT NULL WHERE j.state <> 'queued'",
+        "SELECT count(*) FROM jobs j JOIN job_outcomes o ON o.job_id = j.id AND o.state IS NOT NULL
+         WHERE j.state NOT IN ('held', 'queued')",
     )
     .fetch_one(&env.pool)
     .await
@@ -64,9 +67,14 @@ async fn two_ends(env: &TestEnv) -> i64 {
 async fn a_job_a_worker_ends_keeps_its_released_row_and_its_end_is_one_outcome_row() {
     let (env, key) = env_rejecting(0.3, 11).await;
     let ids = bulk(&env, &key, (0..60).map(|i| format!("twice {i}"))).await;
+    // The release writes `held_jobs` and `batch_members`, not the jobs'
+    // rows (migration 20261212000000): the version it leaves is the
+    // submission's, and the finish leaves that one too.
+    let submitted = versions(&env, &ids).await;
     env.release_once().await;
     let released = versions(&env, &ids).await;
     assert_eq!(released.len(), ids.len());
+    assert_eq!(released, submitted, "the release did not write a job row");
 
     env.work_released(&env.batch_context()).await;
     assert_eq!(versions(&env, &ids).await, released, "the finish did not write a job row");
@@ -288,8 +296,8 @@ async fn the_state_gauges_count_each_state_where_it_is_written_as_the_api_shows_
     assert_eq!(status, 201, "{body}");
     env.release_once().await;
     let (batch, leaders): (Uuid, Vec<Uuid>) = sqlx::query_as(
-        "SELECT batch_id, array_agg(id) FROM jobs WHERE state = 'queued' AND model = 'flux-dev' AND batch_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM job_outcomes o WHERE o.job_id = jobs.id)
+        "SELECT batch_id, array_agg(id) FROM job_view WHERE state = 'queued' AND model = 'flux-dev' AND batch_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM job_outcomes o WHERE o.job_id = job_view.id)
          GROUP BY batch_id",
     )
     .fetch_one(&env.pool)

@@ -19,10 +19,14 @@ async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_u
     let (status, _) = env.post(&key, "/v1/jobs/bulk", &json!({"model": "flux-dev", "inputs": inputs})).await;
     assert_eq!(status, 201);
     // Five finished 40 days before the clock (one of them with a usage
-    // ledger row), one finished yesterday, one still held.
+    // ledger row), one finished yesterday, one still held. Ended as a
+    // cancel ends a held job: its row, and out of `held_jobs`.
     sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $1
-         WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 5)",
+        "WITH ended AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $1
+             WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 5) RETURNING id
+         )
+         DELETE FROM held_jobs WHERE id IN (SELECT id FROM ended)",
     )
     .bind(at("2027-04-22T12:00:00Z"))
     .execute(&env.pool)
@@ -36,8 +40,11 @@ async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_u
     .await
     .unwrap();
     sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $1
-         WHERE id IN (SELECT id FROM jobs WHERE state = 'held' ORDER BY id LIMIT 1)",
+        "WITH ended AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $1
+             WHERE id IN (SELECT id FROM held_jobs ORDER BY id LIMIT 1) RETURNING id
+         )
+         DELETE FROM held_jobs WHERE id IN (SELECT id FROM ended)",
     )
     .bind(at("2027-05-31T12:00:00Z"))
     .execute(&env.pool)
@@ -70,7 +77,16 @@ async fn a_pass_deletes_only_finished_jobs_past_the_retention_period_and_keeps_u
     .execute(&env.pool)
     .await
     .unwrap();
-    sqlx::query("UPDATE jobs SET state = 'queued', batch_id = $1 WHERE state = 'held'").bind(open).execute(&env.pool).await.unwrap();
+    // The held job released into `open` as a round releases it: out of
+    // `held_jobs`, a member of the batch (its own row keeps `held`).
+    sqlx::query(
+        "WITH released AS (DELETE FROM held_jobs RETURNING id, cache_key)
+         INSERT INTO batch_members (job_id, batch_id, cache_key) SELECT id, $1, cache_key FROM released",
+    )
+    .bind(open)
+    .execute(&env.pool)
+    .await
+    .unwrap();
     pruner.run_once().await.unwrap();
     let mut kept: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM batches").fetch_all(&env.pool).await.unwrap();
     kept.sort();

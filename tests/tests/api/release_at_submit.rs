@@ -117,6 +117,7 @@ async fn a_bulk_submission_due_at_once_is_queued_by_its_own_transaction_and_runs
     let jobs_by = writers(&env, "jobs").await;
     assert_eq!(jobs_by.len(), 1, "one transaction wrote every job row");
     assert_eq!(writers(&env, "batches").await, jobs_by, "and the batches' rows");
+    assert_eq!(writers(&env, "batch_members").await, jobs_by, "and their members' rows");
     let counts: Vec<i32> = sqlx::query_scalar("SELECT job_count FROM batches ORDER BY job_count DESC").fetch_all(&env.pool).await.unwrap();
     assert_eq!(counts, vec![100, 100, 50]);
     assert_eq!(env.queue_depth().await, 3, "published before the answer");

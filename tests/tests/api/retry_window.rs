@@ -29,13 +29,14 @@ async fn tenant_with_own_window(env: &TestEnv) -> String {
 }
 
 /// A low-priority job of the tenant, made `dead` as a worker that used up
-/// its attempts would leave it.
+/// its attempts would leave it (no longer waiting: out of `held_jobs`).
 async fn dead_job(env: &TestEnv, key: &str, prompt: &str) -> Uuid {
     let (status, job) = env.post(key, "/v1/jobs", &json!({"model": "flux-dev", "input": {"prompt": prompt}})).await;
     assert_eq!(status, 201, "{job}");
     let id: Uuid = job["id"].as_str().unwrap().parse().unwrap();
     sqlx::query(
-        "UPDATE jobs SET state = 'dead', attempts = 5, finished_at = now(), credits = 0,
+        "WITH ended AS (DELETE FROM held_jobs WHERE id = $1)
+         UPDATE jobs SET state = 'dead', attempts = 5, finished_at = now(), credits = 0,
                 error = '{\"code\": \"unavailable\", \"message\": \"provider down\"}'
          WHERE id = $1",
     )

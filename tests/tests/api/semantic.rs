@@ -311,17 +311,18 @@ async fn a_round_out_of_search_time_leaves_its_other_semantic_jobs_held_for_the_
         submit(&env, &key, semantic_job(prompt)).await;
     }
     // No search time at all: each round searches one job (progress) and leaves the rest held.
+    // Held as the API shows it (`job_view`): a job a round released keeps `held` in its own row.
     let first = releaser.run_once().await.expect("round");
     assert_eq!((first.released, first.more), (1, true), "{first:?}");
     let embedded = env.sim.sim.stats().embedded_texts;
     assert_eq!(embedded, 3, "the round embedded all three, once");
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
     assert_eq!(held, 2);
     for _ in 0..2 {
         let r = releaser.run_once().await.expect("round");
         assert_eq!(r.released, 1, "{r:?}");
     }
     assert_eq!(env.sim.sim.stats().embedded_texts, embedded, "the vectors of the jobs left over were kept");
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM job_view WHERE state = 'held'").fetch_one(&env.pool).await.unwrap();
     assert_eq!(held, 0);
 }

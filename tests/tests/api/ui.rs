@@ -212,9 +212,13 @@ async fn tonight_counts_held_jobs_by_due_hour_model_and_timezone_as_the_tenant_a
         }
     }
     // A window always opens within a day, so a job due beyond the chart is
-    // one whose release an operator moved (or a future feature will).
+    // one whose release an operator moved (or a future feature will): in
+    // its row and its `held_jobs` row, as the roll-over moves both.
     let far = submit(&env, &acme, json!({"model": "flux-pro", "input": {"prompt": "far"}, "timezone": "Europe/Berlin"})).await;
-    sqlx::query("UPDATE jobs SET release_at = $2, window_closes_at = $3 WHERE id = $1")
+    sqlx::query(
+        "WITH waiting AS (UPDATE held_jobs SET release_at = $2, window_closes_at = $3 WHERE id = $1)
+         UPDATE jobs SET release_at = $2, window_closes_at = $3 WHERE id = $1",
+    )
         .bind(id_of(&far))
         .bind(now + TimeDelta::days(3))
         .bind(now + TimeDelta::days(3) + TimeDelta::hours(4))
@@ -611,7 +615,15 @@ async fn retry_and_cancel_change_one_job_and_refuse_the_wrong_state_with_a_409()
     env.sim.sim.set_config(SimConfig { item_error_rate: 1.0, ..Default::default() });
     // Low priority in Tokyo, released by hand at 12:00Z (window long closed there: 02:00 JST = 17:00Z).
     let failed_low = id_of(&submit(&env, &key, json!({"model": "flux-pro", "input": {"prompt": "f"}, "timezone": "Asia/Tokyo"})).await);
-    sqlx::query("UPDATE jobs SET release_at = $2, window_closes_at = NULL WHERE id = $1").bind(failed_low).bind(now).execute(&env.pool).await.unwrap();
+    sqlx::query(
+        "WITH waiting AS (UPDATE held_jobs SET release_at = $2, window_closes_at = NULL WHERE id = $1)
+         UPDATE jobs SET release_at = $2, window_closes_at = NULL WHERE id = $1",
+    )
+    .bind(failed_low)
+    .bind(now)
+    .execute(&env.pool)
+    .await
+    .unwrap();
     env.release_and_work(&ctx).await;
     assert_eq!(env.job(failed_low).await.state, "failed");
     env.sim.sim.set_config(SimConfig::default());
@@ -654,8 +666,17 @@ async fn retry_and_cancel_change_one_job_and_refuse_the_wrong_state_with_a_409()
     let (status, body) = ui_post(&env, &path(failed_low, "retry"), &json!({})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_retryable")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("held"));
-    // With {"now": true} a failed low job is due at once.
-    sqlx::query("UPDATE jobs SET state = 'failed', finished_at = $2 WHERE id = $1").bind(failed_low).bind(now).execute(&env.pool).await.unwrap();
+    // With {"now": true} a failed low job is due at once. Failed again in
+    // its own row, it no longer waits (out of `held_jobs`).
+    sqlx::query(
+        "WITH ended AS (DELETE FROM held_jobs WHERE id = $1)
+         UPDATE jobs SET state = 'failed', finished_at = $2 WHERE id = $1",
+    )
+    .bind(failed_low)
+    .bind(now)
+    .execute(&env.pool)
+    .await
+    .unwrap();
     let (status, body) = ui_post(&env, &path(failed_low, "retry"), &json!({"now": true})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((at(body["job"]["release_at"].as_str().unwrap()), body["job"]["window_closes_at"].is_null()), (now, true));
