@@ -14,9 +14,17 @@
 # not carried over, and its schema is not migrated from main's data.
 # Leaves the worktree in /tmp/offpeak-members-burst; needs the local
 # PostgreSQL and RabbitMQ (deploy/local-services.sh).
+#
+# Since ebb3762 the design is built whole on main (BENCHMARKS.md step 35),
+# and the patch applies only to a checkout from before it: run this from
+# `git worktree add /tmp/offpeak-165acd7 165acd7`.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel)"
+if [ -e "$repo/migrations/20261212000000_held_and_members.sql" ]; then
+    echo "this checkout has the members design built whole (ebb3762); run this from a checkout of 165acd7" >&2
+    exit 2
+fi
 pairs="${1:-3}"
 tree=/tmp/offpeak-members-burst
 base_bin="$repo/target/release"
