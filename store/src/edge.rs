@@ -44,6 +44,12 @@ pub(crate) use live;
 /// puts jobs back to waiting inserts them `SELECT`ed from the jobs' rows.
 pub(crate) const HELD_COLUMNS: &str = "id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic";
 
+/// A column list (`"a, b"`) qualified by a table alias (`"t.a, t.b"`), for a
+/// `RETURNING` or `SELECT` whose FROM list has more than one table.
+pub(crate) fn qualified(columns: &str, alias: &str) -> String {
+    columns.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
 use chrono_tz::Tz;
 use offpeak_core::tenant::Tenant;
 use offpeak_core::tz::{self, UnknownTimezone};

@@ -543,8 +543,9 @@ async fn try_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
                  RETURNING {effect_columns}
              ),
              unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
-             {FREE_FOLLOWERS_OF_C}{effects}
+             {free}{effects}
              SELECT id FROM c",
+            free = &*FREE_FOLLOWERS_OF_C,
             live = crate::edge::live!("jobs"),
             effect_columns = crate::outbox::EFFECT_COLUMNS,
             effects = crate::outbox::terminal_effects("c")
@@ -616,16 +617,19 @@ pub(crate) async fn hold_unstarted_batches(conn: &mut PgConnection, batch_ids: &
 /// (`pg_notify` on `release::DUE_CHANNEL`, once per transaction however
 /// many rows call it, and only if one does), so a release loop sends them
 /// without waiting for its next poll.
-pub(crate) const FREE_FOLLOWERS_OF_C: &str = "freed AS (
+pub(crate) static FREE_FOLLOWERS_OF_C: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "freed AS (
              UPDATE jobs SET state = 'held', cache_source = NULL, queued_at = NULL
              WHERE cache_source IN (SELECT id FROM c) AND state = 'queued' AND id NOT IN (SELECT id FROM c)
-             RETURNING id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic,
-                       pg_notify('offpeak_release', 'now')
+             RETURNING {held}, pg_notify('offpeak_release', 'now')
          ),
          freed_waiting AS (
-             INSERT INTO held_jobs (id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic)
-             SELECT id, tenant_id, model, release_at, window_closes_at, timezone, cache_key, semantic FROM freed
-         )";
+             INSERT INTO held_jobs ({held}) SELECT {held} FROM freed
+         )",
+        held = crate::edge::HELD_COLUMNS,
+    )
+});
 
 /// The children of each of these jobs of the tenant (the jobs upgraded from
 /// it, `POST /v1/jobs/{id}/upgrade`), oldest first, in one query over the

@@ -24,7 +24,7 @@ pub(crate) const EFFECT_COLUMNS: &str = "id, tenant_id, state, group_id, model, 
 /// [`EFFECT_COLUMNS`] qualified by a table alias, for a `RETURNING` whose
 /// FROM list has more than one table.
 pub(crate) fn effect_columns(alias: &str) -> String {
-    EFFECT_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+    crate::edge::qualified(EFFECT_COLUMNS, alias)
 }
 
 /// The SQL of a job event's payload (`{"type", "timestamp", "data"}`, as

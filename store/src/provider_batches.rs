@@ -218,8 +218,8 @@ pub async fn requeue(pool: &PgPool, batch_id: Uuid, jobs: &[(Uuid, Value)]) -> R
          SELECT id FROM c",
         live = crate::edge::live!("j"),
         held = crate::edge::HELD_COLUMNS,
-        held_j = crate::edge::HELD_COLUMNS.split(", ").map(|c| format!("j.{c}")).collect::<Vec<_>>().join(", "),
-        free = crate::jobs::FREE_FOLLOWERS_OF_C,
+        held_j = crate::edge::qualified(crate::edge::HELD_COLUMNS, "j"),
+        free = &*crate::jobs::FREE_FOLLOWERS_OF_C,
     );
     let moved: Vec<Uuid> = sqlx::query_scalar(&sql)
     .bind(batch_id)

@@ -194,12 +194,11 @@ pub struct OperatorRow {
 /// # Errors
 /// Database errors only.
 pub async fn list_all<'e>(db: impl PgExecutor<'e>, tenant_id: Option<Uuid>, limit: i64) -> Result<Vec<OperatorRow>, sqlx::Error> {
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
     let sql = format!(
         "SELECT {}, t.name AS tenant_name FROM schedules s JOIN tenants t ON t.id = s.tenant_id
          WHERE ($1::uuid IS NULL OR s.tenant_id = $1)
          ORDER BY t.name, s.name LIMIT $2",
-        columns.join(", ")
+        crate::edge::qualified(COLUMNS, "s")
     );
     sqlx::query_as::<_, OperatorRow>(&sql).bind(tenant_id).bind(limit).fetch_all(db).await
 }

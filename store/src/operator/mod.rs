@@ -114,7 +114,7 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
          {}{}
          SELECT id FROM c",
         crate::outbox::EFFECT_COLUMNS,
-        crate::jobs::FREE_FOLLOWERS_OF_C,
+        &*crate::jobs::FREE_FOLLOWERS_OF_C,
         crate::outbox::terminal_effects("c"),
         live = crate::edge::live!("jobs"),
     );
