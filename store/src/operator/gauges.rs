@@ -3,7 +3,22 @@
 //! each scheduler replica, so every query is one bounded `GROUP BY`.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A transaction for one count, run by one backend without JIT. A count is
+/// a scan that PostgreSQL's planner would otherwise give two parallel
+/// workers and compile with LLVM, costs that no monitoring query should
+/// take from the jobs' own statements on a busy server: in the middle of
+/// the 02:00 burst, [`by_state_and_model`] took 0.75–1.0 s in three
+/// processes, and its part over open batches spent 250 ms of its 310 in JIT
+/// compilation alone (BENCHMARKS.md step 36). The caller's pause after a
+/// pass grows with the pass's time, so one backend is what it bounds.
+async fn counting(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0").execute(&mut *tx).await?;
+    Ok(tx)
+}
 
 /// Jobs per (state, model), as `job_view` states them.
 ///
@@ -25,9 +40,15 @@ use sqlx::PgExecutor;
 /// - a live member of a batch not finished (a batch is marked finished only
 ///   once none of its jobs is open): `queued`, `running` once the batch has
 ///   started; or a follower waiting for its leader, with no batch of its
-///   own. Both read through indexes that hold only open work.
-pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as(concat!(
+///   own. Both read through indexes that hold only open work: the open
+///   batches (`batches_unfinished`), each batch's members, their jobs and
+///   outcomes by primary key. The `LATERAL` subquery with `OFFSET 0` keeps
+///   that order: joined flat, the planner hashed every member, job and
+///   outcome row instead (at 1,000,000 jobs, half ended: 27–38 ms so, and
+///   most of a second the other way, step 36).
+pub async fn by_state_and_model(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let mut tx = counting(pool).await?;
+    let rows = sqlx::query_as(concat!(
         "SELECT state, model, sum(n)::bigint FROM (
              SELECT 'held' AS state, model, count(*) AS n FROM held_jobs GROUP BY model
              UNION ALL
@@ -35,9 +56,13 @@ pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(Stri
              UNION ALL
              SELECT state, model, count(*) FROM job_outcomes WHERE state IS NOT NULL GROUP BY state, model
              UNION ALL
-             SELECT CASE WHEN b.started_at IS NOT NULL THEN 'running' ELSE 'queued' END, j.model, count(*)
-             FROM batches b JOIN batch_members m ON m.batch_id = b.id JOIN jobs j ON j.id = m.job_id
-             WHERE NOT b.finished AND ", crate::edge::live!("j"), "
+             SELECT CASE WHEN b.started_at IS NOT NULL THEN 'running' ELSE 'queued' END, o.model, count(*)
+             FROM batches b CROSS JOIN LATERAL (
+                 SELECT j.model FROM batch_members m JOIN jobs j ON j.id = m.job_id
+                 WHERE m.batch_id = b.id AND ", crate::edge::live!("j"), "
+                 OFFSET 0
+             ) o
+             WHERE NOT b.finished
              GROUP BY 1, 2
              UNION ALL
              SELECT 'queued', j.model, count(*) FROM jobs j
@@ -47,16 +72,19 @@ pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(Stri
          ) s
          GROUP BY state, model"
     ))
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Held jobs by the hours until they are due, as of `now`: `"0"` for those
 /// due already (waiting for capacity or the next round), `"1"` to `"24"`
 /// for those due within that many hours (`"1"`: within the next hour), and
 /// `"later"`.
-pub async fn held_by_hours_until_due<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn held_by_hours_until_due(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let mut tx = counting(pool).await?;
+    let rows = sqlx::query_as(
         "SELECT CASE WHEN release_at <= $1 THEN '0'
                      WHEN release_at > $1 + interval '24 hours' THEN 'later'
                      ELSE ceil(extract(epoch FROM release_at - $1) / 3600)::int::text END AS bucket,
@@ -65,8 +93,10 @@ pub async fn held_by_hours_until_due<'e>(db: impl PgExecutor<'e>, now: DateTime<
          GROUP BY 1",
     )
     .bind(now)
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Every bucket [`held_by_hours_until_due`] can return, in order.
