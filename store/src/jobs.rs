@@ -505,58 +505,28 @@ async fn try_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     let Some((state, follower)) = locked else {
         return Ok(Some(CancelOutcome::NotFound));
     };
-    // A new statement: a round that released the job has committed.
-    let batch_id: Option<Uuid> = sqlx::query_scalar("SELECT batch_id FROM batch_members WHERE job_id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
     let live = state == "held" || state == "queued";
-    let cancellable = match (live, waiting.is_some() || follower, batch_id) {
-        // Ended in its own row: the update below would match nothing.
-        (false, _, _) => false,
-        (true, true, _) => true,
-        (true, false, Some(batch_id)) => {
-            hold_unstarted_batches(&mut tx, &[batch_id]).await?.contains(&batch_id)
-                // The one running job that may be cancelled: its batch is at
-                // a provider's own batch API, which answers hours later. The
-                // poller's finish writes only jobs still live, and this
-                // job's row lock orders the two.
-                || crate::provider_batches::at_provider(&mut tx, batch_id).await?
-        }
-        (true, false, None) => return Ok(None),
+    if !live {
+        // Ended in its own row: nothing to cancel.
+        let row = get(&mut *tx, tenant_id, id).await?;
+        tx.commit().await?;
+        return Ok(Some(row.map_or(CancelOutcome::NotFound, CancelOutcome::NotCancellable)));
+    }
+    let standing = Standing::read(&mut tx, &[id], waiting.into_iter().collect()).await?;
+    let batch_id = standing.batch_of(id);
+    let cancellable = match standing.of(id, follower) {
+        Cancellable::Yes => true,
+        // The one running job that may be cancelled: its batch is at a
+        // provider's own batch API, which answers hours later. The
+        // poller's finish writes only jobs still live, and this job's row
+        // lock orders the two.
+        Cancellable::Started(batch_id) => crate::provider_batches::at_provider(&mut tx, batch_id).await?,
+        Cancellable::Moving => return Ok(None),
     };
-    let cancelled = if cancellable {
-        // A cancelled leader's followers go back to `held`: the next round
-        // makes one of them the leader. A queued job may have ended
-        // already (its outcome row, `batches::finish`): the update leaves
-        // it out, and it reads as not cancellable. This statement runs
-        // after the row lock, so a finish that held the row (a follower's
-        // answer, a provider batch's result) has committed.
-        //
-        // A job still waiting leaves `held_jobs` in the same statement, so a
-        // release round's claim never sees it again; a round that claimed
-        // it already finds its row gone and leaves it out.
-        let sql = format!(
-            "WITH c AS (
-                 UPDATE jobs SET state = 'cancelled', finished_at = $3
-                 WHERE tenant_id = $1 AND id = $2 AND {live}
-                 RETURNING {effect_columns}
-             ),
-             unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
-             {free}{effects}
-             SELECT id FROM c",
-            free = &*FREE_FOLLOWERS_OF_C,
-            live = crate::edge::live!("jobs"),
-            effect_columns = crate::outbox::EFFECT_COLUMNS,
-            effects = crate::outbox::terminal_effects("c")
-        );
-        let cancelled: Option<Uuid> = sqlx::query_scalar(&sql).bind(tenant_id).bind(id).bind(now).fetch_optional(&mut *tx).await?;
-        match cancelled {
-            // The job as the API shows it, with its batch: a new statement
-            // sees the cancel.
-            Some(_) => get(&mut *tx, tenant_id, id).await?,
-            None => None,
-        }
+    let cancelled = if cancellable && !write_cancel(&mut tx, &[id], now).await?.is_empty() {
+        // The job as the API shows it, with its batch: a new statement
+        // sees the cancel.
+        get(&mut *tx, tenant_id, id).await?
     } else {
         None
     };
@@ -574,6 +544,117 @@ async fn try_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     tx.commit().await?;
     Ok(Some(outcome))
 }
+
+/// Where a live job stands for a cancel, as [`Standing::of`] says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancellable {
+    /// Waiting in `held_jobs`, a follower waiting for its leader, or a
+    /// member of a batch no worker has started (held so, [`Standing::read`]).
+    Yes,
+    /// A member of this batch, which a worker has started.
+    Started(Uuid),
+    /// Neither waiting nor in a batch: between the two, as a leader's
+    /// finish puts a follower of a dead leader back to waiting. A new try
+    /// sees where it is.
+    Moving,
+}
+
+/// Where the jobs a cancel locked stand: the one classification both
+/// cancels use, the tenant's one job (`DELETE /v1/jobs/{id}`,
+/// [`cancel`]) and the operator's many ([`crate::operator::cancel`]).
+/// Each takes the jobs' row locks and their `held_jobs` row locks first, in
+/// its own order (the tenant's waits, the operator's skips what is locked);
+/// this reads the rest.
+#[derive(Debug, Default)]
+pub(crate) struct Standing {
+    waiting: std::collections::HashSet<Uuid>,
+    batch_of: std::collections::HashMap<Uuid, Uuid>,
+    unstarted: std::collections::HashSet<Uuid>,
+}
+
+impl Standing {
+    /// Reads the batches of `ids` (a new statement after the caller's row
+    /// locks: a round that released one of them has committed) and holds
+    /// those still unstarted until the caller's transaction ends
+    /// ([`hold_unstarted_batches`]). `waiting`: those of `ids` whose
+    /// `held_jobs` row the caller locked.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub(crate) async fn read(
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+        waiting: std::collections::HashSet<Uuid>,
+    ) -> Result<Self, sqlx::Error> {
+        let batch_of: std::collections::HashMap<Uuid, Uuid> =
+            sqlx::query_as::<_, (Uuid, Uuid)>("SELECT job_id, batch_id FROM batch_members WHERE job_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+        let batches: Vec<Uuid> = batch_of.values().copied().collect();
+        let unstarted = hold_unstarted_batches(conn, &batches).await?.into_iter().collect();
+        Ok(Self { waiting, batch_of, unstarted })
+    }
+
+    /// Where the live job `id` stands; `follower`: its row names a leader
+    /// (`cache_source`).
+    pub(crate) fn of(&self, id: Uuid, follower: bool) -> Cancellable {
+        if self.waiting.contains(&id) || follower {
+            return Cancellable::Yes;
+        }
+        match self.batch_of.get(&id) {
+            Some(batch) if self.unstarted.contains(batch) => Cancellable::Yes,
+            Some(batch) => Cancellable::Started(*batch),
+            None => Cancellable::Moving,
+        }
+    }
+
+    /// The batch the job `id` is a member of, if any.
+    pub(crate) fn batch_of(&self, id: Uuid) -> Option<Uuid> {
+        self.batch_of.get(&id).copied()
+    }
+}
+
+/// Cancels these jobs, those still live (one ended meanwhile, by its
+/// outcome row, is left out), in one statement; returns the ids cancelled.
+/// The caller has locked their rows and decided they may be cancelled
+/// ([`Standing`]). A job still waiting leaves `held_jobs` in the same
+/// statement, so a release round's claim never sees it again (a round that
+/// claimed it already finds its row gone and leaves it out). A cancelled
+/// leader's followers go back to `held` ([`FREE_FOLLOWERS_OF_C`]): the next
+/// round makes one of them the leader. The terminal effects (webhook
+/// events, the group's progress) are written by the same statement.
+///
+/// This runs after the row locks, so a finish that held a row (a
+/// follower's answer, a provider batch's result) has committed.
+///
+/// # Errors
+/// Database errors only.
+pub(crate) async fn write_cancel(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(&CANCEL_SQL).bind(ids).bind(now).fetch_all(conn).await
+}
+
+static CANCEL_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH c AS (
+             UPDATE jobs SET state = 'cancelled', finished_at = $2
+             WHERE id = ANY($1) AND {live}
+             RETURNING {effect_columns}
+         ),
+         unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
+         {free}{effects}
+         SELECT id FROM c",
+        live = crate::edge::live!("jobs"),
+        effect_columns = crate::outbox::EFFECT_COLUMNS,
+        free = &*FREE_FOLLOWERS_OF_C,
+        effects = crate::outbox::terminal_effects("c"),
+    )
+});
 
 /// Of these batches, the ones no worker has started, each held unstarted
 /// until the caller's transaction ends: a cancel of their queued jobs is

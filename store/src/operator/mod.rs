@@ -76,7 +76,8 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
     // Where each stands. The jobs still waiting, locked: a round releasing
     // one holds its `held_jobs` row to its commit and is skipped here (this
     // takes them after the jobs' rows, the other order from a round's, so
-    // it never waits). Then, in a new statement, the batches of the others.
+    // it never waits). Then, in a new statement, the batches of the others
+    // (`jobs::Standing`, as a tenant's cancel reads them).
     let waiting: std::collections::HashSet<Uuid> =
         sqlx::query_scalar("SELECT id FROM held_jobs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED")
             .bind(&all)
@@ -84,41 +85,17 @@ pub async fn cancel(pool: &sqlx::PgPool, f: &CancelFilter, now: DateTime<Utc>) -
             .await?
             .into_iter()
             .collect();
-    let members: std::collections::HashMap<Uuid, Uuid> =
-        sqlx::query_as::<_, (Uuid, Uuid)>("SELECT job_id, batch_id FROM batch_members WHERE job_id = ANY($1)")
-            .bind(&all)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-    // Members only of batches still unstarted, held so until commit;
-    // followers; waiting jobs. A job between waiting and a batch (a round
-    // releasing it) is left for the next cancel.
-    let batches: Vec<Uuid> = members.values().copied().collect();
-    let unstarted: std::collections::HashSet<Uuid> =
-        crate::jobs::hold_unstarted_batches(&mut tx, &batches).await?.into_iter().collect();
+    let standing = crate::jobs::Standing::read(&mut tx, &all, waiting).await?;
+    // Waiting jobs, followers, members of batches still unstarted (held so
+    // until commit). A member of a started batch is running; a job between
+    // waiting and a batch (a round releasing it) is left for the next
+    // cancel.
     let ids: Vec<Uuid> = rows
         .iter()
-        .filter(|(id, follower)| {
-            waiting.contains(id) || *follower || members.get(id).is_some_and(|b| unstarted.contains(b))
-        })
+        .filter(|(id, follower)| standing.of(*id, *follower) == crate::jobs::Cancellable::Yes)
         .map(|r| r.0)
         .collect();
-    let sql = format!(
-        "WITH c AS (
-             UPDATE jobs SET state = 'cancelled', finished_at = $2
-             WHERE id = ANY($1) AND {live}
-             RETURNING {}
-         ),
-         unheld AS (DELETE FROM held_jobs WHERE id IN (SELECT id FROM c)),
-         {}{}
-         SELECT id FROM c",
-        crate::outbox::EFFECT_COLUMNS,
-        &*crate::jobs::FREE_FOLLOWERS_OF_C,
-        crate::outbox::terminal_effects("c"),
-        live = crate::edge::live!("jobs"),
-    );
-    let cancelled = sqlx::query_scalar(&sql).bind(&ids).bind(now).fetch_all(&mut *tx).await?;
+    let cancelled = crate::jobs::write_cancel(&mut tx, &ids, now).await?;
     tx.commit().await?;
     Ok(cancelled)
 }
