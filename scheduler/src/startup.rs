@@ -147,7 +147,7 @@ async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: Shu
             }
             Err(e) => tracing::debug!(error = %e, "could not refresh the jobs-by-state gauges"),
         }
-        match offpeak_store::webhooks::outbox_stats(&pool, clock.now()).await {
+        match stats::outbox(&pool, clock.now()).await {
             Ok(o) => {
                 metrics::WEBHOOK_OUTBOX_PENDING.set(o.pending);
                 metrics::WEBHOOK_EVENTS_WAITING.set(o.events_waiting);

@@ -1,6 +1,7 @@
 //! Gauges of the jobs table for `/metrics`: jobs by state and model, and
-//! held jobs by how soon their window opens. Refreshed every few seconds by
-//! each scheduler replica, so every query is one bounded `GROUP BY`.
+//! held jobs by how soon their window opens; and the webhook outbox's.
+//! Refreshed every few seconds by each scheduler replica, so every query is
+//! one bounded `GROUP BY` or a count through a partial index.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -76,6 +77,20 @@ pub async fn by_state_and_model(pool: &PgPool) -> Result<Vec<(String, String, i6
     .await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// The webhook outbox's gauges ([`crate::webhooks::outbox_stats`]), counted
+/// as the others are, in one backend without JIT: each of its counts goes
+/// through a partial index (pending and failed deliveries), so none grows
+/// with the delivered rows kept until pruning.
+///
+/// # Errors
+/// Database errors only.
+pub async fn outbox(pool: &PgPool, now: DateTime<Utc>) -> Result<crate::webhooks::OutboxStats, sqlx::Error> {
+    let mut tx = counting(pool).await?;
+    let stats = crate::webhooks::outbox_stats(&mut *tx, now).await?;
+    tx.commit().await?;
+    Ok(stats)
 }
 
 /// Held jobs by the hours until they are due, as of `now`: `"0"` for those

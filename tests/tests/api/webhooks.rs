@@ -306,6 +306,39 @@ async fn an_endpoint_failing_for_days_is_disabled_and_can_be_enabled_again() {
 }
 
 #[tokio::test]
+async fn a_delivery_whose_retries_are_used_up_is_failed_and_the_outbox_gauges_count_it() {
+    let env = TestEnv::with(opts()).await;
+    let key = env.tenant("acme", "UTC").await;
+    let receiver = Receiver::start(None).await;
+    register(&env, &key, &receiver.url(), None).await;
+    receiver.set_mode(Mode::Fail(500));
+    // Not disabled while its one delivery runs through its retries.
+    let mut cfg = TestEnv::test_delivery_config();
+    cfg.disable_after = Duration::from_secs(30 * 24 * 3600);
+    let d = env.deliverer(cfg);
+    cancelled_job(&env, &key).await;
+    // Every attempt fails; a day later the next is due (the schedule's
+    // longest delay is hours), until the retry schedule is used up.
+    for _ in 0..offpeak_core::webhook::MAX_ATTEMPTS {
+        d.run_once().await.unwrap();
+        while d.in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        env.clock.advance(TimeDelta::hours(25));
+    }
+    let by_state = |state: &'static str| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_deliveries WHERE state = $1").bind(state).fetch_one(&env.pool)
+    };
+    assert_eq!((by_state("failed").await.unwrap(), by_state("pending").await.unwrap()), (1, 0));
+    // A new event's delivery is pending beside it.
+    cancelled_job(&env, &key).await;
+    offpeak_store::webhooks::fan_out(&env.pool, 1_000, 0).await.unwrap();
+    let now = offpeak_core::clock::Clock::now(&env.clock);
+    let outbox = offpeak_store::operator::gauges::outbox(&env.pool, now).await.unwrap();
+    assert_eq!((outbox.failed, outbox.pending, outbox.events_waiting), (1, 1, 0), "{outbox:?}");
+}
+
+#[tokio::test]
 async fn a_hanging_receiver_delays_no_one_else() {
     let env = TestEnv::with(opts()).await;
     let slow_key = env.tenant("slow", "UTC").await;
