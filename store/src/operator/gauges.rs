@@ -1,7 +1,7 @@
 //! Gauges of the jobs table for `/metrics`: jobs by state and model, and
 //! held jobs by how soon their window opens; and the webhook outbox's.
 //! Refreshed every few seconds by each scheduler replica, so every query is
-//! one bounded `GROUP BY` or a count through a partial index.
+//! one bounded `GROUP BY`, or counts through partial indexes.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -80,9 +80,10 @@ pub async fn by_state_and_model(pool: &PgPool) -> Result<Vec<(String, String, i6
 }
 
 /// The webhook outbox's gauges ([`crate::webhooks::outbox_stats`]), counted
-/// as the others are, in one backend without JIT: each of its counts goes
-/// through a partial index (pending and failed deliveries), so none grows
-/// with the delivered rows kept until pruning.
+/// as the others are, in one backend without JIT. Its counts of deliveries
+/// go through partial indexes (pending, failed), so none grows with the
+/// delivered rows kept until pruning; the events not yet fanned out and the
+/// endpoints are small tables (fan-out drains the first).
 ///
 /// # Errors
 /// Database errors only.
