@@ -505,23 +505,21 @@ async fn try_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid, now: DateTime<Utc>
     let Some((state, follower)) = locked else {
         return Ok(Some(CancelOutcome::NotFound));
     };
-    let live = state == "held" || state == "queued";
-    if !live {
+    let (cancellable, batch_id) = if state == "held" || state == "queued" {
+        let standing = Standing::read(&mut tx, &[id], waiting.into_iter().collect()).await?;
+        let cancellable = match standing.of(id, follower) {
+            Cancellable::Yes => true,
+            // The one running job that may be cancelled: its batch is at a
+            // provider's own batch API, which answers hours later. The
+            // poller's finish writes only jobs still live, and this job's
+            // row lock orders the two.
+            Cancellable::Started(batch_id) => crate::provider_batches::at_provider(&mut tx, batch_id).await?,
+            Cancellable::Moving => return Ok(None),
+        };
+        (cancellable, standing.batch_of(id))
+    } else {
         // Ended in its own row: nothing to cancel.
-        let row = get(&mut *tx, tenant_id, id).await?;
-        tx.commit().await?;
-        return Ok(Some(row.map_or(CancelOutcome::NotFound, CancelOutcome::NotCancellable)));
-    }
-    let standing = Standing::read(&mut tx, &[id], waiting.into_iter().collect()).await?;
-    let batch_id = standing.batch_of(id);
-    let cancellable = match standing.of(id, follower) {
-        Cancellable::Yes => true,
-        // The one running job that may be cancelled: its batch is at a
-        // provider's own batch API, which answers hours later. The
-        // poller's finish writes only jobs still live, and this job's row
-        // lock orders the two.
-        Cancellable::Started(batch_id) => crate::provider_batches::at_provider(&mut tx, batch_id).await?,
-        Cancellable::Moving => return Ok(None),
+        (false, None)
     };
     let cancelled = if cancellable && !write_cancel(&mut tx, &[id], now).await?.is_empty() {
         // The job as the API shows it, with its batch: a new statement
