@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -120,48 +121,51 @@ pub async fn serve(
     result
 }
 
-/// Refreshes the gauges that count the jobs table (`offpeak_jobs`,
-/// `offpeak_jobs_by_model`, `offpeak_held_jobs_due`): every
-/// [`STATS_INTERVAL`], or, when a pass is slow, [`STATS_COST_FACTOR`] times
-/// as long as the pass took. Counting is a scan of the table: at 1,000,000
-/// jobs in the middle of the 02:00 burst, the three queries this used to run
-/// took 1 s each, every 15 s, a sixth of what PostgreSQL spent on the
-/// release (BENCHMARKS.md, step 7). Now jobs by state are summed from jobs
-/// by state and model (one scan), and the pause keeps the counting under a
-/// tenth of one connection's time however big the table grows.
-async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
+/// One pass of [`refresh_state_gauge`], in one counting transaction. A
+/// gauge keeps its last value when the pass fails.
+async fn refresh_gauges_once(pool: &PgPool, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     use offpeak_store::operator::gauges as stats;
+    let mut tx = stats::begin_counting(pool).await?;
+    let rows = stats::by_state_and_model(&mut *tx).await?;
+    for st in offpeak_core::job::JobState::ALL {
+        let n: i64 = rows.iter().filter(|(s, _, _)| s == st.as_str()).map(|(_, _, n)| n).sum();
+        metrics::JOBS_BY_STATE.with_label_values(&[st.as_str()]).set(n);
+    }
+    // Reset first, so a (state, model) pair that emptied reads 0 rather than its last count.
+    metrics::JOBS_BY_STATE_MODEL.reset();
+    for (state, model, n) in rows {
+        metrics::JOBS_BY_STATE_MODEL.with_label_values(&[&state, &model]).set(n);
+    }
+    let o = offpeak_store::webhooks::outbox_stats(&mut *tx, now).await?;
+    metrics::WEBHOOK_OUTBOX_PENDING.set(o.pending);
+    metrics::WEBHOOK_EVENTS_WAITING.set(o.events_waiting);
+    metrics::WEBHOOK_OUTBOX_OLDEST_SECONDS.set(o.oldest_pending_seconds as i64);
+    metrics::WEBHOOK_DELIVERIES_FAILED.set(o.failed);
+    metrics::WEBHOOK_ENDPOINTS_DISABLED.set(o.endpoints_disabled);
+    let rows = stats::held_by_hours_until_due(&mut *tx, now).await?;
+    for bucket in stats::due_buckets() {
+        let n = rows.iter().find(|(b, _)| *b == bucket).map_or(0, |(_, n)| *n);
+        metrics::HELD_BY_DUE.with_label_values(&[&bucket]).set(n);
+    }
+    tx.commit().await
+}
+
+/// Refreshes the gauges that count the jobs table (`offpeak_jobs`,
+/// `offpeak_jobs_by_model`, `offpeak_held_jobs_due`) and the webhook
+/// outbox: every [`STATS_INTERVAL`], or, when a pass is slow,
+/// [`STATS_COST_FACTOR`] times as long as the pass took. Counting is a scan
+/// of the table: at 1,000,000 jobs in the middle of the 02:00 burst, the
+/// three queries this used to run took 1 s each, every 15 s, a sixth of
+/// what PostgreSQL spent on the release (BENCHMARKS.md, step 7). Now jobs
+/// by state are summed from jobs by state and model (one scan), a pass
+/// reads in one counting transaction (one backend, no JIT), and the pause
+/// keeps the counting under a tenth of one connection's time however big
+/// the table grows.
+async fn refresh_state_gauge(pool: PgPool, clock: SharedClock, mut shutdown: ShutdownSignal) {
     while !shutdown.is_triggered() {
         let started = std::time::Instant::now();
-        match stats::by_state_and_model(&pool).await {
-            Ok(rows) => {
-                for st in offpeak_core::job::JobState::ALL {
-                    let n: i64 = rows.iter().filter(|(s, _, _)| s == st.as_str()).map(|(_, _, n)| n).sum();
-                    metrics::JOBS_BY_STATE.with_label_values(&[st.as_str()]).set(n);
-                }
-                // Reset first, so a (state, model) pair that emptied reads 0 rather than its last count.
-                metrics::JOBS_BY_STATE_MODEL.reset();
-                for (state, model, n) in rows {
-                    metrics::JOBS_BY_STATE_MODEL.with_label_values(&[&state, &model]).set(n);
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "could not refresh the jobs-by-state gauges"),
-        }
-        match stats::outbox(&pool, clock.now()).await {
-            Ok(o) => {
-                metrics::WEBHOOK_OUTBOX_PENDING.set(o.pending);
-                metrics::WEBHOOK_EVENTS_WAITING.set(o.events_waiting);
-                metrics::WEBHOOK_OUTBOX_OLDEST_SECONDS.set(o.oldest_pending_seconds as i64);
-                metrics::WEBHOOK_DELIVERIES_FAILED.set(o.failed);
-                metrics::WEBHOOK_ENDPOINTS_DISABLED.set(o.endpoints_disabled);
-            }
-            Err(e) => tracing::debug!(error = %e, "could not refresh the webhook outbox gauges"),
-        }
-        if let Ok(rows) = stats::held_by_hours_until_due(&pool, clock.now()).await {
-            for bucket in stats::due_buckets() {
-                let n = rows.iter().find(|(b, _)| *b == bucket).map_or(0, |(_, n)| *n);
-                metrics::HELD_BY_DUE.with_label_values(&[&bucket]).set(n);
-            }
+        if let Err(e) = refresh_gauges_once(&pool, clock.now()).await {
+            tracing::debug!(error = %e, "could not refresh the gauges of the jobs table and the webhook outbox");
         }
         let pause = STATS_INTERVAL.max(started.elapsed() * STATS_COST_FACTOR);
         tokio::select! {

@@ -478,7 +478,11 @@ pub struct OutboxStats {
     pub endpoints_disabled: i64,
 }
 
-/// Reads [`OutboxStats`].
+/// Reads [`OutboxStats`]. Its counts of deliveries go through partial
+/// indexes (pending, failed), so none grows with the delivered rows kept
+/// until pruning; the events not yet fanned out and the endpoints are small
+/// tables (fan-out drains the first). The gauges read it in their counting
+/// transaction (`operator::gauges::begin_counting`).
 ///
 /// # Errors
 /// Database errors only.

@@ -4,17 +4,23 @@
 //! one bounded `GROUP BY`, or counts through partial indexes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
-/// A transaction for one count, run by one backend without JIT. A count is
-/// a scan that PostgreSQL's planner would otherwise give two parallel
-/// workers and compile with LLVM, costs that no monitoring query should
-/// take from the jobs' own statements on a busy server: in the middle of
-/// the 02:00 burst, [`by_state_and_model`] took 0.75–1.0 s in three
-/// processes, and its part over open batches spent 250 ms of its 310 in JIT
-/// compilation alone (BENCHMARKS.md step 36). The caller's pause after a
-/// pass grows with the pass's time, so one backend is what it bounds.
-async fn counting(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+/// Begins the transaction a pass of the gauges counts in, one backend
+/// without JIT: the caller reads every gauge of the pass through it
+/// ([`by_state_and_model`], [`held_by_hours_until_due`],
+/// [`crate::webhooks::outbox_stats`]) and commits. A count is a scan that
+/// PostgreSQL's planner would otherwise give two parallel workers and
+/// compile with LLVM, costs that no monitoring query should take from the
+/// jobs' own statements on a busy server: in the middle of the 02:00 burst,
+/// [`by_state_and_model`] took 0.75–1.0 s in three processes, and its part
+/// over open batches spent 250 ms of its 310 in JIT compilation alone
+/// (BENCHMARKS.md step 36). The caller's pause after a pass grows with the
+/// pass's time, so one backend is what it bounds.
+///
+/// # Errors
+/// Database errors only.
+pub async fn begin_counting(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
     sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0").execute(&mut *tx).await?;
@@ -47,9 +53,8 @@ async fn counting(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx:
 ///   that order: joined flat, the planner hashed every member, job and
 ///   outcome row instead (at 1,000,000 jobs, half ended: 27–38 ms so, and
 ///   most of a second the other way, step 36).
-pub async fn by_state_and_model(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    let mut tx = counting(pool).await?;
-    let rows = sqlx::query_as(concat!(
+pub async fn by_state_and_model<'e>(db: impl PgExecutor<'e>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(concat!(
         "SELECT state, model, sum(n)::bigint FROM (
              SELECT 'held' AS state, model, count(*) AS n FROM held_jobs GROUP BY model
              UNION ALL
@@ -73,34 +78,16 @@ pub async fn by_state_and_model(pool: &PgPool) -> Result<Vec<(String, String, i6
          ) s
          GROUP BY state, model"
     ))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(rows)
-}
-
-/// The webhook outbox's gauges ([`crate::webhooks::outbox_stats`]), counted
-/// as the others are, in one backend without JIT. Its counts of deliveries
-/// go through partial indexes (pending, failed), so none grows with the
-/// delivered rows kept until pruning; the events not yet fanned out and the
-/// endpoints are small tables (fan-out drains the first).
-///
-/// # Errors
-/// Database errors only.
-pub async fn outbox(pool: &PgPool, now: DateTime<Utc>) -> Result<crate::webhooks::OutboxStats, sqlx::Error> {
-    let mut tx = counting(pool).await?;
-    let stats = crate::webhooks::outbox_stats(&mut *tx, now).await?;
-    tx.commit().await?;
-    Ok(stats)
+    .fetch_all(db)
+    .await
 }
 
 /// Held jobs by the hours until they are due, as of `now`: `"0"` for those
 /// due already (waiting for capacity or the next round), `"1"` to `"24"`
 /// for those due within that many hours (`"1"`: within the next hour), and
 /// `"later"`.
-pub async fn held_by_hours_until_due(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let mut tx = counting(pool).await?;
-    let rows = sqlx::query_as(
+pub async fn held_by_hours_until_due<'e>(db: impl PgExecutor<'e>, now: DateTime<Utc>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT CASE WHEN release_at <= $1 THEN '0'
                      WHEN release_at > $1 + interval '24 hours' THEN 'later'
                      ELSE ceil(extract(epoch FROM release_at - $1) / 3600)::int::text END AS bucket,
@@ -109,10 +96,8 @@ pub async fn held_by_hours_until_due(pool: &PgPool, now: DateTime<Utc>) -> Resul
          GROUP BY 1",
     )
     .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(rows)
+    .fetch_all(db)
+    .await
 }
 
 /// Every bucket [`held_by_hours_until_due`] can return, in order.

@@ -334,7 +334,7 @@ async fn a_delivery_whose_retries_are_used_up_is_failed_and_the_outbox_gauges_co
     cancelled_job(&env, &key).await;
     offpeak_store::webhooks::fan_out(&env.pool, 1_000, 0).await.unwrap();
     let now = offpeak_core::clock::Clock::now(&env.clock);
-    let outbox = offpeak_store::operator::gauges::outbox(&env.pool, now).await.unwrap();
+    let outbox = offpeak_store::webhooks::outbox_stats(&env.pool, now).await.unwrap();
     assert_eq!((outbox.failed, outbox.pending, outbox.events_waiting), (1, 1, 0), "{outbox:?}");
 }
 
